@@ -1,0 +1,3 @@
+//! # tos-config: settings and shard layout
+//!
+//! Status: a skeleton, filled by the engine issue.

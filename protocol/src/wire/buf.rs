@@ -1,0 +1,625 @@
+//! [`Reader`] and [`Writer`]: bounds-checked cursors over caller-owned bytes.
+//!
+//! This is the seeds' FlatBuffer done so that none of its three historical
+//! failures can recur: every read checks the remaining length first (no
+//! overflow or underflow), every multi-byte number is assembled from bytes in
+//! little-endian order (no alignment assumption; `from_le_bytes` compiles to
+//! an unaligned load), and nothing allocates.
+
+use super::{EncodeError, WireError};
+
+/// The most bytes a LEB128 encoding of a `u64` takes.
+pub const MAX_VARINT_LEN: usize = 10;
+
+/// A saved cursor position, restored with [`Reader::restore`] or
+/// [`Writer::restore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark(usize);
+
+/// A forward cursor that reads from a borrowed byte slice.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+macro_rules! read_le {
+    ($($name:ident -> $ty:ty),* $(,)?) => {$(
+        #[doc = concat!("Reads a little-endian `", stringify!($ty), "`.")]
+        #[inline]
+        pub fn $name(&mut self) -> Result<$ty, WireError> {
+            let bytes = self.array::<{ core::mem::size_of::<$ty>() }>()?;
+            Ok(<$ty>::from_le_bytes(bytes))
+        }
+    )*};
+}
+
+impl<'a> Reader<'a> {
+    /// A reader positioned at the start of `buf`.
+    #[inline]
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Bytes consumed so far.
+    #[inline]
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes not yet consumed.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Whether every byte was consumed.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    /// Remembers the current position.
+    #[inline]
+    pub fn save(&self) -> Mark {
+        Mark(self.pos)
+    }
+
+    /// Returns to a position saved from this reader.
+    #[inline]
+    pub fn restore(&mut self, mark: Mark) {
+        // A mark from another, longer buffer cannot move past this one's end.
+        self.pos = mark.0.min(self.buf.len());
+    }
+
+    /// Takes the next `n` bytes.
+    #[inline]
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let available = self.remaining();
+        if n > available {
+            return Err(WireError::Truncated {
+                needed: n,
+                available,
+            });
+        }
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    /// Skips `n` bytes.
+    #[inline]
+    pub fn skip(&mut self, n: usize) -> Result<(), WireError> {
+        self.bytes(n).map(|_| ())
+    }
+
+    /// Takes everything that is left.
+    #[inline]
+    pub fn rest(&mut self) -> &'a [u8] {
+        let out = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        out
+    }
+
+    /// Takes the next `N` bytes as an array.
+    #[inline]
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let bytes = self.bytes(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    /// Reads one byte.
+    #[inline]
+    pub fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    /// Reads one signed byte.
+    #[inline]
+    pub fn i8(&mut self) -> Result<i8, WireError> {
+        Ok(i8::from_le_bytes([self.u8()?]))
+    }
+
+    read_le!(
+        u16 -> u16, u32 -> u32, u64 -> u64,
+        i16 -> i16, i32 -> i32, i64 -> i64,
+        f32 -> f32, f64 -> f64,
+    );
+
+    /// Reads an unsigned LEB128 varint of at most 10 bytes. Overlong
+    /// encodings (a final zero group after the first byte) and values past
+    /// 64 bits are rejected, so every value has exactly one encoding.
+    #[inline]
+    pub fn varint(&mut self) -> Result<u64, WireError> {
+        let mut value: u64 = 0;
+        for i in 0..MAX_VARINT_LEN {
+            let byte = self.u8()?;
+            let group = u64::from(byte & 0x7f);
+            if i == MAX_VARINT_LEN - 1 && byte > 0x01 {
+                // The tenth byte holds only bit 63.
+                return Err(WireError::VarintTooLong);
+            }
+            value |= group << (7 * i);
+            if byte & 0x80 == 0 {
+                if byte == 0 && i > 0 {
+                    return Err(WireError::VarintOverlong);
+                }
+                return Ok(value);
+            }
+        }
+        Err(WireError::VarintTooLong)
+    }
+
+    /// Reads a varint that must fit a `u32`.
+    #[inline]
+    pub fn varint_u32(&mut self) -> Result<u32, WireError> {
+        u32::try_from(self.varint()?).map_err(|_| WireError::VarintOutOfRange)
+    }
+
+    /// Reads a varint that must fit a `usize` no larger than `max`.
+    #[inline]
+    pub fn varint_len(&mut self, max: usize) -> Result<usize, WireError> {
+        let found = self.varint()?;
+        match usize::try_from(found) {
+            Ok(len) if len <= max => Ok(len),
+            _ => Err(WireError::LengthExceeded { max, found }),
+        }
+    }
+
+    /// Reads a ZigZag-encoded signed varint.
+    #[inline]
+    pub fn zigzag(&mut self) -> Result<i64, WireError> {
+        Ok(zigzag_decode(self.varint()?))
+    }
+
+    /// Reads a ZigZag varint that must fit an `i32`.
+    #[inline]
+    pub fn zigzag_i32(&mut self) -> Result<i32, WireError> {
+        i32::try_from(self.zigzag()?).map_err(|_| WireError::VarintOutOfRange)
+    }
+
+    /// Reads a varint length prefix (at most `max`) and that many bytes.
+    #[inline]
+    pub fn len_prefixed(&mut self, max: usize) -> Result<&'a [u8], WireError> {
+        let len = self.varint_len(max)?;
+        self.bytes(len)
+    }
+
+    /// Reads a length-prefixed UTF-8 string of at most `max` bytes.
+    #[inline]
+    pub fn str(&mut self, max: usize) -> Result<&'a str, WireError> {
+        core::str::from_utf8(self.len_prefixed(max)?).map_err(|_| WireError::InvalidUtf8)
+    }
+
+    /// Fails unless every byte was consumed.
+    #[inline]
+    pub fn finish(&self) -> Result<(), WireError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(WireError::TrailingBytes(n)),
+        }
+    }
+
+    /// A bit reader over the next `byte_len` bytes (bits LSB first).
+    #[inline]
+    pub fn bits(&mut self, byte_len: usize) -> Result<BitReader<'a>, WireError> {
+        Ok(BitReader {
+            bytes: self.bytes(byte_len)?,
+            bit: 0,
+        })
+    }
+}
+
+/// A forward cursor that writes into a borrowed mutable byte slice.
+#[derive(Debug)]
+pub struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+macro_rules! write_le {
+    ($($name:ident($ty:ty)),* $(,)?) => {$(
+        #[doc = concat!("Writes a little-endian `", stringify!($ty), "`.")]
+        #[inline]
+        pub fn $name(&mut self, value: $ty) -> Result<(), EncodeError> {
+            self.bytes(&value.to_le_bytes())
+        }
+    )*};
+}
+
+impl<'a> Writer<'a> {
+    /// A writer positioned at the start of `buf`.
+    #[inline]
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Bytes written so far.
+    #[inline]
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Room left.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Remembers the current position.
+    #[inline]
+    pub fn save(&self) -> Mark {
+        Mark(self.pos)
+    }
+
+    /// Returns to a saved position; bytes after it count as unwritten.
+    #[inline]
+    pub fn restore(&mut self, mark: Mark) {
+        self.pos = mark.0.min(self.buf.len());
+    }
+
+    /// The bytes written so far.
+    #[inline]
+    pub fn written(&self) -> &[u8] {
+        &self.buf[..self.pos]
+    }
+
+    /// The bytes written so far, mutably (to patch a length or checksum).
+    #[inline]
+    pub fn written_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.pos]
+    }
+
+    /// Reserves the next `n` bytes and returns them for the caller to fill.
+    #[inline]
+    pub fn reserve(&mut self, n: usize) -> Result<&mut [u8], EncodeError> {
+        let available = self.remaining();
+        if n > available {
+            return Err(EncodeError::BufferFull {
+                needed: n,
+                available,
+            });
+        }
+        let start = self.pos;
+        self.pos += n;
+        Ok(&mut self.buf[start..start + n])
+    }
+
+    /// Writes raw bytes.
+    #[inline]
+    pub fn bytes(&mut self, data: &[u8]) -> Result<(), EncodeError> {
+        self.reserve(data.len())?.copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Writes `n` zero bytes.
+    #[inline]
+    pub fn zeros(&mut self, n: usize) -> Result<(), EncodeError> {
+        self.reserve(n)?.fill(0);
+        Ok(())
+    }
+
+    /// Writes one byte.
+    #[inline]
+    pub fn u8(&mut self, value: u8) -> Result<(), EncodeError> {
+        self.bytes(&[value])
+    }
+
+    /// Writes one signed byte.
+    #[inline]
+    pub fn i8(&mut self, value: i8) -> Result<(), EncodeError> {
+        self.bytes(&value.to_le_bytes())
+    }
+
+    write_le!(
+        u16(u16),
+        u32(u32),
+        u64(u64),
+        i16(i16),
+        i32(i32),
+        i64(i64),
+        f32(f32),
+        f64(f64),
+    );
+
+    /// Writes an unsigned LEB128 varint (1 to 10 bytes).
+    #[inline]
+    pub fn varint(&mut self, value: u64) -> Result<(), EncodeError> {
+        let mut tmp = [0u8; MAX_VARINT_LEN];
+        let len = encode_varint(value, &mut tmp);
+        self.bytes(&tmp[..len])
+    }
+
+    /// Writes a ZigZag-encoded signed varint.
+    #[inline]
+    pub fn zigzag(&mut self, value: i64) -> Result<(), EncodeError> {
+        self.varint(zigzag_encode(value))
+    }
+
+    /// Writes a varint length prefix and the bytes, refusing more than `max`.
+    #[inline]
+    pub fn len_prefixed(&mut self, data: &[u8], max: usize) -> Result<(), EncodeError> {
+        if data.len() > max {
+            return Err(EncodeError::TooLong {
+                max,
+                found: data.len(),
+            });
+        }
+        self.varint(data.len() as u64)?;
+        self.bytes(data)
+    }
+
+    /// Writes a length-prefixed UTF-8 string of at most `max` bytes.
+    #[inline]
+    pub fn str(&mut self, value: &str, max: usize) -> Result<(), EncodeError> {
+        self.len_prefixed(value.as_bytes(), max)
+    }
+
+    /// A bit writer over the next `byte_len` bytes, which it zeroes first.
+    #[inline]
+    pub fn bits(&mut self, byte_len: usize) -> Result<BitWriter<'_>, EncodeError> {
+        let bytes = self.reserve(byte_len)?;
+        bytes.fill(0);
+        Ok(BitWriter { bytes, bit: 0 })
+    }
+}
+
+/// Writes booleans and small unsigned fields bit by bit, least significant
+/// bit first, into bytes a [`Writer`] reserved.
+#[derive(Debug)]
+pub struct BitWriter<'a> {
+    bytes: &'a mut [u8],
+    bit: usize,
+}
+
+impl BitWriter<'_> {
+    /// Writes the low `count` bits of `value` (`count` ≤ 64).
+    pub fn write(&mut self, value: u64, count: u32) -> Result<(), EncodeError> {
+        let count = count.min(64) as usize;
+        let available = self.bytes.len() * 8 - self.bit;
+        if count > available {
+            return Err(EncodeError::BufferFull {
+                needed: count.div_ceil(8),
+                available: available / 8,
+            });
+        }
+        for i in 0..count {
+            if value >> i & 1 == 1 {
+                let at = self.bit + i;
+                self.bytes[at / 8] |= 1 << (at % 8);
+            }
+        }
+        self.bit += count;
+        Ok(())
+    }
+
+    /// Writes one boolean.
+    pub fn bool(&mut self, value: bool) -> Result<(), EncodeError> {
+        self.write(u64::from(value), 1)
+    }
+}
+
+/// Reads what a [`BitWriter`] wrote.
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    bit: usize,
+}
+
+impl BitReader<'_> {
+    /// Reads `count` bits (≤ 64) as an unsigned value.
+    pub fn read(&mut self, count: u32) -> Result<u64, WireError> {
+        let count = count.min(64) as usize;
+        let available = self.bytes.len() * 8 - self.bit;
+        if count > available {
+            return Err(WireError::Truncated {
+                needed: count.div_ceil(8),
+                available: available / 8,
+            });
+        }
+        let mut value = 0u64;
+        for i in 0..count {
+            let at = self.bit + i;
+            value |= u64::from(self.bytes[at / 8] >> (at % 8) & 1) << i;
+        }
+        self.bit += count;
+        Ok(value)
+    }
+
+    /// Reads one boolean.
+    pub fn bool(&mut self) -> Result<bool, WireError> {
+        Ok(self.read(1)? == 1)
+    }
+}
+
+/// Encodes `value` as LEB128 into `out`, returning the length used.
+#[inline]
+pub fn encode_varint(mut value: u64, out: &mut [u8; MAX_VARINT_LEN]) -> usize {
+    let mut i = 0;
+    loop {
+        let group = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out[i] = group;
+            return i + 1;
+        }
+        out[i] = group | 0x80;
+        i += 1;
+    }
+}
+
+/// The number of bytes the varint encoding of `value` takes.
+#[inline]
+pub fn varint_len(value: u64) -> usize {
+    // One byte per started group of 7 bits, at least one.
+    let bits = 64 - (value | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Maps signed to unsigned so that small magnitudes stay small.
+#[inline]
+pub fn zigzag_encode(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+/// Inverse of [`zigzag_encode`].
+#[inline]
+pub fn zigzag_decode(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_vectors() {
+        let cases: &[(u64, &[u8])] = &[
+            (0, &[0x00]),
+            (1, &[0x01]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (300, &[0xac, 0x02]),
+            (16_384, &[0x80, 0x80, 0x01]),
+            (
+                u64::MAX,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
+        ];
+        for &(value, bytes) in cases {
+            let mut buf = [0u8; 16];
+            let mut w = Writer::new(&mut buf);
+            w.varint(value).unwrap();
+            assert_eq!(w.written(), bytes, "encoding {value}");
+            assert_eq!(varint_len(value), bytes.len());
+            let mut r = Reader::new(bytes);
+            assert_eq!(r.varint().unwrap(), value);
+            assert!(r.is_empty());
+        }
+    }
+
+    #[test]
+    fn varint_rejects_overlong_and_too_long() {
+        assert_eq!(
+            Reader::new(&[0x80, 0x00]).varint(),
+            Err(WireError::VarintOverlong)
+        );
+        assert_eq!(
+            Reader::new(&[0xff; 10]).varint(),
+            Err(WireError::VarintTooLong)
+        );
+        let mut eleven = [0x80u8; 11];
+        eleven[10] = 0x01;
+        assert_eq!(Reader::new(&eleven).varint(), Err(WireError::VarintTooLong));
+        // Bit 64 and above in the tenth byte.
+        let mut over = [0xffu8; 10];
+        over[9] = 0x02;
+        assert_eq!(Reader::new(&over).varint(), Err(WireError::VarintTooLong));
+        assert!(matches!(
+            Reader::new(&[0x80]).varint(),
+            Err(WireError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn zigzag_vectors() {
+        for (v, z) in [
+            (0i64, 0u64),
+            (-1, 1),
+            (1, 2),
+            (-2, 3),
+            (i64::MAX, u64::MAX - 1),
+            (i64::MIN, u64::MAX),
+        ] {
+            assert_eq!(zigzag_encode(v), z);
+            assert_eq!(zigzag_decode(z), v);
+        }
+    }
+
+    #[test]
+    fn fixed_width_is_little_endian_and_bounds_checked() {
+        let mut buf = [0u8; 15];
+        let mut w = Writer::new(&mut buf);
+        w.u16(0x0102).unwrap();
+        w.u32(0x0304_0506).unwrap();
+        w.u64(0x0708_090a_0b0c_0d0e).unwrap();
+        assert!(matches!(w.u8(1), Ok(())));
+        assert!(matches!(w.u8(1), Err(EncodeError::BufferFull { .. })));
+        assert_eq!(
+            buf,
+            [2, 1, 6, 5, 4, 3, 0x0e, 0x0d, 0x0c, 0x0b, 0x0a, 9, 8, 7, 1]
+        );
+        let mut r = Reader::new(&buf[..13]);
+        assert_eq!(r.u16().unwrap(), 0x0102);
+        assert_eq!(r.u32().unwrap(), 0x0304_0506);
+        assert_eq!(
+            r.u64(),
+            Err(WireError::Truncated {
+                needed: 8,
+                available: 7
+            })
+        );
+        // A failed read consumes nothing.
+        assert_eq!(r.position(), 6);
+    }
+
+    #[test]
+    fn strings_and_limits() {
+        let mut buf = [0u8; 32];
+        let mut w = Writer::new(&mut buf);
+        w.str("héllo", 16).unwrap();
+        assert_eq!(
+            w.str("too long", 4),
+            Err(EncodeError::TooLong { max: 4, found: 8 })
+        );
+        let n = w.position();
+        let mut r = Reader::new(&buf[..n]);
+        assert_eq!(
+            r.clone().str(3),
+            Err(WireError::LengthExceeded { max: 3, found: 6 })
+        );
+        assert_eq!(r.str(16).unwrap(), "héllo");
+        assert_eq!(
+            Reader::new(&[2, 0xff, 0xfe]).str(8),
+            Err(WireError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn save_and_restore() {
+        let data = [1u8, 2, 3, 4];
+        let mut r = Reader::new(&data);
+        let mark = r.save();
+        assert_eq!(r.u16().unwrap(), 0x0201);
+        r.restore(mark);
+        assert_eq!(r.u8().unwrap(), 1);
+        let mut buf = [0u8; 4];
+        let mut w = Writer::new(&mut buf);
+        w.u8(9).unwrap();
+        let mark = w.save();
+        w.u16(7).unwrap();
+        w.restore(mark);
+        w.u8(5).unwrap();
+        assert_eq!(w.written(), &[9, 5]);
+    }
+
+    #[test]
+    fn bits_round_trip() {
+        let mut buf = [0u8; 4];
+        let mut w = Writer::new(&mut buf);
+        let mut bits = w.bits(2).unwrap();
+        bits.bool(true).unwrap();
+        bits.write(0b101, 3).unwrap();
+        bits.write(0x7f, 7).unwrap();
+        assert!(bits.write(0, 6).is_err());
+        assert_eq!(&buf[..2], &[0b1111_1011, 0b0000_0111]);
+        let mut r = Reader::new(&buf[..2]);
+        let mut bits = r.bits(2).unwrap();
+        assert!(bits.bool().unwrap());
+        assert_eq!(bits.read(3).unwrap(), 0b101);
+        assert_eq!(bits.read(7).unwrap(), 0x7f);
+        assert!(bits.read(6).is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! Length-delimited frames: the unit inside a datagram payload.
+//!
+//! ```text
+//! +------+----------------+------------------+
+//! | type | length varint  | body (length B)  |
+//! |  u8  | 1..=10 bytes   |                  |
+//! +------+----------------+------------------+
+//! ```
+//!
+//! A payload is a sequence of frames and nothing else. Because every body
+//! is sliced by its length before it is decoded, a body that fails to
+//! decode is rejected alone: the next frame is found from the length, never
+//! from how far the failed decoder got. Unknown types are skipped by length,
+//! so new frame types can be added without breaking old receivers. Only a
+//! length that runs past the end of the payload ends the iteration, since no
+//! later boundary can be trusted after it.
+
+use super::buf::varint_len;
+use super::{EncodeError, Reader, WireError, Writer};
+
+/// Frame type numbers. 4–14 keep the seed's control packet numbers (§10.3).
+pub mod frame_type {
+    /// Heartbeat request.
+    pub const PING: u8 = 4;
+    /// Heartbeat response.
+    pub const PONG: u8 = 5;
+    /// The sender closes the connection.
+    pub const DISCONNECT: u8 = 6;
+    /// Acknowledgement of packet numbers.
+    pub const ACK: u8 = 7;
+    /// One piece of a message larger than a datagram.
+    pub const FRAGMENT: u8 = 8;
+    /// Reliable channel limits of the sender.
+    pub const RELIABLE_HANDSHAKE: u8 = 9;
+    /// Proof that the sender's keys work.
+    pub const CRYPTO_TEST: u8 = 10;
+    /// Echo of a crypto test.
+    pub const CRYPTO_TEST_ACK: u8 = 11;
+    /// Integrity challenge (server to client) or answer (client to server).
+    pub const CHECK_INTEGRITY: u8 = 12;
+    /// Start of a key rotation.
+    pub const REKEY_REQUEST: u8 = 13;
+    /// Answer to a key rotation.
+    pub const REKEY_RESPONSE: u8 = 14;
+    /// The server assigns the connection a new id (extension).
+    pub const NEW_CONNECTION_ID: u8 = 15;
+    /// An application message on the unreliable channel (extension).
+    pub const MESSAGE_UNRELIABLE: u8 = 16;
+    /// An application message on the reliable ordered channel (extension).
+    pub const MESSAGE_RELIABLE_ORDERED: u8 = 17;
+    /// An application message on the reliable unordered channel (extension).
+    pub const MESSAGE_RELIABLE_UNORDERED: u8 = 18;
+}
+
+/// A frame body type with a fixed frame type number.
+pub trait FrameBody<'a>: Sized {
+    /// The frame type byte.
+    const TYPE: u8;
+    /// Length of the encoded body.
+    fn body_len(&self) -> usize;
+    /// Writes the body (exactly `body_len` bytes).
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError>;
+    /// Reads a body that must fill `r` exactly.
+    fn decode_body(r: &mut Reader<'a>) -> Result<Self, WireError>;
+
+    /// Length of the whole frame: type, length varint and body.
+    fn frame_len(&self) -> usize {
+        let body = self.body_len();
+        1 + varint_len(body as u64) + body
+    }
+
+    /// Writes the whole frame. On a full buffer nothing is written.
+    fn encode_frame(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        if self.frame_len() > w.remaining() {
+            return Err(EncodeError::BufferFull {
+                needed: self.frame_len(),
+                available: w.remaining(),
+            });
+        }
+        w.u8(Self::TYPE)?;
+        w.varint(self.body_len() as u64)?;
+        self.encode_body(w)
+    }
+
+    /// Decodes a body taken from a [`Frame`] of this type.
+    fn decode(frame: &Frame<'a>) -> Result<Self, WireError> {
+        if frame.frame_type != Self::TYPE {
+            return Err(WireError::UnknownType(frame.frame_type));
+        }
+        let mut r = Reader::new(frame.body);
+        let out = Self::decode_body(&mut r)?;
+        r.finish()?;
+        Ok(out)
+    }
+}
+
+/// One frame as sliced from a payload, body not yet decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The type byte.
+    pub frame_type: u8,
+    /// The body bytes.
+    pub body: &'a [u8],
+}
+
+/// Iterates over the frames of a payload.
+#[derive(Debug, Clone)]
+pub struct Frames<'a> {
+    reader: Reader<'a>,
+    max_body: usize,
+    done: bool,
+}
+
+impl<'a> Frames<'a> {
+    /// Frames of `payload`, with bodies of at most `max_body` bytes.
+    pub fn new(payload: &'a [u8], max_body: usize) -> Self {
+        Self {
+            reader: Reader::new(payload),
+            max_body,
+            done: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<Frame<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.reader.is_empty() {
+            return None;
+        }
+        let result = (|| {
+            let frame_type = self.reader.u8()?;
+            let len = self.reader.varint_len(self.max_body)?;
+            let body = self.reader.bytes(len)?;
+            Ok(Frame { frame_type, body })
+        })();
+        if result.is_err() {
+            // No later boundary can be trusted.
+            self.done = true;
+        }
+        Some(result)
+    }
+}
+
+/// Writes a frame of an arbitrary type with a raw body.
+pub fn encode_raw_frame(
+    w: &mut Writer<'_>,
+    frame_type: u8,
+    body: &[u8],
+) -> Result<(), EncodeError> {
+    let needed = 1 + varint_len(body.len() as u64) + body.len();
+    if needed > w.remaining() {
+        return Err(EncodeError::BufferFull {
+            needed,
+            available: w.remaining(),
+        });
+    }
+    w.u8(frame_type)?;
+    w.varint(body.len() as u64)?;
+    w.bytes(body)
+}
+
+/// Length of a frame with a body of `body_len` bytes.
+pub fn raw_frame_len(body_len: usize) -> usize {
+    1 + varint_len(body_len as u64) + body_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_body_does_not_shift_the_next_frame() {
+        // Frame 1: type 200 (unknown), 3-byte body. Frame 2: PING with a
+        // 2-byte body that a 4-byte decoder rejects. Frame 3: PONG, id 7.
+        let payload = [200, 3, 1, 2, 3, 4, 2, 0xaa, 0xbb, 5, 4, 7, 0, 0, 0];
+        let frames: Vec<_> = Frames::new(&payload, 1200).collect();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(
+            frames[0],
+            Ok(Frame {
+                frame_type: 200,
+                body: &[1, 2, 3]
+            })
+        );
+        let ping = frames[1].unwrap();
+        assert!(super::super::control::Ping::decode(&ping).is_err());
+        let pong = super::super::control::Pong::decode(&frames[2].unwrap()).unwrap();
+        assert_eq!(pong.id, 7);
+    }
+
+    #[test]
+    fn overrun_ends_iteration() {
+        let payload = [4, 9, 1, 2];
+        let mut frames = Frames::new(&payload, 1200);
+        assert!(matches!(
+            frames.next(),
+            Some(Err(WireError::Truncated { .. }))
+        ));
+        assert_eq!(frames.next(), None);
+        let payload = [4, 0x80, 0x01];
+        let mut frames = Frames::new(&payload, 100);
+        assert!(matches!(
+            frames.next(),
+            Some(Err(WireError::LengthExceeded { .. }))
+        ));
+    }
+}

@@ -1,0 +1,538 @@
+//! Game messages (seed §10.1 and §10.2): what the world server and the
+//! game client say to each other inside message frames.
+//!
+//! Each message is `type u8 | body`, filling its message frame exactly.
+//! Server and client have separate type spaces. Numbers 0–6 (server) and
+//! 0–4 (client) are the seed's; higher numbers are this project's
+//! extensions. The seed's game-level RekeyRequest (server 5), Pong (client
+//! 2) and RekeyResponse (client 4) have the same bodies as the control
+//! frames of those names; the transport itself rotates keys and answers
+//! heartbeats with control frames, so a conforming peer never needs them,
+//! but they decode so that a client built from the seed's table is
+//! understood.
+
+use super::control::{Pong, RekeyRequest, RekeyResponse};
+use super::frame::FrameBody;
+use super::{EncodeError, Reader, WireError, Writer};
+use crate::delta::{EntityStatus, QuantizedEntity};
+use crate::quant::{QuantizedPosition, QuantizedRotation};
+
+/// Server message type numbers.
+pub mod server_type {
+    /// Echo/benchmark probe.
+    pub const BENCHMARK: u8 = 0;
+    /// Full quantized state of an entity entering view.
+    pub const CREATE_ENTITY: u8 = 1;
+    /// Full-precision entity state.
+    pub const UPDATE_ENTITY: u8 = 2;
+    /// An entity left view.
+    pub const REMOVE_ENTITY: u8 = 3;
+    /// Full quantized entity state.
+    pub const UPDATE_ENTITY_QUANTIZED: u8 = 4;
+    /// Seed alias of the control RekeyRequest.
+    pub const REKEY_REQUEST: u8 = 5;
+    /// A snapshot of delta records.
+    pub const DELTA_SYNC: u8 = 6;
+    /// Extension: the player is in the world as this entity.
+    pub const WORLD_ENTERED: u8 = 7;
+    /// Extension: a movement claim was corrected.
+    pub const CORRECTION: u8 = 8;
+    /// Extension: the outcome of an action request.
+    pub const ACTION_RESULT: u8 = 9;
+}
+
+/// Client message type numbers.
+pub mod client_type {
+    /// Full-precision movement claim.
+    pub const SYNC_ENTITY: u8 = 0;
+    /// Quantized movement claim.
+    pub const SYNC_ENTITY_QUANTIZED: u8 = 1;
+    /// Seed alias of the control Pong.
+    pub const PONG: u8 = 2;
+    /// Request to enter the world with a character.
+    pub const ENTER_TO_WORLD: u8 = 3;
+    /// Seed alias of the control RekeyResponse.
+    pub const REKEY_RESPONSE: u8 = 4;
+    /// Extension: request to perform an action.
+    pub const ACTION: u8 = 5;
+}
+
+/// An entity's state at full precision: the naive encoding that
+/// quantization and delta compression are measured against.
+///
+/// Layout (47 bytes): position 3 × f32, rotation (pitch, yaw, roll degrees)
+/// 3 × f32, velocity 3 × f32, anim u8, state u8, buffs u8, hp f32, mp f32.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FullEntityState {
+    /// World position.
+    pub position: [f32; 3],
+    /// Pitch, yaw, roll in degrees.
+    pub rotation: [f32; 3],
+    /// Velocity in units per second.
+    pub velocity: [f32; 3],
+    /// Animation state.
+    pub anim: u8,
+    /// EntityState bits.
+    pub state: u8,
+    /// Buff bits.
+    pub buffs: u8,
+    /// Hit points.
+    pub hp: f32,
+    /// Mana points.
+    pub mp: f32,
+}
+
+impl FullEntityState {
+    /// Encoded length.
+    pub const LEN: usize = 47;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        for v in self
+            .position
+            .iter()
+            .chain(&self.rotation)
+            .chain(&self.velocity)
+        {
+            w.f32(*v)?;
+        }
+        w.bytes(&[self.anim, self.state, self.buffs])?;
+        w.f32(self.hp)?;
+        w.f32(self.mp)
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let mut v = [0f32; 9];
+        for x in &mut v {
+            *x = r.f32()?;
+        }
+        let [anim, state, buffs] = r.array()?;
+        Ok(Self {
+            position: [v[0], v[1], v[2]],
+            rotation: [v[3], v[4], v[5]],
+            velocity: [v[6], v[7], v[8]],
+            anim,
+            state,
+            buffs,
+            hp: r.f32()?,
+            mp: r.f32()?,
+        })
+    }
+}
+
+/// Writes a quantized entity state in absolute form (24 bytes): quadrant
+/// u16, offsets 3 × i16, pitch/yaw/roll 3 × u16, anim u8, state u8, buffs
+/// u8, hp u8, mp u8, velocity 3 × i16.
+pub fn encode_quantized(w: &mut Writer<'_>, s: &QuantizedEntity) -> Result<(), EncodeError> {
+    w.u16(s.position.quadrant)?;
+    for v in s.position.offset {
+        w.i16(v)?;
+    }
+    w.u16(s.rotation.pitch)?;
+    w.u16(s.rotation.yaw)?;
+    w.u16(s.rotation.roll)?;
+    w.u8(s.anim)?;
+    w.bytes(&[s.status.state, s.status.buffs, s.status.hp, s.status.mp])?;
+    for v in s.velocity {
+        w.i16(v)?;
+    }
+    Ok(())
+}
+
+/// Reads what [`encode_quantized`] wrote.
+pub fn decode_quantized(r: &mut Reader<'_>) -> Result<QuantizedEntity, WireError> {
+    let quadrant = r.u16()?;
+    let offset = [r.i16()?, r.i16()?, r.i16()?];
+    let rotation = QuantizedRotation {
+        pitch: r.u16()?,
+        yaw: r.u16()?,
+        roll: r.u16()?,
+    };
+    let anim = r.u8()?;
+    let [state, buffs, hp, mp] = r.array()?;
+    let velocity = [r.i16()?, r.i16()?, r.i16()?];
+    Ok(QuantizedEntity {
+        position: QuantizedPosition { quadrant, offset },
+        rotation,
+        anim,
+        status: EntityStatus {
+            state,
+            buffs,
+            hp,
+            mp,
+        },
+        velocity,
+    })
+}
+
+/// A movement claim at full precision: what the client says it did. The
+/// server validates it and may correct it.
+///
+/// Layout (33 bytes): input sequence u32, position 3 × f32, velocity
+/// 3 × f32, yaw degrees f32, anim u8.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MovementClaim {
+    /// The client's input counter; echoed in snapshots to measure latency.
+    pub input_seq: u32,
+    /// Claimed position.
+    pub position: [f32; 3],
+    /// Claimed velocity.
+    pub velocity: [f32; 3],
+    /// Claimed yaw in degrees.
+    pub yaw: f32,
+    /// Claimed animation state.
+    pub anim: u8,
+}
+
+/// A quantized movement claim.
+///
+/// Layout (20 bytes): input sequence u32, quadrant u16, offsets 3 × i16,
+/// velocity 3 × i16, yaw u16, anim u8 ... (see `encode`): 4 + 2 + 6 + 6 +
+/// 2 + 1 = 21 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuantizedClaim {
+    /// The client's input counter.
+    pub input_seq: u32,
+    /// Claimed position.
+    pub position: QuantizedPosition,
+    /// Claimed velocity in steps.
+    pub velocity: [i16; 3],
+    /// Claimed yaw as a turn fraction.
+    pub yaw: u16,
+    /// Claimed animation state.
+    pub anim: u8,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ServerMessage<'a> {
+    /// 0 — Benchmark: id u64, payload (rest). Echo mode returns client
+    /// probes in this form.
+    Benchmark {
+        /// Probe id.
+        id: u64,
+        /// Opaque bytes.
+        payload: &'a [u8],
+    },
+    /// 1 — CreateEntity: entity id varint, entity type u8, quantized state
+    /// (24 bytes, see [`encode_quantized`]).
+    CreateEntity {
+        /// Network id.
+        entity_id: u32,
+        /// Entity type.
+        entity_type: u8,
+        /// Full quantized state.
+        state: QuantizedEntity,
+    },
+    /// 2 — UpdateEntity: entity id u32, [`FullEntityState`] (47 bytes).
+    UpdateEntity {
+        /// Network id.
+        entity_id: u32,
+        /// Full-precision state.
+        state: FullEntityState,
+    },
+    /// 3 — RemoveEntity: entity id varint.
+    RemoveEntity {
+        /// Network id.
+        entity_id: u32,
+    },
+    /// 4 — UpdateEntityQuantized: entity id varint, quantized state (24 B).
+    UpdateEntityQuantized {
+        /// Network id.
+        entity_id: u32,
+        /// Full quantized state.
+        state: QuantizedEntity,
+    },
+    /// 5 — RekeyRequest: the control frame body (49 bytes).
+    RekeyRequest(RekeyRequest),
+    /// 6 — DeltaSync: server tick u32, baseline tick u32 (0 = none), last
+    /// input sequence applied for this client u32, record count varint,
+    /// then that many delta records (see [`crate::delta`]).
+    DeltaSync(DeltaSync<'a>),
+    /// 7 — WorldEntered (extension): entity id varint, server tick u32.
+    WorldEntered {
+        /// The player's own entity.
+        entity_id: u32,
+        /// The server tick at entry.
+        server_tick: u32,
+    },
+    /// 8 — Correction (extension): input sequence u32, position 3 × f32,
+    /// velocity 3 × f32: the authoritative state after a rejected claim.
+    Correction {
+        /// The rejected claim's sequence.
+        input_seq: u32,
+        /// Where the player really is.
+        position: [f32; 3],
+        /// Its real velocity.
+        velocity: [f32; 3],
+    },
+    /// 9 — ActionResult (extension): input sequence u32, result u8
+    /// (0 = done; otherwise an `ActionRefusal` code of the shards crate).
+    ActionResult {
+        /// The action request's sequence.
+        input_seq: u32,
+        /// Outcome code.
+        result: u8,
+    },
+}
+
+/// The header of a DeltaSync; the records follow as raw bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaSync<'a> {
+    /// The server tick this snapshot shows.
+    pub tick: u32,
+    /// The acknowledged snapshot this one is relative to (0 = none).
+    pub baseline_tick: u32,
+    /// The last input sequence of this client the server applied.
+    pub input_ack: u32,
+    /// Number of records.
+    pub record_count: u32,
+    /// The encoded records.
+    pub records: &'a [u8],
+}
+
+/// Messages the client sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClientMessage<'a> {
+    /// 0 — SyncEntity: [`MovementClaim`] (33 bytes).
+    SyncEntity(MovementClaim),
+    /// 1 — SyncEntityQuantized: [`QuantizedClaim`] (21 bytes).
+    SyncEntityQuantized(QuantizedClaim),
+    /// 2 — Pong: the control frame body (id u32).
+    Pong(Pong),
+    /// 3 — EnterToWorld: character id u64, character name (varint length
+    /// ≤ 32 + UTF-8).
+    EnterToWorld {
+        /// Which character.
+        character_id: u64,
+        /// Its display name.
+        name: &'a str,
+    },
+    /// 4 — RekeyResponse: the control frame body (49 bytes).
+    RekeyResponse(RekeyResponse),
+    /// 5 — Action (extension): input sequence u32, action id u16, target
+    /// entity id varint (0 = none).
+    Action {
+        /// The client's input counter.
+        input_seq: u32,
+        /// Which action.
+        action_id: u16,
+        /// Its target.
+        target: u32,
+    },
+}
+
+/// The longest character name.
+pub const MAX_NAME_LEN: usize = 32;
+
+impl<'a> ServerMessage<'a> {
+    /// Writes the message (type byte and body).
+    pub fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match self {
+            Self::Benchmark { id, payload } => {
+                w.u8(server_type::BENCHMARK)?;
+                w.u64(*id)?;
+                w.bytes(payload)
+            }
+            Self::CreateEntity {
+                entity_id,
+                entity_type,
+                state,
+            } => {
+                w.u8(server_type::CREATE_ENTITY)?;
+                w.varint(u64::from(*entity_id))?;
+                w.u8(*entity_type)?;
+                encode_quantized(w, state)
+            }
+            Self::UpdateEntity { entity_id, state } => {
+                w.u8(server_type::UPDATE_ENTITY)?;
+                w.u32(*entity_id)?;
+                state.encode(w)
+            }
+            Self::RemoveEntity { entity_id } => {
+                w.u8(server_type::REMOVE_ENTITY)?;
+                w.varint(u64::from(*entity_id))
+            }
+            Self::UpdateEntityQuantized { entity_id, state } => {
+                w.u8(server_type::UPDATE_ENTITY_QUANTIZED)?;
+                w.varint(u64::from(*entity_id))?;
+                encode_quantized(w, state)
+            }
+            Self::RekeyRequest(body) => {
+                w.u8(server_type::REKEY_REQUEST)?;
+                body.encode_body(w)
+            }
+            Self::DeltaSync(d) => {
+                w.u8(server_type::DELTA_SYNC)?;
+                w.u32(d.tick)?;
+                w.u32(d.baseline_tick)?;
+                w.u32(d.input_ack)?;
+                w.varint(u64::from(d.record_count))?;
+                w.bytes(d.records)
+            }
+            Self::WorldEntered {
+                entity_id,
+                server_tick,
+            } => {
+                w.u8(server_type::WORLD_ENTERED)?;
+                w.varint(u64::from(*entity_id))?;
+                w.u32(*server_tick)
+            }
+            Self::Correction {
+                input_seq,
+                position,
+                velocity,
+            } => {
+                w.u8(server_type::CORRECTION)?;
+                w.u32(*input_seq)?;
+                for v in position.iter().chain(velocity) {
+                    w.f32(*v)?;
+                }
+                Ok(())
+            }
+            Self::ActionResult { input_seq, result } => {
+                w.u8(server_type::ACTION_RESULT)?;
+                w.u32(*input_seq)?;
+                w.u8(*result)
+            }
+        }
+    }
+
+    /// Reads a message that fills `bytes` exactly.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(bytes);
+        let msg = match r.u8()? {
+            server_type::BENCHMARK => Self::Benchmark {
+                id: r.u64()?,
+                payload: r.rest(),
+            },
+            server_type::CREATE_ENTITY => Self::CreateEntity {
+                entity_id: r.varint_u32()?,
+                entity_type: r.u8()?,
+                state: decode_quantized(&mut r)?,
+            },
+            server_type::UPDATE_ENTITY => Self::UpdateEntity {
+                entity_id: r.u32()?,
+                state: FullEntityState::decode(&mut r)?,
+            },
+            server_type::REMOVE_ENTITY => Self::RemoveEntity {
+                entity_id: r.varint_u32()?,
+            },
+            server_type::UPDATE_ENTITY_QUANTIZED => Self::UpdateEntityQuantized {
+                entity_id: r.varint_u32()?,
+                state: decode_quantized(&mut r)?,
+            },
+            server_type::REKEY_REQUEST => Self::RekeyRequest(RekeyRequest::decode_body(&mut r)?),
+            server_type::DELTA_SYNC => Self::DeltaSync(DeltaSync {
+                tick: r.u32()?,
+                baseline_tick: r.u32()?,
+                input_ack: r.u32()?,
+                record_count: r.varint_u32()?,
+                records: r.rest(),
+            }),
+            server_type::WORLD_ENTERED => Self::WorldEntered {
+                entity_id: r.varint_u32()?,
+                server_tick: r.u32()?,
+            },
+            server_type::CORRECTION => Self::Correction {
+                input_seq: r.u32()?,
+                position: [r.f32()?, r.f32()?, r.f32()?],
+                velocity: [r.f32()?, r.f32()?, r.f32()?],
+            },
+            server_type::ACTION_RESULT => Self::ActionResult {
+                input_seq: r.u32()?,
+                result: r.u8()?,
+            },
+            other => return Err(WireError::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+impl<'a> ClientMessage<'a> {
+    /// Writes the message (type byte and body).
+    pub fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match self {
+            Self::SyncEntity(c) => {
+                w.u8(client_type::SYNC_ENTITY)?;
+                w.u32(c.input_seq)?;
+                for v in c.position.iter().chain(&c.velocity) {
+                    w.f32(*v)?;
+                }
+                w.f32(c.yaw)?;
+                w.u8(c.anim)
+            }
+            Self::SyncEntityQuantized(c) => {
+                w.u8(client_type::SYNC_ENTITY_QUANTIZED)?;
+                w.u32(c.input_seq)?;
+                w.u16(c.position.quadrant)?;
+                for v in c.position.offset.iter().chain(&c.velocity) {
+                    w.i16(*v)?;
+                }
+                w.u16(c.yaw)?;
+                w.u8(c.anim)
+            }
+            Self::Pong(p) => {
+                w.u8(client_type::PONG)?;
+                p.encode_body(w)
+            }
+            Self::EnterToWorld { character_id, name } => {
+                w.u8(client_type::ENTER_TO_WORLD)?;
+                w.u64(*character_id)?;
+                w.str(name, MAX_NAME_LEN)
+            }
+            Self::RekeyResponse(body) => {
+                w.u8(client_type::REKEY_RESPONSE)?;
+                body.encode_body(w)
+            }
+            Self::Action {
+                input_seq,
+                action_id,
+                target,
+            } => {
+                w.u8(client_type::ACTION)?;
+                w.u32(*input_seq)?;
+                w.u16(*action_id)?;
+                w.varint(u64::from(*target))
+            }
+        }
+    }
+
+    /// Reads a message that fills `bytes` exactly.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(bytes);
+        let msg = match r.u8()? {
+            client_type::SYNC_ENTITY => Self::SyncEntity(MovementClaim {
+                input_seq: r.u32()?,
+                position: [r.f32()?, r.f32()?, r.f32()?],
+                velocity: [r.f32()?, r.f32()?, r.f32()?],
+                yaw: r.f32()?,
+                anim: r.u8()?,
+            }),
+            client_type::SYNC_ENTITY_QUANTIZED => Self::SyncEntityQuantized(QuantizedClaim {
+                input_seq: r.u32()?,
+                position: QuantizedPosition {
+                    quadrant: r.u16()?,
+                    offset: [r.i16()?, r.i16()?, r.i16()?],
+                },
+                velocity: [r.i16()?, r.i16()?, r.i16()?],
+                yaw: r.u16()?,
+                anim: r.u8()?,
+            }),
+            client_type::PONG => Self::Pong(Pong::decode_body(&mut r)?),
+            client_type::ENTER_TO_WORLD => Self::EnterToWorld {
+                character_id: r.u64()?,
+                name: r.str(MAX_NAME_LEN)?,
+            },
+            client_type::REKEY_RESPONSE => Self::RekeyResponse(RekeyResponse::decode_body(&mut r)?),
+            client_type::ACTION => Self::Action {
+                input_seq: r.u32()?,
+                action_id: r.u16()?,
+                target: r.varint_u32()?,
+            },
+            other => return Err(WireError::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
