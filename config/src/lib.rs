@@ -1,3 +1,68 @@
 //! # tos-config: settings and shard layout
 //!
-//! Status: a skeleton, filled by the engine issue.
+//! The world server is operated with two RON files: the server settings
+//! (`config/server.ron`) and a shard layout (`config/layouts/*.ron`). This
+//! crate owns their types, their defaults, loading and validation, and
+//! nothing else: no sockets, threads or clocks, so the engine, the world and
+//! the load generator can all read the same files.
+//!
+//! Map of the crate:
+//!
+//! - [`ServerConfig`] (module `server`): the whole settings file, with
+//!   [`ServerConfig::load`], [`ServerConfig::from_ron_str`] and
+//!   [`ServerConfig::validate`]. Its sections each live in their own module:
+//!   - [`NetworkConfig`]: sockets, MTU, I/O backend and packet steering;
+//!   - [`RuntimeConfig`]: which cores to run on, tick rate, stats, shutdown;
+//!   - [`ProtocolConfig`]: heartbeats, reliability, fragments, rekeying,
+//!     cookies and compression limits of the UDP protocol;
+//!   - [`SecurityConfig`]: encryption, integrity checks and key files;
+//!   - [`AoiConfig`] and [`InterestDistances`]: the area-of-interest grid and
+//!     how far each kind of entity is seen;
+//!   - [`SyncConfig`]: adaptive sync rates and the per-client snapshot budget;
+//!   - [`WorldConfig`]: world size and quantization, with the derived
+//!     quadrant grid ([`WorldConfig::quadrant_grid`]);
+//!   - [`AuthorityConfig`]: limits the server enforces on movement claims.
+//! - [`ShardLayout`] (module `layout`): which core owns which quadrant,
+//!   resolved against a quadrant grid into a [`ResolvedLayout`] owner table,
+//!   or a [`LayoutError`] naming the quadrant at fault.
+//! - [`ConfigError`] (module `error`): why a file could not be used, always
+//!   naming the file, and for bad values the dotted field and what is allowed.
+//!
+//! `ServerConfig::default()` is written out field by field in
+//! `config/server.ron`; a test parses that file and checks it equals the
+//! default, so the shipped file, these types and `docs/CONFIG.md` cannot
+//! drift apart.
+
+mod aoi;
+mod authority;
+mod check;
+mod error;
+mod layout;
+mod network;
+mod parse;
+mod protocol;
+mod runtime;
+mod security;
+mod server;
+mod sync;
+mod triple;
+mod world;
+
+pub use aoi::{AoiConfig, InterestDistances};
+pub use authority::AuthorityConfig;
+pub use error::ConfigError;
+pub use layout::{LayoutError, LayoutKind, ResolvedLayout, ShardLayout, ShardSpec};
+pub use network::{IoBackend, NetworkConfig, Steering};
+pub use protocol::ProtocolConfig;
+pub use runtime::{CoreSelection, RuntimeConfig};
+pub use security::SecurityConfig;
+pub use server::ServerConfig;
+pub use sync::SyncConfig;
+pub use world::{MAX_QUADRANTS, QUADRANT_MAX_STEPS, WorldConfig};
+
+/// The most cores one server process can run on.
+///
+/// Packets are steered to cores by the low byte of their connection id, so
+/// a process can address at most 256 cores; a bigger host runs one process
+/// per NUMA node (see `docs/CONFIG.md`).
+pub const MAX_CORES: usize = 256;

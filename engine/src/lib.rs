@@ -12,3 +12,4 @@
 //! Status: a skeleton. The runtime lands with the issue "Thread-per-core
 //! io_uring engine and the `tos-server` binary".
 
+pub mod io;

@@ -24,8 +24,10 @@
 
 pub mod checksum;
 pub mod compress;
+pub mod crypto;
 pub mod delta;
 pub mod quant;
+pub mod replay;
 pub mod wire;
 
 /// Which end of a connection a peer is.

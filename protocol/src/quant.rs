@@ -154,7 +154,9 @@ impl Quantizer {
                 }
             }
             let steps_per_section = geometry.section[axis] / geometry.step[axis];
-            let sections = (f64::from(u16::MAX) / steps_per_section).floor();
+            // The relative slack keeps a quadrant of exactly 65535 steps from
+            // being lost to rounding in the division.
+            let sections = (f64::from(u16::MAX) / steps_per_section * (1.0 + 1e-12)).floor();
             if sections < 1.0 {
                 return Err(GeometryError::SectionTooLarge { axis });
             }
@@ -283,10 +285,7 @@ impl Quantizer {
     /// (non-finite coordinates become the world's minimum).
     pub fn quantize_position_clamped(&self, p: [f32; 3]) -> QuantizedPosition {
         let clamped = self.clamp(p);
-        match self.quantize_position(clamped) {
-            Ok(q) => q,
-            Err(_) => QuantizedPosition::default(),
-        }
+        self.quantize_position(clamped).unwrap_or_default()
     }
 
     /// Clamps a position into the world box.
@@ -397,7 +396,7 @@ impl QuantizedRotation {
 /// saturating at ±32767 steps; non-finite gives 0.
 #[inline]
 pub fn quantize_velocity(v: f32, step: f32) -> i16 {
-    if !v.is_finite() || !(step > 0.0) {
+    if !v.is_finite() || !step.is_finite() || step <= 0.0 {
         return 0;
     }
     (v / step).round().clamp(-32_767.0, 32_767.0) as i16
@@ -413,7 +412,7 @@ pub fn dequantize_velocity(q: i16, step: f32) -> f32 {
 /// A non-positive or non-finite maximum gives 0.
 #[inline]
 pub fn quantize_fraction(value: f32, max: f32) -> u8 {
-    if !(max > 0.0) || !max.is_finite() || value.is_nan() {
+    if !max.is_finite() || max <= 0.0 || value.is_nan() {
         return 0;
     }
     ((value / max).clamp(0.0, 1.0) * 255.0).round() as u8

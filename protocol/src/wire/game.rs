@@ -119,7 +119,7 @@ impl FullEntityState {
     }
 }
 
-/// Writes a quantized entity state in absolute form (24 bytes): quadrant
+/// Writes a quantized entity state in absolute form (25 bytes): quadrant
 /// u16, offsets 3 × i16, pitch/yaw/roll 3 × u16, anim u8, state u8, buffs
 /// u8, hp u8, mp u8, velocity 3 × i16.
 pub fn encode_quantized(w: &mut Writer<'_>, s: &QuantizedEntity) -> Result<(), EncodeError> {
@@ -185,9 +185,8 @@ pub struct MovementClaim {
 
 /// A quantized movement claim.
 ///
-/// Layout (20 bytes): input sequence u32, quadrant u16, offsets 3 × i16,
-/// velocity 3 × i16, yaw u16, anim u8 ... (see `encode`): 4 + 2 + 6 + 6 +
-/// 2 + 1 = 21 bytes.
+/// Layout (21 bytes): input sequence u32, quadrant u16, offsets 3 × i16,
+/// velocity 3 × i16, yaw u16, anim u8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QuantizedClaim {
     /// The client's input counter.
@@ -214,7 +213,7 @@ pub enum ServerMessage<'a> {
         payload: &'a [u8],
     },
     /// 1 — CreateEntity: entity id varint, entity type u8, quantized state
-    /// (24 bytes, see [`encode_quantized`]).
+    /// (25 bytes, see [`encode_quantized`]).
     CreateEntity {
         /// Network id.
         entity_id: u32,
@@ -235,7 +234,7 @@ pub enum ServerMessage<'a> {
         /// Network id.
         entity_id: u32,
     },
-    /// 4 — UpdateEntityQuantized: entity id varint, quantized state (24 B).
+    /// 4 — UpdateEntityQuantized: entity id varint, quantized state (25 B).
     UpdateEntityQuantized {
         /// Network id.
         entity_id: u32,

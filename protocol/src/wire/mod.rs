@@ -8,7 +8,7 @@
 //! once in `new_checked`; after that every fixed-offset accessor reads inside
 //! the checked length. Variable-length content is read through [`Reader`],
 //! whose every read is bounds-checked and returns [`WireError`]. The property
-//! tests in `tests/wire_fuzz.rs` feed arbitrary bytes to every decoder and
+//! tests in `protocol/tests/properties.rs` feed arbitrary bytes to every decoder and
 //! accept only `Ok` or `Err`; `protocol/fuzz` does the same, coverage-guided.
 //!
 //! # Map

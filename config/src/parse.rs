@@ -1,0 +1,96 @@
+//! Reading RON text into our types, with errors that name file, line and field.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::ConfigError;
+
+/// Reads a whole file as text.
+pub(crate) fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses `text` as a `T`, reporting errors against `origin`.
+pub(crate) fn from_ron<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    ron::Options::default()
+        .from_str(text)
+        .map_err(|error| ConfigError::Parse {
+            origin: origin.to_owned(),
+            line: error.position.line,
+            column: error.position.col,
+            message: describe(&error.code),
+        })
+}
+
+/// ron's own wording for unknown names says which Rust type they were found
+/// in; operators know the file's sections, not our type names, so unknown
+/// fields and variants are reworded here, naming the section.
+fn describe(code: &ron::Error) -> String {
+    match code {
+        ron::Error::NoSuchStructField {
+            expected,
+            found,
+            outer,
+        } => format!(
+            "unknown field `{found}`{}; expected one of: {}",
+            place(outer.as_deref()),
+            list(expected)
+        ),
+        ron::Error::NoSuchEnumVariant {
+            expected,
+            found,
+            outer,
+        } => format!(
+            "unknown variant `{found}`{}; expected one of: {}",
+            place(outer.as_deref()),
+            list(expected)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// " in the `network` section", from a Rust type name.
+fn place(type_name: Option<&str>) -> String {
+    let Some(type_name) = type_name else {
+        return String::new();
+    };
+    match SECTIONS.iter().find(|(name, _)| *name == type_name) {
+        Some((_, section)) => format!(" in {section}"),
+        None => format!(" in `{type_name}`"),
+    }
+}
+
+/// Where each type appears in the files, for [`place`].
+const SECTIONS: &[(&str, &str)] = &[
+    ("ServerConfig", "the top level of the server settings"),
+    ("NetworkConfig", "the `network` section"),
+    ("RuntimeConfig", "the `runtime` section"),
+    ("CoreSelection", "`runtime.cores`"),
+    ("ProtocolConfig", "the `protocol` section"),
+    ("SecurityConfig", "the `security` section"),
+    ("AoiConfig", "the `aoi` section"),
+    ("InterestDistances", "`aoi.distances`"),
+    ("SyncConfig", "the `sync` section"),
+    ("WorldConfig", "the `world` section"),
+    ("AuthorityConfig", "the `authority` section"),
+    ("IoBackend", "`network.io_backend`"),
+    ("Steering", "`network.steering`"),
+    ("ShardLayout", "the top level of the shard layout"),
+    ("LayoutKind", "the layout's `kind`"),
+    ("ShardSpec", "an `Explicit` shard"),
+];
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "(none)".to_owned();
+    }
+    names
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
