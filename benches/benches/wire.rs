@@ -66,7 +66,7 @@ fn encode_snapshot(
     let mut w = Writer::new(&mut records[..budget]);
     let mut count = 0u32;
     for (i, (b, c)) in base.iter().zip(cur).enumerate() {
-        if delta::encode_update(&mut w, i as u32, b, c).is_err() {
+        if delta::encode_update(&mut w, i as u32, 6, b, c).is_err() {
             break;
         }
         count += 1;

@@ -1,11 +1,16 @@
 //! Entity delta compression: the quantized state of an entity, and records
 //! that carry only the fields that changed against a baseline.
 //!
-//! The baseline is whatever state the receiver already holds for the entity
-//! (for snapshots: the state in the last snapshot the client acknowledged,
-//! never merely the last one sent). The property that ties this module
-//! together, checked by proptest: `apply(b, encode(b, c)) == c` for every
-//! baseline `b` and quantized state `c`.
+//! The baseline of an update is the entity's state in a snapshot the client
+//! acknowledged, never merely the last one sent, so a lost snapshot cannot
+//! desynchronise the client. Because snapshots carry a budget-limited,
+//! prioritised subset of the entities in view, different entities' last
+//! acknowledged states come from different snapshots: every update record
+//! therefore names its baseline by its age in ticks (snapshot tick minus
+//! baseline tick), and the client keeps a short history of received states
+//! per entity to find it. The property that ties this module together,
+//! checked by proptest: `apply(b, encode(b, c)) == c` for every baseline `b`
+//! and quantized state `c`.
 //!
 //! # Record layout
 //!
@@ -13,6 +18,7 @@
 //! entity id   varint
 //! delta flags u8      (see DeltaFlags; 0x00 alone means Remove)
 //! [Create]    entity type u8                      if CREATE
+//! [Update]    baseline age varint (≥ 1)           if not CREATE
 //! [Position]  quadrant u16 + 3 × i16 absolute     if POSITION and QUADRANT
 //!             3 × zigzag varint (cur − base)      if POSITION without QUADRANT
 //! [Rotation]  3 × u16 (pitch, yaw, roll)          if ROTATION and FULL_ROTATION
@@ -128,6 +134,9 @@ pub struct DeltaRecord {
     pub entity_id: u32,
     /// Create, update or remove.
     pub kind: RecordKind,
+    /// For updates: how many ticks before the snapshot's tick the baseline
+    /// state was sent (0 for Create and Remove).
+    pub baseline_age: u32,
     /// The fields present.
     pub flags: DeltaFlags,
     position_quadrant: u16,
@@ -165,7 +174,8 @@ pub fn diff(baseline: &QuantizedEntity, current: &QuantizedEntity) -> DeltaFlags
     flags
 }
 
-/// Writes an update record of `current` against `baseline`. An entity that
+/// Writes an update record of `current` against `baseline`, the entity's
+/// state `baseline_age` (≥ 1) ticks before this snapshot. An entity that
 /// did not change still gets a record (flags with no field bit set are not
 /// possible: the QUADRANT-less POSITION bit is forced), because the record
 /// tells the receiver the entity is still in view; callers that want to
@@ -173,6 +183,7 @@ pub fn diff(baseline: &QuantizedEntity, current: &QuantizedEntity) -> DeltaFlags
 pub fn encode_update(
     w: &mut Writer<'_>,
     entity_id: u32,
+    baseline_age: u32,
     baseline: &QuantizedEntity,
     current: &QuantizedEntity,
 ) -> Result<(), EncodeError> {
@@ -181,7 +192,21 @@ pub fn encode_update(
         // Zero means Remove on the wire: send an empty position delta.
         flags = DeltaFlags::POSITION;
     }
-    encode_fields(w, entity_id, flags, None, baseline, current)
+    encode_fields(
+        w,
+        entity_id,
+        flags,
+        Header::Update(baseline_age),
+        baseline,
+        current,
+    )
+}
+
+/// What follows the flags byte.
+#[derive(Clone, Copy)]
+enum Header {
+    Create(u8),
+    Update(u32),
 }
 
 /// Writes a Create record: the full state against the zero state.
@@ -197,7 +222,14 @@ pub fn encode_create(
     // Creates always carry an absolute position.
     flags.insert(DeltaFlags::POSITION);
     flags.insert(DeltaFlags::QUADRANT);
-    encode_fields(w, entity_id, flags, Some(entity_type), &zero, current)
+    encode_fields(
+        w,
+        entity_id,
+        flags,
+        Header::Create(entity_type),
+        &zero,
+        current,
+    )
 }
 
 /// Writes a Remove record.
@@ -210,7 +242,7 @@ fn encode_fields(
     w: &mut Writer<'_>,
     entity_id: u32,
     flags: DeltaFlags,
-    entity_type: Option<u8>,
+    header: Header,
     baseline: &QuantizedEntity,
     current: &QuantizedEntity,
 ) -> Result<(), EncodeError> {
@@ -220,8 +252,9 @@ fn encode_fields(
     let result = (|| {
         w.varint(u64::from(entity_id))?;
         w.u8(flags.bits())?;
-        if let Some(t) = entity_type {
-            w.u8(t)?;
+        match header {
+            Header::Create(entity_type) => w.u8(entity_type)?,
+            Header::Update(age) => w.varint(u64::from(age))?,
         }
         if flags.contains(DeltaFlags::POSITION) {
             if flags.contains(DeltaFlags::QUADRANT) {
@@ -274,6 +307,7 @@ impl DeltaRecord {
         let mut record = DeltaRecord {
             entity_id,
             kind: RecordKind::Update,
+            baseline_age: 0,
             flags,
             position_quadrant: 0,
             position: [0; 3],
@@ -290,6 +324,8 @@ impl DeltaRecord {
             record.kind = RecordKind::Create {
                 entity_type: r.u8()?,
             };
+        } else {
+            record.baseline_age = r.varint_u32()?;
         }
         if flags.contains(DeltaFlags::QUADRANT) && !flags.contains(DeltaFlags::POSITION) {
             return Err(WireError::InvalidValue {
@@ -424,10 +460,11 @@ mod tests {
         cur.position.offset[0] += 10;
         let mut buf = [0u8; 64];
         let mut w = Writer::new(&mut buf);
-        encode_update(&mut w, 300, &base, &cur).unwrap();
-        // id (2) + flags (1) + three zigzag deltas (1 each).
-        assert_eq!(w.written(), &[0xac, 0x02, 0x01, 20, 0, 0]);
+        encode_update(&mut w, 300, 6, &base, &cur).unwrap();
+        // id (2) + flags (1) + baseline age (1) + three zigzag deltas (1 each).
+        assert_eq!(w.written(), &[0xac, 0x02, 0x01, 6, 20, 0, 0]);
         let rec = DeltaRecord::decode(&mut Reader::new(w.written())).unwrap();
+        assert_eq!(rec.baseline_age, 6);
         assert_eq!(rec.apply(&base).unwrap(), cur);
     }
 

@@ -289,7 +289,7 @@ proptest! {
     #[test]
     fn delta_apply_encode_is_identity(base in entity(), cur in entity(), id in any::<u32>(), ty in any::<u8>()) {
         let mut buf = [0u8; 128];
-        let n = { let mut w = Writer::new(&mut buf); delta::encode_update(&mut w, id, &base, &cur).unwrap(); w.position() };
+        let n = { let mut w = Writer::new(&mut buf); delta::encode_update(&mut w, id, 3, &base, &cur).unwrap(); w.position() };
         let mut r = Reader::new(&buf[..n]);
         let rec = DeltaRecord::decode(&mut r).unwrap();
         prop_assert!(r.is_empty());

@@ -86,7 +86,7 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         delta::encode_create(w, 5, 1, &entity()).unwrap();
         let mut moved = entity();
         moved.position.offset[0] += 10;
-        delta::encode_update(w, 6, &entity(), &moved).unwrap();
+        delta::encode_update(w, 6, 6, &entity(), &moved).unwrap();
         delta::encode_remove(w, 7).unwrap();
     });
     let full = FullEntityState {

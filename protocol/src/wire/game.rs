@@ -243,7 +243,7 @@ pub enum ServerMessage<'a> {
     },
     /// 5 — RekeyRequest: the control frame body (49 bytes).
     RekeyRequest(RekeyRequest),
-    /// 6 — DeltaSync: server tick u32, baseline tick u32 (0 = none), last
+    /// 6 — DeltaSync: server tick u32, newest acknowledged tick u32 (0 = none), last
     /// input sequence applied for this client u32, record count varint,
     /// then that many delta records (see [`crate::delta`]).
     DeltaSync(DeltaSync<'a>),
@@ -279,7 +279,10 @@ pub enum ServerMessage<'a> {
 pub struct DeltaSync<'a> {
     /// The server tick this snapshot shows.
     pub tick: u32,
-    /// The acknowledged snapshot this one is relative to (0 = none).
+    /// The newest snapshot tick the server knew acknowledged when it built
+    /// this one (0 = none): the client may forget states older than the
+    /// oldest baseline still referenced. Each update record names its own
+    /// baseline by age.
     pub baseline_tick: u32,
     /// The last input sequence of this client the server applied.
     pub input_ack: u32,
