@@ -32,7 +32,9 @@
 //! ([`QuantizedEntity::default`]), so a receiver needs no prior state.
 
 use crate::quant::{QuantizedPosition, QuantizedRotation};
-use crate::wire::{EncodeError, Reader, WireError, Writer};
+use crate::wire::buf::{MAX_VARINT_SLOT, VarintSlot};
+use crate::wire::game::server_type;
+use crate::wire::{EncodeError, Mark, Reader, WireError, Writer};
 
 /// Which fields a delta record carries. Every bit has a meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -148,6 +150,7 @@ pub struct DeltaRecord {
 }
 
 /// The flags an update from `baseline` to `current` needs (without CREATE).
+#[inline]
 pub fn diff(baseline: &QuantizedEntity, current: &QuantizedEntity) -> DeltaFlags {
     let mut flags = DeltaFlags::default();
     if baseline.position != current.position {
@@ -180,6 +183,7 @@ pub fn diff(baseline: &QuantizedEntity, current: &QuantizedEntity) -> DeltaFlags
 /// possible: the QUADRANT-less POSITION bit is forced), because the record
 /// tells the receiver the entity is still in view; callers that want to
 /// skip unchanged entities compare with [`diff`] first.
+#[inline]
 pub fn encode_update(
     w: &mut Writer<'_>,
     entity_id: u32,
@@ -232,13 +236,264 @@ pub fn encode_create(
     )
 }
 
-/// Writes a Remove record.
+/// Writes a Remove record (all or nothing, like every record).
 pub fn encode_remove(w: &mut Writer<'_>, entity_id: u32) -> Result<(), EncodeError> {
-    w.varint(u64::from(entity_id))?;
-    w.u8(DeltaFlags::REMOVE.bits())
+    let mark = w.save();
+    let result = w
+        .varint(u64::from(entity_id))
+        .and_then(|()| w.u8(DeltaFlags::REMOVE.bits()));
+    if result.is_err() {
+        w.restore(mark);
+    }
+    result
 }
 
+/// Writes a DeltaSync message (see `wire::game::ServerMessage::DeltaSync`)
+/// in place: the header first, then each record straight behind it as the
+/// caller adds it, then the record count, which the writer keeps. This is
+/// how a server fills a datagram with records without building them
+/// elsewhere and copying them in; the bytes are exactly those that
+/// `ServerMessage::DeltaSync` encodes. Each record is all or nothing, so a
+/// caller adds records until one fails for lack of room and then finishes.
+#[derive(Debug)]
+#[must_use = "a DeltaSync begun in place must be finished"]
+pub struct DeltaSyncWriter {
+    start: Mark,
+    count_slot: VarintSlot,
+    count: u32,
+}
+
+impl DeltaSyncWriter {
+    /// The most records one DeltaSync written in place may hold (the count
+    /// has two bytes reserved).
+    pub const MAX_RECORDS: u32 = MAX_VARINT_SLOT as u32;
+
+    /// Writes the message type and header and reserves the record count.
+    /// All or nothing.
+    #[inline]
+    pub fn begin(
+        w: &mut Writer<'_>,
+        tick: u32,
+        baseline_tick: u32,
+        input_ack: u32,
+    ) -> Result<Self, EncodeError> {
+        // Type (1), three u32 (12), count slot (2).
+        if w.remaining() < 15 {
+            return Err(EncodeError::BufferFull {
+                needed: 15,
+                available: w.remaining(),
+            });
+        }
+        let start = w.save();
+        w.u8(server_type::DELTA_SYNC)?;
+        w.u32(tick)?;
+        w.u32(baseline_tick)?;
+        w.u32(input_ack)?;
+        let count_slot = w.reserve_varint_slot()?;
+        Ok(Self {
+            start,
+            count_slot,
+            count: 0,
+        })
+    }
+
+    /// Records written so far.
+    #[inline]
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The position before the message: [`Writer::restore`] to it abandons
+    /// the message.
+    #[inline]
+    pub fn start(&self) -> Mark {
+        self.start
+    }
+
+    #[inline]
+    fn room_for_one_more(&self) -> Result<(), EncodeError> {
+        if self.count >= Self::MAX_RECORDS {
+            return Err(EncodeError::TooLong {
+                max: Self::MAX_RECORDS as usize,
+                found: self.count as usize + 1,
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds an update record ([`encode_update`]).
+    #[inline]
+    pub fn update(
+        &mut self,
+        w: &mut Writer<'_>,
+        entity_id: u32,
+        baseline_age: u32,
+        baseline: &QuantizedEntity,
+        current: &QuantizedEntity,
+    ) -> Result<(), EncodeError> {
+        self.room_for_one_more()?;
+        encode_update(w, entity_id, baseline_age, baseline, current)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Adds a Create record ([`encode_create`]).
+    #[inline]
+    pub fn create(
+        &mut self,
+        w: &mut Writer<'_>,
+        entity_id: u32,
+        entity_type: u8,
+        current: &QuantizedEntity,
+    ) -> Result<(), EncodeError> {
+        self.room_for_one_more()?;
+        encode_create(w, entity_id, entity_type, current)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Adds a Remove record ([`encode_remove`]).
+    #[inline]
+    pub fn remove(&mut self, w: &mut Writer<'_>, entity_id: u32) -> Result<(), EncodeError> {
+        self.room_for_one_more()?;
+        encode_remove(w, entity_id)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Writes the record count (when it is below 128 the records move down
+    /// by one byte) and returns it. Fails only for a writer restored to
+    /// before the records' start, and then changes nothing.
+    #[inline]
+    pub fn finish(self, w: &mut Writer<'_>) -> Result<u32, EncodeError> {
+        w.fill_varint_slot(self.count_slot, u64::from(self.count))?;
+        Ok(self.count)
+    }
+}
+
+/// The most bytes one record takes: entity id varint (5), flags (1),
+/// baseline age varint (5; a Create's type byte is 1), position (3 zigzag
+/// varints of deltas within ±65535: 3 × 3; absolute: 8), full rotation (6),
+/// anim (1), status (4), velocity (3 × 3).
+pub const MAX_RECORD_LEN: usize = 5 + 1 + 5 + 9 + 6 + 1 + 4 + 9;
+
+/// An infallible cursor over a window that holds any record.
+struct Put<'b> {
+    buf: &'b mut [u8; MAX_RECORD_LEN],
+    n: usize,
+}
+
+impl Put<'_> {
+    #[inline(always)]
+    fn u8(&mut self, value: u8) {
+        self.buf[self.n] = value;
+        self.n += 1;
+    }
+
+    #[inline(always)]
+    fn array<const N: usize>(&mut self, value: [u8; N]) {
+        self.buf[self.n..self.n + N].copy_from_slice(&value);
+        self.n += N;
+    }
+
+    #[inline(always)]
+    fn varint(&mut self, mut value: u32) {
+        while value >= 0x80 {
+            self.u8(value as u8 | 0x80);
+            value >>= 7;
+        }
+        self.u8(value as u8);
+    }
+
+    /// ZigZag varint of the difference of two `i16`s (at most 3 bytes).
+    #[inline(always)]
+    fn zigzag_delta(&mut self, current: i16, baseline: i16) {
+        let d = i32::from(current) - i32::from(baseline);
+        self.varint(((d << 1) ^ (d >> 31)) as u32);
+    }
+}
+
+/// Writes a record into a window that is known to hold it; returns its
+/// length. Produces exactly the bytes of [`encode_fields_checked`].
+#[inline(always)]
+fn put_fields(
+    out: &mut [u8; MAX_RECORD_LEN],
+    entity_id: u32,
+    flags: DeltaFlags,
+    header: Header,
+    baseline: &QuantizedEntity,
+    current: &QuantizedEntity,
+) -> usize {
+    let mut p = Put { buf: out, n: 0 };
+    p.varint(entity_id);
+    p.u8(flags.bits());
+    match header {
+        Header::Create(entity_type) => p.u8(entity_type),
+        Header::Update(age) => p.varint(age),
+    }
+    if flags.contains(DeltaFlags::POSITION) {
+        let (c, b) = (&current.position, &baseline.position);
+        if flags.contains(DeltaFlags::QUADRANT) {
+            let [o0, o1, o2] = c.offset;
+            let [q0, q1] = c.quadrant.to_le_bytes();
+            let [a0, a1] = o0.to_le_bytes();
+            let [b0, b1] = o1.to_le_bytes();
+            let [c0, c1] = o2.to_le_bytes();
+            p.array([q0, q1, a0, a1, b0, b1, c0, c1]);
+        } else {
+            p.zigzag_delta(c.offset[0], b.offset[0]);
+            p.zigzag_delta(c.offset[1], b.offset[1]);
+            p.zigzag_delta(c.offset[2], b.offset[2]);
+        }
+    }
+    if flags.contains(DeltaFlags::ROTATION) {
+        let r = current.rotation;
+        if flags.contains(DeltaFlags::FULL_ROTATION) {
+            let [p0, p1] = r.pitch.to_le_bytes();
+            let [y0, y1] = r.yaw.to_le_bytes();
+            let [r0, r1] = r.roll.to_le_bytes();
+            p.array([p0, p1, y0, y1, r0, r1]);
+        } else {
+            p.array(r.yaw.to_le_bytes());
+        }
+    }
+    if flags.contains(DeltaFlags::ANIM_STATE) {
+        p.u8(current.anim);
+    }
+    if flags.contains(DeltaFlags::FLAGS) {
+        let s = current.status;
+        p.array([s.state, s.buffs, s.hp, s.mp]);
+    }
+    if flags.contains(DeltaFlags::VELOCITY) {
+        p.zigzag_delta(current.velocity[0], baseline.velocity[0]);
+        p.zigzag_delta(current.velocity[1], baseline.velocity[1]);
+        p.zigzag_delta(current.velocity[2], baseline.velocity[2]);
+    }
+    p.n
+}
+
+#[inline]
 fn encode_fields(
+    w: &mut Writer<'_>,
+    entity_id: u32,
+    flags: DeltaFlags,
+    header: Header,
+    baseline: &QuantizedEntity,
+    current: &QuantizedEntity,
+) -> Result<(), EncodeError> {
+    // Fast path: with room for the largest record, no field can fail.
+    if w.put_with(|out| put_fields(out, entity_id, flags, header, baseline, current))
+        .is_some()
+    {
+        return Ok(());
+    }
+    encode_fields_checked(w, entity_id, flags, header, baseline, current)
+}
+
+/// The careful path near the end of the buffer: field by field, and all or
+/// nothing.
+#[inline(never)]
+fn encode_fields_checked(
     w: &mut Writer<'_>,
     entity_id: u32,
     flags: DeltaFlags,
@@ -299,15 +554,89 @@ fn encode_fields(
     result
 }
 
-impl DeltaRecord {
-    /// Reads one record.
+/// The start of a record: which entity, what kind, against which baseline,
+/// and which fields follow. Reading the header first lets a receiver find
+/// the entity's state, then decode the fields straight onto it with
+/// [`RecordHeader::decode_apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// The entity's network id.
+    pub entity_id: u32,
+    /// Create, update or remove.
+    pub kind: RecordKind,
+    /// For updates: how many ticks before the snapshot's tick the baseline
+    /// state was sent (0 for Create and Remove).
+    pub baseline_age: u32,
+    /// The fields present.
+    pub flags: DeltaFlags,
+}
+
+impl RecordHeader {
+    /// Reads the entity id, flags, and the entity type (Create) or baseline
+    /// age (Update), and checks that the flags are a valid combination.
+    #[inline]
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let entity_id = r.varint_u32()?;
         let flags = DeltaFlags::from_bits(r.u8()?);
-        let mut record = DeltaRecord {
+        let mut header = RecordHeader {
             entity_id,
             kind: RecordKind::Update,
             baseline_age: 0,
+            flags,
+        };
+        if flags == DeltaFlags::REMOVE {
+            header.kind = RecordKind::Remove;
+            return Ok(header);
+        }
+        if flags.contains(DeltaFlags::CREATE) {
+            header.kind = RecordKind::Create {
+                entity_type: r.u8()?,
+            };
+        } else {
+            header.baseline_age = r.varint_u32()?;
+        }
+        // QUADRANT extends POSITION, FULL_ROTATION extends ROTATION.
+        if (flags.contains(DeltaFlags::QUADRANT) && !flags.contains(DeltaFlags::POSITION))
+            || (flags.contains(DeltaFlags::FULL_ROTATION) && !flags.contains(DeltaFlags::ROTATION))
+        {
+            return Err(WireError::InvalidValue {
+                field: "delta flags",
+                value: u64::from(flags.bits()),
+            });
+        }
+        Ok(header)
+    }
+
+    /// Reads the fields that follow this header into a record.
+    #[inline]
+    pub fn decode_fields(self, r: &mut Reader<'_>) -> Result<DeltaRecord, WireError> {
+        self.fields(r)
+    }
+
+    /// Reads the fields that follow this header and applies them to
+    /// `state`: the receiver's baseline for an Update (replaced by the zero
+    /// state for a Create; a Remove leaves it as it is). The same as
+    /// [`decode_fields`](Self::decode_fields) followed by
+    /// [`DeltaRecord::apply`], same errors in the same order, without the
+    /// intermediate record. On any error `state` is unchanged.
+    #[inline]
+    pub fn decode_apply(
+        self,
+        r: &mut Reader<'_>,
+        state: &mut QuantizedEntity,
+    ) -> Result<(), WireError> {
+        let record = self.fields(r)?;
+        *state = record.apply_inner(state)?;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn fields(self, r: &mut Reader<'_>) -> Result<DeltaRecord, WireError> {
+        let flags = self.flags;
+        let mut record = DeltaRecord {
+            entity_id: self.entity_id,
+            kind: self.kind,
+            baseline_age: self.baseline_age,
             flags,
             position_quadrant: 0,
             position: [0; 3],
@@ -316,46 +645,27 @@ impl DeltaRecord {
             status: EntityStatus::default(),
             velocity: [0; 3],
         };
-        if flags == DeltaFlags::REMOVE {
-            record.kind = RecordKind::Remove;
-            return Ok(record);
-        }
-        if flags.contains(DeltaFlags::CREATE) {
-            record.kind = RecordKind::Create {
-                entity_type: r.u8()?,
-            };
-        } else {
-            record.baseline_age = r.varint_u32()?;
-        }
-        if flags.contains(DeltaFlags::QUADRANT) && !flags.contains(DeltaFlags::POSITION) {
-            return Err(WireError::InvalidValue {
-                field: "delta flags",
-                value: u64::from(flags.bits()),
-            });
-        }
-        if flags.contains(DeltaFlags::FULL_ROTATION) && !flags.contains(DeltaFlags::ROTATION) {
-            return Err(WireError::InvalidValue {
-                field: "delta flags",
-                value: u64::from(flags.bits()),
-            });
-        }
         if flags.contains(DeltaFlags::POSITION) {
             if flags.contains(DeltaFlags::QUADRANT) {
-                record.position_quadrant = r.u16()?;
-                for v in &mut record.position {
-                    *v = i32::from(r.i16()?);
-                }
+                let [q0, q1, a0, a1, b0, b1, c0, c1] = r.array::<8>()?;
+                record.position_quadrant = u16::from_le_bytes([q0, q1]);
+                record.position = [
+                    i32::from(i16::from_le_bytes([a0, a1])),
+                    i32::from(i16::from_le_bytes([b0, b1])),
+                    i32::from(i16::from_le_bytes([c0, c1])),
+                ];
             } else {
-                for v in &mut record.position {
-                    *v = r.zigzag_i32()?;
-                }
+                record.position = [r.zigzag_i32()?, r.zigzag_i32()?, r.zigzag_i32()?];
             }
         }
         if flags.contains(DeltaFlags::ROTATION) {
             if flags.contains(DeltaFlags::FULL_ROTATION) {
-                record.rotation.pitch = r.u16()?;
-                record.rotation.yaw = r.u16()?;
-                record.rotation.roll = r.u16()?;
+                let [p0, p1, y0, y1, r0, r1] = r.array::<6>()?;
+                record.rotation = QuantizedRotation {
+                    pitch: u16::from_le_bytes([p0, p1]),
+                    yaw: u16::from_le_bytes([y0, y1]),
+                    roll: u16::from_le_bytes([r0, r1]),
+                };
             } else {
                 record.rotation.yaw = r.u16()?;
             }
@@ -373,18 +683,42 @@ impl DeltaRecord {
             };
         }
         if flags.contains(DeltaFlags::VELOCITY) {
-            for v in &mut record.velocity {
-                *v = r.zigzag_i32()?;
-            }
+            record.velocity = [r.zigzag_i32()?, r.zigzag_i32()?, r.zigzag_i32()?];
         }
         Ok(record)
+    }
+}
+
+impl DeltaRecord {
+    /// Reads one record.
+    #[inline]
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        // A Remove has no field bits, so it reads nothing more.
+        RecordHeader::decode(r)?.fields(r)
+    }
+
+    /// The record's header.
+    #[inline]
+    pub fn header(&self) -> RecordHeader {
+        RecordHeader {
+            entity_id: self.entity_id,
+            kind: self.kind,
+            baseline_age: self.baseline_age,
+            flags: self.flags,
+        }
     }
 
     /// The state after this record, given the receiver's baseline (ignored
     /// for Create, which is against the zero state). Fails if a relative
     /// field would leave its integer range: the record does not belong to
     /// this baseline.
+    #[inline]
     pub fn apply(&self, baseline: &QuantizedEntity) -> Result<QuantizedEntity, WireError> {
+        self.apply_inner(baseline)
+    }
+
+    #[inline(always)]
+    fn apply_inner(&self, baseline: &QuantizedEntity) -> Result<QuantizedEntity, WireError> {
         let base = match self.kind {
             RecordKind::Create { .. } => QuantizedEntity::default(),
             RecordKind::Update => *baseline,
@@ -397,9 +731,7 @@ impl DeltaRecord {
                 out.position.quadrant = self.position_quadrant;
                 out.position.offset = self.position.map(|v| v as i16);
             } else {
-                for i in 0..3 {
-                    out.position.offset[i] = add_i16(base.position.offset[i], self.position[i])?;
-                }
+                out.position.offset = add_i16x3(base.position.offset, self.position)?;
             }
         }
         if f.contains(DeltaFlags::ROTATION) {
@@ -412,11 +744,42 @@ impl DeltaRecord {
             out.status = self.status;
         }
         if f.contains(DeltaFlags::VELOCITY) {
-            for i in 0..3 {
-                out.velocity[i] = add_i16(base.velocity[i], self.velocity[i])?;
-            }
+            out.velocity = add_i16x3(base.velocity, self.velocity)?;
         }
         Ok(out)
+    }
+}
+
+/// `base + delta` per component; the first component that leaves the
+/// `i16` range names the error.
+#[inline(always)]
+fn add_i16x3(base: [i16; 3], delta: [i32; 3]) -> Result<[i16; 3], WireError> {
+    let sum = [
+        i32::from(base[0]) + delta[0],
+        i32::from(base[1]) + delta[1],
+        i32::from(base[2]) + delta[2],
+    ];
+    let fits = |v: i32| v == i32::from(v as i16);
+    if fits(sum[0]) && fits(sum[1]) && fits(sum[2]) {
+        return Ok(sum.map(|v| v as i16));
+    }
+    Err(out_of_range(base, delta))
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_range(base: [i16; 3], delta: [i32; 3]) -> WireError {
+    // `and` keeps the first error.
+    match add_i16(base[0], delta[0])
+        .and(add_i16(base[1], delta[1]))
+        .and(add_i16(base[2], delta[2]))
+    {
+        Err(e) => e,
+        // Not reached: called only when a component is out of range.
+        Ok(_) => WireError::InvalidValue {
+            field: "delta out of range",
+            value: 0,
+        },
     }
 }
 

@@ -24,8 +24,12 @@
 
 pub mod checksum;
 pub mod compress;
+pub mod connection;
+pub mod cookie;
 pub mod crypto;
 pub mod delta;
+pub mod endpoint;
+pub mod integrity;
 pub mod quant;
 pub mod replay;
 pub mod wire;

@@ -162,16 +162,17 @@ proptest! {
         public in any::<[u8; 32]>(), nonce in any::<[u8; 16]>(), has_cookie in any::<bool>(),
         cid in any::<u32>(), ts in any::<u64>(), mac in any::<[u8; 32]>(),
         ticket in proptest::collection::vec(any::<u8>(), 0..=MAX_TICKET_LEN), seq in any::<u64>(),
-        sealed in any::<[u8; ACCEPTED_SEALED_LEN]>(), reason in 1u8..=6,
+        sealed in any::<[u8; ACCEPTED_SEALED_LEN]>(), reason in 1u8..=8,
     ) {
         let cookie = Cookie { connection_id: cid, timestamp_ms: ts, mac };
         let packets = [
             Handshake::Connect(Connect {
-                version: PROTOCOL_VERSION, client_public: public, client_nonce: nonce,
+                version: PROTOCOL_VERSION, key_mode: if has_cookie { KeyMode::Pinned } else { KeyMode::Unpinned }, client_public: public, client_nonce: nonce,
                 cookie: has_cookie.then_some(cookie), ticket: &ticket,
             }),
             Handshake::Cookie(cookie),
-            Handshake::Accepted(ConnectionAccepted { server_public: public, server_nonce: nonce, sealed: &sealed }),
+            Handshake::Accepted(ConnectionAccepted { server_public: public, server_nonce: nonce, server_static: None, sealed: &sealed }),
+            Handshake::Accepted(ConnectionAccepted { server_public: public, server_nonce: nonce, server_static: Some(mac), sealed: &sealed }),
             Handshake::Denied(ConnectionDenied { reason: DenyReason::from_u8(reason).unwrap() }),
         ];
         for p in packets {
@@ -339,7 +340,7 @@ proptest! {
         // Start from a valid Connect so mutations reach deep into the parser.
         let mut buf = [0u8; 1500];
         let n = Handshake::Connect(Connect {
-            version: PROTOCOL_VERSION, client_public: [seed as u8; 32], client_nonce: [1; 16],
+            version: PROTOCOL_VERSION, key_mode: KeyMode::Pinned, client_public: [seed as u8; 32], client_nonce: [1; 16],
             cookie: None, ticket: b"abc",
         }).encode(seed as u32, seed, &mut buf).unwrap();
         for (at, x) in flips {

@@ -128,6 +128,7 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             handshake(
                 &Handshake::Connect(Connect {
                     version: PROTOCOL_VERSION,
+                    key_mode: KeyMode::Pinned,
                     client_public: [0xaa; 32],
                     client_nonce: [0xbb; 16],
                     cookie: None,
@@ -142,6 +143,7 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             handshake(
                 &Handshake::Connect(Connect {
                     version: PROTOCOL_VERSION,
+                    key_mode: KeyMode::Pinned,
                     client_public: [0xaa; 32],
                     client_nonce: [0xbb; 16],
                     cookie: Some(COOKIE),
@@ -161,6 +163,20 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 &Handshake::Accepted(ConnectionAccepted {
                     server_public: [0xdd; 32],
                     server_nonce: [0xee; 16],
+                    server_static: None,
+                    sealed: &[0x5a; ACCEPTED_SEALED_LEN],
+                }),
+                COOKIE.connection_id,
+                0,
+            ),
+        ),
+        (
+            "connection-accepted-unpinned",
+            handshake(
+                &Handshake::Accepted(ConnectionAccepted {
+                    server_public: [0xdd; 32],
+                    server_nonce: [0xee; 16],
+                    server_static: Some([0x77; 32]),
                     sealed: &[0x5a; ACCEPTED_SEALED_LEN],
                 }),
                 COOKIE.connection_id,

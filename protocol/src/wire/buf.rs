@@ -16,6 +16,25 @@ pub const MAX_VARINT_LEN: usize = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark(usize);
 
+/// A two-byte varint slot that a [`Writer`] reserved for a value known only
+/// after what follows it is written: see [`Writer::begin_len_prefixed`]
+/// and [`Writer::reserve_varint_slot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a reserved slot must be filled"]
+pub struct VarintSlot(usize);
+
+impl VarintSlot {
+    /// The position just before the slot: [`Writer::restore`] to it
+    /// abandons the slot and everything written after it.
+    #[inline]
+    pub fn mark(self) -> Mark {
+        Mark(self.0)
+    }
+}
+
+/// The largest value a [`VarintSlot`] holds (the largest two-byte varint).
+pub const MAX_VARINT_SLOT: u64 = (1 << 14) - 1;
+
 /// A forward cursor that reads from a borrowed byte slice.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -75,16 +94,17 @@ impl<'a> Reader<'a> {
     /// Takes the next `n` bytes.
     #[inline]
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        let available = self.remaining();
-        if n > available {
+        // `pos <= buf.len()` always holds, so this slice never fails, and
+        // after the length check the compiler needs no further one.
+        let rest = &self.buf[self.pos..];
+        if n > rest.len() {
             return Err(WireError::Truncated {
                 needed: n,
-                available,
+                available: rest.len(),
             });
         }
-        let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
-        Ok(out)
+        Ok(&rest[..n])
     }
 
     /// Skips `n` bytes.
@@ -104,16 +124,31 @@ impl<'a> Reader<'a> {
     /// Takes the next `N` bytes as an array.
     #[inline]
     pub fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let bytes = self.bytes(N)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(bytes);
-        Ok(out)
+        match self.buf[self.pos..].first_chunk::<N>() {
+            Some(bytes) => {
+                self.pos += N;
+                Ok(*bytes)
+            }
+            None => Err(WireError::Truncated {
+                needed: N,
+                available: self.remaining(),
+            }),
+        }
     }
 
     /// Reads one byte.
     #[inline]
     pub fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.bytes(1)?[0])
+        match self.buf.get(self.pos) {
+            Some(&byte) => {
+                self.pos += 1;
+                Ok(byte)
+            }
+            None => Err(WireError::Truncated {
+                needed: 1,
+                available: 0,
+            }),
+        }
     }
 
     /// Reads one signed byte.
@@ -133,6 +168,21 @@ impl<'a> Reader<'a> {
     /// 64 bits are rejected, so every value has exactly one encoding.
     #[inline]
     pub fn varint(&mut self) -> Result<u64, WireError> {
+        // Fast path: most varints on the wire (ids, small deltas, lengths
+        // below 128) are one byte, which is always canonical.
+        if let Some(&byte) = self.buf.get(self.pos) {
+            if byte < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(byte));
+            }
+        }
+        self.varint_multi()
+    }
+
+    /// The general varint decoder (any length, every check), for a first
+    /// byte with its continuation bit set or no byte at all.
+    #[inline(never)]
+    fn varint_multi(&mut self) -> Result<u64, WireError> {
         let mut value: u64 = 0;
         for i in 0..MAX_VARINT_LEN {
             let byte = self.u8()?;
@@ -224,7 +274,8 @@ macro_rules! write_le {
         #[doc = concat!("Writes a little-endian `", stringify!($ty), "`.")]
         #[inline]
         pub fn $name(&mut self, value: $ty) -> Result<(), EncodeError> {
-            self.bytes(&value.to_le_bytes())
+            *self.reserve_array()? = value.to_le_bytes();
+            Ok(())
         }
     )*};
 }
@@ -275,16 +326,51 @@ impl<'a> Writer<'a> {
     /// Reserves the next `n` bytes and returns them for the caller to fill.
     #[inline]
     pub fn reserve(&mut self, n: usize) -> Result<&mut [u8], EncodeError> {
-        let available = self.remaining();
-        if n > available {
+        // `pos <= buf.len()` always holds, so this slice never fails, and
+        // after the length check the compiler needs no further one.
+        let rest = &mut self.buf[self.pos..];
+        if n > rest.len() {
             return Err(EncodeError::BufferFull {
                 needed: n,
-                available,
+                available: rest.len(),
             });
         }
-        let start = self.pos;
         self.pos += n;
-        Ok(&mut self.buf[start..start + n])
+        Ok(&mut rest[..n])
+    }
+
+    /// Reserves the next `N` bytes as an array (for fixed-width fields).
+    #[inline]
+    fn reserve_array<const N: usize>(&mut self) -> Result<&mut [u8; N], EncodeError> {
+        let rest = &mut self.buf[self.pos..];
+        let available = rest.len();
+        match rest.first_chunk_mut::<N>() {
+            Some(out) => {
+                self.pos += N;
+                Ok(out)
+            }
+            None => Err(EncodeError::BufferFull {
+                needed: N,
+                available,
+            }),
+        }
+    }
+
+    /// Lends `f` the next `N` bytes in place, if at least `N` remain, and
+    /// keeps the first `n` of them, `n` being what `f` returns (at most
+    /// `N`). This is the infallible fast path of a structure whose encoding
+    /// has a known upper bound: the caller checks the room once instead of
+    /// once per field. Returns `None`, writing nothing, if fewer than `N`
+    /// bytes remain.
+    #[inline]
+    pub fn put_with<const N: usize>(
+        &mut self,
+        f: impl FnOnce(&mut [u8; N]) -> usize,
+    ) -> Option<usize> {
+        let window = self.buf[self.pos..].first_chunk_mut::<N>()?;
+        let n = f(window).min(N);
+        self.pos += n;
+        Some(n)
     }
 
     /// Writes raw bytes.
@@ -304,13 +390,23 @@ impl<'a> Writer<'a> {
     /// Writes one byte.
     #[inline]
     pub fn u8(&mut self, value: u8) -> Result<(), EncodeError> {
-        self.bytes(&[value])
+        match self.buf.get_mut(self.pos) {
+            Some(slot) => {
+                *slot = value;
+                self.pos += 1;
+                Ok(())
+            }
+            None => Err(EncodeError::BufferFull {
+                needed: 1,
+                available: 0,
+            }),
+        }
     }
 
     /// Writes one signed byte.
     #[inline]
     pub fn i8(&mut self, value: i8) -> Result<(), EncodeError> {
-        self.bytes(&value.to_le_bytes())
+        self.u8(value as u8)
     }
 
     write_le!(
@@ -327,9 +423,97 @@ impl<'a> Writer<'a> {
     /// Writes an unsigned LEB128 varint (1 to 10 bytes).
     #[inline]
     pub fn varint(&mut self, value: u64) -> Result<(), EncodeError> {
-        let mut tmp = [0u8; MAX_VARINT_LEN];
-        let len = encode_varint(value, &mut tmp);
-        self.bytes(&tmp[..len])
+        if value < 0x80 {
+            return self.u8(value as u8);
+        }
+        self.varint_multi(value)
+    }
+
+    /// A varint of two or more bytes, written in place; all or nothing.
+    #[inline]
+    fn varint_multi(&mut self, value: u64) -> Result<(), EncodeError> {
+        let out = self.reserve(varint_len(value))?;
+        let mut v = value;
+        if let Some((last, head)) = out.split_last_mut() {
+            for byte in head {
+                *byte = v as u8 | 0x80;
+                v >>= 7;
+            }
+            *last = v as u8;
+        }
+        Ok(())
+    }
+
+    /// Reserves two bytes for a varint whose value (at most
+    /// [`MAX_VARINT_SLOT`]) is known only after what follows is written;
+    /// [`fill_varint_slot`](Self::fill_varint_slot) writes it. Nothing is
+    /// written if two bytes are not left.
+    #[inline]
+    pub fn reserve_varint_slot(&mut self) -> Result<VarintSlot, EncodeError> {
+        let at = self.pos;
+        self.reserve_array::<2>()?;
+        Ok(VarintSlot(at))
+    }
+
+    /// Writes `value` into a slot of this writer in its canonical encoding,
+    /// the same bytes [`varint`](Self::varint) writes: for a value below
+    /// 128 that is one byte, and everything written after the slot moves
+    /// down by one. Slots may nest; fill the inner one first.
+    ///
+    /// Fails if `value` exceeds [`MAX_VARINT_SLOT`], and then restores the
+    /// writer to [`VarintSlot::mark`], dropping the slot and what followed
+    /// it, so that no half-built structure is left behind. A slot the
+    /// writer was restored past fails with `BufferFull` and changes nothing.
+    #[inline]
+    pub fn fill_varint_slot(&mut self, slot: VarintSlot, value: u64) -> Result<(), EncodeError> {
+        let at = slot.0;
+        let end = self.pos;
+        if at + 2 > end {
+            return Err(EncodeError::BufferFull {
+                needed: at + 2,
+                available: end,
+            });
+        }
+        if value < 0x80 {
+            self.buf[at] = value as u8;
+            self.buf.copy_within(at + 2..end, at + 1);
+            self.pos = end - 1;
+            Ok(())
+        } else if value <= MAX_VARINT_SLOT {
+            self.buf[at] = value as u8 | 0x80;
+            self.buf[at + 1] = (value >> 7) as u8;
+            Ok(())
+        } else {
+            self.pos = at;
+            Err(EncodeError::TooLong {
+                max: MAX_VARINT_SLOT as usize,
+                found: usize::try_from(value).unwrap_or(usize::MAX),
+            })
+        }
+    }
+
+    /// Starts a body whose varint length prefix is written when it ends,
+    /// so that the body is written in place rather than copied in after
+    /// its length is known. The body may be at most [`MAX_VARINT_SLOT`]
+    /// bytes; end it with [`end_len_prefixed`](Self::end_len_prefixed).
+    /// Nothing is written if two bytes are not left.
+    #[inline]
+    pub fn begin_len_prefixed(&mut self) -> Result<VarintSlot, EncodeError> {
+        self.reserve_varint_slot()
+    }
+
+    /// Ends a body begun with [`begin_len_prefixed`](Self::begin_len_prefixed):
+    /// writes the canonical length prefix (the same bytes as
+    /// [`len_prefixed`](Self::len_prefixed)) and returns the body length.
+    /// A body under 128 bytes moves down by one byte. A body longer than
+    /// [`MAX_VARINT_SLOT`] fails with `TooLong`, and the writer returns to
+    /// [`VarintSlot::mark`] (prefix and body dropped). Nested bodies end
+    /// inner first.
+    #[inline]
+    pub fn end_len_prefixed(&mut self, slot: VarintSlot) -> Result<usize, EncodeError> {
+        let len = self.pos.saturating_sub(slot.0 + 2);
+        self.fill_varint_slot(slot, len as u64)?;
+        Ok(len)
     }
 
     /// Writes a ZigZag-encoded signed varint.

@@ -84,8 +84,9 @@ impl Cookie {
 
 /// Connect (handshake type 0), client to server.
 ///
-/// Layout: version u16, client ephemeral X25519 public key [32], client
-/// nonce [16], has-cookie u8 (0 or 1), cookie [44] if 1, auth ticket
+/// Layout: version u16, key mode u8 ([`KeyMode`]), client ephemeral X25519
+/// public key [32], client nonce [16], has-cookie u8 (0 or 1), cookie [44]
+/// if 1, auth ticket
 /// (varint length ≤ 512 + bytes), zero padding to [`CONNECT_LEN`] − 4.
 /// The header's connection id is random on the first Connect (it spreads
 /// handshakes over cores) and the cookie's id on the second.
@@ -93,6 +94,8 @@ impl Cookie {
 pub struct Connect<'a> {
     /// Protocol version.
     pub version: u16,
+    /// Whether the client pinned the server's static key.
+    pub key_mode: KeyMode,
     /// The client's ephemeral public key.
     pub client_public: [u8; PUBLIC_KEY_LEN],
     /// The client's random nonce.
@@ -103,9 +106,38 @@ pub struct Connect<'a> {
     pub ticket: &'a [u8],
 }
 
+/// How the client knows the server's static key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum KeyMode {
+    /// The client pinned the server's static public key (the default; the
+    /// only mode that resists a man in the middle).
+    Pinned = 0,
+    /// The client did not; the server sends its static key in
+    /// ConnectionAccepted (trust on first use). Servers refuse it unless
+    /// configured to allow it.
+    Unpinned = 1,
+}
+
+impl KeyMode {
+    /// The mode a wire byte names.
+    pub fn from_u8(value: u8) -> Result<Self, WireError> {
+        match value {
+            0 => Ok(Self::Pinned),
+            1 => Ok(Self::Unpinned),
+            other => Err(WireError::InvalidValue {
+                field: "key mode",
+                value: u64::from(other),
+            }),
+        }
+    }
+}
+
 /// ConnectionAccepted (handshake type 2), server to client.
 ///
-/// Layout: server ephemeral public key [32], server nonce [16], sealed
+/// Layout: server ephemeral public key [32], server nonce [16], the
+/// server's static public key [32] only for a Connect in
+/// [`KeyMode::Unpinned`], sealed
 /// [`AcceptedParams`] ([`ACCEPTED_SEALED_LEN`] bytes: 16 plaintext + 16
 /// tag). The seal uses the server-to-client key with the nonce built from
 /// the header's connection id and sequence; the associated data is every
@@ -117,6 +149,8 @@ pub struct ConnectionAccepted<'a> {
     pub server_public: [u8; PUBLIC_KEY_LEN],
     /// The server's random nonce.
     pub server_nonce: [u8; NONCE_LEN],
+    /// The server's static key, for an unpinned client.
+    pub server_static: Option<[u8; PUBLIC_KEY_LEN]>,
     /// The sealed parameters.
     pub sealed: &'a [u8],
 }
@@ -203,6 +237,11 @@ wire_enum!(
         TicketRejected = 5,
         /// The server is shutting down.
         ShuttingDown = 6,
+        /// The client did not pin the server's key and the server requires it.
+        KeyNotPinned = 7,
+        /// The server has no room for more connection attempts awaiting the
+        /// game layer's decision.
+        Busy = 8,
     }
 );
 
@@ -275,6 +314,7 @@ impl<'a> Handshake<'a> {
             Handshake::Connect(c) => {
                 w.u8(handshake_type::CONNECT)?;
                 w.u16(c.version)?;
+                w.u8(c.key_mode as u8)?;
                 w.bytes(&c.client_public)?;
                 w.bytes(&c.client_nonce)?;
                 match &c.cookie {
@@ -297,6 +337,9 @@ impl<'a> Handshake<'a> {
                 w.u8(handshake_type::CONNECTION_ACCEPTED)?;
                 w.bytes(&a.server_public)?;
                 w.bytes(&a.server_nonce)?;
+                if let Some(key) = &a.server_static {
+                    w.bytes(key)?;
+                }
                 w.bytes(a.sealed)?;
             }
             Handshake::Denied(d) => {
@@ -322,6 +365,7 @@ impl<'a> Handshake<'a> {
         let packet = match r.u8()? {
             handshake_type::CONNECT => {
                 let version = r.u16()?;
+                let key_mode = KeyMode::from_u8(r.u8()?)?;
                 let client_public = r.array()?;
                 let client_nonce = r.array()?;
                 let cookie = match r.u8()? {
@@ -340,6 +384,7 @@ impl<'a> Handshake<'a> {
                 }
                 Handshake::Connect(Connect {
                     version,
+                    key_mode,
                     client_public,
                     client_nonce,
                     cookie,
@@ -350,10 +395,17 @@ impl<'a> Handshake<'a> {
             handshake_type::CONNECTION_ACCEPTED => {
                 let server_public = r.array()?;
                 let server_nonce = r.array()?;
+                // The static key is present exactly when the rest is longer
+                // than the sealed parameters.
+                let server_static = match r.remaining() {
+                    n if n == ACCEPTED_SEALED_LEN + PUBLIC_KEY_LEN => Some(r.array()?),
+                    _ => None,
+                };
                 let sealed = r.bytes(ACCEPTED_SEALED_LEN)?;
                 Handshake::Accepted(ConnectionAccepted {
                     server_public,
                     server_nonce,
+                    server_static,
                     sealed,
                 })
             }
@@ -366,10 +418,14 @@ impl<'a> Handshake<'a> {
         Ok((header, packet))
     }
 
-    /// The associated data of a ConnectionAccepted: every byte before the
-    /// sealed parameters (header, type, server key, server nonce).
+    /// The associated data of a ConnectionAccepted datagram: every byte
+    /// before the sealed parameters (header, type, server ephemeral key,
+    /// server nonce, and the static key when present).
     pub fn accepted_aad(datagram: &[u8]) -> Option<&[u8]> {
-        datagram.get(..HEADER_LEN + 1 + PUBLIC_KEY_LEN + NONCE_LEN)
+        let end = datagram
+            .len()
+            .checked_sub(crate::checksum::CRC_LEN + ACCEPTED_SEALED_LEN)?;
+        datagram.get(..end)
     }
 }
 

@@ -15,8 +15,9 @@
 //! length that runs past the end of the payload ends the iteration, since no
 //! later boundary can be trusted after it.
 
-use super::buf::varint_len;
-use super::{EncodeError, Reader, WireError, Writer};
+use super::buf::{Mark, VarintSlot, varint_len};
+use super::control::Message;
+use super::{Channel, EncodeError, Reader, WireError, Writer};
 
 /// Frame type numbers. 4–14 keep the seed's control packet numbers (§10.3).
 pub mod frame_type {
@@ -164,6 +165,86 @@ pub fn encode_raw_frame(
 /// Length of a frame with a body of `body_len` bytes.
 pub fn raw_frame_len(body_len: usize) -> usize {
     1 + varint_len(body_len as u64) + body_len
+}
+
+/// The most bytes a frame body written in place (with [`begin_frame`]) may
+/// take: its length must fit the two bytes reserved for it.
+pub const MAX_IN_PLACE_BODY: usize = super::buf::MAX_VARINT_SLOT as usize;
+
+/// A frame being written in place: its type byte is written and two bytes
+/// are reserved for its length. End it with [`end_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a frame begun in place must be ended with end_frame"]
+pub struct FrameMark {
+    start: Mark,
+    len: VarintSlot,
+}
+
+impl FrameMark {
+    /// The position before the frame: [`Writer::restore`] to it abandons
+    /// the frame.
+    #[inline]
+    pub fn start(&self) -> Mark {
+        self.start
+    }
+}
+
+/// Starts a frame whose body the caller then writes in place, directly
+/// behind the type byte and a reserved length, instead of building the body
+/// elsewhere and copying it in. The body may be at most
+/// [`MAX_IN_PLACE_BODY`] bytes. Nothing is written if the three bytes of
+/// type and length do not fit.
+#[inline]
+pub fn begin_frame(w: &mut Writer<'_>, frame_type: u8) -> Result<FrameMark, EncodeError> {
+    if w.remaining() < 3 {
+        return Err(EncodeError::BufferFull {
+            needed: 3,
+            available: w.remaining(),
+        });
+    }
+    let start = w.save();
+    w.u8(frame_type)?;
+    let len = w.begin_len_prefixed()?;
+    Ok(FrameMark { start, len })
+}
+
+/// Starts an application message frame ([`Message`]) in place: type, length
+/// and, on a reliable channel, the message id; the caller writes the
+/// message bytes and ends it with [`end_frame`]. All or nothing.
+#[inline]
+pub fn begin_message_frame(
+    w: &mut Writer<'_>,
+    channel: Channel,
+    message_id: u64,
+) -> Result<FrameMark, EncodeError> {
+    let frame = begin_frame(w, Message::frame_type(channel))?;
+    if channel.is_reliable() {
+        if let Err(e) = w.varint(message_id) {
+            w.restore(frame.start);
+            return Err(e);
+        }
+    }
+    Ok(frame)
+}
+
+/// Ends a frame begun with [`begin_frame`]: writes the body length in its
+/// canonical encoding, so the frame is byte for byte what
+/// [`encode_raw_frame`] writes for the same body (a body under 128 bytes
+/// moves down by one byte). Returns the body length. A body longer than
+/// [`MAX_IN_PLACE_BODY`] fails with `TooLong` and drops the whole frame.
+/// A frame the writer was restored past fails with `BufferFull` and
+/// changes nothing.
+#[inline]
+pub fn end_frame(w: &mut Writer<'_>, frame: FrameMark) -> Result<usize, EncodeError> {
+    match w.end_len_prefixed(frame.len) {
+        // The writer is back before the length; drop the type byte too.
+        Err(e @ EncodeError::TooLong { .. }) => {
+            w.restore(frame.start);
+            Err(e)
+        }
+        // Ok, or a mark the writer was already restored past.
+        other => other,
+    }
 }
 
 #[cfg(test)]
