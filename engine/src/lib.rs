@@ -1,15 +1,30 @@
 //! # tos-engine: the thread-per-core runtime
 //!
-//! This crate will own everything that touches the operating system:
+//! Everything that touches the operating system, and nothing of the game:
 //!
-//! - one pinned OS thread per configured core, each with its own
-//!   `SO_REUSEPORT` UDP socket, io_uring ring (or a recvmmsg/sendmmsg
-//!   fallback) and protocol endpoint;
-//! - steering of datagrams to the owning core with a reuseport cBPF program;
-//! - the per-core tick loop, cross-core channels and connection migration;
-//! - the `tos-server` binary, its stats, metrics endpoint and signals.
+//! - [`io`]: per-core UDP I/O — `SO_REUSEPORT` sockets, the cBPF program
+//!   that steers each datagram to the core owning its connection id, and
+//!   two batched backends (io_uring with multishot receive; recvmmsg /
+//!   sendmmsg where io_uring is forbidden), chosen at start and logged.
+//! - [`runtime`]: starting a server — core selection and pinning, sockets
+//!   bound in core order, the channel mesh between cores, the metrics
+//!   endpoint, and graceful shutdown ([`runtime::start`] →
+//!   [`runtime::ServerHandle`]).
+//! - [`core`]: one core's loop — receive, forward misrouted datagrams,
+//!   protocol events, the tick on a grid shared by all cores, transmit with
+//!   one system call per turn.
+//! - [`settings`]: the operator's RON config turned into protocol settings;
+//!   secrets loaded or generated.
+//! - [`stats`] and the metrics endpoint: per-core counters, the stats line,
+//!   the Prometheus text format.
+//! - [`signals`]: SIGINT / SIGTERM.
 //!
-//! Status: a skeleton. The runtime lands with the issue "Thread-per-core
-//! io_uring engine and the `tos-server` binary".
+//! The `tos-server` binary (`src/bin/tos-server.rs`) wires these together.
 
+pub mod core;
 pub mod io;
+mod metrics;
+pub mod runtime;
+pub mod settings;
+pub mod signals;
+pub mod stats;

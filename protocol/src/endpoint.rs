@@ -322,6 +322,13 @@ impl Endpoint {
         Some(conn)
     }
 
+    /// The connection using (or moving to) `connection_id`.
+    pub fn handle_by_id(&self, connection_id: u32) -> Option<ConnectionHandle> {
+        let index = *self.by_id.get(&connection_id)?;
+        self.slots[index as usize].connection.as_ref()?;
+        Some(self.handle_of(index))
+    }
+
     /// Handles of every live connection.
     pub fn handles(&self) -> impl Iterator<Item = ConnectionHandle> + '_ {
         self.slots

@@ -1,6 +1,151 @@
-//! `tos-server`: the world server binary.
+//! `tos-server`: the world server.
+//!
+//! ```text
+//! tos-server [--config FILE] [--cores all|N|A,B,C] [--port PORT]
+//!            [--log-level LEVEL] [--echo]
+//! ```
+//!
+//! Without `--config` the embedded defaults are used (`config/server.ron`).
+//! Exit codes: 0 after a clean shutdown (SIGINT / SIGTERM), 1 when the
+//! server cannot start (bad config, busy port, too few cores, ...), 2 for
+//! bad arguments.
 
-fn main() {
-    eprintln!("tos-server: the engine has not landed yet; see docs/ROADMAP.md");
-    std::process::exit(2);
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tos_config::{CoreSelection, ServerConfig};
+use tos_engine::{runtime, signals};
+
+const USAGE: &str = "usage: tos-server [--config FILE] [--cores all|N|A,B,C] [--port PORT] [--log-level LEVEL] [--echo]";
+
+#[derive(Debug, Default)]
+struct Args {
+    config: Option<String>,
+    cores: Option<CoreSelection>,
+    port: Option<u16>,
+    log_level: Option<String>,
+    echo: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--config" => args.config = Some(value("--config")?),
+            "--cores" => {
+                let v = value("--cores")?;
+                args.cores = Some(if v == "all" {
+                    CoreSelection::All
+                } else if v.contains(',') {
+                    CoreSelection::List(
+                        v.split(',')
+                            .map(|c| c.trim().parse().map_err(|_| format!("bad core {c:?}")))
+                            .collect::<Result<_, _>>()?,
+                    )
+                } else {
+                    CoreSelection::Count(v.parse().map_err(|_| format!("bad --cores {v:?}"))?)
+                });
+            }
+            "--port" => {
+                args.port = Some(
+                    value("--port")?
+                        .parse()
+                        .map_err(|_| "bad --port".to_string())?,
+                )
+            }
+            "--log-level" => args.log_level = Some(value("--log-level")?),
+            "--echo" => args.echo = true,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = args.log_level.clone().unwrap_or_else(|| "info".into());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("bad --log-level {level:?}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    let mut config = match &args.config {
+        Some(path) => match ServerConfig::load(std::path::Path::new(path)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("tos-server: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => ServerConfig::default(),
+    };
+    if let Some(cores) = args.cores {
+        config.runtime.cores = cores;
+    }
+    if let Some(port) = args.port {
+        match config.network.bind_addr() {
+            Ok(mut a) => {
+                a.set_port(port);
+                config.network.bind = a.to_string();
+            }
+            Err(_) => {
+                eprintln!("tos-server: bad bind address {:?}", config.network.bind);
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if args.echo {
+        config.runtime.echo_mode = true;
+    }
+    if let Err(e) = config.validate(args.config.as_deref().unwrap_or("command line")) {
+        eprintln!("tos-server: {e}");
+        return ExitCode::from(1);
+    }
+    if let Err(e) = signals::install() {
+        eprintln!("tos-server: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    let server = match runtime::start(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tos-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(addr = %server.local_addr(), cores = server.core_count(), steering = server.steering(), "tos-server running");
+    while !signals::requested() && !server.any_core_stopped() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let failed = !signals::requested();
+    tracing::info!("shutting down");
+    let grace = Duration::from_millis(u64::from(config.runtime.shutdown_grace_ms));
+    let clean = server.shutdown(grace);
+    if failed || !clean {
+        eprintln!(
+            "tos-server: {}",
+            if failed {
+                "a core stopped unexpectedly"
+            } else {
+                "cores did not stop in time"
+            }
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }

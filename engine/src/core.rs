@@ -1,0 +1,443 @@
+//! One core: its socket's I/O backend, its protocol endpoint, its inbox
+//! from the other cores, and the tick loop that drives them.
+//!
+//! Everything here is owned by the core's thread ([`CoreRunner`] is built
+//! on it and never leaves it); cores meet only through the bounded
+//! channels of [`CoreMessage`].
+//!
+//! One loop turn: harvest datagrams (forwarding those another core owns),
+//! drain the inbox, handle protocol events, run the tick when it is due,
+//! hand every datagram the endpoint wants to send to the backend, flush
+//! with one system call, then wait for the next datagram or the next tick.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use hdrhistogram::Histogram;
+use tos_protocol::connection::{Connection, Event};
+use tos_protocol::endpoint::{DatagramOutcome, DropReason, Endpoint, EndpointEvent};
+use tos_protocol::wire::control::DisconnectReason;
+
+use crate::io::{Backend, DatagramIo, SendError};
+use crate::stats::{CoreSnapshot, CoreStats};
+
+/// The largest datagram forwarded between cores (the protocol's MTU is
+/// 1200; anything larger is not ours).
+pub const FORWARD_MAX: usize = 1280;
+
+/// A datagram that arrived on the wrong core, carried to its owner.
+#[derive(Clone)]
+pub struct ForwardedDatagram {
+    /// Its source address.
+    pub from: SocketAddr,
+    /// Its length.
+    pub len: u16,
+    /// Its bytes (inline: forwarding allocates nothing).
+    pub bytes: [u8; FORWARD_MAX],
+}
+
+/// What one core sends another.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "forwarded datagrams travel inline so forwarding allocates nothing; channels are bounded and preallocated"
+)]
+pub enum CoreMessage {
+    /// A datagram for a connection this core owns.
+    Datagram(ForwardedDatagram),
+    /// A connection moving to this core.
+    Migrate(Box<Connection>),
+    /// Move the connection with this id to `target`.
+    MigrateRequest {
+        /// Its current id.
+        connection_id: u32,
+        /// The core to move it to.
+        target: u8,
+    },
+}
+
+impl core::fmt::Debug for ForwardedDatagram {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "ForwardedDatagram({} bytes from {})",
+            self.len, self.from
+        )
+    }
+}
+
+impl core::fmt::Debug for CoreMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Datagram(d) => write!(f, "Datagram({} bytes from {})", d.len, d.from),
+            Self::Migrate(c) => write!(f, "Migrate({:#x})", c.connection_id()),
+            Self::MigrateRequest {
+                connection_id,
+                target,
+            } => write!(f, "MigrateRequest({connection_id:#x} -> {target})"),
+        }
+    }
+}
+
+/// What the core does with the game layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Return every client message on its channel: the protocol path with
+    /// no game work, for measurement.
+    Echo,
+    /// Run the world.
+    World,
+}
+
+/// Settings of a core's loop.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    /// This core's number.
+    pub core: u8,
+    /// The tick period.
+    pub tick_period: Duration,
+    /// All cores align their ticks to this instant.
+    pub epoch: Instant,
+    /// How often the stats line is logged.
+    pub stats_interval: Duration,
+    /// Echo or world.
+    pub mode: Mode,
+}
+
+/// One core's state. Built on the core's thread; not `Send`.
+pub struct CoreRunner {
+    settings: CoreSettings,
+    io: Backend,
+    endpoint: Endpoint,
+    peers: Vec<Sender<CoreMessage>>,
+    inbox: Receiver<CoreMessage>,
+    shared: Arc<CoreStats>,
+    stop: Arc<AtomicBool>,
+    local: CoreSnapshot,
+    tick_hist: Histogram<u64>,
+    next_tick: Instant,
+    tick: u64,
+    next_stats: Instant,
+    send_buf: Box<[u8; 2048]>,
+    echo_buf: Vec<u8>,
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl core::fmt::Debug for CoreRunner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CoreRunner")
+            .field("core", &self.settings.core)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CoreRunner {
+    /// A core ready to run.
+    pub fn new(
+        settings: CoreSettings,
+        io: Backend,
+        endpoint: Endpoint,
+        peers: Vec<Sender<CoreMessage>>,
+        inbox: Receiver<CoreMessage>,
+        shared: Arc<CoreStats>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        let now = Instant::now();
+        let period = settings.tick_period;
+        let elapsed = now.saturating_duration_since(settings.epoch);
+        let tick = (elapsed.as_nanos() / period.as_nanos().max(1)) as u64 + 1;
+        Self {
+            next_tick: settings.epoch + period * tick as u32,
+            tick,
+            next_stats: now + settings.stats_interval,
+            settings,
+            io,
+            endpoint,
+            peers,
+            inbox,
+            shared,
+            stop,
+            local: CoreSnapshot::default(),
+            // 1 µs to 60 s, 3 significant digits: recording never allocates.
+            tick_hist: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| unreachable!("valid bounds")),
+            send_buf: Box::new([0u8; 2048]),
+            echo_buf: Vec::with_capacity(2048),
+            _not_send: core::marker::PhantomData,
+        }
+    }
+
+    /// Runs until the stop flag is set, then says goodbye to every client.
+    pub fn run(mut self) {
+        tracing::info!(core = self.settings.core, backend = %self.io.kind(), "core running");
+        while !self.stop.load(Ordering::Relaxed) {
+            self.turn();
+            let now = Instant::now();
+            if now < self.next_tick {
+                let _ = self
+                    .io
+                    .wait((self.next_tick - now).min(Duration::from_millis(5)));
+            }
+        }
+        self.shutdown();
+    }
+
+    /// One loop turn.
+    pub fn turn(&mut self) {
+        let now = Instant::now();
+        self.receive(now);
+        self.drain_inbox(now);
+        self.handle_events(now);
+        if now >= self.next_tick {
+            self.run_tick(now);
+        }
+        self.transmit(now);
+        if now >= self.next_stats {
+            self.log_stats(now);
+        }
+    }
+
+    fn receive(&mut self, now: Instant) {
+        let Self {
+            io,
+            endpoint,
+            peers,
+            local,
+            ..
+        } = self;
+        let _ = io.recv_batch(|from, data| {
+            local.datagrams_in += 1;
+            local.bytes_in += data.len() as u64;
+            match endpoint.handle_datagram(now, from, data) {
+                DatagramOutcome::WrongCore(core) => {
+                    forward(peers, local, usize::from(core), from, data)
+                }
+                DatagramOutcome::Dropped(reason) => count_drop(local, reason),
+                DatagramOutcome::Connection(_) | DatagramOutcome::Handshake => {}
+            }
+        });
+    }
+
+    fn drain_inbox(&mut self, now: Instant) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                CoreMessage::Datagram(mut d) => {
+                    self.local.forwarded_in += 1;
+                    let len = usize::from(d.len).min(FORWARD_MAX);
+                    match self
+                        .endpoint
+                        .handle_datagram(now, d.from, &mut d.bytes[..len])
+                    {
+                        // Never bounce a datagram between cores.
+                        DatagramOutcome::WrongCore(_) => self.local.drop_unknown_connection += 1,
+                        DatagramOutcome::Dropped(reason) => count_drop(&mut self.local, reason),
+                        _ => {}
+                    }
+                }
+                CoreMessage::Migrate(conn) => {
+                    self.local.migrations_in += 1;
+                    self.endpoint.insert_migrated(*conn, now);
+                }
+                CoreMessage::MigrateRequest {
+                    connection_id,
+                    target,
+                } => self.migrate(now, connection_id, target),
+            }
+        }
+    }
+
+    /// Moves a connection to another core.
+    pub fn migrate(&mut self, now: Instant, connection_id: u32, target: u8) {
+        if target == self.settings.core || usize::from(target) >= self.peers.len() {
+            return;
+        }
+        let Some(handle) = self.endpoint.handle_by_id(connection_id) else {
+            return;
+        };
+        let Some(conn) = self.endpoint.take_connection(handle, target, now) else {
+            return;
+        };
+        match self.peers[usize::from(target)].try_send(CoreMessage::Migrate(Box::new(conn))) {
+            Ok(()) => self.local.migrations_out += 1,
+            Err(
+                TrySendError::Full(CoreMessage::Migrate(conn))
+                | TrySendError::Disconnected(CoreMessage::Migrate(conn)),
+            ) => {
+                // The target is saturated: keep the connection here.
+                self.endpoint.insert_migrated(*conn, now);
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn handle_events(&mut self, now: Instant) {
+        loop {
+            let reply = match self.endpoint.poll_event() {
+                None => break,
+                Some(EndpointEvent::Incoming { handle, .. }) => {
+                    // The auth ticket is opaque here; a deployment checks it
+                    // against its login service before accepting.
+                    self.endpoint.accept(handle, now);
+                    self.local.connections_accepted += 1;
+                    None
+                }
+                Some(EndpointEvent::Connection {
+                    handle,
+                    event: Event::Message { channel, data },
+                }) if self.settings.mode == Mode::Echo => {
+                    self.echo_buf.clear();
+                    self.echo_buf.extend_from_slice(data);
+                    Some((handle, channel))
+                }
+                Some(EndpointEvent::Connection { .. } | EndpointEvent::Removed { .. }) => None,
+            };
+            if let Some((handle, channel)) = reply {
+                if let Some(conn) = self.endpoint.connection_mut(handle) {
+                    // A full queue drops the echo: the client sees a loss.
+                    let _ = conn.send(channel, &self.echo_buf);
+                }
+            }
+        }
+    }
+
+    fn run_tick(&mut self, now: Instant) {
+        let started = Instant::now();
+        self.endpoint.handle_timeout(now);
+        self.handle_events(now);
+        // The world's tick runs here (issue "Sharded world").
+        let took = started.elapsed();
+        let period = self.settings.tick_period;
+        let _ = self.tick_hist.record(took.as_micros().max(1) as u64);
+        self.local.ticks += 1;
+        let late = now.saturating_duration_since(self.next_tick);
+        if took > period || late > period {
+            self.local.tick_overruns += 1;
+        }
+        // Stay on the shared grid: skip ticks that are already past.
+        self.tick += 1 + (late.as_nanos() / period.as_nanos().max(1)) as u64;
+        self.next_tick = self.settings.epoch + period * self.tick as u32;
+        self.publish();
+    }
+
+    fn transmit(&mut self, now: Instant) {
+        let Self {
+            io,
+            endpoint,
+            local,
+            send_buf,
+            ..
+        } = self;
+        while let Some(t) = endpoint.poll_transmit(now, &mut send_buf[..]) {
+            let data = &send_buf[..t.size];
+            match io.queue_send(t.destination, data) {
+                Ok(()) => {}
+                Err(SendError::Full) => {
+                    let _ = io.flush();
+                    if io.queue_send(t.destination, data).is_err() {
+                        // The kernel is not keeping up: the packet is lost,
+                        // and the protocol will treat it as such.
+                        local.drop_send_full += 1;
+                        continue;
+                    }
+                }
+                Err(_) => {}
+            }
+            local.datagrams_out += 1;
+            local.bytes_out += t.size as u64;
+        }
+        let _ = io.flush();
+    }
+
+    fn publish(&mut self) {
+        let ep = self.endpoint.stats();
+        let io = *self.io.stats();
+        self.local.connections = self.endpoint.connection_count() as u64;
+        self.local.cookies_issued = ep.cookies_issued;
+        self.local.drop_truncated = io.truncated;
+        self.local.syscalls = io.syscalls;
+        self.shared.publish(&self.local);
+    }
+
+    fn log_stats(&mut self, now: Instant) {
+        // Summing per-connection counters is O(connections): once per interval.
+        let (mut auth, mut replay) = (0, 0);
+        for h in self.endpoint.handles().collect::<Vec<_>>() {
+            if let Some(c) = self.endpoint.connection(h) {
+                let s = c.stats();
+                auth += s.auth_failures;
+                replay += s.replays;
+            }
+        }
+        self.local.drop_auth = auth;
+        self.local.drop_replay = replay;
+        self.local.tick_p50_us = self.tick_hist.value_at_quantile(0.5);
+        self.local.tick_p99_us = self.tick_hist.value_at_quantile(0.99);
+        self.local.tick_max_us = self.tick_hist.max();
+        self.tick_hist.reset();
+        self.publish();
+        tracing::info!("{}", self.local.line(usize::from(self.settings.core)));
+        self.next_stats = now + self.settings.stats_interval;
+    }
+
+    fn shutdown(&mut self) {
+        let now = Instant::now();
+        let handles: Vec<_> = self.endpoint.handles().collect();
+        for h in handles {
+            if let Some(c) = self.endpoint.connection_mut(h) {
+                c.close(now, DisconnectReason::ServerShutdown);
+            }
+        }
+        // Let every Disconnect out.
+        self.transmit(now);
+        self.publish();
+        tracing::info!(
+            core = self.settings.core,
+            "core stopped: {}",
+            self.local.line(usize::from(self.settings.core))
+        );
+    }
+
+    /// The endpoint, for tests that inspect a core in place.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+fn forward(
+    peers: &[Sender<CoreMessage>],
+    local: &mut CoreSnapshot,
+    core: usize,
+    from: SocketAddr,
+    data: &[u8],
+) {
+    let Some(peer) = peers.get(core) else {
+        local.drop_unknown_connection += 1;
+        return;
+    };
+    if data.len() > FORWARD_MAX {
+        local.drop_truncated += 1;
+        return;
+    }
+    let mut d = ForwardedDatagram {
+        from,
+        len: data.len() as u16,
+        bytes: [0; FORWARD_MAX],
+    };
+    d.bytes[..data.len()].copy_from_slice(data);
+    match peer.try_send(CoreMessage::Datagram(d)) {
+        Ok(()) => local.forwarded_out += 1,
+        Err(_) => local.drop_forward_full += 1,
+    }
+}
+
+fn count_drop(local: &mut CoreSnapshot, reason: DropReason) {
+    match reason {
+        DropReason::Malformed | DropReason::UnexpectedHandshake | DropReason::ReplyQueueFull => {
+            local.drop_malformed += 1
+        }
+        DropReason::ShortConnect => local.drop_short_connect += 1,
+        DropReason::UnknownConnection => local.drop_unknown_connection += 1,
+    }
+}

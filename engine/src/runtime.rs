@@ -1,0 +1,415 @@
+//! Starting and stopping a server: core selection, sockets bound in core
+//! order, cBPF steering, the channel mesh, one pinned thread per core, the
+//! metrics endpoint, and a graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, bounded};
+use tos_config::{CoreSelection, IoBackend, ServerConfig, Steering};
+use tos_protocol::endpoint::Endpoint;
+
+use crate::core::{CoreMessage, CoreRunner, CoreSettings, Mode};
+use crate::io::{BackendChoice, IoConfig, attach_steering_cbpf, bind_reuseport, select_backend};
+use crate::settings::{SecretError, Secrets, endpoint_config, transport_config};
+use crate::stats::{CoreSnapshot, CoreStats};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configured address does not parse.
+    BadAddress(String),
+    /// The port is in use by another socket.
+    PortBusy {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A socket operation failed.
+    Socket(std::io::Error),
+    /// More cores were asked for than this machine offers.
+    TooFewCores {
+        /// Cores asked for.
+        wanted: usize,
+        /// Cores available to this process.
+        available: usize,
+    },
+    /// A listed core does not exist or is not available to this process.
+    UnknownCore(usize),
+    /// More than 255 cores (a connection id's low byte names the core).
+    TooManyCores(usize),
+    /// cBPF steering was required and could not be attached.
+    Steering(std::io::Error),
+    /// io_uring was required and could not be set up.
+    Backend(std::io::Error),
+    /// A secret file could not be loaded.
+    Secret(SecretError),
+    /// The metrics address could not be bound.
+    Metrics {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A core thread failed to start.
+    Thread(String),
+}
+
+impl core::fmt::Display for StartError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadAddress(a) => write!(f, "bad bind address {a:?}"),
+            Self::PortBusy { addr, source } => write!(f, "port busy: cannot bind {addr}: {source}"),
+            Self::Socket(e) => write!(f, "socket error: {e}"),
+            Self::TooFewCores { wanted, available } => {
+                write!(
+                    f,
+                    "too few cores: {wanted} requested, {available} available to this process"
+                )
+            }
+            Self::UnknownCore(c) => write!(f, "core {c} is not available to this process"),
+            Self::TooManyCores(n) => write!(f, "{n} cores requested; at most 255 are supported"),
+            Self::Steering(e) => write!(f, "cannot attach the cBPF steering program: {e}"),
+            Self::Backend(e) => write!(f, "cannot set up io_uring: {e}"),
+            Self::Secret(e) => write!(f, "{e}"),
+            Self::Metrics { addr, source } => {
+                write!(f, "cannot bind the metrics address {addr}: {source}")
+            }
+            Self::Thread(e) => write!(f, "cannot start a core thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    static_public: [u8; 32],
+    integrity_secret: [u8; 32],
+    cores: Vec<JoinHandle<()>>,
+    commands: Vec<Sender<CoreMessage>>,
+    stats: Arc<Vec<Arc<CoreStats>>>,
+    stop: Arc<AtomicBool>,
+    metrics_stop: Arc<AtomicBool>,
+    metrics: Option<(SocketAddr, JoinHandle<()>)>,
+    steering: &'static str,
+}
+
+impl ServerHandle {
+    /// The UDP address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The public key clients pin.
+    pub fn static_public_key(&self) -> [u8; 32] {
+        self.static_public
+    }
+
+    /// The secret integrity tables derive from (for test clients).
+    pub fn integrity_secret(&self) -> [u8; 32] {
+        self.integrity_secret
+    }
+
+    /// The metrics endpoint's address, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(a, _)| *a)
+    }
+
+    /// How datagrams reach their core: "cbpf" or "software".
+    pub fn steering(&self) -> &'static str {
+        self.steering
+    }
+
+    /// Number of cores.
+    pub fn core_count(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// Every core's published counters.
+    pub fn stats(&self) -> Vec<CoreSnapshot> {
+        self.stats.iter().map(|s| s.snapshot()).collect()
+    }
+
+    /// Asks the owning core to move a connection to `target`.
+    pub fn migrate(&self, connection_id: u32, target: u8) -> bool {
+        let owner = (connection_id as u8) as usize % self.commands.len().max(1);
+        self.commands[owner]
+            .try_send(CoreMessage::MigrateRequest {
+                connection_id,
+                target,
+            })
+            .is_ok()
+    }
+
+    /// Stops every core: each sends Disconnect to its clients and flushes.
+    /// Returns whether every core stopped within `grace`.
+    pub fn shutdown(mut self, grace: Duration) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + grace;
+        let mut all = true;
+        for t in self.cores.drain(..) {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                all = false;
+            }
+        }
+        self.metrics_stop.store(true, Ordering::SeqCst);
+        if let Some((_, t)) = self.metrics.take() {
+            let _ = t.join();
+        }
+        all
+    }
+
+    /// Whether any core thread has exited (it should only on shutdown).
+    pub fn any_core_stopped(&self) -> bool {
+        self.cores.iter().any(JoinHandle::is_finished)
+    }
+}
+
+/// The cores this process may run on.
+fn available_cores() -> Vec<usize> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if ids.is_empty() {
+        ids = (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+    }
+    ids
+}
+
+/// Resolves the configured core selection against this machine.
+pub fn select_cores(selection: &CoreSelection) -> Result<Vec<usize>, StartError> {
+    let available = available_cores();
+    let cores = match selection {
+        CoreSelection::All => available.clone(),
+        CoreSelection::Count(n) => {
+            if *n > available.len() {
+                return Err(StartError::TooFewCores {
+                    wanted: *n,
+                    available: available.len(),
+                });
+            }
+            available[..*n].to_vec()
+        }
+        CoreSelection::List(list) => {
+            for c in list {
+                if !available.contains(c) {
+                    return Err(StartError::UnknownCore(*c));
+                }
+            }
+            list.clone()
+        }
+    };
+    if cores.is_empty() {
+        return Err(StartError::TooFewCores {
+            wanted: 1,
+            available: available.len(),
+        });
+    }
+    if cores.len() > 255 {
+        return Err(StartError::TooManyCores(cores.len()));
+    }
+    Ok(cores)
+}
+
+/// Starts a server as configured.
+pub fn start(config: &ServerConfig) -> Result<ServerHandle, StartError> {
+    let bind = config
+        .network
+        .bind_addr()
+        .map_err(|_| StartError::BadAddress(config.network.bind.clone()))?;
+    let cores = select_cores(&config.runtime.cores)?;
+    let secrets = Secrets::load(config).map_err(StartError::Secret)?;
+    // A plain bind first: it fails if any socket (reuseport or not) holds
+    // the port, which the reuseport binds below would silently join.
+    let addr = match std::net::UdpSocket::bind(bind) {
+        Ok(probe) => {
+            let a = probe.local_addr().map_err(StartError::Socket)?;
+            drop(probe);
+            a
+        }
+        Err(source) => return Err(StartError::PortBusy { addr: bind, source }),
+    };
+    let recv_buf = config.network.recv_buffer_bytes as usize;
+    let send_buf = config.network.send_buffer_bytes as usize;
+    // Bind in core order: the reuseport group's index is the bind order,
+    // which is what the cBPF program's result selects.
+    let mut sockets = Vec::with_capacity(cores.len());
+    for _ in &cores {
+        let s = bind_reuseport(addr, recv_buf, send_buf)
+            .map_err(|source| StartError::PortBusy { addr, source })?;
+        sockets.push(s);
+    }
+    let steering = match config.network.steering {
+        Steering::Software => "software",
+        Steering::Cbpf | Steering::Auto => {
+            match attach_steering_cbpf(&sockets[0], cores.len() as u32) {
+                Ok(()) => "cbpf",
+                Err(e) if config.network.steering == Steering::Cbpf => {
+                    return Err(StartError::Steering(e));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "cBPF steering unavailable ({e}); datagrams that reach the wrong core are forwarded in software"
+                    );
+                    "software"
+                }
+            }
+        }
+    };
+    tracing::info!(%addr, cores = ?cores, steering, "binding");
+
+    let epoch = Instant::now();
+    let transport = Arc::new(transport_config(config));
+    let capacity = config.runtime.cross_core_channel_capacity.clamp(16, 1024) as usize;
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores.len())
+        .map(|_| bounded::<CoreMessage>(capacity))
+        .unzip();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats: Arc<Vec<Arc<CoreStats>>> = Arc::new(
+        (0..cores.len())
+            .map(|_| Arc::new(CoreStats::default()))
+            .collect(),
+    );
+    let static_public = Endpoint::new(endpoint_config(
+        config,
+        &secrets,
+        0,
+        epoch,
+        Arc::clone(&transport),
+    ))
+    .static_public_key();
+    tracing::info!(key = %hex(&static_public), "server static public key (clients pin this)");
+
+    let choice = match config.network.io_backend {
+        IoBackend::Auto => BackendChoice::Auto,
+        IoBackend::IoUring => BackendChoice::IoUring,
+        IoBackend::Mmsg => BackendChoice::Mmsg,
+    };
+    let io_config = IoConfig {
+        recv_batch: usize::from(config.network.recv_batch),
+        send_batch: usize::from(config.network.send_batch),
+        ..IoConfig::default()
+    };
+    let mode = if config.runtime.echo_mode {
+        Mode::Echo
+    } else {
+        Mode::World
+    };
+    let mut threads = Vec::with_capacity(cores.len());
+    let (ready_tx, ready_rx) = bounded::<Result<(), String>>(cores.len());
+    for (index, (socket, inbox)) in sockets.into_iter().zip(receivers).enumerate() {
+        let core_id = cores[index];
+        let pin = config.runtime.pin_threads;
+        let peers = senders.clone();
+        let shared = Arc::clone(&stats[index]);
+        let stop = Arc::clone(&stop);
+        let endpoint_cfg =
+            endpoint_config(config, &secrets, index as u8, epoch, Arc::clone(&transport));
+        let settings = CoreSettings {
+            core: index as u8,
+            tick_period: config.runtime.tick_period(),
+            epoch,
+            stats_interval: Duration::from_millis(u64::from(config.runtime.stats_interval_ms)),
+            mode,
+        };
+        let ready = ready_tx.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("tos-core-{index}"))
+            .spawn(move || {
+                if pin && !core_affinity::set_for_current(core_affinity::CoreId { id: core_id }) {
+                    tracing::warn!(core = index, cpu = core_id, "could not pin the thread");
+                }
+                let io = match select_backend(choice, socket, &io_config) {
+                    Ok(io) => io,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("core {index}: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                let runner = CoreRunner::new(
+                    settings,
+                    io,
+                    Endpoint::new(endpoint_cfg),
+                    peers,
+                    inbox,
+                    shared,
+                    stop,
+                );
+                runner.run();
+            })
+            .map_err(|e| StartError::Thread(e.to_string()))?;
+        threads.push(t);
+    }
+    for _ in 0..cores.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                stop.store(true, Ordering::SeqCst);
+                return Err(StartError::Backend(std::io::Error::other(e)));
+            }
+            Err(_) => {
+                return Err(StartError::Thread(
+                    "a core thread died while starting".into(),
+                ));
+            }
+        }
+    }
+    let metrics_stop = Arc::new(AtomicBool::new(false));
+    let metrics = match config.network.metrics_socket_addr() {
+        None => None,
+        Some(Err(_)) => {
+            stop.store(true, Ordering::SeqCst);
+            return Err(StartError::BadAddress(
+                config.network.metrics_addr.clone().unwrap_or_default(),
+            ));
+        }
+        Some(Ok(a)) => {
+            let listener = crate::metrics::bind(a).map_err(|source| {
+                stop.store(true, Ordering::SeqCst);
+                StartError::Metrics {
+                    addr: a.to_string(),
+                    source,
+                }
+            })?;
+            let bound = listener.local_addr().map_err(StartError::Socket)?;
+            let (cores_stats, ms) = (Arc::clone(&stats), Arc::clone(&metrics_stop));
+            let t = std::thread::Builder::new()
+                .name("tos-metrics".into())
+                .spawn(move || crate::metrics::serve(listener, cores_stats, ms))
+                .map_err(|e| StartError::Thread(e.to_string()))?;
+            tracing::info!(%bound, "metrics endpoint");
+            Some((bound, t))
+        }
+    };
+    Ok(ServerHandle {
+        addr,
+        static_public,
+        integrity_secret: secrets.integrity_secret,
+        cores: threads,
+        commands: senders,
+        stats,
+        stop,
+        metrics_stop,
+        metrics,
+        steering,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

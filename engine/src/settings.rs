@@ -1,0 +1,159 @@
+//! Turns the operator's [`ServerConfig`] into the protocol's settings and
+//! loads (or generates) the server's secrets.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand_core::{OsRng, RngCore};
+use tos_config::ServerConfig;
+use tos_protocol::connection::TransportConfig;
+use tos_protocol::endpoint::EndpointConfig;
+use tos_protocol::integrity::IntegrityTable;
+
+/// The client build version whose integrity table the server challenges.
+pub const CLIENT_VERSION: u16 = 1;
+
+/// Secrets shared by every core of one server process.
+#[derive(Clone)]
+pub struct Secrets {
+    /// The long-term X25519 secret; clients pin its public key.
+    pub static_secret: [u8; 32],
+    /// Master secret of the cookie keys.
+    pub cookie_secret: [u8; 32],
+    /// Secret the integrity tables are generated from.
+    pub integrity_secret: [u8; 32],
+}
+
+impl core::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+/// Why a secret could not be loaded.
+#[derive(Debug)]
+pub enum SecretError {
+    /// The file could not be read.
+    Io {
+        /// Which file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is neither 32 raw bytes nor 64 hex digits.
+    Format {
+        /// Which file.
+        path: String,
+    },
+}
+
+impl core::fmt::Display for SecretError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Io { path, source } => write!(f, "cannot read secret file {path}: {source}"),
+            Self::Format { path } => write!(
+                f,
+                "secret file {path} must hold 32 raw bytes or 64 hex digits"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
+fn load_or_generate(path: Option<&str>) -> Result<[u8; 32], SecretError> {
+    let Some(path) = path else {
+        let mut s = [0u8; 32];
+        OsRng.fill_bytes(&mut s);
+        return Ok(s);
+    };
+    let bytes = std::fs::read(Path::new(path)).map_err(|source| SecretError::Io {
+        path: path.to_string(),
+        source,
+    })?;
+    if bytes.len() == 32 {
+        let mut s = [0u8; 32];
+        s.copy_from_slice(&bytes);
+        return Ok(s);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if hex.len() != 64 {
+        return Err(SecretError::Format {
+            path: path.to_string(),
+        });
+    }
+    let mut s = [0u8; 32];
+    for (i, b) in s.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| SecretError::Format {
+            path: path.to_string(),
+        })?;
+    }
+    Ok(s)
+}
+
+impl Secrets {
+    /// Loads the configured secret files; a secret without a file is
+    /// generated at random (the static key then changes every start).
+    pub fn load(config: &ServerConfig) -> Result<Self, SecretError> {
+        Ok(Self {
+            static_secret: load_or_generate(config.security.server_static_key_file.as_deref())?,
+            cookie_secret: load_or_generate(config.security.cookie_secret_file.as_deref())?,
+            integrity_secret: load_or_generate(config.security.integrity_secret_file.as_deref())?,
+        })
+    }
+}
+
+/// The transport settings a config describes.
+pub fn transport_config(config: &ServerConfig) -> TransportConfig {
+    let p = &config.protocol;
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    TransportConfig {
+        mtu: usize::from(config.network.mtu),
+        heartbeat_interval: ms(p.heartbeat_interval_ms),
+        idle_timeout: ms(p.heartbeat_timeout_ms),
+        rto_min: ms(p.reliable_rto_min_ms),
+        max_retries: p.reliable_max_retries,
+        max_message_bytes: p.max_message_bytes as usize,
+        max_reassemblies: p.max_reassemblies_per_connection as usize,
+        fragment_timeout: ms(p.fragment_timeout_ms),
+        send_queue_messages: p.send_queue_messages as usize,
+        compression_threshold: p.compression_threshold_bytes as usize,
+        rekey_after_bytes: p.rekey_after_bytes,
+        rekey_after: Duration::from_secs(u64::from(p.rekey_after_secs)),
+        rekey_grace: ms(p.rekey_grace_ms),
+        integrity_interval: config
+            .security
+            .integrity_check
+            .then(|| Duration::from_secs(u64::from(config.security.integrity_interval_secs))),
+        ..TransportConfig::default()
+    }
+}
+
+/// The endpoint settings of core `core_id`.
+pub fn endpoint_config(
+    config: &ServerConfig,
+    secrets: &Secrets,
+    core_id: u8,
+    epoch: Instant,
+    transport: Arc<TransportConfig>,
+) -> EndpointConfig {
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    let mut e = EndpointConfig::new(secrets.static_secret, secrets.cookie_secret, epoch, seed);
+    e.transport = transport;
+    e.core_id = core_id;
+    e.cookie_ttl = Duration::from_millis(u64::from(config.protocol.cookie_ttl_ms));
+    e.cookie_rotation = Duration::from_millis(u64::from(config.protocol.cookie_rotation_ms));
+    e.max_connections = config.protocol.max_connections_per_core as usize;
+    e.allow_unpinned = !config.security.require_pinned_server_key;
+    e.integrity = config.security.integrity_check.then(|| {
+        Arc::new(IntegrityTable::generate(
+            &secrets.integrity_secret,
+            CLIENT_VERSION,
+        ))
+    });
+    e.tick_hz = config.runtime.tick_hz.min(u32::from(u16::MAX)) as u16;
+    e
+}
