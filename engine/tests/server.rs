@@ -30,7 +30,6 @@ fn config(backend: IoBackend, steering: Steering) -> ServerConfig {
 struct Client {
     socket: UdpSocket,
     conn: Connection,
-    server: SocketAddr,
     received: Vec<(Channel, Vec<u8>)>,
     events: Vec<String>,
     connected: bool,
@@ -56,7 +55,6 @@ impl Client {
         Self {
             socket,
             conn: Connection::connect(cfg, addr, Instant::now()).unwrap(),
-            server: addr,
             received: Vec::new(),
             events: Vec::new(),
             connected: false,
