@@ -183,7 +183,7 @@ pub fn diff(baseline: &QuantizedEntity, current: &QuantizedEntity) -> DeltaFlags
 /// possible: the QUADRANT-less POSITION bit is forced), because the record
 /// tells the receiver the entity is still in view; callers that want to
 /// skip unchanged entities compare with [`diff`] first.
-#[inline]
+#[inline(always)]
 pub fn encode_update(
     w: &mut Writer<'_>,
     entity_id: u32,
@@ -191,19 +191,20 @@ pub fn encode_update(
     baseline: &QuantizedEntity,
     current: &QuantizedEntity,
 ) -> Result<(), EncodeError> {
+    let header = Header::Update(baseline_age);
+    // Fast path: with room for the largest record, no field can fail.
+    if w
+        .put_with(|out| put_record(out, entity_id, header, baseline, current))
+        .is_some()
+    {
+        return Ok(());
+    }
     let mut flags = diff(baseline, current);
     if flags == DeltaFlags::default() {
         // Zero means Remove on the wire: send an empty position delta.
         flags = DeltaFlags::POSITION;
     }
-    encode_fields(
-        w,
-        entity_id,
-        flags,
-        Header::Update(baseline_age),
-        baseline,
-        current,
-    )
+    encode_fields(w, entity_id, flags, header, baseline, current)
 }
 
 /// What follows the flags byte.
@@ -221,19 +222,19 @@ pub fn encode_create(
     current: &QuantizedEntity,
 ) -> Result<(), EncodeError> {
     let zero = QuantizedEntity::default();
+    let header = Header::Create(entity_type);
+    if w
+        .put_with(|out| put_record(out, entity_id, header, &zero, current))
+        .is_some()
+    {
+        return Ok(());
+    }
     let mut flags = diff(&zero, current);
     flags.insert(DeltaFlags::CREATE);
     // Creates always carry an absolute position.
     flags.insert(DeltaFlags::POSITION);
     flags.insert(DeltaFlags::QUADRANT);
-    encode_fields(
-        w,
-        entity_id,
-        flags,
-        Header::Create(entity_type),
-        &zero,
-        current,
-    )
+    encode_fields(w, entity_id, flags, header, &zero, current)
 }
 
 /// Writes a Remove record (all or nothing, like every record).
@@ -413,87 +414,93 @@ impl Put<'_> {
     }
 }
 
-/// Writes a record into a window that is known to hold it; returns its
-/// length. Produces exactly the bytes of [`encode_fields_checked`].
+/// Writes a whole record into a window that is known to hold it, in one
+/// pass over the fields: each is compared with the baseline and, if it
+/// changed, written and flagged; the flags byte is filled in last. Returns
+/// the record's length. The bytes are exactly those of [`diff`] (with the
+/// forced bits of a Create, or the empty position delta of an unchanged
+/// entity) followed by [`encode_fields`].
 #[inline(always)]
-fn put_fields(
+fn put_record(
     out: &mut [u8; MAX_RECORD_LEN],
     entity_id: u32,
-    flags: DeltaFlags,
     header: Header,
     baseline: &QuantizedEntity,
     current: &QuantizedEntity,
 ) -> usize {
     let mut p = Put { buf: out, n: 0 };
     p.varint(entity_id);
-    p.u8(flags.bits());
-    match header {
-        Header::Create(entity_type) => p.u8(entity_type),
-        Header::Update(age) => p.varint(age),
-    }
-    if flags.contains(DeltaFlags::POSITION) {
-        let (c, b) = (&current.position, &baseline.position);
-        if flags.contains(DeltaFlags::QUADRANT) {
-            let [o0, o1, o2] = c.offset;
-            let [q0, q1] = c.quadrant.to_le_bytes();
-            let [a0, a1] = o0.to_le_bytes();
-            let [b0, b1] = o1.to_le_bytes();
-            let [c0, c1] = o2.to_le_bytes();
-            p.array([q0, q1, a0, a1, b0, b1, c0, c1]);
-        } else {
-            p.zigzag_delta(c.offset[0], b.offset[0]);
-            p.zigzag_delta(c.offset[1], b.offset[1]);
-            p.zigzag_delta(c.offset[2], b.offset[2]);
+    let flags_at = p.n;
+    p.u8(0);
+    // A Create always carries an absolute position.
+    let mut flags = match header {
+        Header::Create(entity_type) => {
+            p.u8(entity_type);
+            DeltaFlags::CREATE.0 | DeltaFlags::POSITION.0 | DeltaFlags::QUADRANT.0
         }
+        Header::Update(age) => {
+            p.varint(age);
+            0
+        }
+    };
+    let (c, b) = (&current.position, &baseline.position);
+    if flags & DeltaFlags::QUADRANT.0 != 0 || c.quadrant != b.quadrant {
+        flags |= DeltaFlags::POSITION.0 | DeltaFlags::QUADRANT.0;
+        let [o0, o1, o2] = c.offset;
+        let [q0, q1] = c.quadrant.to_le_bytes();
+        let [a0, a1] = o0.to_le_bytes();
+        let [b0, b1] = o1.to_le_bytes();
+        let [c0, c1] = o2.to_le_bytes();
+        p.array([q0, q1, a0, a1, b0, b1, c0, c1]);
+    } else if c.offset != b.offset {
+        flags |= DeltaFlags::POSITION.0;
+        p.zigzag_delta(c.offset[0], b.offset[0]);
+        p.zigzag_delta(c.offset[1], b.offset[1]);
+        p.zigzag_delta(c.offset[2], b.offset[2]);
     }
-    if flags.contains(DeltaFlags::ROTATION) {
-        let r = current.rotation;
-        if flags.contains(DeltaFlags::FULL_ROTATION) {
+    let r = current.rotation;
+    if r != baseline.rotation {
+        flags |= DeltaFlags::ROTATION.0;
+        if r.is_yaw_only() {
+            p.array(r.yaw.to_le_bytes());
+        } else {
+            flags |= DeltaFlags::FULL_ROTATION.0;
             let [p0, p1] = r.pitch.to_le_bytes();
             let [y0, y1] = r.yaw.to_le_bytes();
             let [r0, r1] = r.roll.to_le_bytes();
             p.array([p0, p1, y0, y1, r0, r1]);
-        } else {
-            p.array(r.yaw.to_le_bytes());
         }
     }
-    if flags.contains(DeltaFlags::ANIM_STATE) {
+    if current.anim != baseline.anim {
+        flags |= DeltaFlags::ANIM_STATE.0;
         p.u8(current.anim);
     }
-    if flags.contains(DeltaFlags::FLAGS) {
+    if current.status != baseline.status {
+        flags |= DeltaFlags::FLAGS.0;
         let s = current.status;
         p.array([s.state, s.buffs, s.hp, s.mp]);
     }
-    if flags.contains(DeltaFlags::VELOCITY) {
+    if current.velocity != baseline.velocity {
+        flags |= DeltaFlags::VELOCITY.0;
         p.zigzag_delta(current.velocity[0], baseline.velocity[0]);
         p.zigzag_delta(current.velocity[1], baseline.velocity[1]);
         p.zigzag_delta(current.velocity[2], baseline.velocity[2]);
     }
+    if flags == 0 {
+        // Zero means Remove on the wire: an unchanged entity gets an empty
+        // position delta, which sits where a position belongs since
+        // nothing else was written.
+        flags = DeltaFlags::POSITION.0;
+        p.array([0, 0, 0]);
+    }
+    p.buf[flags_at] = flags;
     p.n
 }
 
-#[inline]
-fn encode_fields(
-    w: &mut Writer<'_>,
-    entity_id: u32,
-    flags: DeltaFlags,
-    header: Header,
-    baseline: &QuantizedEntity,
-    current: &QuantizedEntity,
-) -> Result<(), EncodeError> {
-    // Fast path: with room for the largest record, no field can fail.
-    if w.put_with(|out| put_fields(out, entity_id, flags, header, baseline, current))
-        .is_some()
-    {
-        return Ok(());
-    }
-    encode_fields_checked(w, entity_id, flags, header, baseline, current)
-}
-
-/// The careful path near the end of the buffer: field by field, and all or
-/// nothing.
+/// Writes a record with the given flags field by field, all or nothing: the
+/// careful path near the end of the buffer.
 #[inline(never)]
-fn encode_fields_checked(
+fn encode_fields(
     w: &mut Writer<'_>,
     entity_id: u32,
     flags: DeltaFlags,
@@ -576,6 +583,37 @@ impl RecordHeader {
     /// age (Update), and checks that the flags are a valid combination.
     #[inline]
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        match r.take_with(|bytes| {
+            let mut t = Take { buf: bytes, n: 0 };
+            let header = t.header()?;
+            Some((header, t.n))
+        }) {
+            Some(header) => Ok(header),
+            // The fast path accepts every valid header, so only the error is
+            // left to find (returning just the error keeps the header of the
+            // fast path in registers).
+            None => Err(Self::decode_error(r)),
+        }
+    }
+
+    /// The error the careful path reports where the fast path declined.
+    #[cold]
+    #[inline(never)]
+    fn decode_error(r: &mut Reader<'_>) -> WireError {
+        match Self::decode_checked(r) {
+            Err(e) => e,
+            // Not reached: the fast path declines only what the careful
+            // path rejects (checked by `fast_and_careful_decoders_agree`).
+            Ok(header) => WireError::InvalidValue {
+                field: "delta record header",
+                value: u64::from(header.flags.bits()),
+            },
+        }
+    }
+
+    /// The careful path: field by field, every error reported.
+    #[inline]
+    fn decode_checked(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let entity_id = r.varint_u32()?;
         let flags = DeltaFlags::from_bits(r.u8()?);
         let mut header = RecordHeader {
@@ -621,6 +659,24 @@ impl RecordHeader {
     /// intermediate record. On any error `state` is unchanged.
     #[inline]
     pub fn decode_apply(
+        self,
+        r: &mut Reader<'_>,
+        state: &mut QuantizedEntity,
+    ) -> Result<(), WireError> {
+        let fast = r.take_with(|bytes| {
+            let mut t = Take { buf: bytes, n: 0 };
+            t.fields_into(self, state)?;
+            Some(((), t.n))
+        });
+        match fast {
+            Some(()) => Ok(()),
+            None => self.decode_apply_checked(r, state),
+        }
+    }
+
+    /// The careful path: field by field, every error reported.
+    #[inline(never)]
+    fn decode_apply_checked(
         self,
         r: &mut Reader<'_>,
         state: &mut QuantizedEntity,
@@ -686,6 +742,198 @@ impl RecordHeader {
             record.velocity = [r.zigzag_i32()?, r.zigzag_i32()?, r.zigzag_i32()?];
         }
         Ok(record)
+    }
+}
+
+/// The fast path of the record decoders: reads the common case (varints of
+/// canonical encoding that fit their field, valid flags, deltas that stay
+/// in range) and declines (`None`) anything else, including running out of
+/// bytes, so that the careful path, starting over from the same position,
+/// decides and reports it. Whatever it accepts, the careful path accepts
+/// with the same result.
+struct Take<'b> {
+    buf: &'b [u8],
+    n: usize,
+}
+
+impl Take<'_> {
+    #[inline(always)]
+    fn u8(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.n)?;
+        self.n += 1;
+        Some(b)
+    }
+
+    #[inline(always)]
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let a = *self.buf.get(self.n..)?.first_chunk::<N>()?;
+        self.n += N;
+        Some(a)
+    }
+
+    /// A canonical varint that fits a `u32` (1 to 5 bytes).
+    #[inline(always)]
+    fn varint_u32(&mut self) -> Option<u32> {
+        let b0 = self.u8()?;
+        if b0 < 0x80 {
+            return Some(u32::from(b0));
+        }
+        self.varint_u32_tail(u32::from(b0 & 0x7f))
+    }
+
+    /// Bytes 2 to 5 of a varint whose first group is `value`.
+    #[inline(always)]
+    fn varint_u32_tail(&mut self, mut value: u32) -> Option<u32> {
+        for i in 1..5 {
+            let b = self.u8()?;
+            // The fifth byte holds bits 28 to 31 only.
+            if i == 4 && b > 0x0f {
+                return None;
+            }
+            value |= u32::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                // A final zero group would be an overlong encoding.
+                return if b == 0 { None } else { Some(value) };
+            }
+        }
+        None
+    }
+
+    /// A ZigZag varint that fits an `i32`.
+    #[inline(always)]
+    fn zigzag_i32(&mut self) -> Option<i32> {
+        let v = self.varint_u32()?;
+        Some(((v >> 1) as i32) ^ -((v & 1) as i32))
+    }
+
+    /// What [`RecordHeader::decode_checked`] reads.
+    #[inline(always)]
+    fn header(&mut self) -> Option<RecordHeader> {
+        let entity_id = self.varint_u32()?;
+        let flags = DeltaFlags::from_bits(self.u8()?);
+        if flags == DeltaFlags::REMOVE {
+            return Some(RecordHeader {
+                entity_id,
+                kind: RecordKind::Remove,
+                baseline_age: 0,
+                flags,
+            });
+        }
+        let (kind, baseline_age) = if flags.contains(DeltaFlags::CREATE) {
+            let entity_type = self.u8()?;
+            (RecordKind::Create { entity_type }, 0)
+        } else {
+            (RecordKind::Update, self.varint_u32()?)
+        };
+        if (flags.contains(DeltaFlags::QUADRANT) && !flags.contains(DeltaFlags::POSITION))
+            || (flags.contains(DeltaFlags::FULL_ROTATION) && !flags.contains(DeltaFlags::ROTATION))
+        {
+            return None;
+        }
+        Some(RecordHeader {
+            entity_id,
+            kind,
+            baseline_age,
+            flags,
+        })
+    }
+
+    /// What [`RecordHeader::fields`] reads followed by
+    /// [`DeltaRecord::apply`] onto `state`, in one pass: every field is read
+    /// and checked first, then only the fields present are written, so a
+    /// declined record leaves `state` as it was.
+    #[inline(always)]
+    fn fields_into(&mut self, header: RecordHeader, state: &mut QuantizedEntity) -> Option<()> {
+        let f = header.flags;
+        let create = match header.kind {
+            RecordKind::Create { .. } => true,
+            RecordKind::Update => false,
+            // A decoded Remove has no field bits; leave any other (a header
+            // built by hand) to the careful path.
+            RecordKind::Remove if f == DeltaFlags::REMOVE => return Some(()),
+            RecordKind::Remove => return None,
+        };
+        // A Create is against the zero state.
+        let (base_offset, base_velocity) = if create {
+            ([0; 3], [0; 3])
+        } else {
+            (state.position.offset, state.velocity)
+        };
+        let mut quadrant = None;
+        let mut offset = None;
+        if f.contains(DeltaFlags::POSITION) {
+            if f.contains(DeltaFlags::QUADRANT) {
+                let [q0, q1, a0, a1, b0, b1, c0, c1] = self.array::<8>()?;
+                quadrant = Some(u16::from_le_bytes([q0, q1]));
+                offset = Some([
+                    i16::from_le_bytes([a0, a1]),
+                    i16::from_le_bytes([b0, b1]),
+                    i16::from_le_bytes([c0, c1]),
+                ]);
+            } else {
+                let d = [self.zigzag_i32()?, self.zigzag_i32()?, self.zigzag_i32()?];
+                offset = Some(add_i16x3(base_offset, d).ok()?);
+            }
+        }
+        let mut rotation = None;
+        if f.contains(DeltaFlags::ROTATION) {
+            rotation = Some(if f.contains(DeltaFlags::FULL_ROTATION) {
+                let [p0, p1, y0, y1, r0, r1] = self.array::<6>()?;
+                QuantizedRotation {
+                    pitch: u16::from_le_bytes([p0, p1]),
+                    yaw: u16::from_le_bytes([y0, y1]),
+                    roll: u16::from_le_bytes([r0, r1]),
+                }
+            } else {
+                QuantizedRotation {
+                    pitch: 0,
+                    yaw: u16::from_le_bytes(self.array::<2>()?),
+                    roll: 0,
+                }
+            });
+        }
+        let mut anim = None;
+        if f.contains(DeltaFlags::ANIM_STATE) {
+            anim = Some(self.u8()?);
+        }
+        let mut status = None;
+        if f.contains(DeltaFlags::FLAGS) {
+            let [state, buffs, hp, mp] = self.array::<4>()?;
+            status = Some(EntityStatus {
+                state,
+                buffs,
+                hp,
+                mp,
+            });
+        }
+        let mut velocity = None;
+        if f.contains(DeltaFlags::VELOCITY) {
+            let d = [self.zigzag_i32()?, self.zigzag_i32()?, self.zigzag_i32()?];
+            velocity = Some(add_i16x3(base_velocity, d).ok()?);
+        }
+        // The whole record is good: write what it carries.
+        if create {
+            *state = QuantizedEntity::default();
+        }
+        if let Some(q) = quadrant {
+            state.position.quadrant = q;
+        }
+        if let Some(o) = offset {
+            state.position.offset = o;
+        }
+        if let Some(r) = rotation {
+            state.rotation = r;
+        }
+        if let Some(a) = anim {
+            state.anim = a;
+        }
+        if let Some(s) = status {
+            state.status = s;
+        }
+        if let Some(v) = velocity {
+            state.velocity = v;
+        }
+        Some(())
     }
 }
 

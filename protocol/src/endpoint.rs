@@ -211,6 +211,8 @@ struct Slot {
     connection: Option<Connection>,
     ticket: Vec<u8>,
     incoming_reported: bool,
+    /// Awaiting the application's accept or refuse (counted in `pending`).
+    pending: bool,
 }
 
 /// A queued stateless reply.
@@ -454,7 +456,6 @@ impl Endpoint {
                     now,
                 );
                 let handle = self.insert(conn, c.ticket, true);
-                self.pending += 1;
                 return DatagramOutcome::Connection(handle);
             }
             Ok(Datagram::Handshake(..)) => {
@@ -513,6 +514,7 @@ impl Endpoint {
                     connection: None,
                     ticket: Vec::new(),
                     incoming_reported: false,
+                    pending: false,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -522,6 +524,10 @@ impl Endpoint {
         slot.ticket.clear();
         slot.ticket.extend_from_slice(ticket);
         slot.incoming_reported = !report_incoming;
+        slot.pending = report_incoming;
+        if report_incoming {
+            self.pending += 1;
+        }
         self.by_id.insert(id, index);
         self.live += 1;
         self.dirty.push_back(index);
@@ -546,11 +552,15 @@ impl Endpoint {
         if slot.generation != handle.generation {
             return false;
         }
+        if !slot.pending {
+            return false;
+        }
         let Some(conn) = slot.connection.as_mut() else {
             return false;
         };
         let ok = conn.accept(&self.static_key, params, now);
-        self.pending = self.pending.saturating_sub(1);
+        slot.pending = false;
+        self.pending -= 1;
         if ok {
             self.stats.accepted += 1;
         }
@@ -571,7 +581,6 @@ impl Endpoint {
             return;
         };
         let (to, id) = (conn.remote_address(), conn.connection_id());
-        self.pending = self.pending.saturating_sub(1);
         self.stats.refused += 1;
         self.deny(to, id, reason);
         self.remove(handle.index);
@@ -583,6 +592,10 @@ impl Endpoint {
             return;
         };
         slot.generation = slot.generation.wrapping_add(1);
+        if slot.pending {
+            slot.pending = false;
+            self.pending -= 1;
+        }
         self.by_id.remove(&conn.connection_id());
         if let Some(p) = conn.pending_connection_id() {
             self.by_id.remove(&p);
@@ -608,6 +621,10 @@ impl Endpoint {
         }
         let conn = slot.connection.take()?;
         slot.generation = slot.generation.wrapping_add(1);
+        if slot.pending {
+            slot.pending = false;
+            self.pending -= 1;
+        }
         let index = handle.index;
         self.by_id.retain(|_, v| *v != index);
         self.free.push(index);
@@ -729,13 +746,10 @@ impl Endpoint {
             if conn.has_events() {
                 break (index, false);
             }
-            let (closed, pending) = (conn.is_closed(), conn.is_pending());
+            let closed = conn.is_closed();
             self.dirty.pop_front();
             if closed {
                 let handle = self.handle_of(index);
-                if pending {
-                    self.pending = self.pending.saturating_sub(1);
-                }
                 self.remove(index);
                 return Some(EndpointEvent::Removed { handle });
             }

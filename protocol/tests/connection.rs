@@ -479,3 +479,76 @@ fn nat_rebinding_updates_the_peer_address() {
             .contains(&Owned::Message(Channel::ReliableOrdered, b"back".to_vec()))
     }));
 }
+
+#[test]
+fn content_refused_for_lack_of_room_is_sent_again_not_lost() {
+    // Regression: a refused packet used to be acknowledged anyway.
+    let transport = TransportConfig {
+        receive_buffer_bytes: 1_000,
+        ..TransportConfig::default()
+    };
+    let mut sim = connected_pair(20, LinkConfig::perfect(10), transport);
+    let a = vec![1u8; 900];
+    let b = vec![2u8; 900];
+    sim.clients[0]
+        .conn
+        .send(Channel::ReliableOrdered, &a)
+        .unwrap();
+    sim.clients[0]
+        .conn
+        .send(Channel::ReliableOrdered, &b)
+        .unwrap();
+    let ok = sim.drive(Duration::from_secs(10), |s| s.server_messages().len() == 2);
+    let h = sim.server_handle();
+    assert!(
+        ok,
+        "the refused message never came: client {:?} server {:?} msgs {}",
+        sim.clients[0].conn.stats(),
+        sim.servers[0].connection(h).unwrap().stats(),
+        sim.server_messages().len()
+    );
+    assert_eq!(
+        sim.server_messages(),
+        vec![(Channel::ReliableOrdered, a), (Channel::ReliableOrdered, b)]
+    );
+    let h = sim.server_handle();
+    assert!(
+        sim.servers[0]
+            .connection(h)
+            .unwrap()
+            .stats()
+            .refused_packets
+            > 0
+    );
+    assert!(sim.clients[0].conn.stats().retransmissions > 0);
+}
+
+#[test]
+fn a_reassembled_message_refused_for_lack_of_room_is_delivered_later() {
+    // Regression: a completed but undeliverable reassembly swallowed the
+    // repeated piece.
+    let transport = TransportConfig {
+        receive_buffer_bytes: 3_000,
+        ..TransportConfig::default()
+    };
+    let mut sim = connected_pair(21, LinkConfig::perfect(10), transport);
+    let small = vec![3u8; 900];
+    let big: Vec<u8> = (0..2_500u32).map(|i| i as u8).collect();
+    sim.clients[0]
+        .conn
+        .send(Channel::ReliableUnordered, &small)
+        .unwrap();
+    sim.clients[0]
+        .conn
+        .send(Channel::ReliableUnordered, &big)
+        .unwrap();
+    assert!(
+        sim.drive(Duration::from_secs(20), |s| s.server_messages().len() == 2),
+        "{:?}",
+        sim.servers[0].stats()
+    );
+    assert!(
+        sim.server_messages()
+            .contains(&(Channel::ReliableUnordered, big))
+    );
+}

@@ -407,3 +407,37 @@ fn a_connect_flood_creates_no_state() {
     );
     assert!(replies(&mut ep, now).is_empty());
 }
+
+#[test]
+fn abandoned_pending_connections_free_their_slot() {
+    // Regression: the pending counter leaked when a pending connection
+    // timed out, so later clients were refused as Busy forever.
+    let transport = TransportConfig {
+        handshake_timeout: Duration::from_millis(500),
+        ..TransportConfig::default()
+    };
+    let mut sim = Sim::new(71, LinkConfig::perfect(5), transport.clone());
+    let mut scfg = server_config(0, Arc::new(transport.clone()), sim.start);
+    scfg.max_pending = 1;
+    sim.servers[0] = Endpoint::new(scfg);
+    sim.hold_incoming = true;
+    let cfg = sim.client_config(Arc::new(transport.clone()));
+    sim.add_client(cfg);
+    assert!(
+        sim.drive(Duration::from_secs(3), |s| s.servers[0].connection_count()
+            == 1)
+    );
+    assert!(
+        sim.drive(Duration::from_secs(3), |s| s.servers[0].connection_count()
+            == 0),
+        "the pending connection expires"
+    );
+    sim.hold_incoming = false;
+    let cfg = sim.client_config(Arc::new(transport));
+    sim.add_client(cfg);
+    assert!(
+        sim.drive(Duration::from_secs(5), |s| s.established(1)),
+        "{:?}",
+        sim.clients[1].events
+    );
+}

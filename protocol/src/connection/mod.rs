@@ -432,6 +432,10 @@ pub struct Connection {
     rekey: RekeyState,
     next_pn: u64,
     replay: ReplayWindow,
+    /// Packets accepted in full: what acks report. A packet whose content
+    /// was refused is in the replay window (it must never be processed
+    /// twice) but not here, so the peer sends its content again.
+    accepted: ReplayWindow,
     ack_pending: u32,
     ack_deadline: Option<Instant>,
     largest_recv_time: Option<Instant>,
@@ -510,6 +514,7 @@ impl Connection {
             },
             next_pn: 0,
             replay: ReplayWindow::new(),
+            accepted: ReplayWindow::new(),
             ack_pending: 0,
             ack_deadline: None,
             largest_recv_time: None,
@@ -854,6 +859,14 @@ impl Connection {
         })
     }
 
+    /// Message bytes of events already polled are dead once every event is
+    /// gone: no `Event` can still borrow them while we hold `&mut self`.
+    fn reclaim_event_bytes(&mut self) {
+        if self.events.is_empty() {
+            self.event_bytes.clear();
+        }
+    }
+
     /// Whether events are waiting.
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
@@ -864,6 +877,7 @@ impl Connection {
     /// Feeds a datagram that arrived from `from`. It is decrypted in place.
     /// Anything invalid is dropped and counted; nothing here panics.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        self.reclaim_event_bytes();
         match datagram::classify(datagram) {
             Ok(Datagram::Handshake(header, hs)) => {
                 self.handle_handshake(now, from, header, hs, datagram)
@@ -911,6 +925,7 @@ impl Connection {
                         });
                         // The server sealed ConnectionAccepted with its packet 0.
                         self.replay.commit(header.sequence);
+                        self.accepted.commit(header.sequence);
                         self.apply_params(done.params);
                         self.control.crypto_test = true;
                         self.last_recv = now;
@@ -1027,7 +1042,8 @@ impl Connection {
             self.stats.refused_packets += 1;
             return;
         }
-        if self.largest_recv_time.is_none() || self.replay.largest() == Some(header.sequence) {
+        self.accepted.commit(header.sequence);
+        if self.largest_recv_time.is_none() || self.accepted.largest() == Some(header.sequence) {
             self.largest_recv_time = Some(now);
         }
         if ack_eliciting {
@@ -1655,6 +1671,7 @@ impl Connection {
 
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.reclaim_event_bytes();
         match &self.state {
             State::Closed => return,
             State::Closing { until } => {
@@ -1802,7 +1819,7 @@ impl Connection {
                 self.disconnect_sends += 1;
                 eliciting = true;
             } else {
-                if let Some((largest, bits)) = self.replay.ack_state() {
+                if let Some((largest, bits)) = self.accepted.ack_state() {
                     let delay = self.largest_recv_time.map_or(0, |t| {
                         now.saturating_duration_since(t)
                             .as_micros()

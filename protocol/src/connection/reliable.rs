@@ -443,7 +443,9 @@ impl Reassembler {
         let s = &mut self.slots[slot_index];
         let (w, b) = (idx / 64, idx % 64);
         if s.received[w] >> b & 1 == 1 {
-            return Ok(None);
+            // A repeated piece of a message that completed but could not be
+            // delivered then (receive buffer full): offer it again.
+            return Ok((s.remaining == 0).then_some(slot_index));
         }
         s.received[w] |= 1 << b;
         s.remaining -= 1;

@@ -113,6 +113,19 @@ impl<'a> Reader<'a> {
         self.bytes(n).map(|_| ())
     }
 
+    /// Lends `f` everything that is left; if `f` returns `Some((value,
+    /// n))`, consumes `n` bytes (at most what is left) and returns the
+    /// value, and on `None` consumes nothing. This is the fast path of a
+    /// structure with an infallible common case: the caller falls back to
+    /// reading field by field when `f` declines.
+    #[inline(always)]
+    pub fn take_with<T>(&mut self, f: impl FnOnce(&'a [u8]) -> Option<(T, usize)>) -> Option<T> {
+        let rest = &self.buf[self.pos..];
+        let (value, n) = f(rest)?;
+        self.pos += n.min(rest.len());
+        Some(value)
+    }
+
     /// Takes everything that is left.
     #[inline]
     pub fn rest(&mut self) -> &'a [u8] {
@@ -362,7 +375,7 @@ impl<'a> Writer<'a> {
     /// has a known upper bound: the caller checks the room once instead of
     /// once per field. Returns `None`, writing nothing, if fewer than `N`
     /// bytes remain.
-    #[inline]
+    #[inline(always)]
     pub fn put_with<const N: usize>(
         &mut self,
         f: impl FnOnce(&mut [u8; N]) -> usize,

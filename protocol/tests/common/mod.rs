@@ -160,6 +160,8 @@ pub struct Sim {
     pub buf: Vec<u8>,
     /// Datagrams the link delivered; drop filter applied before delivery.
     pub drop_all: bool,
+    /// When set, the server application never answers Incoming events.
+    pub hold_incoming: bool,
 }
 
 pub const STATIC_SECRET: [u8; 32] = [0x42; 32];
@@ -197,6 +199,7 @@ impl Sim {
             record: None,
             buf: vec![0u8; 2048],
             drop_all: false,
+            hold_incoming: false,
         }
     }
 
@@ -324,7 +327,9 @@ impl Sim {
             while let Some(e) = s.poll_event() {
                 match e {
                     EndpointEvent::Incoming { handle, ticket, .. } => {
-                        decisions.push((handle, (self.ticket_policy)(ticket)))
+                        if !self.hold_incoming {
+                            decisions.push((handle, (self.ticket_policy)(ticket)));
+                        }
                     }
                     EndpointEvent::Connection { handle, event } => {
                         self.server_events

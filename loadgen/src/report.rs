@@ -1,0 +1,448 @@
+//! Measurements: per-worker recorders, their merge, the live progress line,
+//! and the final outputs (table, JSON, CSV time series, SVG chart).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tos_protocol::wire::control::DisconnectReason;
+
+fn hist() -> Histogram<u64> {
+    // 1 µs .. 1 h at 3 significant digits; recording never allocates.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds"))
+}
+
+/// What one worker thread measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorder {
+    /// Input-to-observed latency (world) or echo round trip (echo), µs.
+    pub(crate) latency_us: Histogram<u64>,
+    /// Time from first Connect to Connected, µs.
+    pub(crate) handshake_us: Histogram<u64>,
+    /// Smoothed RTT per player at the end, µs.
+    pub(crate) rtt_us: Histogram<u64>,
+    /// Entity records per snapshot.
+    pub(crate) entities: Histogram<u64>,
+    pub(crate) inputs_sent: u64,
+    pub(crate) snapshots: u64,
+    pub(crate) snapshot_bytes: u64,
+    /// Bytes the same snapshots would take at full precision, no deltas.
+    pub(crate) naive_bytes: u64,
+    pub(crate) decode_errors: u64,
+    pub(crate) corrections: u64,
+    pub(crate) connected: u64,
+    pub(crate) denied: u64,
+    pub(crate) disconnects: [u64; 8],
+    pub(crate) packets_out: u64,
+    pub(crate) packets_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) garbage_sent: u64,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self {
+            latency_us: hist(),
+            handshake_us: hist(),
+            rtt_us: hist(),
+            entities: hist(),
+            inputs_sent: 0,
+            snapshots: 0,
+            snapshot_bytes: 0,
+            naive_bytes: 0,
+            decode_errors: 0,
+            corrections: 0,
+            connected: 0,
+            denied: 0,
+            disconnects: [0; 8],
+            packets_out: 0,
+            packets_in: 0,
+            bytes_out: 0,
+            bytes_in: 0,
+            garbage_sent: 0,
+        }
+    }
+}
+
+impl Recorder {
+    pub(crate) fn latency(&mut self, d: Duration) {
+        let _ = self.latency_us.record(d.as_micros().max(1) as u64);
+    }
+
+    pub(crate) fn handshake(&mut self, d: Duration) {
+        let _ = self.handshake_us.record(d.as_micros().max(1) as u64);
+    }
+
+    pub(crate) fn entities_per_snapshot(&mut self, n: u64) {
+        let _ = self.entities.record(n.max(1));
+    }
+
+    pub(crate) fn disconnect(&mut self, reason: DisconnectReason) {
+        self.disconnects[(reason as usize).min(7)] += 1;
+    }
+
+    pub(crate) fn merge(&mut self, o: &Recorder) {
+        let _ = self.latency_us.add(&o.latency_us);
+        let _ = self.handshake_us.add(&o.handshake_us);
+        let _ = self.rtt_us.add(&o.rtt_us);
+        let _ = self.entities.add(&o.entities);
+        self.inputs_sent += o.inputs_sent;
+        self.snapshots += o.snapshots;
+        self.snapshot_bytes += o.snapshot_bytes;
+        self.naive_bytes += o.naive_bytes;
+        self.decode_errors += o.decode_errors;
+        self.corrections += o.corrections;
+        self.connected += o.connected;
+        self.denied += o.denied;
+        for i in 0..8 {
+            self.disconnects[i] += o.disconnects[i];
+        }
+        self.packets_out += o.packets_out;
+        self.packets_in += o.packets_in;
+        self.bytes_out += o.bytes_out;
+        self.bytes_in += o.bytes_in;
+        self.garbage_sent += o.garbage_sent;
+    }
+}
+
+/// Live counters every worker publishes for the progress line and the
+/// time series (relaxed atomics, written about once per millisecond turn).
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    pub(crate) connected: AtomicU64,
+    pub(crate) packets_out: AtomicU64,
+    pub(crate) packets_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    /// Each worker's latency p99 so far, µs; the line shows the worst.
+    pub(crate) p99_us: AtomicU64,
+    pub(crate) disconnected: AtomicU64,
+}
+
+impl Live {
+    pub(crate) fn add(&self, field: &AtomicU64, v: u64) {
+        field.fetch_add(v, Ordering::Relaxed);
+    }
+}
+
+/// One row of the time series.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sample {
+    pub(crate) t: f64,
+    pub(crate) connected: u64,
+    pub(crate) packets_per_s: f64,
+    pub(crate) p99_ms: f64,
+}
+
+/// Percentiles reported everywhere.
+pub(crate) const QUANTILES: [(f64, &str); 5] = [
+    (0.5, "p50"),
+    (0.9, "p90"),
+    (0.99, "p99"),
+    (0.999, "p99.9"),
+    (1.0, "max"),
+];
+
+fn q(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        return 0.0;
+    }
+    (if q >= 1.0 {
+        h.max()
+    } else {
+        h.value_at_quantile(q)
+    }) as f64
+}
+
+/// The run's context, printed with the results.
+#[derive(Debug, Clone)]
+pub(crate) struct RunInfo {
+    pub(crate) mode: &'static str,
+    pub(crate) players: usize,
+    pub(crate) seconds: f64,
+    pub(crate) rate_hz: u32,
+    pub(crate) server: String,
+    pub(crate) threads: usize,
+}
+
+/// The human-readable table.
+pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
+    let mut s = String::new();
+    let secs = info.seconds.max(1e-9);
+    let players = info.players.max(1) as f64;
+    let _ = writeln!(
+        s,
+        "loadgen: {} players, {} mode, {:.1} s, inputs at {} Hz, server {}, {} loadgen threads",
+        info.players, info.mode, info.seconds, info.rate_hz, info.server, info.threads
+    );
+    let _ = writeln!(
+        s,
+        "{:<34} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "", "p50", "p90", "p99", "p99.9", "max"
+    );
+    let mut row = |name: &str, h: &Histogram<u64>, scale: f64, unit: &str| {
+        let v: Vec<String> = QUANTILES
+            .iter()
+            .map(|(x, _)| format!("{:.2}", q(h, *x) / scale))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{:<34} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            format!("{name} ({unit})"),
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+            v[4]
+        );
+    };
+    let latency_name = if info.mode == "world" {
+        "input-to-observed latency"
+    } else {
+        "echo round trip"
+    };
+    row(latency_name, &r.latency_us, 1000.0, "ms");
+    row("RTT (smoothed, per player)", &r.rtt_us, 1000.0, "ms");
+    row("handshake", &r.handshake_us, 1000.0, "ms");
+    if info.mode == "world" {
+        row("entities per snapshot", &r.entities, 1.0, "count");
+    }
+    let _ = writeln!(
+        s,
+        "players connected: {} (denied {})",
+        r.connected, r.denied
+    );
+    let _ = writeln!(
+        s,
+        "packets/s: out {:.0}, in {:.0}; per player per second: out {:.1} pkts / {:.0} B, in {:.1} pkts / {:.0} B",
+        r.packets_out as f64 / secs,
+        r.packets_in as f64 / secs,
+        r.packets_out as f64 / secs / players,
+        r.bytes_out as f64 / secs / players,
+        r.packets_in as f64 / secs / players,
+        r.bytes_in as f64 / secs / players
+    );
+    if info.mode == "world" {
+        let saved = if r.naive_bytes > 0 {
+            100.0 * (1.0 - r.snapshot_bytes as f64 / r.naive_bytes as f64)
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "snapshots: {} ({} B), naive full-precision encoding of the same: {} B, saved {:.1}%",
+            r.snapshots, r.snapshot_bytes, r.naive_bytes, saved
+        );
+        let _ = writeln!(s, "corrections (authority): {}", r.corrections);
+    }
+    let _ = writeln!(
+        s,
+        "decode errors: {}, garbage datagrams sent: {}",
+        r.decode_errors, r.garbage_sent
+    );
+    let names = [
+        "graceful",
+        "timeout",
+        "server-shutdown",
+        "integrity",
+        "too-many-retries",
+        "kicked/denied",
+        "protocol",
+        "handshake-timeout",
+    ];
+    let d: Vec<String> = names
+        .iter()
+        .zip(r.disconnects)
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "disconnects: {}",
+        if d.is_empty() {
+            "none".to_string()
+        } else {
+            d.join(", ")
+        }
+    );
+    s
+}
+
+fn json_hist(h: &Histogram<u64>, scale: f64) -> String {
+    let parts: Vec<String> = QUANTILES
+        .iter()
+        .map(|(x, n)| format!("\"{n}\":{:.3}", q(h, *x) / scale))
+        .collect();
+    format!("{{{},\"count\":{}}}", parts.join(","), h.len())
+}
+
+/// The machine-readable summary.
+pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
+    let secs = info.seconds.max(1e-9);
+    let saved = if r.naive_bytes > 0 {
+        1.0 - r.snapshot_bytes as f64 / r.naive_bytes as f64
+    } else {
+        0.0
+    };
+    format!(
+        "{{\"mode\":\"{}\",\"players\":{},\"seconds\":{:.3},\"rate_hz\":{},\"server\":\"{}\",\"latency_ms\":{},\"rtt_ms\":{},\"handshake_ms\":{},\"entities_per_snapshot\":{},\"connected\":{},\"denied\":{},\"packets_out_per_s\":{:.1},\"packets_in_per_s\":{:.1},\"bytes_out_per_s\":{:.1},\"bytes_in_per_s\":{:.1},\"snapshots\":{},\"snapshot_bytes\":{},\"naive_bytes\":{},\"bandwidth_saved\":{:.4},\"corrections\":{},\"decode_errors\":{},\"disconnects\":[{}]}}",
+        info.mode,
+        info.players,
+        info.seconds,
+        info.rate_hz,
+        info.server,
+        json_hist(&r.latency_us, 1000.0),
+        json_hist(&r.rtt_us, 1000.0),
+        json_hist(&r.handshake_us, 1000.0),
+        json_hist(&r.entities, 1.0),
+        r.connected,
+        r.denied,
+        r.packets_out as f64 / secs,
+        r.packets_in as f64 / secs,
+        r.bytes_out as f64 / secs,
+        r.bytes_in as f64 / secs,
+        r.snapshots,
+        r.snapshot_bytes,
+        r.naive_bytes,
+        saved,
+        r.corrections,
+        r.decode_errors,
+        r.disconnects
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+/// The time series as CSV.
+pub(crate) fn csv(series: &[Sample]) -> String {
+    let mut s = String::from("seconds,players_connected,packets_per_second,latency_p99_ms\n");
+    for x in series {
+        let _ = writeln!(
+            s,
+            "{:.1},{},{:.0},{:.3}",
+            x.t, x.connected, x.packets_per_s, x.p99_ms
+        );
+    }
+    s
+}
+
+/// An SVG chart of players, packets/s and p99 latency over time, each
+/// scaled to its own maximum (three panels).
+pub(crate) fn svg(series: &[Sample], title: &str) -> String {
+    let (w, h, pad) = (800.0, 600.0, 50.0);
+    let panel_h = (h - 2.0 * pad) / 3.0;
+    let t_max = series.last().map_or(1.0, |s| s.t).max(1e-9);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{pad}\" y=\"25\" font-size=\"16\">{}</text>\n",
+        xml_escape(title)
+    );
+    type Panel = (&'static str, &'static str, fn(&Sample) -> f64);
+    let panels: [Panel; 3] = [
+        ("players connected", "#1f77b4", |s| s.connected as f64),
+        ("packets/s (both ways)", "#2ca02c", |s| s.packets_per_s),
+        ("latency p99 (ms)", "#d62728", |s| s.p99_ms),
+    ];
+    for (i, (name, color, f)) in panels.iter().enumerate() {
+        let top = pad + i as f64 * panel_h;
+        let bottom = top + panel_h - 20.0;
+        let max = series.iter().map(f).fold(0.0f64, f64::max).max(1e-9);
+        let _ = writeln!(
+            out,
+            "<line x1=\"{pad}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"#888\"/>",
+            w - pad
+        );
+        let _ = writeln!(
+            out,
+            "<line x1=\"{pad}\" y1=\"{top}\" x2=\"{pad}\" y2=\"{bottom}\" stroke=\"#888\"/>"
+        );
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\">{name} (max {:.1})</text>",
+            pad + 5.0,
+            top + 12.0,
+            max
+        );
+        let points: Vec<String> = series
+            .iter()
+            .map(|s| {
+                format!(
+                    "{:.1},{:.1}",
+                    pad + s.t / t_max * (w - 2.0 * pad),
+                    bottom - f(s) / max * (bottom - top - 15.0)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            points.join(" ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\">time (s), 0 to {:.0}</text>",
+        w / 2.0 - 40.0,
+        h - 15.0,
+        t_max
+    );
+    out.push_str("</svg>\n");
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_well_formed() {
+        let mut r = Recorder::default();
+        r.latency(Duration::from_millis(5));
+        r.latency(Duration::from_millis(40));
+        r.disconnect(DisconnectReason::Timeout);
+        let info = RunInfo {
+            mode: "world",
+            players: 2,
+            seconds: 1.0,
+            rate_hz: 60,
+            server: "127.0.0.1:1".into(),
+            threads: 1,
+        };
+        let t = table(&info, &r);
+        assert!(t.contains("input-to-observed latency (ms)"), "{t}");
+        assert!(t.contains("timeout 1"));
+        let j = json(&info, &r);
+        assert!(
+            j.starts_with('{') && j.ends_with('}') && j.contains("\"p99\":"),
+            "{j}"
+        );
+        let series = [
+            Sample {
+                t: 0.0,
+                ..Sample::default()
+            },
+            Sample {
+                t: 1.0,
+                connected: 2,
+                packets_per_s: 100.0,
+                p99_ms: 4.0,
+            },
+        ];
+        assert_eq!(csv(&series).lines().count(), 3);
+        let svg = svg(&series, "a < b");
+        assert!(
+            svg.starts_with("<svg")
+                && svg.trim_end().ends_with("</svg>")
+                && svg.contains("a &lt; b")
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! A loadgen thread: a few UDP sockets (io_uring or recvmmsg backends, the
+//! engine's own), many players multiplexed over them, routed by the
+//! connection id in each datagram's header.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tos_engine::io::{Backend, BackendChoice, DatagramIo, IoConfig, select_backend};
+use tos_protocol::connection::{ClientConfig, Connection};
+use tos_protocol::wire::control::DisconnectReason;
+
+use crate::player::{Behaviour, Mode, Player};
+use crate::report::{Live, Recorder};
+
+/// What one worker thread runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) cpu: Option<usize>,
+    pub(crate) first_player: usize,
+    pub(crate) players: usize,
+    pub(crate) total_players: usize,
+    pub(crate) sockets: usize,
+    pub(crate) server: SocketAddr,
+    pub(crate) client: ClientConfig,
+    pub(crate) mode: Mode,
+    pub(crate) rate_hz: u32,
+    pub(crate) battle_fraction: f64,
+    pub(crate) cheater_fraction: f64,
+    pub(crate) start: Instant,
+    pub(crate) ramp: Duration,
+    pub(crate) deadline: Instant,
+}
+
+fn behaviour(i: usize, battle: f64, cheat: f64) -> Behaviour {
+    // Deterministic spread: the fractions hold for any player count.
+    let x = (i as f64 * 0.618_033_988_75).fract();
+    if x < cheat {
+        Behaviour::Cheater
+    } else if x < cheat + battle {
+        Behaviour::Fighter
+    } else {
+        Behaviour::Wanderer
+    }
+}
+
+struct Slot {
+    player: Option<Player>,
+    wake: Instant,
+}
+
+/// Runs the plan to its deadline and returns what it measured.
+pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Recorder {
+    if let Some(cpu) = plan.cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            tracing::warn!(cpu, "could not pin a loadgen thread");
+        }
+    }
+    let bind: SocketAddr = if plan.server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .unwrap_or_else(|_| unreachable!());
+    let bind = if plan.server.ip().is_loopback() {
+        SocketAddr::new(plan.server.ip(), 0)
+    } else {
+        bind
+    };
+    let io_config = IoConfig::default();
+    let mut sockets: Vec<Backend> = Vec::new();
+    for _ in 0..plan.sockets.max(1) {
+        let s = match UdpSocket::bind(bind) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("loadgen: cannot bind a UDP socket: {e}");
+                return Recorder::default();
+            }
+        };
+        match select_backend(BackendChoice::Auto, s, &io_config) {
+            Ok(b) => sockets.push(b),
+            Err(e) => {
+                tracing::error!("loadgen: no I/O backend: {e}");
+                return Recorder::default();
+            }
+        }
+    }
+    let mut rec = Recorder::default();
+    let mut slots: Vec<Slot> = (0..plan.players)
+        .map(|k| {
+            let global = plan.first_player + k;
+            let offset = plan
+                .ramp
+                .mul_f64(global as f64 / plan.total_players.max(1) as f64);
+            Slot {
+                player: None,
+                wake: plan.start + offset,
+            }
+        })
+        .collect();
+    let mut routes: HashMap<(usize, u32), usize> = HashMap::with_capacity(plan.players * 3);
+    let mut buf = vec![0u8; 2048];
+    let mut published = Recorder::default();
+    let mut last_publish = Instant::now();
+    let mut dirty: Vec<usize> = Vec::with_capacity(plan.players);
+    while Instant::now() < plan.deadline && !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        // Receive and route.
+        let mut got = 0usize;
+        for (si, io) in sockets.iter_mut().enumerate() {
+            let _ = io.recv_batch(|from, data| {
+                got += 1;
+                rec.packets_in += 1;
+                rec.bytes_in += data.len() as u64;
+                if data.len() < 4 {
+                    return;
+                }
+                let id = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+                if let Some(&pi) = routes.get(&(si, id)) {
+                    if let Some(p) = slots[pi].player.as_mut() {
+                        p.conn.handle_datagram(now, from, data);
+                        dirty.push(pi);
+                    }
+                }
+            });
+        }
+        for pi in dirty.drain(..) {
+            slots[pi].wake = now;
+        }
+        // Players whose time has come.
+        for (pi, slot) in slots.iter_mut().enumerate() {
+            if slot.wake > now {
+                continue;
+            }
+            if slot.player.is_none() {
+                let global = plan.first_player + pi;
+                let mut cfg = plan.client.clone();
+                let mut seed = cfg.seed;
+                seed[..8].copy_from_slice(&(global as u64).to_le_bytes());
+                cfg.seed = seed;
+                match Connection::connect(cfg, plan.server, now) {
+                    Ok(conn) => {
+                        let b = behaviour(global, plan.battle_fraction, plan.cheater_fraction);
+                        let p = Player::new(
+                            conn,
+                            pi % sockets.len(),
+                            b,
+                            plan.mode,
+                            plan.rate_hz,
+                            global as u64 * 0x9e37_79b9 + 7,
+                            now,
+                        );
+                        routes.insert((p.socket, p.key), pi);
+                        slot.player = Some(p);
+                    }
+                    Err(_) => {
+                        slot.wake = plan.deadline;
+                        continue;
+                    }
+                }
+            }
+            let Some(p) = slot.player.as_mut() else {
+                continue;
+            };
+            if p.conn.next_timeout().is_some_and(|t| t <= now) {
+                p.conn.handle_timeout(now);
+            }
+            p.act(now, &mut rec);
+            let io = &mut sockets[p.socket];
+            while let Some(t) = p.conn.poll_transmit(now, &mut buf) {
+                if io.queue_send(t.destination, &buf[..t.size]).is_err() {
+                    let _ = io.flush();
+                    let _ = io.queue_send(t.destination, &buf[..t.size]);
+                }
+                rec.packets_out += 1;
+                rec.bytes_out += t.size as u64;
+            }
+            if let Some(n) = p.maybe_garbage(&mut buf) {
+                let _ = io.queue_send(p.server(), &buf[..n]);
+                rec.garbage_sent += 1;
+            }
+            p.handle_events(now, &mut rec);
+            let id = p.conn.connection_id();
+            if id != p.key {
+                // New id (cookie or migration): route both until the end.
+                p.key = id;
+                routes.insert((p.socket, id), pi);
+            }
+            slot.wake = if p.done {
+                plan.deadline
+            } else {
+                let mut w = p.conn.next_timeout().unwrap_or(plan.deadline);
+                w = w.min(now + Duration::from_secs_f64(1.0 / f64::from(plan.rate_hz.max(1))));
+                w
+            };
+        }
+        for io in &mut sockets {
+            let _ = io.flush();
+        }
+        if now.duration_since(last_publish) >= Duration::from_millis(100) {
+            publish(&live, &rec, &mut published);
+            last_publish = now;
+        }
+        if got == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    // Goodbye, and the per-player figures.
+    let now = Instant::now();
+    for slot in &mut slots {
+        if let Some(p) = slot.player.as_mut() {
+            let s = p.conn.stats();
+            if p.conn.is_established() {
+                let _ = rec.rtt_us.record(s.rtt_us.max(1));
+            }
+            p.conn.close(now, DisconnectReason::Graceful);
+            let io = &mut sockets[p.socket];
+            while let Some(t) = p.conn.poll_transmit(now, &mut buf) {
+                if io.queue_send(t.destination, &buf[..t.size]).is_err() {
+                    let _ = io.flush();
+                }
+            }
+        }
+    }
+    for io in &mut sockets {
+        let _ = io.flush();
+    }
+    publish(&live, &rec, &mut published);
+    rec
+}
+
+fn publish(live: &Live, rec: &Recorder, last: &mut Recorder) {
+    live.add(&live.connected, rec.connected - last.connected);
+    live.add(&live.packets_out, rec.packets_out - last.packets_out);
+    live.add(&live.packets_in, rec.packets_in - last.packets_in);
+    live.add(&live.bytes_out, rec.bytes_out - last.bytes_out);
+    live.add(&live.bytes_in, rec.bytes_in - last.bytes_in);
+    let d: u64 = rec.disconnects.iter().sum::<u64>() - last.disconnects.iter().sum::<u64>();
+    live.add(&live.disconnected, d);
+    if !rec.latency_us.is_empty() {
+        live.p99_us
+            .fetch_max(rec.latency_us.value_at_quantile(0.99), Ordering::Relaxed);
+    }
+    last.connected = rec.connected;
+    last.packets_out = rec.packets_out;
+    last.packets_in = rec.packets_in;
+    last.bytes_out = rec.bytes_out;
+    last.bytes_in = rec.bytes_in;
+    last.disconnects = rec.disconnects;
+}
