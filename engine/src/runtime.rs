@@ -177,13 +177,36 @@ impl ServerHandle {
     }
 }
 
-/// The cores this process may run on.
+/// The cores this process may run on: the main thread's affinity mask
+/// (the process's, not the calling thread's, which may be pinned).
 fn available_cores() -> Vec<usize> {
-    let mut ids: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    // SAFETY: a zeroed cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    // SAFETY: for a pid the kernel reports the mask of the thread whose id
+    // equals it (the main thread) and writes at most the size given.
+    let rc = unsafe {
+        libc::sched_getaffinity(
+            libc::getpid(),
+            core::mem::size_of::<libc::cpu_set_t>(),
+            &mut set,
+        )
+    };
+    let mut ids: Vec<usize> = Vec::new();
+    if rc == 0 {
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            // SAFETY: cpu is below CPU_SETSIZE, the set's capacity.
+            if unsafe { libc::CPU_ISSET(cpu, &set) } {
+                ids.push(cpu);
+            }
+        }
+    }
+    if ids.is_empty() {
+        ids = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+    }
     if ids.is_empty() {
         ids = (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
     }

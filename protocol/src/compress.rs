@@ -48,23 +48,45 @@ impl fmt::Display for DecompressError {
 
 impl std::error::Error for DecompressError {}
 
+/// Bytes the entropy estimate samples: the start of the payload.
+const ENTROPY_SAMPLE: usize = 256;
+
+/// `-(c/n)·log2(c/n)` for every count `c` of a full sample of `n` =
+/// [`ENTROPY_SAMPLE`] bytes, computed once: the estimate is then 256
+/// additions, with no logarithm on the per-packet path.
+fn entropy_table() -> &'static [f32; ENTROPY_SAMPLE + 1] {
+    static TABLE: std::sync::OnceLock<[f32; ENTROPY_SAMPLE + 1]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [0f32; ENTROPY_SAMPLE + 1];
+        for (c, v) in t.iter_mut().enumerate().skip(1) {
+            let p = c as f32 / ENTROPY_SAMPLE as f32;
+            *v = -p * p.log2();
+        }
+        t
+    })
+}
+
 /// An estimate of the Shannon entropy of `data` in bits per byte, from a
-/// byte histogram of up to the first 1024 bytes.
+/// byte histogram of its first 256 bytes (all of it when shorter).
 pub fn entropy_bits_per_byte(data: &[u8]) -> f32 {
-    let sample = &data[..data.len().min(1024)];
+    let sample = &data[..data.len().min(ENTROPY_SAMPLE)];
     if sample.is_empty() {
         return 0.0;
     }
-    let mut counts = [0u32; 256];
+    let mut counts = [0u16; 256];
     for &b in sample {
         counts[usize::from(b)] += 1;
+    }
+    if sample.len() == ENTROPY_SAMPLE {
+        let table = entropy_table();
+        return counts.iter().map(|&c| table[usize::from(c)]).sum();
     }
     let n = sample.len() as f32;
     counts
         .iter()
         .filter(|&&c| c > 0)
         .map(|&c| {
-            let p = c as f32 / n;
+            let p = f32::from(c) / n;
             -p * p.log2()
         })
         .sum()

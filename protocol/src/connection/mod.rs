@@ -1019,23 +1019,23 @@ impl Connection {
             self.peer = from;
             self.stats.path_changes += 1;
         }
-        let mut scratch = [0u8; MAX_DECOMPRESSED];
-        let plain: &[u8] = if header.flags.contains(HeaderFlags::COMPRESSED) {
+        let (ack_eliciting, refused) = if header.flags.contains(HeaderFlags::COMPRESSED) {
+            // Only compressed packets pay for the scratch buffer.
+            let mut scratch = [0u8; MAX_DECOMPRESSED];
             match compress::decompress_into(
                 &datagram[HEADER_LEN..HEADER_LEN + plain_len],
                 &mut scratch,
                 MAX_DECOMPRESSED,
             ) {
-                Ok(n) => &scratch[..n],
+                Ok(n) => self.process_frames(now, &scratch[..n]),
                 Err(_) => {
                     self.stats.decode_errors += 1;
                     return;
                 }
             }
         } else {
-            &datagram[HEADER_LEN..HEADER_LEN + plain_len]
+            self.process_frames(now, &datagram[HEADER_LEN..HEADER_LEN + plain_len])
         };
-        let (ack_eliciting, refused) = self.process_frames(now, plain);
         if refused {
             // Not acknowledging makes the peer send the refused content
             // again, in a new packet, once we have room.
@@ -1299,29 +1299,33 @@ impl Connection {
         if newly_largest {
             self.largest_acked = Some(ack.largest);
         }
-        let mut acked_any = false;
+        // Walk only the packets still tracked (the oldest unsettled one
+        // onwards), not all 65 numbers the ack could name: in steady state
+        // that is the one or two packets sent since the last ack.
         let lowest = ack.largest.saturating_sub(64);
-        let mut pn = ack.largest;
-        loop {
-            if ack.acks(pn) {
-                if let Some(p) = self.sent.get_mut(pn) {
-                    if !p.acked && !p.lost {
-                        let packet = *p;
-                        p.acked = true;
-                        acked_any = true;
-                        self.on_packet_acked(
-                            now,
-                            &packet,
-                            newly_largest && pn == ack.largest,
-                            ack.delay_us,
-                        );
-                    }
-                }
-            }
-            if pn == lowest {
+        let mut newly = [0u64; 65];
+        let mut n = 0;
+        for p in self.sent.iter_mut() {
+            if p.pn > ack.largest {
                 break;
             }
-            pn -= 1;
+            if p.pn < lowest || p.acked || p.lost || !ack.acks(p.pn) {
+                continue;
+            }
+            p.acked = true;
+            newly[n] = p.pn;
+            n += 1;
+        }
+        let acked_any = n > 0;
+        for &pn in &newly[..n] {
+            if let Some(packet) = self.sent.get_mut(pn).map(|p| *p) {
+                self.on_packet_acked(
+                    now,
+                    &packet,
+                    newly_largest && pn == ack.largest,
+                    ack.delay_us,
+                );
+            }
         }
         if acked_any {
             self.rto_backoff = 0;
