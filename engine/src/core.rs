@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hdrhistogram::Histogram;
 use tos_protocol::connection::{Connection, Event};
-use tos_protocol::endpoint::{DatagramOutcome, DropReason, Endpoint, EndpointEvent};
+use tos_protocol::endpoint::{
+    ConnectionHandle, DatagramOutcome, DropReason, Endpoint, EndpointEvent,
+};
+use tos_protocol::wire::Channel;
 use tos_protocol::wire::control::DisconnectReason;
 
 use crate::io::{Backend, DatagramIo, SendError};
@@ -49,6 +52,27 @@ pub enum CoreMessage {
     Datagram(ForwardedDatagram),
     /// A connection moving to this core.
     Migrate(Box<Connection>),
+    /// An entity crossing into this core's quadrants, with its player's
+    /// connection when it is a player.
+    Handoff {
+        /// The entity.
+        handoff: Box<tos_shards::Handoff>,
+        /// Its player's connection.
+        connection: Option<Box<Connection>>,
+    },
+    /// A neighbour's ghosts of this tick.
+    Ghosts(tos_shards::GhostBatch),
+    /// An action's effect on an entity this core owns.
+    Effect(tos_shards::RemoteEffect),
+    /// A player whose spawn point is in this core's quadrants.
+    Enter {
+        /// Its connection.
+        connection: Box<Connection>,
+        /// Its client id.
+        client: tos_shards::ClientId,
+        /// The character.
+        character: tos_shards::Character,
+    },
     /// Move the connection with this id to `target`.
     MigrateRequest {
         /// Its current id.
@@ -77,6 +101,12 @@ impl core::fmt::Debug for CoreMessage {
                 connection_id,
                 target,
             } => write!(f, "MigrateRequest({connection_id:#x} -> {target})"),
+            Self::Handoff { handoff, .. } => {
+                write!(f, "Handoff({} -> {})", handoff.from_core, handoff.to_core)
+            }
+            Self::Ghosts(b) => write!(f, "Ghosts({} from {})", b.ghosts.len(), b.from_core),
+            Self::Effect(e) => write!(f, "Effect(target {})", e.target),
+            Self::Enter { client, .. } => write!(f, "Enter(client {})", client.0),
         }
     }
 }
@@ -122,6 +152,7 @@ pub struct CoreRunner {
     next_stats: Instant,
     send_buf: Box<[u8; 2048]>,
     echo_buf: Vec<u8>,
+    world: Option<crate::world::CoreWorld>,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
@@ -139,10 +170,10 @@ impl CoreRunner {
         settings: CoreSettings,
         io: Backend,
         endpoint: Endpoint,
-        peers: Vec<Sender<CoreMessage>>,
-        inbox: Receiver<CoreMessage>,
+        (peers, inbox): (Vec<Sender<CoreMessage>>, Receiver<CoreMessage>),
         shared: Arc<CoreStats>,
         stop: Arc<AtomicBool>,
+        world: Option<crate::world::CoreWorld>,
     ) -> Self {
         let now = Instant::now();
         let period = settings.tick_period;
@@ -165,6 +196,7 @@ impl CoreRunner {
                 .unwrap_or_else(|_| unreachable!("valid bounds")),
             send_buf: Box::new([0u8; 2048]),
             echo_buf: Vec::with_capacity(2048),
+            world,
             _not_send: core::marker::PhantomData,
         }
     }
@@ -248,6 +280,47 @@ impl CoreRunner {
                     connection_id,
                     target,
                 } => self.migrate(now, connection_id, target),
+                CoreMessage::Handoff {
+                    handoff,
+                    connection,
+                } => {
+                    if let Some(world) = self.world.as_mut() {
+                        world.on_handoff(
+                            &mut self.endpoint,
+                            &self.peers,
+                            *handoff,
+                            connection.map(|c| *c),
+                            now,
+                            &mut self.local,
+                        );
+                    }
+                }
+                CoreMessage::Ghosts(batch) => {
+                    if let Some(world) = self.world.as_mut() {
+                        world.on_ghosts(batch);
+                    }
+                }
+                CoreMessage::Effect(effect) => {
+                    if let Some(world) = self.world.as_mut() {
+                        world.on_effect(effect);
+                    }
+                }
+                CoreMessage::Enter {
+                    connection,
+                    client,
+                    character,
+                } => {
+                    if let Some(world) = self.world.as_mut() {
+                        world.on_enter(
+                            &mut self.endpoint,
+                            &self.peers,
+                            *connection,
+                            (client, character),
+                            now,
+                            &mut self.local,
+                        );
+                    }
+                }
             }
         }
     }
@@ -277,30 +350,83 @@ impl CoreRunner {
     }
 
     fn handle_events(&mut self, now: Instant) {
+        /// What to do once the event (which borrows the endpoint) is gone.
+        enum After {
+            Nothing,
+            Echo(ConnectionHandle, Channel),
+            WorldMessage(ConnectionHandle),
+        }
         loop {
-            let reply = match self.endpoint.poll_event() {
+            let after = match self.endpoint.poll_event() {
                 None => break,
                 Some(EndpointEvent::Incoming { handle, .. }) => {
                     // The auth ticket is opaque here; a deployment checks it
                     // against its login service before accepting.
                     self.endpoint.accept(handle, now);
                     self.local.connections_accepted += 1;
-                    None
+                    After::Nothing
                 }
-                Some(EndpointEvent::Connection {
-                    handle,
-                    event: Event::Message { channel, data },
-                }) if self.settings.mode == Mode::Echo => {
-                    self.echo_buf.clear();
-                    self.echo_buf.extend_from_slice(data);
-                    Some((handle, channel))
+                Some(EndpointEvent::Connection { handle, event }) => match event {
+                    Event::Message { channel, data } => {
+                        self.echo_buf.clear();
+                        self.echo_buf.extend_from_slice(data);
+                        match self.settings.mode {
+                            Mode::Echo => After::Echo(handle, channel),
+                            Mode::World => After::WorldMessage(handle),
+                        }
+                    }
+                    Event::Connected => {
+                        if let Some(w) = self.world.as_mut() {
+                            w.on_connected(handle);
+                        }
+                        After::Nothing
+                    }
+                    Event::UnreliableAcked { token } => {
+                        if let Some(w) = self.world.as_mut() {
+                            w.on_snapshot_fate(handle, token, true);
+                        }
+                        After::Nothing
+                    }
+                    Event::UnreliableLost { token } => {
+                        if let Some(w) = self.world.as_mut() {
+                            w.on_snapshot_fate(handle, token, false);
+                        }
+                        After::Nothing
+                    }
+                    Event::Disconnected { .. } => {
+                        if let Some(w) = self.world.as_mut() {
+                            w.on_closed(handle);
+                        }
+                        After::Nothing
+                    }
+                    _ => After::Nothing,
+                },
+                Some(EndpointEvent::Removed { handle }) => {
+                    if let Some(w) = self.world.as_mut() {
+                        w.on_closed(handle);
+                    }
+                    After::Nothing
                 }
-                Some(EndpointEvent::Connection { .. } | EndpointEvent::Removed { .. }) => None,
             };
-            if let Some((handle, channel)) = reply {
-                if let Some(conn) = self.endpoint.connection_mut(handle) {
-                    // A full queue drops the echo: the client sees a loss.
-                    let _ = conn.send(channel, &self.echo_buf);
+            match after {
+                After::Nothing => {}
+                After::Echo(handle, channel) => {
+                    if let Some(conn) = self.endpoint.connection_mut(handle) {
+                        // A full queue drops the echo: the client sees a loss.
+                        let _ = conn.send(channel, &self.echo_buf);
+                    }
+                }
+                After::WorldMessage(handle) => {
+                    if let Some(w) = self.world.as_mut() {
+                        w.on_message(
+                            &mut self.endpoint,
+                            &self.peers,
+                            handle,
+                            &self.echo_buf,
+                            now,
+                            &mut self.local,
+                        );
+                    }
                 }
             }
         }
@@ -310,7 +436,16 @@ impl CoreRunner {
         let started = Instant::now();
         self.endpoint.handle_timeout(now);
         self.handle_events(now);
-        // The world's tick runs here (issue "Sharded world").
+        if let Some(world) = self.world.as_mut() {
+            world.tick(
+                &mut self.endpoint,
+                &self.peers,
+                self.tick as u32,
+                now,
+                &mut self.local,
+            );
+            self.local.players = world.players() as u64;
+        }
         let took = started.elapsed();
         let period = self.settings.tick_period;
         let _ = self.tick_hist.record(took.as_micros().max(1) as u64);

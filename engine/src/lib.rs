@@ -17,6 +17,8 @@
 //!   secrets loaded or generated.
 //! - [`stats`] and the metrics endpoint: per-core counters, the stats line,
 //!   the Prometheus text format.
+//! - [`world`]: the game layer of a core — its shard of the world, the
+//!   players in it, snapshots with acknowledged baselines, hand-offs.
 //! - [`signals`]: SIGINT / SIGTERM.
 //!
 //! The `tos-server` binary (`src/bin/tos-server.rs`) wires these together.
@@ -28,3 +30,4 @@ pub mod runtime;
 pub mod settings;
 pub mod signals;
 pub mod stats;
+pub mod world;

@@ -9,7 +9,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
-use tos_config::{CoreSelection, IoBackend, ServerConfig, Steering};
+use tos_config::{CoreSelection, IoBackend, ServerConfig, ShardLayout, Steering};
+use tos_shards::{Shard, WorldData};
+
+use crate::world::CoreWorld;
 use tos_protocol::endpoint::Endpoint;
 
 use crate::core::{CoreMessage, CoreRunner, CoreSettings, Mode};
@@ -57,6 +60,10 @@ pub enum StartError {
     },
     /// A core thread failed to start.
     Thread(String),
+    /// The shard layout does not fit the world or the cores.
+    Layout(String),
+    /// A core's shard could not be built.
+    World(String),
 }
 
 impl core::fmt::Display for StartError {
@@ -80,6 +87,8 @@ impl core::fmt::Display for StartError {
                 write!(f, "cannot bind the metrics address {addr}: {source}")
             }
             Self::Thread(e) => write!(f, "cannot start a core thread: {e}"),
+            Self::Layout(e) => write!(f, "bad shard layout: {e}"),
+            Self::World(e) => write!(f, "cannot build the world: {e}"),
         }
     }
 }
@@ -248,13 +257,46 @@ pub fn select_cores(selection: &CoreSelection) -> Result<Vec<usize>, StartError>
     Ok(cores)
 }
 
-/// Starts a server as configured.
+/// Non-player entities populating the default world (spread over it; each
+/// core simulates those in its quadrants).
+pub const DEFAULT_WORLD_ENTITIES: usize = 2_000;
+
+/// Starts a server as configured, with the world cut into stripes, one per
+/// core.
 pub fn start(config: &ServerConfig) -> Result<ServerHandle, StartError> {
+    start_with_layout(config, None)
+}
+
+/// Starts a server as configured, with a shard layout (`None`: stripes).
+pub fn start_with_layout(
+    config: &ServerConfig,
+    layout: Option<&ShardLayout>,
+) -> Result<ServerHandle, StartError> {
     let bind = config
         .network
         .bind_addr()
         .map_err(|_| StartError::BadAddress(config.network.bind.clone()))?;
     let cores = select_cores(&config.runtime.cores)?;
+    let layout = match layout {
+        Some(l) => l.clone(),
+        None => ShardLayout {
+            cores: cores.len() as u16,
+            ..ShardLayout::default()
+        },
+    };
+    if usize::from(layout.cores) != cores.len() {
+        return Err(StartError::Layout(format!(
+            "the layout is for {} cores but {} were selected",
+            layout.cores,
+            cores.len()
+        )));
+    }
+    let resolved = layout
+        .resolve(config.world.quadrant_grid())
+        .map_err(|e| StartError::Layout(e.to_string()))?;
+    let world_data = WorldData::populated(&config.world, DEFAULT_WORLD_ENTITIES, 1);
+    let next_client = Arc::new(std::sync::atomic::AtomicU32::new(1));
+    let config_arc = Arc::new(config.clone());
     let secrets = Secrets::load(config).map_err(StartError::Secret)?;
     // A plain bind first: it fails if any socket (reuseport or not) holds
     // the port, which the reuseport binds below would silently join.
@@ -350,6 +392,13 @@ pub fn start(config: &ServerConfig) -> Result<ServerHandle, StartError> {
             mode,
         };
         let ready = ready_tx.clone();
+        let (cfg, layout, data, next_client) = (
+            Arc::clone(&config_arc),
+            resolved.clone(),
+            world_data.clone(),
+            Arc::clone(&next_client),
+        );
+        let budget = (config.sync.snapshot_budget_bytes as usize).min(transport.max_unfragmented());
         let t = std::thread::Builder::new()
             .name(format!("tos-core-{index}"))
             .spawn(move || {
@@ -363,15 +412,27 @@ pub fn start(config: &ServerConfig) -> Result<ServerHandle, StartError> {
                         return;
                     }
                 };
+                // The shard is per core and not Send: built here, on its thread.
+                let world = if mode == Mode::World {
+                    match Shard::new(index as u16, &cfg, &layout, data) {
+                        Ok(shard) => Some(CoreWorld::new(index as u16, shard, next_client, budget)),
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("core {index}: world: {e}")));
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
                 let _ = ready.send(Ok(()));
                 let runner = CoreRunner::new(
                     settings,
                     io,
                     Endpoint::new(endpoint_cfg),
-                    peers,
-                    inbox,
+                    (peers, inbox),
                     shared,
                     stop,
+                    world,
                 );
                 runner.run();
             })

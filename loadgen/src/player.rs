@@ -56,6 +56,8 @@ pub(crate) struct Player {
     next_input: Instant,
     input_period: Duration,
     rng: u64,
+    /// Stable per player (the seed it was created with).
+    seed_id: u32,
     pub(crate) done: bool,
     msg: Vec<u8>,
 }
@@ -104,12 +106,24 @@ impl Player {
             next_input: now,
             input_period: Duration::from_secs_f64(1.0 / f64::from(rate_hz.max(1))),
             rng: seed | 1,
+            seed_id: seed as u32,
             done: false,
             msg: Vec::with_capacity(256),
         };
-        p.position = p.spawn_point();
+        p.position = tos_engine::world::dev_spawn_position(p.character_id());
         p.waypoint = p.pick_waypoint();
         p
+    }
+
+    /// The character this player plays: fighters get the server's
+    /// "battle" spawn rule (top bit set), see `dev_spawn_position`.
+    fn character_id(&self) -> u64 {
+        let base = u64::from(self.seed_id);
+        if self.behaviour == Behaviour::Fighter {
+            base | 1 << 63
+        } else {
+            base
+        }
     }
 
     fn rand(&mut self) -> u64 {
@@ -177,7 +191,7 @@ impl Player {
             let mut buf = [0u8; 64];
             let mut w = Writer::new(&mut buf);
             let _ = ClientMessage::EnterToWorld {
-                character_id: u64::from(self.key),
+                character_id: self.character_id(),
                 name: "loadgen",
             }
             .encode(&mut w);
@@ -350,7 +364,11 @@ impl Player {
                             let ack = d.input_ack;
                             self.observe_input(ack, now, rec);
                         }
-                        Ok(ServerMessage::Correction { .. }) => rec.corrections += 1,
+                        Ok(ServerMessage::Correction { position, .. }) => {
+                            // The server is authoritative: continue from there.
+                            rec.corrections += 1;
+                            self.position = position;
+                        }
                         Ok(_) => {}
                         Err(_) => rec.decode_errors += 1,
                     },

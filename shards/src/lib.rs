@@ -1,15 +1,58 @@
 //! # tos-shards: the sharded game world
 //!
-//! This crate will own the game world of one core, with no I/O and no clock
-//! of its own (the engine passes `now` and decoded inputs in, and takes
-//! snapshots out), so that it is deterministic and tested without sockets:
+//! The game world of one core, with no I/O, no clock and no threads of its
+//! own: the engine passes ticks and decoded inputs in and takes snapshot
+//! bytes, corrections, hand-offs and ghost batches out, so a shard is
+//! deterministic given its inputs and is tested without sockets. The
+//! design, with its complexity and memory figures, is `docs/WORLD.md`.
 //!
-//! - world bounds, quantization scale and the quadrant layout of a shard;
-//! - struct-of-arrays entity storage with generational ids and pools;
-//! - the AOI grid and per-type interest distances;
-//! - server authority over movement claims and actions;
-//! - per-client snapshots under a byte budget, delta-encoded against the
-//!   state each client acknowledged;
-//! - ghosts and hand-offs of entities between neighbouring shards.
+//! Map of the crate:
 //!
-//! Status: a skeleton. The world lands with the issue "Sharded world".
+//! - [`world`]: the world box, quantizer and quadrant ownership of one core
+//!   ([`World`]); static data: terrain ([`Heightfield`]), obstacle boxes
+//!   ([`Aabb`]), spawn points and actions ([`WorldData`]).
+//! - [`entity`]: struct-of-arrays entity pool with generational ids
+//!   ([`Entities`], [`EntityId`]); [`EntityType`], [`EntityState`] flags,
+//!   buffs with timers ([`BuffSet`]), factions with O(1) relations
+//!   ([`FactionTable`]).
+//! - [`aoi`]: a sparse fine 3D grid plus one coarse layer per entity type;
+//!   the interest query ([`AoiGrid::query`]).
+//! - [`authority`]: movement claim validation ([`validate_claim`]), the
+//!   anti-cheat counters, and action checks ([`ActionRefusal`]).
+//! - [`snapshot`]: per-client replication ([`ClientView`]: priority
+//!   accumulator, acknowledged baselines, in-flight snapshots) and the
+//!   client side ([`SnapshotReceiver`]).
+//! - [`handoff`]: ghosts ([`GhostBatch`]) and hand-offs ([`Handoff`])
+//!   between cores.
+//! - [`shard`]: [`Shard`], the per-core world the engine ticks.
+//!
+//! [`validate_claim`]: authority::validate_claim
+//! [`ClientView`]: snapshot::ClientView
+
+pub mod aoi;
+pub mod authority;
+pub mod entity;
+mod error;
+pub mod handoff;
+pub mod shard;
+pub mod snapshot;
+pub mod util;
+pub mod world;
+
+pub use aoi::AoiGrid;
+pub use authority::{
+    ACTION_DONE, ActionDef, ActionRefusal, BuffEffect, CheatCounters, MoveRejection, MovementRules,
+    TargetRule,
+};
+pub use entity::{
+    Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState, EntityType,
+    Faction, FactionTable, SpawnParams,
+};
+pub use error::ShardError;
+pub use handoff::{ClientTransfer, GhostBatch, GhostState, Handoff, RemoteEffect};
+pub use shard::{
+    ActionOutcome, Character, Correction, EntityInfo, HandoffRejected, Shard, ShardCapacity,
+    TickReport,
+};
+pub use snapshot::{ReceiveError, ReceiverStats, SnapshotInfo, SnapshotReceiver, ViewStats};
+pub use world::{Aabb, Heightfield, SpawnPoint, World, WorldData};

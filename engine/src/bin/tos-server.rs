@@ -1,8 +1,8 @@
 //! `tos-server`: the world server.
 //!
 //! ```text
-//! tos-server [--config FILE] [--cores all|N|A,B,C] [--port PORT]
-//!            [--log-level LEVEL] [--echo]
+//! tos-server [--config FILE] [--layout FILE] [--cores all|N|A,B,C]
+//!            [--port PORT] [--log-level LEVEL] [--echo]
 //! ```
 //!
 //! Without `--config` the embedded defaults are used (`config/server.ron`).
@@ -13,14 +13,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tos_config::{CoreSelection, ServerConfig};
+use tos_config::{CoreSelection, ServerConfig, ShardLayout};
 use tos_engine::{runtime, signals};
 
-const USAGE: &str = "usage: tos-server [--config FILE] [--cores all|N|A,B,C] [--port PORT] [--log-level LEVEL] [--echo]";
+const USAGE: &str = "usage: tos-server [--config FILE] [--layout FILE] [--cores all|N|A,B,C] [--port PORT] [--log-level LEVEL] [--echo]";
 
 #[derive(Debug, Default)]
 struct Args {
     config: Option<String>,
+    layout: Option<String>,
     cores: Option<CoreSelection>,
     port: Option<u16>,
     log_level: Option<String>,
@@ -34,6 +35,7 @@ fn parse_args() -> Result<Args, String> {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
             "--config" => args.config = Some(value("--config")?),
+            "--layout" => args.layout = Some(value("--layout")?),
             "--cores" => {
                 let v = value("--cores")?;
                 args.cores = Some(if v == "all" {
@@ -121,7 +123,17 @@ fn main() -> ExitCode {
         eprintln!("tos-server: cannot install signal handlers: {e}");
         return ExitCode::from(1);
     }
-    let server = match runtime::start(&config) {
+    let layout = match &args.layout {
+        Some(path) => match ShardLayout::load(std::path::Path::new(path)) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("tos-server: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    let server = match runtime::start_with_layout(&config, layout.as_ref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tos-server: {e}");

@@ -1,0 +1,1581 @@
+//! The shard of one core: its entities, their AOI, authority over its
+//! players, snapshots, and the exchange of ghosts and hand-offs with the
+//! other cores.
+//!
+//! The engine drives it once per tick, on the core's thread:
+//!
+//! ```text
+//! push_claim / push_action      (decoded client inputs, as they arrive)
+//! accept_handoff / accept_ghosts / apply_remote_effect  (from other cores)
+//! tick(t)                       -> TickReport
+//! corrections(), action_results()         -> send to clients
+//! take_handoffs(), take_remote_effects()  -> ship to other cores
+//! publish_ghosts(t, &mut batches)         -> ship to other cores
+//! write_snapshot(client, t, budget, buf)  -> send to each client
+//! on_snapshot_acked / on_snapshot_lost    (as the transport learns)
+//! ```
+//!
+//! A `Shard` is deterministic given these calls, does no I/O, reads no
+//! clock and starts no thread. It is `!Send`: it lives and dies on its
+//! core; only [`Handoff`], [`GhostBatch`] and [`RemoteEffect`] cross cores.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+
+use tos_config::{ResolvedLayout, ServerConfig};
+use tos_protocol::delta::{EntityStatus, QuantizedEntity};
+use tos_protocol::quant::{QuantizedRotation, quantize_fraction, quantize_velocity};
+use tos_protocol::wire::game::{MovementClaim, ServerMessage};
+
+use crate::ShardError;
+use crate::aoi::AoiGrid;
+use crate::authority::{
+    ActionDef, Actor, CheatCounters, MoveContext, MoveRejection, MovementRules, MoverState,
+    Terrain, check_action, incapacitated, result_code, speed_factor, validate_actions,
+    validate_claim,
+};
+use crate::entity::{
+    Ai, Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState,
+    EntityType, Faction, FactionTable, MAX_ACTIONS, SpawnParams,
+};
+use crate::handoff::{
+    ClientTransfer, CoreMask, GHOST_GRACE_TICKS, GHOST_TIMEOUT_TICKS, GhostBatch, GhostPlan,
+    GhostState, Handoff, RemoteEffect,
+};
+use crate::snapshot::{ClientView, Scratch, SyncParams, ViewStats, Viewer, WorldView};
+
+use crate::util::{IdMap, Rng, id_map, tick_after};
+use crate::world::{ObstacleIndex, World, WorldData};
+
+/// Velocity quantization step, units per second (PROTOCOL.md §7.4).
+pub const VELOCITY_STEP: f32 = 1.0;
+
+/// Ticks a freed network id waits before this shard reuses it.
+pub const NET_ID_QUARANTINE_TICKS: u32 = 600;
+
+/// Animation state numbers the world sets (the wire carries them opaquely).
+pub mod anim {
+    /// Standing.
+    pub const IDLE: u8 = 0;
+    /// Walking.
+    pub const WALK: u8 = 1;
+    /// Dead.
+    pub const DEAD: u8 = 10;
+}
+
+/// How much a shard preallocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardCapacity {
+    /// Entity slots, local and ghosts (fixed).
+    pub entities: u32,
+    /// Clients (fixed).
+    pub clients: u32,
+    /// View entries each client starts with (grows up to `max_view`).
+    pub initial_view: usize,
+    /// Most view entries per client (at most 65535).
+    pub max_view: usize,
+    /// Inputs a client may queue per tick.
+    pub inputs_per_tick: usize,
+}
+
+impl Default for ShardCapacity {
+    fn default() -> Self {
+        Self {
+            entities: 32_768,
+            clients: 4_096,
+            initial_view: 512,
+            max_view: 8_192,
+            inputs_per_tick: 64,
+        }
+    }
+}
+
+/// A player character entering the world.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Character {
+    /// The character's id in the account database.
+    pub character_id: u64,
+    /// Where it enters (z is put on the ground).
+    pub position: [f32; 3],
+    /// Yaw in degrees.
+    pub yaw: f32,
+    /// Faction.
+    pub faction: Faction,
+    /// Maximum HP.
+    pub hp: f32,
+    /// Maximum MP.
+    pub mp: f32,
+}
+
+impl Character {
+    /// A character with 100 HP and MP.
+    pub fn new(character_id: u64, position: [f32; 3], faction: Faction) -> Self {
+        Self {
+            character_id,
+            position,
+            yaw: 0.0,
+            faction,
+            hp: 100.0,
+            mp: 100.0,
+        }
+    }
+}
+
+/// A rejected movement claim: send `message()` to the client (reliably).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Correction {
+    /// Whose claim.
+    pub client: ClientId,
+    /// The claim's input sequence.
+    pub input_seq: u32,
+    /// The authoritative position.
+    pub position: [f32; 3],
+    /// The authoritative velocity.
+    pub velocity: [f32; 3],
+    /// Why the claim was rejected.
+    pub reason: MoveRejection,
+}
+
+impl Correction {
+    /// The `Correction` server message.
+    pub fn message(&self) -> ServerMessage<'static> {
+        ServerMessage::Correction {
+            input_seq: self.input_seq,
+            position: self.position,
+            velocity: self.velocity,
+        }
+    }
+}
+
+/// The outcome of an action request: send `message()` to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionOutcome {
+    /// Whose request.
+    pub client: ClientId,
+    /// Its input sequence.
+    pub input_seq: u32,
+    /// 0 = done, else an [`crate::authority::ActionRefusal`] code.
+    pub result: u8,
+}
+
+impl ActionOutcome {
+    /// The `ActionResult` server message.
+    pub fn message(&self) -> ServerMessage<'static> {
+        ServerMessage::ActionResult {
+            input_seq: self.input_seq,
+            result: self.result,
+        }
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TickReport {
+    /// The tick.
+    pub tick: u32,
+    /// Local (simulated) entities after the tick.
+    pub local_entities: u32,
+    /// Ghosts after the tick.
+    pub ghosts: u32,
+    /// Clients on this shard.
+    pub clients: u32,
+    /// Movement claims accepted.
+    pub claims_accepted: u32,
+    /// Movement claims rejected (corrections issued or pending).
+    pub claims_rejected: u32,
+    /// Claims ignored: older than one already applied, or from a dead
+    /// player.
+    pub claims_stale: u32,
+    /// Actions done.
+    pub actions_done: u32,
+    /// Actions refused.
+    pub actions_refused: u32,
+    /// Entities handed to other cores.
+    pub handoffs_out: u32,
+    /// Buffs that expired.
+    pub buffs_expired: u32,
+    /// Entities that died.
+    pub deaths: u32,
+    /// Entities that came back to life.
+    pub respawns: u32,
+    /// Entities whose lifetime ended.
+    pub despawned: u32,
+    /// Ghosts dropped (no longer published by their owner).
+    pub ghosts_dropped: u32,
+    /// Entities whose quantized state changed.
+    pub changed: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Input {
+    Claim(MovementClaim),
+    Action {
+        input_seq: u32,
+        action_id: u16,
+        target: u32,
+    },
+}
+
+/// Per-client server state; it travels with the player on a hand-off.
+#[derive(Debug)]
+pub(crate) struct ClientState {
+    pub(crate) client: ClientId,
+    pub(crate) player_net_id: u32,
+    /// The player's slot here (checked by generation, found again by
+    /// network id when stale).
+    player: EntityId,
+    inputs: Vec<Input>,
+    mover: MoverState,
+    rtt_ms: u32,
+    counters: CheatCounters,
+    last_claim_seq: Option<u32>,
+    correction_until: u32,
+    view: ClientView,
+}
+
+#[derive(Debug)]
+struct NetIds {
+    next_serial: u32,
+    cores: u32,
+    core: u32,
+    quarantine: VecDeque<(u32, u32)>,
+    cap: usize,
+}
+
+impl NetIds {
+    fn alloc(&mut self, now: u32, in_use: impl Fn(u32) -> bool) -> u32 {
+        if let Some(&(freed, id)) = self.quarantine.front() {
+            if now.wrapping_sub(freed) >= NET_ID_QUARANTINE_TICKS && !in_use(id) {
+                self.quarantine.pop_front();
+                return id;
+            }
+        }
+        loop {
+            let id = u64::from(self.next_serial) * u64::from(self.cores) + u64::from(self.core);
+            self.next_serial += 1;
+            match u32::try_from(id) {
+                Ok(id) if !in_use(id) => return id,
+                Ok(_) => {}
+                Err(_) => self.next_serial = 1,
+            }
+        }
+    }
+
+    fn release(&mut self, id: u32, now: u32) {
+        if self.quarantine.len() < self.cap {
+            self.quarantine.push_back((now, id));
+        }
+    }
+}
+
+/// The local slot of a client's player, from the cached handle or, when
+/// stale, by network id.
+#[inline]
+fn player_slot(ents: &Entities, cs: &mut ClientState) -> Option<u32> {
+    if let Some(i) = ents.resolve(cs.player) {
+        if ents.is_local(i) {
+            return Some(i);
+        }
+        return None;
+    }
+    let i = ents.by_net_id(cs.player_net_id)?;
+    cs.player = ents.id_of(i);
+    ents.is_local(i).then_some(i)
+}
+
+/// The world of one core. It stays on its core's thread:
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<tos_shards::Shard>();
+/// ```
+#[derive(Debug)]
+pub struct Shard {
+    core: u16,
+    world: World,
+    tick_hz: u32,
+    tick: u32,
+    started: bool,
+    ents: Entities,
+    aoi: AoiGrid,
+    terrain: Terrain,
+    rules: MovementRules,
+    sync: SyncParams,
+    factions: FactionTable,
+    actions: Vec<ActionDef>,
+    plan: GhostPlan,
+    core_slot: Vec<u16>,
+    clients: IdMap<ClientId, Box<ClientState>>,
+    client_order: Vec<ClientId>,
+    // Boxed so that a recycled client state moves into `clients` without
+    // allocating.
+    #[allow(clippy::vec_box)]
+    spare_clients: Vec<Box<ClientState>>,
+    capacity: ShardCapacity,
+    net_ids: NetIds,
+    rng: Rng,
+    ai_enabled: bool,
+    corrections: Vec<Correction>,
+    action_results: Vec<ActionOutcome>,
+    handoffs: Vec<Handoff>,
+    remote_effects: Vec<RemoteEffect>,
+    spare_batches: Vec<Vec<GhostState>>,
+    outgoing: Vec<(u16, Vec<GhostState>)>,
+    last_batch_tick: Vec<Option<u32>>,
+    doomed: Vec<(u32, u16)>,
+    scratch: Scratch,
+    report: TickReport,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// A hand-off the receiving shard could not take, returned to the caller
+/// so that the entity is not lost (the engine may retry or send it back).
+#[derive(Debug)]
+pub struct HandoffRejected {
+    /// Why.
+    pub error: ShardError,
+    /// The hand-off, untouched.
+    pub handoff: Handoff,
+}
+
+/// A copy of one entity's state, for inspection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EntityInfo {
+    /// Its handle on this shard.
+    pub id: EntityId,
+    /// Everything simulated about it.
+    pub record: EntityRecord,
+    /// Whether it is a ghost of another core's entity.
+    pub ghost: bool,
+    /// The core that owns it.
+    pub owner_core: u16,
+    /// Its quantized state as of the current tick.
+    pub quantized: QuantizedEntity,
+}
+
+fn quantize(ents: &Entities, world: &World, i: usize) -> QuantizedEntity {
+    let r = ents.rotation[i];
+    let v = ents.velocity[i];
+    QuantizedEntity {
+        position: world
+            .quantizer()
+            .quantize_position_clamped(ents.position[i]),
+        rotation: QuantizedRotation::from_degrees(r[0], r[1], r[2]),
+        anim: ents.anim[i],
+        status: EntityStatus {
+            state: ents.state[i].0,
+            buffs: ents.buffs[i].flags.0,
+            hp: quantize_fraction(ents.hp[i][0], ents.hp[i][1]),
+            mp: quantize_fraction(ents.mp[i][0], ents.mp[i][1]),
+        },
+        velocity: v.map(|c| quantize_velocity(c, VELOCITY_STEP)),
+    }
+}
+
+impl Shard {
+    /// The shard of `core` with default capacities.
+    pub fn new(
+        core: u16,
+        config: &ServerConfig,
+        layout: &ResolvedLayout,
+        data: WorldData,
+    ) -> Result<Self, ShardError> {
+        Self::with_capacity(core, config, layout, data, ShardCapacity::default())
+    }
+
+    /// The shard of `core`, preallocating `capacity`.
+    pub fn with_capacity(
+        core: u16,
+        config: &ServerConfig,
+        layout: &ResolvedLayout,
+        data: WorldData,
+        capacity: ShardCapacity,
+    ) -> Result<Self, ShardError> {
+        let world = World::new(&config.world, layout, core)?;
+        validate_actions(&data.actions)?;
+        let tick_hz = config.runtime.tick_hz.max(1);
+        let distances: [f64; 8] =
+            core::array::from_fn(|t| EntityType::ALL[t].interest_distance(&config.aoi.distances));
+        let plan = GhostPlan::new(&world, &distances);
+        let mut core_slot = vec![u16::MAX; usize::from(world.cores())];
+        for (k, &c) in plan.neighbours().iter().enumerate() {
+            core_slot[usize::from(c)] = k as u16;
+        }
+        let outgoing = plan.neighbours().iter().map(|&c| (c, Vec::new())).collect();
+        let n = capacity.entities;
+        let mut shard = Self {
+            core,
+            tick_hz,
+            tick: 0,
+            started: false,
+            ents: Entities::new(n),
+            aoi: AoiGrid::new(&config.aoi, world.quantizer(), n),
+            terrain: Terrain {
+                heightfield: data.heightfield,
+                obstacles: ObstacleIndex::new(data.obstacles)?,
+            },
+            rules: MovementRules::new(&config.authority, tick_hz),
+            sync: SyncParams::new(config),
+            factions: data.factions,
+            actions: data.actions,
+            plan,
+            core_slot,
+            clients: id_map(capacity.clients as usize),
+            client_order: Vec::with_capacity(capacity.clients as usize),
+            spare_clients: Vec::new(),
+            capacity,
+            net_ids: NetIds {
+                next_serial: 1,
+                cores: u32::from(world.cores()),
+                core: u32::from(core),
+                quarantine: VecDeque::with_capacity(n as usize),
+                cap: n as usize,
+            },
+            rng: Rng::new(data.seed ^ (u64::from(core) << 48) ^ 0x0005_4a4d),
+            ai_enabled: true,
+            corrections: Vec::with_capacity(capacity.clients as usize),
+            action_results: Vec::with_capacity(capacity.clients as usize),
+            handoffs: Vec::with_capacity(256),
+            remote_effects: Vec::with_capacity(256),
+            spare_batches: Vec::new(),
+            outgoing,
+            last_batch_tick: vec![None; usize::from(world.cores())],
+            doomed: Vec::with_capacity(n as usize),
+            scratch: Scratch::new(n),
+            report: TickReport::default(),
+            world,
+            _not_send: PhantomData,
+        };
+        for s in &data.spawns {
+            if !shard.world.owns(s.position) {
+                continue;
+            }
+            let mut p = SpawnParams::new(s.kind, s.faction, s.position);
+            p.hp = s.hp;
+            p.mp = s.mp;
+            p.speed = s.speed;
+            p.wander_radius = s.wander_radius;
+            shard.spawn(p)?;
+        }
+        Ok(shard)
+    }
+
+    /// This core.
+    pub fn core(&self) -> u16 {
+        self.core
+    }
+
+    /// The world geometry and ownership.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The AOI index.
+    pub fn aoi(&self) -> &AoiGrid {
+        &self.aoi
+    }
+
+    /// The last tick run.
+    pub fn current_tick(&self) -> u32 {
+        self.tick
+    }
+
+    /// Local (simulated) entities.
+    pub fn local_count(&self) -> u32 {
+        self.ents.locals()
+    }
+
+    /// Ghosts.
+    pub fn ghost_count(&self) -> u32 {
+        self.ents.ghosts()
+    }
+
+    /// Clients on this shard.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The clients on this shard, in arrival order.
+    pub fn clients(&self) -> &[ClientId] {
+        &self.client_order
+    }
+
+    /// Turns the wander AI on or off (tests and benchmarks freeze the world
+    /// with it).
+    pub fn set_ai_enabled(&mut self, on: bool) {
+        self.ai_enabled = on;
+    }
+
+    /// The network ids of local entities.
+    pub fn local_net_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ents
+            .dense
+            .iter()
+            .filter(|&&i| !self.ents.ghost[i as usize])
+            .map(|&i| self.ents.net_id[i as usize])
+    }
+
+    /// An entity by network id (local or ghost).
+    pub fn entity(&self, net_id: u32) -> Option<EntityInfo> {
+        let i = self.ents.by_net_id(net_id)?;
+        let iu = i as usize;
+        Some(EntityInfo {
+            id: self.ents.id_of(i),
+            record: self.ents.record(i),
+            ghost: self.ents.ghost[iu],
+            owner_core: self.ents.origin[iu],
+            quantized: self.ents.qstate[iu],
+        })
+    }
+
+    /// The network id of a client's player.
+    pub fn player_of(&self, client: ClientId) -> Option<u32> {
+        self.clients.get(&client).map(|c| c.player_net_id)
+    }
+
+    /// A client's anti-cheat counters.
+    pub fn cheat_counters(&self, client: ClientId) -> Option<CheatCounters> {
+        self.clients.get(&client).map(|c| c.counters)
+    }
+
+    /// A client's replication counters.
+    pub fn view_stats(&self, client: ClientId) -> Option<ViewStats> {
+        self.clients.get(&client).map(|c| c.view.stats())
+    }
+
+    /// The entities in a client's interest (network id, type); allocates,
+    /// for tests and diagnostics.
+    pub fn view_of(&self, client: ClientId) -> Vec<(u32, EntityType)> {
+        self.clients
+            .get(&client)
+            .map(|c| c.view.active().collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets the measured round trip time of a client (widens its movement
+    /// allowance).
+    pub fn set_rtt(&mut self, client: ClientId, rtt_ms: u32) -> Result<(), ShardError> {
+        let c = self
+            .clients
+            .get_mut(&client)
+            .ok_or(ShardError::UnknownClient(client))?;
+        c.rtt_ms = rtt_ms;
+        Ok(())
+    }
+
+    fn new_net_id(&mut self) -> u32 {
+        let ents = &self.ents;
+        self.net_ids
+            .alloc(self.tick, |id| ents.by_net.contains_key(&id))
+    }
+
+    /// Spawns a local entity; fails when the pool is full.
+    pub fn spawn(&mut self, params: SpawnParams) -> Result<EntityId, ShardError> {
+        if self.ents.len() >= self.ents.capacity() as usize {
+            return Err(ShardError::PoolFull {
+                capacity: self.ents.capacity(),
+            });
+        }
+        let net = self.new_net_id();
+        let position = self
+            .world
+            .on_ground(&self.terrain.heightfield, params.position);
+        let position = if params.kind == EntityType::Projectile {
+            self.world.clamp(params.position)
+        } else {
+            position
+        };
+        let i = self.ents.alloc(net, false, self.core, self.tick)?;
+        let record = EntityRecord {
+            net_id: net,
+            kind: params.kind,
+            faction: params.faction,
+            owner: None,
+            position,
+            velocity: params.velocity,
+            rotation: [0.0, params.yaw, 0.0],
+            anim: anim::IDLE,
+            state: EntityState::ALIVE,
+            buffs: BuffSet::default(),
+            hp: [params.hp, params.hp],
+            mp: [params.mp, params.mp],
+            speed: params.speed,
+            last_input_seq: 0,
+            cooldowns: [0; MAX_ACTIONS],
+            ai: Ai {
+                wander: params.wander_radius > 0.0 && params.speed > 0.0,
+                home: position,
+                radius: params.wander_radius,
+                target: position,
+                next_decision: self.tick,
+            },
+            expires: if params.lifetime_ticks > 0 {
+                self.tick.wrapping_add(params.lifetime_ticks).max(1)
+            } else {
+                0
+            },
+            respawn: 0,
+            combat_until: 0,
+        };
+        self.ents.write_record(i, &record);
+        self.aoi.insert(i, params.kind, position);
+        self.requantize(i);
+        Ok(self.ents.id_of(i))
+    }
+
+    /// Quantizes a slot now and fills its history for the current tick.
+    fn requantize(&mut self, i: u32) {
+        let iu = i as usize;
+        let q = quantize(&self.ents, &self.world, iu);
+        self.ents.qstate[iu] = q;
+        self.ents.dirty[iu] = false;
+        self.ents.history[self.tick as usize % crate::entity::HISTORY][iu] = q;
+    }
+
+    /// Removes a local entity.
+    pub fn despawn(&mut self, net_id: u32) -> Result<(), ShardError> {
+        match self.ents.by_net_id(net_id) {
+            Some(i) if self.ents.is_local(i) => {
+                self.free_slot(i);
+                Ok(())
+            }
+            _ => Err(ShardError::UnknownEntity(net_id)),
+        }
+    }
+
+    fn free_slot(&mut self, i: u32) {
+        let iu = i as usize;
+        if !self.ents.live[iu] {
+            return;
+        }
+        if !self.ents.ghost[iu] {
+            self.net_ids.release(self.ents.net_id[iu], self.tick);
+        }
+        self.aoi.remove(i);
+        self.ents.free(i);
+    }
+
+    /// Moves a local entity at once (an admin teleport; no validation).
+    pub fn teleport(&mut self, net_id: u32, position: [f32; 3]) -> Result<(), ShardError> {
+        let i = self
+            .ents
+            .by_net_id(net_id)
+            .filter(|&i| self.ents.is_local(i))
+            .ok_or(ShardError::UnknownEntity(net_id))?;
+        let p = self.world.clamp(position);
+        self.ents.position[i as usize] = p;
+        self.ents.dirty[i as usize] = true;
+        self.aoi.update(i, p);
+        Ok(())
+    }
+
+    /// Puts a buff on a local entity.
+    pub fn apply_buff(
+        &mut self,
+        net_id: u32,
+        buff: Buff,
+        duration_ticks: u32,
+        intensity: u8,
+    ) -> Result<(), ShardError> {
+        let i = self
+            .ents
+            .by_net_id(net_id)
+            .filter(|&i| self.ents.is_local(i))
+            .ok_or(ShardError::UnknownEntity(net_id))?;
+        self.ents.buffs[i as usize].apply(buff, self.tick, duration_ticks, intensity);
+        self.ents.dirty[i as usize] = true;
+        Ok(())
+    }
+
+    /// Adds a player for `client`; its entity is returned (send the client
+    /// `WorldEntered` with `player_of(client)`). Fails if the position
+    /// belongs to another core ([`ShardError::WrongShard`]).
+    pub fn add_player(
+        &mut self,
+        client: ClientId,
+        character: &Character,
+    ) -> Result<EntityId, ShardError> {
+        if self.clients.contains_key(&client) {
+            return Err(ShardError::DuplicateClient(client));
+        }
+        if self.clients.len() >= self.capacity.clients as usize {
+            return Err(ShardError::ClientsFull {
+                capacity: self.capacity.clients,
+            });
+        }
+        let position = self
+            .world
+            .on_ground(&self.terrain.heightfield, character.position);
+        let owner = self.world.owner_at(position);
+        if owner != self.core {
+            return Err(ShardError::WrongShard { owner });
+        }
+        let mut params = SpawnParams::new(EntityType::Player, character.faction, position);
+        params.yaw = character.yaw;
+        params.hp = character.hp;
+        params.mp = character.mp;
+        let id = self.spawn(params)?;
+        let net = self.ents.net_id[id.index as usize];
+        self.ents.owner[id.index as usize] = Some(client);
+        let mut state = self.spare_clients.pop().unwrap_or_else(|| {
+            Box::new(ClientState {
+                client,
+                player_net_id: net,
+                player: id,
+                inputs: Vec::with_capacity(self.capacity.inputs_per_tick),
+                mover: MoverState::default(),
+                rtt_ms: 0,
+                counters: CheatCounters::default(),
+                last_claim_seq: None,
+                correction_until: 0,
+                view: ClientView::new(self.capacity.initial_view, self.capacity.max_view),
+            })
+        });
+        state.client = client;
+        state.player_net_id = net;
+        state.player = id;
+        state.inputs.clear();
+        state.mover = MoverState::new(&self.rules, 0);
+        state.rtt_ms = 0;
+        state.counters = CheatCounters::default();
+        state.last_claim_seq = None;
+        state.correction_until = self.tick;
+        state.view.reset();
+        self.clients.insert(client, state);
+        self.client_order.push(client);
+        Ok(id)
+    }
+
+    /// Removes a client and its player.
+    pub fn remove_player(&mut self, client: ClientId) -> Result<(), ShardError> {
+        let state = self
+            .clients
+            .remove(&client)
+            .ok_or(ShardError::UnknownClient(client))?;
+        self.client_order.retain(|&c| c != client);
+        if let Some(i) = self.ents.by_net_id(state.player_net_id) {
+            if self.ents.is_local(i) {
+                self.free_slot(i);
+            }
+        }
+        self.spare_clients.push(state);
+        Ok(())
+    }
+
+    fn push_input(&mut self, client: ClientId, input: Input) -> Result<(), ShardError> {
+        let cap = self.capacity.inputs_per_tick;
+        let c = self
+            .clients
+            .get_mut(&client)
+            .ok_or(ShardError::UnknownClient(client))?;
+        if c.inputs.len() >= cap {
+            return Err(ShardError::InputQueueFull(client));
+        }
+        c.inputs.push(input);
+        Ok(())
+    }
+
+    /// Queues a movement claim for the next tick.
+    pub fn push_claim(&mut self, client: ClientId, claim: MovementClaim) -> Result<(), ShardError> {
+        self.push_input(client, Input::Claim(claim))
+    }
+
+    /// Queues an action request for the next tick (`target` 0: none).
+    pub fn push_action(
+        &mut self,
+        client: ClientId,
+        input_seq: u32,
+        action_id: u16,
+        target: u32,
+    ) -> Result<(), ShardError> {
+        self.push_input(
+            client,
+            Input::Action {
+                input_seq,
+                action_id,
+                target,
+            },
+        )
+    }
+
+    /// Movement corrections issued by the last tick.
+    pub fn corrections(&self) -> &[Correction] {
+        &self.corrections
+    }
+
+    /// Action outcomes of the last tick.
+    pub fn action_results(&self) -> &[ActionOutcome] {
+        &self.action_results
+    }
+
+    /// Entities to ship to other cores.
+    pub fn take_handoffs(&mut self) -> std::vec::Drain<'_, Handoff> {
+        self.handoffs.drain(..)
+    }
+
+    /// Action effects on other cores' entities, to ship to them.
+    pub fn take_remote_effects(&mut self) -> std::vec::Drain<'_, RemoteEffect> {
+        self.remote_effects.drain(..)
+    }
+
+    /// Runs one tick.
+    pub fn tick(&mut self, tick: u32) -> TickReport {
+        let elapsed = if self.started {
+            tick.wrapping_sub(self.tick).clamp(1, 5)
+        } else {
+            1
+        };
+        self.started = true;
+        self.tick = tick;
+        self.report = TickReport {
+            tick,
+            ..TickReport::default()
+        };
+        self.corrections.clear();
+        self.action_results.clear();
+        self.sweep_ghosts();
+        self.apply_inputs(elapsed);
+        self.simulate(elapsed);
+        self.detect_handoffs();
+        self.quantize_all();
+        self.report.local_entities = self.ents.locals();
+        self.report.ghosts = self.ents.ghosts();
+        self.report.clients = self.clients.len() as u32;
+        self.report
+    }
+
+    fn sweep_ghosts(&mut self) {
+        self.doomed.clear();
+        for &i in &self.ents.dense {
+            let iu = i as usize;
+            if !self.ents.ghost[iu] {
+                continue;
+            }
+            let seen = self.ents.ghost_seen[iu];
+            let stale = match self.last_batch_tick[usize::from(self.ents.origin[iu])] {
+                Some(last) => last.wrapping_sub(seen) as i32 > GHOST_GRACE_TICKS as i32,
+                None => false,
+            };
+            if stale || self.tick.wrapping_sub(seen) as i32 > GHOST_TIMEOUT_TICKS as i32 {
+                self.doomed.push((i, 0));
+            }
+        }
+        for k in 0..self.doomed.len() {
+            let (i, _) = self.doomed[k];
+            self.free_slot(i);
+            self.report.ghosts_dropped += 1;
+        }
+    }
+
+    fn apply_inputs(&mut self, elapsed: u32) {
+        let now = self.tick;
+        let grace = (self.rules.rtt_allowance * self.tick_hz as f32).ceil() as u32 + 2;
+        for k in 0..self.client_order.len() {
+            let id = self.client_order[k];
+            let Some(cs) = self.clients.get_mut(&id) else {
+                continue;
+            };
+            let Some(pi) = player_slot(&self.ents, cs) else {
+                cs.inputs.clear();
+                continue;
+            };
+            let pu = pi as usize;
+            let factor = speed_factor(&self.ents.buffs[pu]);
+            for _ in 0..elapsed {
+                cs.mover.accrue(&self.rules, factor, cs.rtt_ms);
+            }
+            for n in 0..cs.inputs.len() {
+                match cs.inputs[n] {
+                    Input::Claim(claim) => {
+                        if cs
+                            .last_claim_seq
+                            .is_some_and(|last| !tick_after(claim.input_seq, last))
+                        {
+                            self.report.claims_stale += 1;
+                            continue;
+                        }
+                        cs.last_claim_seq = Some(claim.input_seq);
+                        if tick_after(claim.input_seq, self.ents.last_input_seq[pu]) {
+                            self.ents.last_input_seq[pu] = claim.input_seq;
+                        }
+                        if !self.ents.state[pu].contains(EntityState::ALIVE) {
+                            // The dead do not move; the snapshots say so.
+                            self.report.claims_stale += 1;
+                            continue;
+                        }
+                        let stuck = incapacitated(self.ents.state[pu], self.ents.buffs[pu].flags);
+                        let from = self.ents.position[pu];
+                        let ctx = MoveContext {
+                            rules: &self.rules,
+                            quantizer: self.world.quantizer(),
+                            terrain: &self.terrain,
+                        };
+                        match validate_claim(&ctx, &mut cs.mover, from, &claim, factor, stuck) {
+                            Ok(accepted) => {
+                                self.report.claims_accepted += 1;
+                                self.ents.position[pu] = claim.position;
+                                self.ents.velocity[pu] = claim.velocity;
+                                self.ents.rotation[pu][1] = claim.yaw;
+                                self.ents.anim[pu] = claim.anim;
+                                self.ents.state[pu].set(EntityState::FALLING, accepted.airborne);
+                                self.ents.dirty[pu] = true;
+                                self.aoi.update(pi, claim.position);
+                            }
+                            Err(reason) => {
+                                self.report.claims_rejected += 1;
+                                if !tick_after(cs.correction_until, now) {
+                                    cs.counters.record(reason);
+                                    cs.correction_until =
+                                        now.wrapping_add(grace + cs.rtt_ms * self.tick_hz / 1000);
+                                    self.corrections.push(Correction {
+                                        client: id,
+                                        input_seq: claim.input_seq,
+                                        position: from,
+                                        velocity: self.ents.velocity[pu],
+                                        reason,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    Input::Action {
+                        input_seq,
+                        action_id,
+                        target,
+                    } => {
+                        if tick_after(input_seq, self.ents.last_input_seq[pu]) {
+                            self.ents.last_input_seq[pu] = input_seq;
+                        }
+                        let slot = self.actions.iter().position(|a| a.id == action_id);
+                        let def = slot.map(|s| self.actions[s]);
+                        let actor = |ents: &Entities, i: usize| Actor {
+                            position: ents.position[i],
+                            state: ents.state[i],
+                            buffs: ents.buffs[i].flags,
+                            faction: ents.faction[i],
+                            mp: ents.mp[i][0],
+                        };
+                        let caster = actor(&self.ents, pu);
+                        let target_index = match def.map(|d| d.target) {
+                            Some(crate::authority::TargetRule::Caster) => Some(pi),
+                            Some(crate::authority::TargetRule::Friend) if target == 0 => Some(pi),
+                            _ if target == 0 => None,
+                            _ => self.ents.by_net_id(target),
+                        };
+                        let target_actor = target_index.map(|t| actor(&self.ents, t as usize));
+                        let ready = slot.map_or(0, |s| self.ents.cooldowns[pu][s]);
+                        let result = check_action(
+                            def.as_ref(),
+                            ready,
+                            now,
+                            &caster,
+                            target_actor.as_ref(),
+                            &self.factions,
+                        );
+                        if let (Ok(()), Some(def), Some(s)) = (result, def, slot) {
+                            self.report.actions_done += 1;
+                            self.ents.mp[pu][0] -= def.mp_cost;
+                            self.ents.cooldowns[pu][s] = now.wrapping_add(def.cooldown_ticks);
+                            self.ents.dirty[pu] = true;
+                            if let Some(t) = target_index {
+                                let tu = t as usize;
+                                if def.damage > 0.0 {
+                                    let until = now.wrapping_add(5 * self.tick_hz);
+                                    self.ents.combat_until[pu] = until;
+                                }
+                                if self.ents.ghost[tu] {
+                                    self.remote_effects.push(RemoteEffect {
+                                        to_core: self.ents.origin[tu],
+                                        target: self.ents.net_id[tu],
+                                        source: cs.player_net_id,
+                                        damage: def.damage,
+                                        heal: def.heal,
+                                        buff: def.buff,
+                                    });
+                                } else {
+                                    Self::affect(
+                                        &mut self.ents,
+                                        &mut self.report,
+                                        t,
+                                        def.damage,
+                                        def.heal,
+                                        def.buff,
+                                        now,
+                                        self.tick_hz,
+                                    );
+                                }
+                            }
+                        } else {
+                            self.report.actions_refused += 1;
+                            cs.counters.actions_refused += 1;
+                        }
+                        self.action_results.push(ActionOutcome {
+                            client: id,
+                            input_seq,
+                            result: result_code(result),
+                        });
+                    }
+                }
+            }
+            cs.inputs.clear();
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn affect(
+        ents: &mut Entities,
+        report: &mut TickReport,
+        t: u32,
+        damage: f32,
+        heal: f32,
+        buff: Option<crate::authority::BuffEffect>,
+        now: u32,
+        tick_hz: u32,
+    ) {
+        let tu = t as usize;
+        if !ents.state[tu].contains(EntityState::ALIVE) {
+            return;
+        }
+        let invulnerable = ents.buffs[tu].flags.contains(BuffFlags::INVULNERABLE);
+        if damage > 0.0 {
+            ents.combat_until[tu] = now.wrapping_add(5 * tick_hz);
+            if !invulnerable {
+                ents.hp[tu][0] -= damage;
+            }
+        }
+        ents.hp[tu][0] = (ents.hp[tu][0] + heal).min(ents.hp[tu][1]);
+        if let Some(b) = buff {
+            if !(invulnerable && b.buff != Buff::Invisible && b.buff != Buff::Invulnerable) {
+                ents.buffs[tu].apply(b.buff, now, b.duration_ticks, b.intensity);
+            }
+        }
+        ents.dirty[tu] = true;
+        if ents.hp[tu][0] <= 0.0 {
+            Self::kill(ents, report, tu, now, tick_hz);
+        }
+    }
+
+    fn kill(ents: &mut Entities, report: &mut TickReport, i: usize, now: u32, tick_hz: u32) {
+        ents.hp[i][0] = 0.0;
+        ents.state[i].set(EntityState::ALIVE, false);
+        ents.velocity[i] = [0.0; 3];
+        ents.anim[i] = anim::DEAD;
+        ents.buffs[i] = BuffSet::default();
+        let delay = if ents.kind[i] == EntityType::Player {
+            5
+        } else {
+            10
+        };
+        ents.respawn[i] = now.wrapping_add(delay * tick_hz).max(1);
+        ents.dirty[i] = true;
+        report.deaths += 1;
+    }
+
+    /// Applies an action's effect shipped from another core.
+    pub fn apply_remote_effect(&mut self, effect: RemoteEffect) -> Result<(), ShardError> {
+        let t = self
+            .ents
+            .by_net_id(effect.target)
+            .filter(|&i| self.ents.is_local(i))
+            .ok_or(ShardError::UnknownEntity(effect.target))?;
+        Self::affect(
+            &mut self.ents,
+            &mut self.report,
+            t,
+            effect.damage,
+            effect.heal,
+            effect.buff,
+            self.tick,
+            self.tick_hz,
+        );
+        Ok(())
+    }
+
+    /// AI, projectiles, buffs, death and respawn, lifetimes, state flags.
+    fn simulate(&mut self, elapsed: u32) {
+        let now = self.tick;
+        let dt = elapsed as f32 / self.tick_hz as f32;
+        self.doomed.clear();
+        let ents = &mut self.ents;
+        for k in 0..ents.dense.len() {
+            let i = ents.dense[k];
+            let iu = i as usize;
+            if ents.ghost[iu] {
+                continue;
+            }
+            if ents.expires[iu] != 0 && !tick_after(ents.expires[iu], now) {
+                self.doomed.push((i, 0));
+                continue;
+            }
+            let alive = ents.state[iu].contains(EntityState::ALIVE);
+            if !alive {
+                if ents.respawn[iu] != 0 && !tick_after(ents.respawn[iu], now) {
+                    ents.respawn[iu] = 0;
+                    ents.hp[iu][0] = ents.hp[iu][1];
+                    ents.mp[iu][0] = ents.mp[iu][1];
+                    ents.state[iu] = EntityState::ALIVE;
+                    ents.anim[iu] = anim::IDLE;
+                    if ents.kind[iu] != EntityType::Player && ents.ai[iu].wander {
+                        ents.position[iu] = ents.ai[iu].home;
+                        self.aoi.update(i, ents.ai[iu].home);
+                    }
+                    ents.dirty[iu] = true;
+                    self.report.respawns += 1;
+                }
+                continue;
+            }
+            // Buffs: expiry and damage over time.
+            if ents.buffs[iu].flags != BuffFlags::NONE {
+                let expired = ents.buffs[iu].expire(now);
+                if expired > 0 {
+                    self.report.buffs_expired += expired;
+                    ents.dirty[iu] = true;
+                }
+                let b = &ents.buffs[iu];
+                let dot =
+                    f32::from(b.intensity(Buff::Poisoned)) + f32::from(b.intensity(Buff::Burning));
+                if dot > 0.0 && !b.flags.contains(BuffFlags::INVULNERABLE) {
+                    ents.hp[iu][0] -= dot * dt;
+                    ents.dirty[iu] = true;
+                    if ents.hp[iu][0] <= 0.0 {
+                        Self::kill(ents, &mut self.report, iu, now, self.tick_hz);
+                        continue;
+                    }
+                }
+            }
+            let buffs = ents.buffs[iu].flags;
+            let mut state = ents.state[iu];
+            state.set(
+                EntityState::STUNNED,
+                buffs.intersects(BuffFlags::STUNNED.union(BuffFlags::FROZEN)),
+            );
+            state.set(EntityState::INVISIBLE, buffs.contains(BuffFlags::INVISIBLE));
+            state.set(
+                EntityState::IN_COMBAT,
+                tick_after(ents.combat_until[iu], now),
+            );
+            // Movement.
+            match ents.kind[iu] {
+                EntityType::Projectile => {
+                    let v = ents.velocity[iu];
+                    let p = ents.position[iu];
+                    let np = [p[0] + v[0] * dt, p[1] + v[1] * dt, p[2] + v[2] * dt];
+                    let ground = self.terrain.heightfield.height_at(np[0], np[1]);
+                    if !self.world.quantizer().contains(np)
+                        || np[2] < ground
+                        || self.terrain.obstacles.segment_blocked(p, np)
+                    {
+                        self.doomed.push((i, 0));
+                        continue;
+                    }
+                    ents.position[iu] = np;
+                    ents.dirty[iu] = true;
+                    self.aoi.update(i, np);
+                }
+                EntityType::Npc | EntityType::Monster | EntityType::Vehicle
+                    if self.ai_enabled && ents.ai[iu].wander =>
+                {
+                    let stuck = state.contains(EntityState::STUNNED);
+                    let ai = &mut ents.ai[iu];
+                    if !tick_after(ai.next_decision, now) {
+                        let angle = self.rng.range(0.0, core::f32::consts::TAU);
+                        let r = ai.radius * self.rng.unit().sqrt();
+                        ai.target = self.world.clamp([
+                            ai.home[0] + r * angle.cos(),
+                            ai.home[1] + r * angle.sin(),
+                            ai.home[2],
+                        ]);
+                        ai.next_decision = now.wrapping_add(60 + self.rng.below(240));
+                    }
+                    let p = ents.position[iu];
+                    let dx = ai.target[0] - p[0];
+                    let dy = ai.target[1] - p[1];
+                    let dist = (dx * dx + dy * dy).sqrt();
+                    let speed = ents.speed[iu] * speed_factor(&ents.buffs[iu]);
+                    let step = speed * dt;
+                    let mut velocity = [0.0; 3];
+                    let mut np = p;
+                    if !stuck && dist > 1.0 {
+                        if dist <= step {
+                            np = [ai.target[0], ai.target[1], p[2]];
+                        } else {
+                            np = [p[0] + dx / dist * step, p[1] + dy / dist * step, p[2]];
+                            velocity = [dx / dist * speed, dy / dist * speed, 0.0];
+                        }
+                        np[2] = self.terrain.heightfield.height_at(np[0], np[1]);
+                        np = self.world.clamp(np);
+                        if self.terrain.obstacles.segment_blocked(p, np) {
+                            np = p;
+                            velocity = [0.0; 3];
+                            ai.next_decision = now;
+                        } else {
+                            ents.rotation[iu][1] = dy.atan2(dx).to_degrees();
+                        }
+                    }
+                    if np != p || velocity != ents.velocity[iu] {
+                        ents.position[iu] = np;
+                        ents.velocity[iu] = velocity;
+                        ents.anim[iu] = if velocity == [0.0; 3] {
+                            anim::IDLE
+                        } else {
+                            anim::WALK
+                        };
+                        ents.dirty[iu] = true;
+                        self.aoi.update(i, np);
+                    }
+                }
+                _ => {}
+            }
+            let v = ents.velocity[iu];
+            state.set(
+                EntityState::MOVING,
+                v[0] * v[0] + v[1] * v[1] + v[2] * v[2] > 1.0,
+            );
+            if state != ents.state[iu] {
+                ents.state[iu] = state;
+                ents.dirty[iu] = true;
+            }
+        }
+        for k in 0..self.doomed.len() {
+            let (i, _) = self.doomed[k];
+            self.free_slot(i);
+            self.report.despawned += 1;
+        }
+    }
+
+    fn detect_handoffs(&mut self) {
+        self.doomed.clear();
+        for &i in &self.ents.dense {
+            let iu = i as usize;
+            if self.ents.ghost[iu] {
+                continue;
+            }
+            if let Some(core) = self.world.handoff_target(self.ents.position[iu]) {
+                self.doomed.push((i, core));
+            }
+        }
+        for k in 0..self.doomed.len() {
+            let (i, to) = self.doomed[k];
+            let iu = i as usize;
+            let record = self.ents.record(i);
+            let client = match record.owner {
+                Some(c) => self.clients.remove(&c).map(|mut state| {
+                    self.client_order.retain(|&x| x != c);
+                    state.view.drop_in_flight();
+                    ClientTransfer(state)
+                }),
+                None => None,
+            };
+            self.handoffs.push(Handoff {
+                from_core: self.core,
+                to_core: to,
+                tick: self.tick,
+                entity: record,
+                client,
+            });
+            // Keep it visible here, as a ghost of its new owner.
+            self.ents.set_ghost(i, true, to, self.tick);
+            self.ents.owner[iu] = record.owner;
+            self.report.handoffs_out += 1;
+        }
+    }
+
+    fn quantize_all(&mut self) {
+        let now = self.tick;
+        for k in 0..self.ents.dense.len() {
+            let iu = self.ents.dense[k] as usize;
+            if self.ents.dirty[iu] {
+                self.ents.dirty[iu] = false;
+                let q = quantize(&self.ents, &self.world, iu);
+                if q != self.ents.qstate[iu] {
+                    self.ents.qstate[iu] = q;
+                    self.ents.changed_tick[iu] = now;
+                    self.report.changed += 1;
+                }
+            }
+        }
+        // The whole column: free slots are never read (their entities'
+        // creation ticks say so), and a straight copy is cheapest.
+        let slot = now as usize % crate::entity::HISTORY;
+        let (history, qstate) = (&mut self.ents.history, &self.ents.qstate);
+        history[slot].copy_from_slice(qstate);
+    }
+
+    /// Accepts an entity from another core. On failure the hand-off comes
+    /// back untouched, so the entity is never lost.
+    pub fn accept_handoff(&mut self, handoff: Handoff) -> Result<EntityId, Box<HandoffRejected>> {
+        let reject = |error, handoff| Err(Box::new(HandoffRejected { error, handoff }));
+        if let Some(c) = &handoff.client {
+            let id = c.client();
+            if self.clients.contains_key(&id) {
+                return reject(ShardError::DuplicateClient(id), handoff);
+            }
+            if self.clients.len() >= self.capacity.clients as usize {
+                return reject(
+                    ShardError::ClientsFull {
+                        capacity: self.capacity.clients,
+                    },
+                    handoff,
+                );
+            }
+        }
+        let net = handoff.entity.net_id;
+        let i = match self.ents.by_net_id(net) {
+            Some(i) if self.ents.ghost[i as usize] => {
+                self.ents.set_ghost(i, false, self.core, self.tick);
+                if self.ents.kind[i as usize] != handoff.entity.kind {
+                    self.aoi.remove(i);
+                    self.aoi
+                        .insert(i, handoff.entity.kind, handoff.entity.position);
+                }
+                i
+            }
+            Some(_) => return reject(ShardError::DuplicateEntity(net), handoff),
+            None => match self.ents.alloc(net, false, self.core, self.tick) {
+                Ok(i) => {
+                    self.aoi
+                        .insert(i, handoff.entity.kind, handoff.entity.position);
+                    i
+                }
+                Err(e) => return reject(e, handoff),
+            },
+        };
+        self.ents.write_record(i, &handoff.entity);
+        self.aoi.update(i, handoff.entity.position);
+        if let Some(ClientTransfer(mut state)) = handoff.client {
+            // Handles of the previous shard mean nothing here.
+            state.player = self.ents.id_of(i);
+            state.view.rebind(&self.ents);
+            let id = state.client;
+            self.clients.insert(id, state);
+            self.client_order.push(id);
+        }
+        Ok(self.ents.id_of(i))
+    }
+
+    /// Appends this tick's ghost batches, one per neighbouring core (empty
+    /// ones included: they let the receiver drop ghosts that left).
+    pub fn publish_ghosts(&mut self, out: &mut Vec<GhostBatch>) {
+        for (_, list) in &mut self.outgoing {
+            if list.capacity() == 0 {
+                *list = self.spare_batches.pop().unwrap_or_default();
+            }
+            list.clear();
+        }
+        let ents = &self.ents;
+        for &i in &ents.dense {
+            let iu = i as usize;
+            if ents.ghost[iu] {
+                continue;
+            }
+            let p = ents.position[iu];
+            let q = self.world.quadrant_index(self.world.quadrant_of(p));
+            let mut mask = CoreMask::default();
+            self.plan.targets(q, ents.kind[iu].index(), p, &mut mask);
+            if mask.is_empty() {
+                continue;
+            }
+            let g = GhostState {
+                net_id: ents.net_id[iu],
+                kind: ents.kind[iu],
+                faction: ents.faction[iu],
+                owner: ents.owner[iu],
+                position: p,
+                velocity: ents.velocity[iu],
+                rotation: ents.rotation[iu],
+                anim: ents.anim[iu],
+                state: ents.state[iu],
+                buffs: ents.buffs[iu].flags,
+                hp: ents.hp[iu],
+                mp: ents.mp[iu],
+            };
+            for core in mask.iter() {
+                let slot = self.core_slot[usize::from(core)];
+                if let Some((_, list)) = self.outgoing.get_mut(usize::from(slot)) {
+                    list.push(g);
+                }
+            }
+        }
+        for (core, list) in &mut self.outgoing {
+            out.push(GhostBatch {
+                from_core: self.core,
+                to_core: *core,
+                tick: self.tick,
+                ghosts: core::mem::take(list),
+            });
+        }
+    }
+
+    /// Applies a neighbour's ghost batch; its vector is kept for reuse.
+    pub fn accept_ghosts(&mut self, mut batch: GhostBatch) {
+        let from = batch.from_core;
+        if usize::from(from) < self.last_batch_tick.len() && from != self.core {
+            let last = &mut self.last_batch_tick[usize::from(from)];
+            if last.is_none_or(|t| tick_after(batch.tick, t)) {
+                *last = Some(batch.tick);
+            }
+            for g in &batch.ghosts {
+                let i = match self.ents.by_net_id(g.net_id) {
+                    Some(i) if !self.ents.ghost[i as usize] => continue,
+                    Some(i) => {
+                        if tick_after(self.ents.ghost_seen[i as usize], batch.tick) {
+                            continue;
+                        }
+                        if self.ents.kind[i as usize] != g.kind {
+                            self.aoi.remove(i);
+                            self.aoi.insert(i, g.kind, g.position);
+                        }
+                        i
+                    }
+                    None => match self.ents.alloc(g.net_id, true, from, self.tick) {
+                        Ok(i) => {
+                            self.aoi.insert(i, g.kind, g.position);
+                            i
+                        }
+                        Err(_) => continue,
+                    },
+                };
+                let iu = i as usize;
+                let e = &mut self.ents;
+                e.origin[iu] = from;
+                e.ghost_seen[iu] = batch.tick;
+                e.kind[iu] = g.kind;
+                e.faction[iu] = g.faction;
+                e.owner[iu] = g.owner;
+                e.position[iu] = g.position;
+                e.velocity[iu] = g.velocity;
+                e.rotation[iu] = g.rotation;
+                e.anim[iu] = g.anim;
+                e.state[iu] = g.state;
+                e.buffs[iu] = BuffSet {
+                    flags: g.buffs,
+                    ..BuffSet::default()
+                };
+                e.hp[iu] = g.hp;
+                e.mp[iu] = g.mp;
+                e.dirty[iu] = true;
+                self.aoi.update(i, g.position);
+            }
+        }
+        batch.ghosts.clear();
+        self.spare_batches.push(batch.ghosts);
+    }
+
+    /// Writes `client`'s snapshot of `tick` (which must be the tick just
+    /// run) into `out`, at most `budget` bytes: one whole `DeltaSync`
+    /// server message. Returns its length; 0 when the client is unknown,
+    /// `tick` is not the current tick, or the budget cannot hold a header.
+    pub fn write_snapshot(
+        &mut self,
+        client: ClientId,
+        tick: u32,
+        budget: usize,
+        out: &mut [u8],
+    ) -> usize {
+        if tick != self.tick || !self.started {
+            return 0;
+        }
+        let Some(cs) = self.clients.get_mut(&client) else {
+            return 0;
+        };
+        let Some(pi) = player_slot(&self.ents, cs) else {
+            return 0;
+        };
+        let pu = pi as usize;
+        let viewer = Viewer {
+            input_ack: self.ents.last_input_seq[pu],
+            index: pi,
+            position: self.ents.position[pu],
+            faction: self.ents.faction[pu],
+        };
+        let world = WorldView {
+            ents: &self.ents,
+            aoi: &self.aoi,
+            factions: &self.factions,
+            params: &self.sync,
+        };
+        crate::snapshot::write_snapshot(
+            &mut cs.view,
+            &world,
+            &viewer,
+            tick,
+            budget,
+            out,
+            &mut self.scratch,
+        )
+    }
+
+    /// The transport acknowledged the snapshot of `tick` sent to `client`.
+    pub fn on_snapshot_acked(&mut self, client: ClientId, tick: u32) {
+        if let Some(cs) = self.clients.get_mut(&client) {
+            cs.view.on_acked(tick, &self.ents, self.tick);
+        }
+    }
+
+    /// The transport declared the snapshot of `tick` sent to `client` lost.
+    pub fn on_snapshot_lost(&mut self, client: ClientId, tick: u32) {
+        if let Some(cs) = self.clients.get_mut(&client) {
+            cs.view.on_lost(tick);
+        }
+    }
+
+    /// Ticks between full refreshes (Create records) of each entity.
+    pub fn full_sync_ticks(&self) -> u32 {
+        self.sync.full_sync_ticks()
+    }
+
+    /// Bytes one entity slot takes (all columns, AOI links included).
+    pub fn bytes_per_entity_slot() -> usize {
+        use core::mem::size_of;
+        let columns = size_of::<u32>() * 4 // generation, dense_pos, net_id, free list
+            + size_of::<bool>() * 3
+            + size_of::<EntityType>()
+            + size_of::<Faction>()
+            + size_of::<Option<ClientId>>()
+            + size_of::<u16>()
+            + size_of::<u32>() // ghost_seen
+            + size_of::<[f32; 3]>() * 3
+            + 1
+            + size_of::<EntityState>()
+            + size_of::<BuffSet>()
+            + size_of::<[f32; 2]>() * 2
+            + size_of::<f32>()
+            + size_of::<u32>() * 4 // last input, expires, respawn, combat
+            + size_of::<[u32; MAX_ACTIONS]>()
+            + size_of::<Ai>()
+            + size_of::<QuantizedEntity>() * (1 + crate::entity::HISTORY)
+            + size_of::<u32>() * 2 // changed, created
+            + (size_of::<u32>() + size_of::<u32>()) * 2; // net id map (≈)
+        let aoi =
+            size_of::<u64>() + size_of::<u32>() * 5 + 2 + 2 * (size_of::<u64>() + size_of::<u32>());
+        columns + aoi
+    }
+
+    /// Bytes a client's server-side state takes now (its view at its
+    /// current size, the in-flight record ring, input queue).
+    pub fn client_bytes(&self, client: ClientId) -> Option<usize> {
+        self.clients.get(&client).map(|c| {
+            core::mem::size_of::<ClientState>()
+                + c.view.heap_bytes()
+                + c.inputs.capacity() * core::mem::size_of::<Input>()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_figures() {
+        let entity = Shard::bytes_per_entity_slot();
+        let entry = ClientView::bytes_per_entry();
+        let client = core::mem::size_of::<ClientState>();
+        let received = crate::snapshot::SnapshotReceiver::bytes_per_entity();
+        println!(
+            "entity slot {entity} B, view entry {entry} B, client state {client} B + view, receiver {received} B per entity"
+        );
+        assert!(entity < 1024);
+        assert!(entry <= 96);
+    }
+}

@@ -1,0 +1,162 @@
+//! The hot paths allocate nothing in steady state: after a warm-up, a
+//! whole tick of two neighbouring shards — inputs, simulation, AOI
+//! upkeep, hand-offs, ghost exchange, snapshots for every client and their
+//! acknowledgements — makes no heap allocation. Counted with a counting
+//! global allocator on this thread only.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::{Cluster, layout};
+use tos_config::{LayoutKind, ServerConfig};
+use tos_protocol::wire::game::MovementClaim;
+use tos_shards::util::Rng;
+use tos_shards::{
+    Character, ClientId, EntityType, Faction, SnapshotReceiver, SpawnPoint, WorldData,
+};
+
+struct Counting;
+
+thread_local! {
+    static TRACK: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if TRACK.with(Cell::get) {
+            COUNT.with(|c| c.set(c.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if TRACK.with(Cell::get) {
+            COUNT.with(|c| c.set(c.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let before = COUNT.with(Cell::get);
+    TRACK.with(|t| t.set(true));
+    let out = f();
+    TRACK.with(|t| t.set(false));
+    (out, COUNT.with(Cell::get) - before)
+}
+
+#[test]
+fn a_steady_tick_allocates_nothing() {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 2, LayoutKind::Stripes);
+    let mut rng = Rng::new(11);
+    let mut data = WorldData::default();
+    for _ in 0..150 {
+        data.spawns.push(SpawnPoint {
+            kind: EntityType::Monster,
+            faction: Faction::MONSTERS,
+            position: [
+                rng.range(-8_000.0, 8_000.0),
+                rng.range(-8_000.0, 8_000.0),
+                0.0,
+            ],
+            wander_radius: 6_000.0,
+            speed: 2_000.0,
+            hp: 100.0,
+            mp: 0.0,
+        });
+    }
+    let mut cluster = Cluster::new(&config, &layout, &data);
+    // Players on both sides, walking back and forth across the border.
+    let mut players = Vec::new();
+    for k in 0..20u32 {
+        let x = if k % 2 == 0 { -3_000.0 } else { 3_000.0 };
+        let core = usize::from(x > 0.0);
+        let id = ClientId(k + 1);
+        cluster.shards[core]
+            .add_player(
+                id,
+                &Character::new(u64::from(k), [x, k as f32 * 100.0, 0.0], Faction::ALLIANCE),
+            )
+            .unwrap();
+        players.push((
+            id,
+            [x, k as f32 * 100.0, 0.0f32],
+            if x < 0.0 { 1.0f32 } else { -1.0 },
+            SnapshotReceiver::new(),
+        ));
+    }
+    let mut buf = [0u8; 1200];
+    let mut seq = 0u32;
+    let mut steady_allocs = 0;
+    let mut steady_ticks = 0;
+    for tick in 1..=1_500u32 {
+        let measure = tick > 1_100;
+        let (_, n) = counted(|| {
+            seq += 1;
+            for (id, p, dir, _) in &mut players {
+                if p[0].abs() > 6_000.0 {
+                    *dir = -*dir;
+                }
+                p[0] += *dir * 800.0 / 60.0;
+                let core = cluster.shards.iter().position(|s| s.clients().contains(id));
+                if let Some(core) = core {
+                    cluster.shards[core]
+                        .push_claim(
+                            *id,
+                            MovementClaim {
+                                input_seq: seq,
+                                position: *p,
+                                velocity: [*dir * 800.0, 0.0, 0.0],
+                                yaw: 0.0,
+                                anim: 1,
+                            },
+                        )
+                        .unwrap();
+                }
+            }
+            cluster.step(tick);
+            for (id, _, _, receiver) in &mut players {
+                let Some(core) = cluster.shards.iter().position(|s| s.clients().contains(id))
+                else {
+                    continue;
+                };
+                let shard = &mut cluster.shards[core];
+                let len = shard.write_snapshot(*id, tick, 1200, &mut buf);
+                receiver.apply_message(&buf[..len]).unwrap();
+                if tick % 7 == 0 {
+                    shard.on_snapshot_lost(*id, tick);
+                } else {
+                    shard.on_snapshot_acked(*id, tick);
+                }
+            }
+        });
+        if measure {
+            steady_allocs += n;
+            steady_ticks += 1;
+        }
+    }
+    assert!(
+        cluster.handoff_count > 20,
+        "{} hand-offs",
+        cluster.handoff_count
+    );
+    assert_eq!(
+        steady_allocs, 0,
+        "{steady_allocs} allocations in {steady_ticks} steady ticks"
+    );
+}

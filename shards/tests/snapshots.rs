@@ -1,0 +1,554 @@
+//! Snapshots against a simulated client: baselines stay correct under
+//! random acknowledgements, losses, silence and reordering; the budget is
+//! never exceeded; every record always decodes; the input ack comes back.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Link, Report, layout, small_capacity};
+use tos_config::{InterestDistances, LayoutKind, ServerConfig};
+use tos_protocol::wire::game::{MovementClaim, ServerMessage};
+use tos_shards::util::Rng;
+use tos_shards::{
+    Buff, Character, ClientId, EntityType, Faction, Shard, SnapshotReceiver, SpawnParams,
+    SpawnPoint, WorldData,
+};
+
+fn small_world_config() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.aoi.distances = InterestDistances {
+        player: 4_000.0,
+        npc: 3_000.0,
+        monster: 3_000.0,
+        static_build: 2_500.0,
+        vehicle: 5_000.0,
+        projectile: 6_000.0,
+        item: 1_500.0,
+        effect: 2_000.0,
+    };
+    config
+}
+
+fn crowd(rng: &mut Rng, n: usize, spread: f32, radius: f32, speed: f32) -> WorldData {
+    let mut data = WorldData::default();
+    for _ in 0..n {
+        let kind = match rng.below(10) {
+            0..6 => EntityType::Monster,
+            6..8 => EntityType::Npc,
+            8 => EntityType::Item,
+            _ => EntityType::StaticBuild,
+        };
+        let moves = matches!(kind, EntityType::Monster | EntityType::Npc);
+        data.spawns.push(SpawnPoint {
+            kind,
+            faction: Faction::MONSTERS,
+            position: [rng.range(-spread, spread), rng.range(-spread, spread), 0.0],
+            wander_radius: if moves { radius } else { 0.0 },
+            speed: if moves { speed } else { 0.0 },
+            hp: 100.0,
+            mp: 50.0,
+        });
+    }
+    data
+}
+
+struct Client {
+    id: ClientId,
+    net: u32,
+    link: Link,
+    receiver: SnapshotReceiver,
+    seq: u32,
+    heading: f32,
+}
+
+/// Delivers arrivals and reports due at `now` for every client.
+fn deliver(shard: &mut Shard, clients: &mut [Client], now: u32) {
+    for c in clients.iter_mut() {
+        for bytes in c.link.arrivals(now) {
+            let info = c
+                .receiver
+                .apply_message(&bytes)
+                .expect("every snapshot decodes");
+            assert_eq!(
+                info.missing_baselines, 0,
+                "the server named a baseline the client does not have"
+            );
+        }
+        for r in c.link.due_reports(now) {
+            match r {
+                Report::Acked(t) => shard.on_snapshot_acked(c.id, t),
+                Report::Lost(t) => shard.on_snapshot_lost(c.id, t),
+            }
+        }
+    }
+}
+
+fn send_snapshots(shard: &mut Shard, clients: &mut [Client], now: u32, budget: usize) {
+    let mut buf = [0u8; 1500];
+    for c in clients.iter_mut() {
+        let n = shard.write_snapshot(c.id, now, budget, &mut buf);
+        assert!(
+            n > 0 && n <= budget,
+            "snapshot of {n} bytes, budget {budget}"
+        );
+        c.link.send(now, now, &buf[..n]);
+    }
+}
+
+/// The client's entities are exactly the server's view, in the server's
+/// quantized state; and the view is the interest set (within the enter
+/// distance: in; beyond the leave distance: out).
+fn assert_in_sync(shard: &Shard, c: &Client, config: &ServerConfig) {
+    let view: BTreeMap<u32, EntityType> = shard.view_of(c.id).into_iter().collect();
+    let seen: BTreeMap<u32, _> = c
+        .receiver
+        .visible()
+        .map(|(id, t, s)| (id, (t, s)))
+        .collect();
+    assert_eq!(
+        view.keys().collect::<Vec<_>>(),
+        seen.keys().collect::<Vec<_>>(),
+        "client {} sees other entities than the server thinks",
+        c.id.0
+    );
+    for (id, (t, s)) in &seen {
+        let info = shard.entity(*id).expect("entity exists");
+        assert_eq!(*t, info.record.kind.to_u8());
+        assert_eq!(
+            *s, info.quantized,
+            "entity {id} state differs at the client"
+        );
+    }
+    let me = shard.entity(c.net).unwrap().record.position;
+    for id in shard.local_net_ids() {
+        let info = shard.entity(id).unwrap();
+        let d = info.record.kind.interest_distance(&config.aoi.distances);
+        let p = info.record.position;
+        let dist = ((0..3).map(|i| f64::from(p[i] - me[i]).powi(2)).sum::<f64>()).sqrt();
+        if dist <= d * 0.999 {
+            assert!(
+                view.contains_key(&id),
+                "entity {id} at {dist} (D {d}) not in view"
+            );
+        }
+        if dist > d * 1.051 {
+            assert!(
+                !view.contains_key(&id),
+                "entity {id} at {dist} (D {d}) still in view"
+            );
+        }
+    }
+}
+
+#[test]
+fn baselines_survive_random_acks_losses_and_reordering() {
+    for seed in [1u64, 2, 3] {
+        let config = small_world_config();
+        let layout = layout(&config, 1, LayoutKind::Stripes);
+        let mut rng = Rng::new(seed);
+        let data = crowd(&mut rng, 150, 6_000.0, 5_000.0, 1_500.0);
+        let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+        let mut clients = Vec::new();
+        for k in 0..4u32 {
+            let id = ClientId(100 + k);
+            let pos = [
+                rng.range(-3_000.0, 3_000.0),
+                rng.range(-3_000.0, 3_000.0),
+                0.0,
+            ];
+            shard
+                .add_player(id, &Character::new(u64::from(k), pos, Faction::ALLIANCE))
+                .unwrap();
+            let mut link = Link::new(seed * 100 + u64::from(k));
+            link.loss = 0.2;
+            link.ack_loss = 0.1;
+            link.silence = 0.05;
+            link.max_delay = 3;
+            clients.push(Client {
+                id,
+                net: shard.player_of(id).unwrap(),
+                link,
+                receiver: SnapshotReceiver::new(),
+                seq: 0,
+                heading: rng.range(0.0, std::f32::consts::TAU),
+            });
+        }
+        let mut projectiles = Vec::new();
+        for now in 1..=900u32 {
+            let settling = now > 600;
+            if now == 601 {
+                shard.set_ai_enabled(false);
+                for c in &mut clients {
+                    c.link.perfect();
+                }
+            }
+            deliver(&mut shard, &mut clients, now);
+            if !settling {
+                for c in &mut clients {
+                    let me = shard.entity(c.net).unwrap().record.position;
+                    if rng.chance(0.02) {
+                        c.heading = rng.range(0.0, std::f32::consts::TAU);
+                    }
+                    let step = 800.0 / 60.0;
+                    let next = [
+                        (me[0] + c.heading.cos() * step).clamp(-7_000.0, 7_000.0),
+                        (me[1] + c.heading.sin() * step).clamp(-7_000.0, 7_000.0),
+                        0.0,
+                    ];
+                    c.seq += 1;
+                    shard
+                        .push_claim(
+                            c.id,
+                            MovementClaim {
+                                input_seq: c.seq,
+                                position: next,
+                                velocity: [c.heading.cos() * 800.0, c.heading.sin() * 800.0, 0.0],
+                                yaw: c.heading.to_degrees(),
+                                anim: 1,
+                            },
+                        )
+                        .unwrap();
+                }
+                if now % 10 == 0 {
+                    let mut p = SpawnParams::new(
+                        EntityType::Projectile,
+                        Faction::MONSTERS,
+                        [
+                            rng.range(-4_000.0, 4_000.0),
+                            rng.range(-4_000.0, 4_000.0),
+                            100.0,
+                        ],
+                    );
+                    p.velocity = [3_000.0, 0.0, 0.0];
+                    p.lifetime_ticks = 30;
+                    projectiles.push(shard.spawn(p).unwrap());
+                }
+                if now % 20 == 0 {
+                    let ids: Vec<u32> = shard.local_net_ids().collect();
+                    let id = ids[rng.below(ids.len() as u32) as usize];
+                    let buff = Buff::ALL[rng.below(7) as usize];
+                    shard.apply_buff(id, buff, 10 + rng.below(100), 3).unwrap();
+                }
+            }
+            shard.tick(now);
+            send_snapshots(&mut shard, &mut clients, now, 1200);
+        }
+        // Everything settled: the last snapshots are delivered and acked.
+        for c in &clients {
+            assert_in_sync(&shard, c, &config);
+            let stats = shard.view_stats(c.id).unwrap();
+            assert!(stats.lost > 50, "the link lost too little: {stats:?}");
+            assert!(stats.updates > stats.creates, "{stats:?}");
+            assert!(stats.removes > 0, "{stats:?}");
+        }
+    }
+}
+
+#[test]
+fn snapshot_budget_is_never_exceeded_and_always_decodes() {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let mut rng = Rng::new(9);
+    let data = crowd(&mut rng, 600, 3_000.0, 2_000.0, 600.0);
+    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+    let id = ClientId(1);
+    shard
+        .add_player(id, &Character::new(1, [0.0; 3], Faction::ALLIANCE))
+        .unwrap();
+    let mut receiver = SnapshotReceiver::new();
+    let mut buf = vec![0u8; 2000];
+    for now in 1..=400u32 {
+        shard.tick(now);
+        let budget = rng.below(1400) as usize;
+        let len = rng.below(1500) as usize;
+        let n = shard.write_snapshot(id, now, budget, &mut buf[..len]);
+        assert!(
+            n <= budget.min(len),
+            "{n} bytes for budget {budget}, buffer {len}"
+        );
+        if budget.min(len) >= 16 {
+            assert!(n > 0);
+        }
+        if n > 0 {
+            let msg = ServerMessage::decode(&buf[..n]).unwrap();
+            assert!(matches!(msg, ServerMessage::DeltaSync(_)));
+            let info = receiver.apply_message(&buf[..n]).unwrap();
+            assert_eq!(info.missing_baselines, 0);
+            if rng.chance(0.8) {
+                shard.on_snapshot_acked(id, now);
+            } else {
+                shard.on_snapshot_lost(id, now);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_crowd_is_sent_within_budget_and_nobody_starves() {
+    // 1,000 monsters milling around one player, all in view: far more
+    // than one MTU a tick can carry.
+    let config = ServerConfig::default();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let mut rng = Rng::new(5);
+    let data = crowd(&mut rng, 1_000, 5_000.0, 3_000.0, 400.0);
+    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+    let id = ClientId(1);
+    shard
+        .add_player(id, &Character::new(1, [0.0; 3], Faction::ALLIANCE))
+        .unwrap();
+    let mut receiver = SnapshotReceiver::new();
+    let mut buf = [0u8; 1200];
+    // How long each entity's state at the client has differed from the
+    // server's.
+    let mut stale_since: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut worst = 0;
+    let mut bytes = 0usize;
+    let mut full_precision = 0usize;
+    for now in 1..=600u32 {
+        shard.tick(now);
+        let n = shard.write_snapshot(id, now, 1200, &mut buf);
+        assert!(n <= 1200);
+        bytes += n;
+        receiver.apply_message(&buf[..n]).unwrap();
+        shard.on_snapshot_acked(id, now);
+        let view = shard.view_of(id);
+        // The naive encoding: every entity in view at full precision
+        // (UpdateEntity: type byte, u32 id, 47 bytes) every tick.
+        full_precision += view.len() * (1 + 4 + 47);
+        for (net, _) in view {
+            let server = shard.entity(net).unwrap().quantized;
+            if receiver.state(net).map(|(_, s)| s) == Some(server) {
+                stale_since.remove(&net);
+            } else {
+                let since = *stale_since.entry(net).or_insert(now);
+                if now > 120 {
+                    worst = worst.max(now - since);
+                }
+            }
+        }
+    }
+    let view = shard.view_of(id);
+    assert!(view.len() > 1_000, "view {}", view.len());
+    assert_eq!(receiver.visible_count(), view.len());
+    // Under 20x overload, no entity's state lags more than half a second.
+    assert!(worst <= 30, "an entity stayed stale for {worst} ticks");
+    let per_tick = bytes / 600;
+    assert!(per_tick > 1_000, "{per_tick} bytes per tick");
+    assert!(bytes * 4 < full_precision);
+}
+
+#[test]
+fn input_ack_echoes_the_last_applied_claim() {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let mut shard =
+        Shard::with_capacity(0, &config, &layout, WorldData::default(), small_capacity()).unwrap();
+    let id = ClientId(7);
+    shard
+        .add_player(id, &Character::new(1, [100.0, 100.0, 0.0], Faction::HORDE))
+        .unwrap();
+    let mut receiver = SnapshotReceiver::new();
+    let mut buf = [0u8; 1200];
+    let mut p = [100.0f32, 100.0, 0.0];
+    for now in 1..=60u32 {
+        p[0] += 10.0;
+        let seq = now * 3;
+        shard
+            .push_claim(
+                id,
+                MovementClaim {
+                    input_seq: seq,
+                    position: p,
+                    velocity: [600.0, 0.0, 0.0],
+                    yaw: 0.0,
+                    anim: 1,
+                },
+            )
+            .unwrap();
+        // A stale claim from the past is ignored.
+        shard
+            .push_claim(
+                id,
+                MovementClaim {
+                    input_seq: seq - 1,
+                    position: [0.0; 3],
+                    velocity: [0.0; 3],
+                    yaw: 0.0,
+                    anim: 0,
+                },
+            )
+            .unwrap();
+        let report = shard.tick(now);
+        assert_eq!(report.claims_accepted, 1);
+        assert_eq!(report.claims_stale, 1);
+        let n = shard.write_snapshot(id, now, 1200, &mut buf);
+        let info = receiver.apply_message(&buf[..n]).unwrap();
+        assert_eq!(info.input_ack, seq);
+        shard.on_snapshot_acked(id, now);
+    }
+    let me = shard.player_of(id).unwrap();
+    let (t, s) = receiver.state(me).unwrap();
+    assert_eq!(t, EntityType::Player.to_u8());
+    assert_eq!(s, shard.entity(me).unwrap().quantized);
+    // Wrong tick or unknown client: nothing.
+    assert_eq!(shard.write_snapshot(id, 5, 1200, &mut buf), 0);
+    assert_eq!(shard.write_snapshot(ClientId(99), 60, 1200, &mut buf), 0);
+}
+
+#[test]
+fn leaving_interest_removes_and_coming_back_creates() {
+    let config = small_world_config();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let mut data = WorldData::default();
+    data.spawns.push(SpawnPoint {
+        kind: EntityType::Monster,
+        faction: Faction::MONSTERS,
+        position: [500.0, 0.0, 0.0],
+        wander_radius: 0.0,
+        speed: 0.0,
+        hp: 100.0,
+        mp: 0.0,
+    });
+    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+    let id = ClientId(1);
+    shard
+        .add_player(id, &Character::new(1, [0.0; 3], Faction::ALLIANCE))
+        .unwrap();
+    let monster = shard
+        .local_net_ids()
+        .find(|&n| Some(n) != shard.player_of(id))
+        .unwrap();
+    let mut receiver = SnapshotReceiver::new();
+    let mut buf = [0u8; 1200];
+    let mut run = |shard: &mut Shard, receiver: &mut SnapshotReceiver, from: u32, to: u32| {
+        for now in from..to {
+            shard.tick(now);
+            let n = shard.write_snapshot(id, now, 1200, &mut buf);
+            receiver.apply_message(&buf[..n]).unwrap();
+            shard.on_snapshot_acked(id, now);
+        }
+    };
+    run(&mut shard, &mut receiver, 1, 10);
+    assert!(receiver.state(monster).is_some());
+    shard.teleport(monster, [20_000.0, 0.0, 0.0]).unwrap();
+    run(&mut shard, &mut receiver, 10, 20);
+    assert!(receiver.state(monster).is_none());
+    assert!(shard.view_of(id).iter().all(|&(n, _)| n != monster));
+    shard.teleport(monster, [-700.0, 0.0, 0.0]).unwrap();
+    run(&mut shard, &mut receiver, 20, 40);
+    assert_eq!(
+        receiver.state(monster).unwrap().1,
+        shard.entity(monster).unwrap().quantized
+    );
+    // Despawned: removed.
+    shard.despawn(monster).unwrap();
+    run(&mut shard, &mut receiver, 40, 50);
+    assert!(receiver.state(monster).is_none());
+    assert_eq!(receiver.visible_count(), 1);
+}
+
+#[test]
+fn bandwidth_is_far_below_full_precision() {
+    // 80 monsters walking around one player, all of them sent every tick:
+    // compare with sending each at full precision (UpdateEntity: type,
+    // u32 id, 47 bytes) every tick.
+    let config = ServerConfig::default();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let mut rng = Rng::new(21);
+    let mut data = crowd(&mut rng, 80, 3_000.0, 2_000.0, 400.0);
+    for s in &mut data.spawns {
+        s.kind = EntityType::Monster;
+        s.wander_radius = 2_000.0;
+        s.speed = 400.0;
+    }
+    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+    let id = ClientId(1);
+    shard
+        .add_player(id, &Character::new(1, [0.0; 3], Faction::ALLIANCE))
+        .unwrap();
+    let mut receiver = SnapshotReceiver::new();
+    let mut buf = [0u8; 1200];
+    let (mut sent, mut naive) = (0usize, 0usize);
+    for now in 1..=1_200u32 {
+        shard.tick(now);
+        let n = shard.write_snapshot(id, now, 1200, &mut buf);
+        receiver.apply_message(&buf[..n]).unwrap();
+        shard.on_snapshot_acked(id, now);
+        if now > 60 {
+            sent += n;
+            naive += shard.view_of(id).len() * (1 + 4 + 47);
+        }
+    }
+    let saved = 1.0 - sent as f64 / naive as f64;
+    println!(
+        "bytes per tick {:.0}, full precision {:.0}, saved {:.1}%",
+        sent as f64 / 1140.0,
+        naive as f64 / 1140.0,
+        saved * 100.0
+    );
+    assert!(saved > 0.75, "only {:.1}% saved", saved * 100.0);
+}
+
+/// The same calls give the same bytes: a shard is deterministic.
+#[test]
+fn shards_are_deterministic() {
+    let run = || {
+        let config = small_world_config();
+        let layout = layout(&config, 1, LayoutKind::Stripes);
+        let mut rng = Rng::new(8);
+        let data = crowd(&mut rng, 100, 4_000.0, 3_000.0, 900.0);
+        let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+        let id = ClientId(3);
+        shard
+            .add_player(id, &Character::new(3, [0.0; 3], Faction::HORDE))
+            .unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1200];
+        for now in 1..=300u32 {
+            shard.tick(now);
+            let n = shard.write_snapshot(id, now, 700, &mut buf);
+            out.extend_from_slice(&buf[..n]);
+            if now % 3 != 0 {
+                shard.on_snapshot_acked(id, now);
+            }
+        }
+        out
+    };
+    let a = run();
+    assert!(a.len() > 10_000, "{}", a.len());
+    assert_eq!(a, run());
+}
+
+#[test]
+fn without_aoi_every_entity_is_in_view() {
+    let mut config = small_world_config();
+    config.aoi.enabled = false;
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let mut data = WorldData::default();
+    for x in [-300_000.0, 0.0, 300_000.0] {
+        data.spawns.push(SpawnPoint {
+            kind: EntityType::Item,
+            faction: Faction::NEUTRAL,
+            position: [x, x, 0.0],
+            wander_radius: 0.0,
+            speed: 0.0,
+            hp: 1.0,
+            mp: 0.0,
+        });
+    }
+    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+    let id = ClientId(1);
+    shard
+        .add_player(id, &Character::new(1, [10.0; 3], Faction::ALLIANCE))
+        .unwrap();
+    let mut receiver = SnapshotReceiver::new();
+    let mut buf = [0u8; 1200];
+    for now in 1..=5 {
+        shard.tick(now);
+        let n = shard.write_snapshot(id, now, 1200, &mut buf);
+        receiver.apply_message(&buf[..n]).unwrap();
+        shard.on_snapshot_acked(id, now);
+    }
+    assert_eq!(receiver.visible_count(), 4);
+}
