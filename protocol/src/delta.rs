@@ -30,6 +30,20 @@
 //!
 //! A Create record is encoded against the all-zero state
 //! ([`QuantizedEntity::default`]), so a receiver needs no prior state.
+//!
+//! # Hot paths
+//!
+//! A server fills a datagram with records through [`DeltaSyncWriter`],
+//! which writes them in place behind the DeltaSync header. While
+//! [`MAX_RECORD_LEN`] bytes are left, a record is written in one pass
+//! without a check per field; near the end of the buffer it is written
+//! field by field, all or nothing. A receiver reads a [`RecordHeader`],
+//! finds the entity's state, and decodes the fields straight onto it with
+//! [`RecordHeader::decode_apply`]. The decoders first try a fast path that
+//! accepts only records the careful, field-by-field path accepts with the
+//! same result, and leave everything else (any error included) to the
+//! careful path, so that errors and their order are those of
+//! [`DeltaRecord::decode`] followed by [`DeltaRecord::apply`].
 
 use crate::quant::{QuantizedPosition, QuantizedRotation};
 use crate::wire::buf::{MAX_VARINT_SLOT, VarintSlot};
@@ -193,10 +207,9 @@ pub fn encode_update(
 ) -> Result<(), EncodeError> {
     let header = Header::Update(baseline_age);
     // Fast path: with room for the largest record, no field can fail.
-    if w
-        .put_with(|out| put_record(out, entity_id, header, baseline, current))
-        .is_some()
-    {
+    if let Some(window) = w.spare() {
+        let n = put_record(window, entity_id, header, baseline, current);
+        w.advance(n);
         return Ok(());
     }
     let mut flags = diff(baseline, current);
@@ -223,10 +236,9 @@ pub fn encode_create(
 ) -> Result<(), EncodeError> {
     let zero = QuantizedEntity::default();
     let header = Header::Create(entity_type);
-    if w
-        .put_with(|out| put_record(out, entity_id, header, &zero, current))
-        .is_some()
-    {
+    if let Some(window) = w.spare() {
+        let n = put_record(window, entity_id, header, &zero, current);
+        w.advance(n);
         return Ok(());
     }
     let mut flags = diff(&zero, current);
@@ -581,14 +593,18 @@ pub struct RecordHeader {
 impl RecordHeader {
     /// Reads the entity id, flags, and the entity type (Create) or baseline
     /// age (Update), and checks that the flags are a valid combination.
-    #[inline]
+    #[inline(always)]
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        match r.take_with(|bytes| {
-            let mut t = Take { buf: bytes, n: 0 };
-            let header = t.header()?;
-            Some((header, t.n))
-        }) {
-            Some(header) => Ok(header),
+        let rest = r.peek_rest();
+        let fast = match rest.first_chunk::<WINDOW>() {
+            Some(window) => Take::new(Window(window)).header(),
+            None => Take::new(Tail(rest)).header(),
+        };
+        match fast {
+            Some((header, n)) => {
+                r.advance(n);
+                Ok(header)
+            }
             // The fast path accepts every valid header, so only the error is
             // left to find (returning just the error keeps the header of the
             // fast path in registers).
@@ -657,19 +673,22 @@ impl RecordHeader {
     /// [`decode_fields`](Self::decode_fields) followed by
     /// [`DeltaRecord::apply`], same errors in the same order, without the
     /// intermediate record. On any error `state` is unchanged.
-    #[inline]
+    #[inline(always)]
     pub fn decode_apply(
         self,
         r: &mut Reader<'_>,
         state: &mut QuantizedEntity,
     ) -> Result<(), WireError> {
-        let fast = r.take_with(|bytes| {
-            let mut t = Take { buf: bytes, n: 0 };
-            t.fields_into(self, state)?;
-            Some(((), t.n))
-        });
+        let rest = r.peek_rest();
+        let fast = match rest.first_chunk::<WINDOW>() {
+            Some(window) => Take::new(Window(window)).fields_into(self, state),
+            None => Take::new(Tail(rest)).fields_into(self, state),
+        };
         match fast {
-            Some(()) => Ok(()),
+            Some(n) => {
+                r.advance(n);
+                Ok(())
+            }
             None => self.decode_apply_checked(r, state),
         }
     }
@@ -701,27 +720,24 @@ impl RecordHeader {
             status: EntityStatus::default(),
             velocity: [0; 3],
         };
+        // Field by field, so that a truncation names the field it hit.
         if flags.contains(DeltaFlags::POSITION) {
             if flags.contains(DeltaFlags::QUADRANT) {
-                let [q0, q1, a0, a1, b0, b1, c0, c1] = r.array::<8>()?;
-                record.position_quadrant = u16::from_le_bytes([q0, q1]);
-                record.position = [
-                    i32::from(i16::from_le_bytes([a0, a1])),
-                    i32::from(i16::from_le_bytes([b0, b1])),
-                    i32::from(i16::from_le_bytes([c0, c1])),
-                ];
+                record.position_quadrant = r.u16()?;
+                for v in &mut record.position {
+                    *v = i32::from(r.i16()?);
+                }
             } else {
-                record.position = [r.zigzag_i32()?, r.zigzag_i32()?, r.zigzag_i32()?];
+                for v in &mut record.position {
+                    *v = r.zigzag_i32()?;
+                }
             }
         }
         if flags.contains(DeltaFlags::ROTATION) {
             if flags.contains(DeltaFlags::FULL_ROTATION) {
-                let [p0, p1, y0, y1, r0, r1] = r.array::<6>()?;
-                record.rotation = QuantizedRotation {
-                    pitch: u16::from_le_bytes([p0, p1]),
-                    yaw: u16::from_le_bytes([y0, y1]),
-                    roll: u16::from_le_bytes([r0, r1]),
-                };
+                record.rotation.pitch = r.u16()?;
+                record.rotation.yaw = r.u16()?;
+                record.rotation.roll = r.u16()?;
             } else {
                 record.rotation.yaw = r.u16()?;
             }
@@ -739,9 +755,69 @@ impl RecordHeader {
             };
         }
         if flags.contains(DeltaFlags::VELOCITY) {
-            record.velocity = [r.zigzag_i32()?, r.zigzag_i32()?, r.zigzag_i32()?];
+            for v in &mut record.velocity {
+                *v = r.zigzag_i32()?;
+            }
         }
         Ok(record)
+    }
+}
+
+/// Where the fast path of the record decoders reads bytes from.
+trait Source: Copy {
+    /// The byte at `i`, if there is one.
+    fn at(self, i: usize) -> Option<u8>;
+    /// The `N` (at most 8) bytes from `i`, if there are so many.
+    fn chunk<const N: usize>(self, i: usize) -> Option<[u8; N]>;
+    /// Whether a read that consumed `n` bytes stayed inside.
+    fn holds(self, n: usize) -> bool;
+}
+
+/// The unread bytes near the end of a buffer: every read is checked.
+#[derive(Clone, Copy)]
+struct Tail<'b>(&'b [u8]);
+
+impl Source for Tail<'_> {
+    #[inline(always)]
+    fn at(self, i: usize) -> Option<u8> {
+        self.0.get(i).copied()
+    }
+    #[inline(always)]
+    fn chunk<const N: usize>(self, i: usize) -> Option<[u8; N]> {
+        self.0.get(i..)?.first_chunk::<N>().copied()
+    }
+    #[inline(always)]
+    fn holds(self, n: usize) -> bool {
+        n <= self.0.len()
+    }
+}
+
+/// A window of [`WINDOW`] unread bytes, more than one header or one set of
+/// fields can take in the fast path (at most 11 and 41 bytes, every varint
+/// at most 5 bytes): reads are masked into the window instead of checked,
+/// so they cannot fail, and [`Source::holds`] rejects anything that went
+/// past [`WINDOW_READ`].
+#[derive(Clone, Copy)]
+struct Window<'b>(&'b [u8; WINDOW]);
+
+/// Bytes a [`Window`] can be read at (a power of two, for the mask).
+const WINDOW_READ: usize = 64;
+/// Window length: the readable part plus room for the widest read (8).
+const WINDOW: usize = WINDOW_READ + 8;
+
+impl Source for Window<'_> {
+    #[inline(always)]
+    fn at(self, i: usize) -> Option<u8> {
+        Some(self.0[i & (WINDOW_READ - 1)])
+    }
+    #[inline(always)]
+    fn chunk<const N: usize>(self, i: usize) -> Option<[u8; N]> {
+        let start = i & (WINDOW_READ - 1);
+        self.0[start..].first_chunk::<N>().copied()
+    }
+    #[inline(always)]
+    fn holds(self, n: usize) -> bool {
+        n <= WINDOW_READ
     }
 }
 
@@ -751,22 +827,22 @@ impl RecordHeader {
 /// bytes, so that the careful path, starting over from the same position,
 /// decides and reports it. Whatever it accepts, the careful path accepts
 /// with the same result.
-struct Take<'b> {
-    buf: &'b [u8],
+struct Take<S> {
+    src: S,
     n: usize,
 }
 
-impl Take<'_> {
+impl<S: Source> Take<S> {
     #[inline(always)]
     fn u8(&mut self) -> Option<u8> {
-        let b = *self.buf.get(self.n)?;
+        let b = self.src.at(self.n)?;
         self.n += 1;
         Some(b)
     }
 
     #[inline(always)]
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let a = *self.buf.get(self.n..)?.first_chunk::<N>()?;
+        let a = self.src.chunk::<N>(self.n)?;
         self.n += N;
         Some(a)
     }
@@ -806,18 +882,27 @@ impl Take<'_> {
         Some(((v >> 1) as i32) ^ -((v & 1) as i32))
     }
 
-    /// What [`RecordHeader::decode_checked`] reads.
     #[inline(always)]
-    fn header(&mut self) -> Option<RecordHeader> {
+    fn new(src: S) -> Self {
+        Self { src, n: 0 }
+    }
+
+    /// What [`RecordHeader::decode_checked`] reads, and its length.
+    #[inline(always)]
+    fn header(mut self) -> Option<(RecordHeader, usize)> {
         let entity_id = self.varint_u32()?;
         let flags = DeltaFlags::from_bits(self.u8()?);
         if flags == DeltaFlags::REMOVE {
-            return Some(RecordHeader {
+            if !self.src.holds(self.n) {
+                return None;
+            }
+            let header = RecordHeader {
                 entity_id,
                 kind: RecordKind::Remove,
                 baseline_age: 0,
                 flags,
-            });
+            };
+            return Some((header, self.n));
         }
         let (kind, baseline_age) = if flags.contains(DeltaFlags::CREATE) {
             let entity_type = self.u8()?;
@@ -827,30 +912,32 @@ impl Take<'_> {
         };
         if (flags.contains(DeltaFlags::QUADRANT) && !flags.contains(DeltaFlags::POSITION))
             || (flags.contains(DeltaFlags::FULL_ROTATION) && !flags.contains(DeltaFlags::ROTATION))
+            || !self.src.holds(self.n)
         {
             return None;
         }
-        Some(RecordHeader {
+        let header = RecordHeader {
             entity_id,
             kind,
             baseline_age,
             flags,
-        })
+        };
+        Some((header, self.n))
     }
 
     /// What [`RecordHeader::fields`] reads followed by
     /// [`DeltaRecord::apply`] onto `state`, in one pass: every field is read
     /// and checked first, then only the fields present are written, so a
-    /// declined record leaves `state` as it was.
+    /// declined record leaves `state` as it was. Returns the length read.
     #[inline(always)]
-    fn fields_into(&mut self, header: RecordHeader, state: &mut QuantizedEntity) -> Option<()> {
+    fn fields_into(mut self, header: RecordHeader, state: &mut QuantizedEntity) -> Option<usize> {
         let f = header.flags;
         let create = match header.kind {
             RecordKind::Create { .. } => true,
             RecordKind::Update => false,
             // A decoded Remove has no field bits; leave any other (a header
             // built by hand) to the careful path.
-            RecordKind::Remove if f == DeltaFlags::REMOVE => return Some(()),
+            RecordKind::Remove if f == DeltaFlags::REMOVE => return Some(0),
             RecordKind::Remove => return None,
         };
         // A Create is against the zero state.
@@ -911,6 +998,9 @@ impl Take<'_> {
             let d = [self.zigzag_i32()?, self.zigzag_i32()?, self.zigzag_i32()?];
             velocity = Some(add_i16x3(base_velocity, d).ok()?);
         }
+        if !self.src.holds(self.n) {
+            return None;
+        }
         // The whole record is good: write what it carries.
         if create {
             *state = QuantizedEntity::default();
@@ -933,7 +1023,7 @@ impl Take<'_> {
         if let Some(v) = velocity {
             state.velocity = v;
         }
-        Some(())
+        Some(self.n)
     }
 }
 
@@ -1102,5 +1192,669 @@ mod tests {
         w.u8(9).unwrap();
         assert!(encode_create(&mut w, 7, 1, &sample()).is_err());
         assert_eq!(w.position(), 1);
+    }
+
+    /// The record encoder and decoder as they were before the fast paths,
+    /// kept verbatim as the reference the fast paths must agree with.
+    mod reference {
+        use super::super::*;
+
+        pub(super) fn encode_update(
+            w: &mut Writer<'_>,
+            entity_id: u32,
+            baseline_age: u32,
+            baseline: &QuantizedEntity,
+            current: &QuantizedEntity,
+        ) -> Result<(), EncodeError> {
+            let mut flags = diff(baseline, current);
+            if flags == DeltaFlags::default() {
+                flags = DeltaFlags::POSITION;
+            }
+            encode_fields(
+                w,
+                entity_id,
+                flags,
+                Header::Update(baseline_age),
+                baseline,
+                current,
+            )
+        }
+
+        pub(super) fn encode_create(
+            w: &mut Writer<'_>,
+            entity_id: u32,
+            entity_type: u8,
+            current: &QuantizedEntity,
+        ) -> Result<(), EncodeError> {
+            let zero = QuantizedEntity::default();
+            let mut flags = diff(&zero, current);
+            flags.insert(DeltaFlags::CREATE);
+            flags.insert(DeltaFlags::POSITION);
+            flags.insert(DeltaFlags::QUADRANT);
+            encode_fields(
+                w,
+                entity_id,
+                flags,
+                Header::Create(entity_type),
+                &zero,
+                current,
+            )
+        }
+
+        pub(super) fn encode_fields(
+            w: &mut Writer<'_>,
+            entity_id: u32,
+            flags: DeltaFlags,
+            header: Header,
+            baseline: &QuantizedEntity,
+            current: &QuantizedEntity,
+        ) -> Result<(), EncodeError> {
+            // A record is all or nothing: on a full buffer the caller sees the
+            // writer where it was.
+            let mark = w.save();
+            let result = (|| {
+                w.varint(u64::from(entity_id))?;
+                w.u8(flags.bits())?;
+                match header {
+                    Header::Create(entity_type) => w.u8(entity_type)?,
+                    Header::Update(age) => w.varint(u64::from(age))?,
+                }
+                if flags.contains(DeltaFlags::POSITION) {
+                    if flags.contains(DeltaFlags::QUADRANT) {
+                        w.u16(current.position.quadrant)?;
+                        for v in current.position.offset {
+                            w.i16(v)?;
+                        }
+                    } else {
+                        for i in 0..3 {
+                            let d = i64::from(current.position.offset[i])
+                                - i64::from(baseline.position.offset[i]);
+                            w.zigzag(d)?;
+                        }
+                    }
+                }
+                if flags.contains(DeltaFlags::ROTATION) {
+                    if flags.contains(DeltaFlags::FULL_ROTATION) {
+                        w.u16(current.rotation.pitch)?;
+                        w.u16(current.rotation.yaw)?;
+                        w.u16(current.rotation.roll)?;
+                    } else {
+                        w.u16(current.rotation.yaw)?;
+                    }
+                }
+                if flags.contains(DeltaFlags::ANIM_STATE) {
+                    w.u8(current.anim)?;
+                }
+                if flags.contains(DeltaFlags::FLAGS) {
+                    let s = current.status;
+                    w.bytes(&[s.state, s.buffs, s.hp, s.mp])?;
+                }
+                if flags.contains(DeltaFlags::VELOCITY) {
+                    for i in 0..3 {
+                        w.zigzag(i64::from(current.velocity[i]) - i64::from(baseline.velocity[i]))?;
+                    }
+                }
+                Ok(())
+            })();
+            if result.is_err() {
+                w.restore(mark);
+            }
+            result
+        }
+
+        /// Reads one record.
+        pub(super) fn decode(r: &mut Reader<'_>) -> Result<DeltaRecord, WireError> {
+            let entity_id = r.varint_u32()?;
+            let flags = DeltaFlags::from_bits(r.u8()?);
+            let mut record = DeltaRecord {
+                entity_id,
+                kind: RecordKind::Update,
+                baseline_age: 0,
+                flags,
+                position_quadrant: 0,
+                position: [0; 3],
+                rotation: QuantizedRotation::default(),
+                anim: 0,
+                status: EntityStatus::default(),
+                velocity: [0; 3],
+            };
+            if flags == DeltaFlags::REMOVE {
+                record.kind = RecordKind::Remove;
+                return Ok(record);
+            }
+            if flags.contains(DeltaFlags::CREATE) {
+                record.kind = RecordKind::Create {
+                    entity_type: r.u8()?,
+                };
+            } else {
+                record.baseline_age = r.varint_u32()?;
+            }
+            if flags.contains(DeltaFlags::QUADRANT) && !flags.contains(DeltaFlags::POSITION) {
+                return Err(WireError::InvalidValue {
+                    field: "delta flags",
+                    value: u64::from(flags.bits()),
+                });
+            }
+            if flags.contains(DeltaFlags::FULL_ROTATION) && !flags.contains(DeltaFlags::ROTATION) {
+                return Err(WireError::InvalidValue {
+                    field: "delta flags",
+                    value: u64::from(flags.bits()),
+                });
+            }
+            if flags.contains(DeltaFlags::POSITION) {
+                if flags.contains(DeltaFlags::QUADRANT) {
+                    record.position_quadrant = r.u16()?;
+                    for v in &mut record.position {
+                        *v = i32::from(r.i16()?);
+                    }
+                } else {
+                    for v in &mut record.position {
+                        *v = r.zigzag_i32()?;
+                    }
+                }
+            }
+            if flags.contains(DeltaFlags::ROTATION) {
+                if flags.contains(DeltaFlags::FULL_ROTATION) {
+                    record.rotation.pitch = r.u16()?;
+                    record.rotation.yaw = r.u16()?;
+                    record.rotation.roll = r.u16()?;
+                } else {
+                    record.rotation.yaw = r.u16()?;
+                }
+            }
+            if flags.contains(DeltaFlags::ANIM_STATE) {
+                record.anim = r.u8()?;
+            }
+            if flags.contains(DeltaFlags::FLAGS) {
+                let [state, buffs, hp, mp] = r.array::<4>()?;
+                record.status = EntityStatus {
+                    state,
+                    buffs,
+                    hp,
+                    mp,
+                };
+            }
+            if flags.contains(DeltaFlags::VELOCITY) {
+                for v in &mut record.velocity {
+                    *v = r.zigzag_i32()?;
+                }
+            }
+            Ok(record)
+        }
+
+        /// The state after this record, given the receiver's baseline (ignored
+        /// for Create, which is against the zero state). Fails if a relative
+        /// field would leave its integer range: the record does not belong to
+        /// this baseline.
+        pub(super) fn apply(
+            this: &DeltaRecord,
+            baseline: &QuantizedEntity,
+        ) -> Result<QuantizedEntity, WireError> {
+            let base = match this.kind {
+                RecordKind::Create { .. } => QuantizedEntity::default(),
+                RecordKind::Update => *baseline,
+                RecordKind::Remove => return Ok(*baseline),
+            };
+            let mut out = base;
+            let f = this.flags;
+            if f.contains(DeltaFlags::POSITION) {
+                if f.contains(DeltaFlags::QUADRANT) {
+                    out.position.quadrant = this.position_quadrant;
+                    out.position.offset = this.position.map(|v| v as i16);
+                } else {
+                    for i in 0..3 {
+                        out.position.offset[i] =
+                            add_i16(base.position.offset[i], this.position[i])?;
+                    }
+                }
+            }
+            if f.contains(DeltaFlags::ROTATION) {
+                out.rotation = this.rotation;
+            }
+            if f.contains(DeltaFlags::ANIM_STATE) {
+                out.anim = this.anim;
+            }
+            if f.contains(DeltaFlags::FLAGS) {
+                out.status = this.status;
+            }
+            if f.contains(DeltaFlags::VELOCITY) {
+                for i in 0..3 {
+                    out.velocity[i] = add_i16(base.velocity[i], this.velocity[i])?;
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    use proptest::prelude::*;
+
+    fn entity_strategy() -> impl Strategy<Value = QuantizedEntity> {
+        (
+            any::<u16>(),
+            any::<[i16; 3]>(),
+            any::<[u16; 3]>(),
+            any::<u8>(),
+            any::<[u8; 4]>(),
+            any::<[i16; 3]>(),
+            any::<bool>(),
+        )
+            .prop_map(|(quadrant, offset, rot, anim, st, velocity, yaw_only)| {
+                QuantizedEntity {
+                    position: QuantizedPosition { quadrant, offset },
+                    rotation: QuantizedRotation {
+                        pitch: if yaw_only { 0 } else { rot[0] },
+                        yaw: rot[1],
+                        roll: if yaw_only { 0 } else { rot[2] },
+                    },
+                    anim,
+                    status: EntityStatus {
+                        state: st[0],
+                        buffs: st[1],
+                        hp: st[2],
+                        mp: st[3],
+                    },
+                    velocity,
+                }
+            })
+    }
+
+    /// A baseline and a current state that differ in a random subset of
+    /// fields, by small or arbitrary amounts.
+    fn pair_strategy() -> impl Strategy<Value = (QuantizedEntity, QuantizedEntity)> {
+        (
+            entity_strategy(),
+            entity_strategy(),
+            any::<[bool; 6]>(),
+            any::<[i8; 6]>(),
+            any::<bool>(),
+        )
+            .prop_map(|(base, other, take, small, nudge)| {
+                let mut cur = base;
+                if take[0] {
+                    cur.position.quadrant = other.position.quadrant;
+                }
+                if take[1] {
+                    cur.position.offset = if nudge {
+                        [0, 1, 2].map(|i| base.position.offset[i].wrapping_add(small[i].into()))
+                    } else {
+                        other.position.offset
+                    };
+                }
+                if take[2] {
+                    cur.rotation = other.rotation;
+                }
+                if take[3] {
+                    cur.anim = other.anim;
+                }
+                if take[4] {
+                    cur.status = other.status;
+                }
+                if take[5] {
+                    cur.velocity = if nudge {
+                        [3, 4, 5].map(|i| base.velocity[i - 3].wrapping_add(small[i].into()))
+                    } else {
+                        other.velocity
+                    };
+                }
+                (base, cur)
+            })
+    }
+
+    /// Runs an encoder into buffers of every size up to `room` past the
+    /// record's length and compares with the reference encoder: same bytes,
+    /// same errors, and on an error a writer where it was.
+    fn check_encoder(
+        ours: impl Fn(&mut Writer<'_>) -> Result<(), EncodeError>,
+        theirs: impl Fn(&mut Writer<'_>) -> Result<(), EncodeError>,
+    ) -> Result<(), TestCaseError> {
+        let mut full = [0u8; 128];
+        let mut w = Writer::new(&mut full);
+        theirs(&mut w).unwrap();
+        let len = w.position();
+        prop_assert!(len <= MAX_RECORD_LEN);
+        for size in 0..len + MAX_RECORD_LEN + 2 {
+            // Start one byte in, so the record is not at the buffer start.
+            let (mut a, mut b) = ([0xeeu8; 128], [0xeeu8; 128]);
+            let mut wa = Writer::new(&mut a[..size + 1]);
+            let mut wb = Writer::new(&mut b[..size + 1]);
+            wa.u8(9).unwrap();
+            wb.u8(9).unwrap();
+            let (ra, rb) = (ours(&mut wa), theirs(&mut wb));
+            prop_assert_eq!(ra, rb, "size {}", size);
+            prop_assert_eq!(wa.written(), wb.written(), "size {}", size);
+            if ra.is_err() {
+                prop_assert_eq!(wa.position(), 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes `bytes` (followed by `pad` more bytes, so that both the
+    /// windowed and the near-the-end fast paths run) every way there is and
+    /// compares with the reference decoder.
+    fn check_decoders(
+        bytes: &[u8],
+        pad: usize,
+        baseline: &QuantizedEntity,
+    ) -> Result<(), TestCaseError> {
+        let mut buf = bytes.to_vec();
+        buf.extend((0..pad).map(|i| i as u8));
+        let input = &buf[..];
+        let mut r0 = Reader::new(input);
+        let want = reference::decode(&mut r0);
+        let want_applied = want.and_then(|rec| reference::apply(&rec, baseline));
+
+        let mut r1 = Reader::new(input);
+        let got = DeltaRecord::decode(&mut r1);
+        prop_assert_eq!(got, want);
+        if got.is_ok() {
+            prop_assert_eq!(r1.position(), r0.position());
+        }
+        prop_assert_eq!(got.and_then(|rec| rec.apply(baseline)), want_applied);
+
+        let mut r2 = Reader::new(input);
+        let mut state = *baseline;
+        let got = match RecordHeader::decode(&mut r2) {
+            Ok(h) => {
+                if let Ok(rec) = want {
+                    prop_assert_eq!(h, rec.header());
+                }
+                h.decode_apply(&mut r2, &mut state).map(|()| state)
+            }
+            Err(e) => Err(e),
+        };
+        match (got, want_applied) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(r2.position(), r0.position());
+            }
+            (Err(a), Err(b)) => {
+                prop_assert_eq!(a, b);
+                // A failed record leaves the state as it was.
+                prop_assert_eq!(state, *baseline);
+            }
+            (a, b) => prop_assert!(false, "decode_apply {:?}, reference {:?}", a, b),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn fast_and_careful_encoders_agree(
+            (base, cur) in pair_strategy(),
+            id in prop_oneof![0u32..300, any::<u32>()],
+            age in prop_oneof![1u32..8, any::<u32>()],
+            ty in any::<u8>(),
+        ) {
+            check_encoder(
+                |w| encode_update(w, id, age, &base, &cur),
+                |w| reference::encode_update(w, id, age, &base, &cur),
+            )?;
+            check_encoder(
+                |w| encode_create(w, id, ty, &cur),
+                |w| reference::encode_create(w, id, ty, &cur),
+            )?;
+        }
+
+        #[test]
+        fn fast_and_careful_decoders_agree(
+            (base, cur) in pair_strategy(),
+            receiver in entity_strategy(),
+            id in prop_oneof![0u32..300, any::<u32>()],
+            age in prop_oneof![1u32..8, any::<u32>()],
+            kind in 0u8..3,
+            cut in any::<prop::sample::Index>(),
+            flip in any::<Option<(prop::sample::Index, u8)>>(),
+            pad in prop_oneof![Just(0usize), 0usize..100],
+        ) {
+            let mut buf = [0u8; 64];
+            let mut w = Writer::new(&mut buf);
+            match kind {
+                0 => encode_update(&mut w, id, age, &base, &cur).unwrap(),
+                1 => encode_create(&mut w, id, 3, &cur).unwrap(),
+                _ => encode_remove(&mut w, id).unwrap(),
+            }
+            let mut bytes = w.written().to_vec();
+            // Valid, then cut short, then with one byte changed.
+            check_decoders(&bytes, pad, &base)?;
+            check_decoders(&bytes, pad, &receiver)?;
+            let keep = cut.index(bytes.len() + 1);
+            check_decoders(&bytes[..keep], 0, &base)?;
+            if let Some((at, value)) = flip {
+                let at = at.index(bytes.len());
+                bytes[at] = value;
+                check_decoders(&bytes, pad, &base)?;
+                check_decoders(&bytes, pad, &receiver)?;
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_decode_alike(
+            bytes in prop::collection::vec(any::<u8>(), 0..96),
+            baseline in entity_strategy(),
+        ) {
+            check_decoders(&bytes, 0, &baseline)?;
+        }
+    }
+
+    #[test]
+    fn every_prefix_fails_like_the_reference() {
+        // Truncations must name the field they hit, as the field-by-field
+        // reads did (a three-u16 rotation is not one six-byte read).
+        check_decoders(&[0, 46, 0, 0, 0, 0], 0, &QuantizedEntity::default()).unwrap();
+        let base = sample();
+        let mut cur = base;
+        cur.position.quadrant += 1;
+        cur.rotation.pitch = 7;
+        cur.anim += 1;
+        cur.status.mp = 1;
+        cur.velocity = [1, -300, 9000];
+        let mut buf = [0u8; 128];
+        let mut w = Writer::new(&mut buf);
+        encode_update(&mut w, 300, 6, &base, &cur).unwrap();
+        encode_create(&mut w, 70_000, 4, &cur).unwrap();
+        encode_remove(&mut w, 5).unwrap();
+        let bytes = w.written().to_vec();
+        for start in 0..bytes.len() {
+            for end in start..=bytes.len() {
+                for baseline in [base, cur] {
+                    check_decoders(&bytes[start..end], 0, &baseline).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn largest_record_is_max_record_len() {
+        let base = QuantizedEntity {
+            velocity: [i16::MIN; 3],
+            ..QuantizedEntity::default()
+        };
+        let mut base_pos = base;
+        base_pos.position.offset = [i16::MIN; 3];
+        let cur = QuantizedEntity {
+            position: QuantizedPosition {
+                quadrant: 0,
+                offset: [i16::MAX; 3],
+            },
+            rotation: QuantizedRotation {
+                pitch: 1,
+                yaw: 2,
+                roll: 3,
+            },
+            anim: 1,
+            status: EntityStatus {
+                state: 1,
+                buffs: 1,
+                hp: 1,
+                mp: 1,
+            },
+            velocity: [i16::MAX; 3],
+        };
+        let mut buf = [0u8; 64];
+        let mut w = Writer::new(&mut buf);
+        encode_update(&mut w, u32::MAX, u32::MAX, &base_pos, &cur).unwrap();
+        assert_eq!(w.position(), MAX_RECORD_LEN);
+        let mut r = Reader::new(w.written());
+        let head = RecordHeader::decode(&mut r).unwrap();
+        let mut state = base_pos;
+        head.decode_apply(&mut r, &mut state).unwrap();
+        assert_eq!(state, cur);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn remove_is_all_or_nothing() {
+        // Room for the two-byte id but not the flags byte.
+        let mut buf = [0u8; 3];
+        let mut w = Writer::new(&mut buf);
+        w.u8(1).unwrap();
+        assert!(matches!(
+            encode_remove(&mut w, 300),
+            Err(EncodeError::BufferFull { .. })
+        ));
+        assert_eq!(w.position(), 1);
+    }
+
+    #[test]
+    fn decode_apply_leaves_state_on_error() {
+        let mut base = sample();
+        base.position.offset[0] = 0;
+        let mut far = base;
+        far.position.offset[0] = 30_000;
+        let mut buf = [0u8; 64];
+        let mut w = Writer::new(&mut buf);
+        encode_update(&mut w, 1, 1, &base, &far).unwrap();
+        let bytes = w.written().to_vec();
+        // Against a baseline the record does not belong to, the delta leaves
+        // the i16 range.
+        let mut wrong = base;
+        wrong.position.offset[0] = 10_000;
+        let mut state = wrong;
+        let mut r = Reader::new(&bytes);
+        let head = RecordHeader::decode(&mut r).unwrap();
+        assert!(matches!(
+            head.decode_apply(&mut r, &mut state),
+            Err(WireError::InvalidValue { .. })
+        ));
+        assert_eq!(state, wrong);
+        // Cut short.
+        let mut r = Reader::new(&bytes[..bytes.len() - 1]);
+        let head = RecordHeader::decode(&mut r).unwrap();
+        assert!(matches!(
+            head.decode_apply(&mut r, &mut state),
+            Err(WireError::Truncated { .. })
+        ));
+        assert_eq!(state, wrong);
+    }
+
+    #[test]
+    fn hand_built_header_matches_decode_then_apply() {
+        // A Remove header with field bits set reads the fields and keeps
+        // the baseline, like DeltaRecord::decode + apply would.
+        let header = RecordHeader {
+            entity_id: 1,
+            kind: RecordKind::Remove,
+            baseline_age: 0,
+            flags: DeltaFlags::ANIM_STATE,
+        };
+        let base = sample();
+        let mut state = base;
+        let mut r = Reader::new(&[9, 42]);
+        header.decode_apply(&mut r, &mut state).unwrap();
+        assert_eq!(state, base);
+        assert_eq!(r.position(), 1);
+        let rec = header.decode_fields(&mut Reader::new(&[9])).unwrap();
+        assert_eq!(rec.apply(&base).unwrap(), base);
+    }
+
+    fn delta_sync_bytes(records: usize, via_writer: bool) -> Vec<u8> {
+        let base = sample();
+        let mut cur = base;
+        cur.position.offset[1] += 5;
+        let mut buf = vec![0u8; 16 + records * 16];
+        let mut w = Writer::new(&mut buf);
+        if via_writer {
+            let mut sync = DeltaSyncWriter::begin(&mut w, 1000, 994, 5).unwrap();
+            for i in 0..records {
+                match i % 3 {
+                    0 => sync.update(&mut w, i as u32, 6, &base, &cur).unwrap(),
+                    1 => sync.create(&mut w, i as u32, 2, &cur).unwrap(),
+                    _ => sync.remove(&mut w, i as u32).unwrap(),
+                }
+            }
+            assert_eq!(sync.count(), records as u32);
+            assert_eq!(sync.finish(&mut w).unwrap(), records as u32);
+        } else {
+            let mut rec = vec![0u8; records * 16];
+            let mut rw = Writer::new(&mut rec);
+            for i in 0..records {
+                match i % 3 {
+                    0 => encode_update(&mut rw, i as u32, 6, &base, &cur).unwrap(),
+                    1 => encode_create(&mut rw, i as u32, 2, &cur).unwrap(),
+                    _ => encode_remove(&mut rw, i as u32).unwrap(),
+                }
+            }
+            crate::wire::game::ServerMessage::DeltaSync(crate::wire::game::DeltaSync {
+                tick: 1000,
+                baseline_tick: 994,
+                input_ack: 5,
+                record_count: records as u32,
+                records: rw.written(),
+            })
+            .encode(&mut w)
+            .unwrap();
+        }
+        w.written().to_vec()
+    }
+
+    #[test]
+    fn delta_sync_writer_matches_the_message_encoder() {
+        for records in [0, 1, 2, 127, 128, 129, 300] {
+            assert_eq!(
+                delta_sync_bytes(records, true),
+                delta_sync_bytes(records, false),
+                "{records} records"
+            );
+        }
+    }
+
+    #[test]
+    fn delta_sync_writer_stops_at_a_full_buffer() {
+        let base = sample();
+        let mut cur = base;
+        cur.velocity[0] += 1;
+        // Header (15) and a few records of 7 bytes.
+        let mut buf = [0u8; 40];
+        let mut w = Writer::new(&mut buf);
+        assert!(matches!(
+            DeltaSyncWriter::begin(&mut Writer::new(&mut [0u8; 14]), 1, 0, 0),
+            Err(EncodeError::BufferFull { needed: 15, .. })
+        ));
+        let mut sync = DeltaSyncWriter::begin(&mut w, 1, 0, 0).unwrap();
+        let mut n = 0;
+        while sync.update(&mut w, n, 1, &base, &cur).is_ok() {
+            n += 1;
+        }
+        let used = w.position();
+        assert_eq!(sync.finish(&mut w).unwrap(), n);
+        // The two-byte count slot shrank to one byte.
+        assert_eq!(w.position(), used - 1);
+        let msg = crate::wire::game::ServerMessage::decode(w.written()).unwrap();
+        let crate::wire::game::ServerMessage::DeltaSync(d) = msg else {
+            panic!("not a DeltaSync: {msg:?}")
+        };
+        assert_eq!(d.record_count, n);
+        let mut r = Reader::new(d.records);
+        for i in 0..n {
+            let head = RecordHeader::decode(&mut r).unwrap();
+            assert_eq!(head.entity_id, i);
+            let mut state = base;
+            head.decode_apply(&mut r, &mut state).unwrap();
+            assert_eq!(state, cur);
+        }
+        assert!(r.is_empty());
     }
 }

@@ -113,17 +113,20 @@ impl<'a> Reader<'a> {
         self.bytes(n).map(|_| ())
     }
 
-    /// Lends `f` everything that is left; if `f` returns `Some((value,
-    /// n))`, consumes `n` bytes (at most what is left) and returns the
-    /// value, and on `None` consumes nothing. This is the fast path of a
-    /// structure with an infallible common case: the caller falls back to
-    /// reading field by field when `f` declines.
-    #[inline(always)]
-    pub fn take_with<T>(&mut self, f: impl FnOnce(&'a [u8]) -> Option<(T, usize)>) -> Option<T> {
-        let rest = &self.buf[self.pos..];
-        let (value, n) = f(rest)?;
-        self.pos += n.min(rest.len());
-        Some(value)
+    /// Everything not yet consumed, without consuming it: a fast path
+    /// decodes a structure from it directly and then consumes what it used
+    /// with [`advance`](Self::advance), or leaves the reader where it is and
+    /// falls back to reading field by field.
+    #[inline]
+    pub fn peek_rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Consumes `n` bytes (at most what is left) that were read through
+    /// [`peek_rest`](Self::peek_rest).
+    #[inline]
+    pub fn advance(&mut self, n: usize) {
+        self.pos += n.min(self.remaining());
     }
 
     /// Takes everything that is left.
@@ -193,9 +196,37 @@ impl<'a> Reader<'a> {
     }
 
     /// The general varint decoder (any length, every check), for a first
-    /// byte with its continuation bit set or no byte at all.
-    #[inline(never)]
+    /// byte with its continuation bit set or no byte at all. Consumes what
+    /// it read, also on an error.
+    #[inline]
     fn varint_multi(&mut self) -> Result<u64, WireError> {
+        // With ten bytes at hand, no single read can run out.
+        if let Some(bytes) = self.buf[self.pos..].first_chunk::<MAX_VARINT_LEN>() {
+            let mut value: u64 = 0;
+            for (i, &byte) in bytes.iter().enumerate() {
+                if i == MAX_VARINT_LEN - 1 && byte > 0x01 {
+                    self.pos += MAX_VARINT_LEN;
+                    return Err(WireError::VarintTooLong);
+                }
+                value |= u64::from(byte & 0x7f) << (7 * i);
+                if byte & 0x80 == 0 {
+                    self.pos += i + 1;
+                    if byte == 0 && i > 0 {
+                        return Err(WireError::VarintOverlong);
+                    }
+                    return Ok(value);
+                }
+            }
+            // Not reached: a tenth byte of 0 or 1 ends the loop above.
+            self.pos += MAX_VARINT_LEN;
+            return Err(WireError::VarintTooLong);
+        }
+        self.varint_near_end()
+    }
+
+    /// [`varint_multi`](Self::varint_multi) with fewer than ten bytes left.
+    #[inline(never)]
+    fn varint_near_end(&mut self) -> Result<u64, WireError> {
         let mut value: u64 = 0;
         for i in 0..MAX_VARINT_LEN {
             let byte = self.u8()?;
@@ -369,21 +400,21 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Lends `f` the next `N` bytes in place, if at least `N` remain, and
-    /// keeps the first `n` of them, `n` being what `f` returns (at most
-    /// `N`). This is the infallible fast path of a structure whose encoding
-    /// has a known upper bound: the caller checks the room once instead of
-    /// once per field. Returns `None`, writing nothing, if fewer than `N`
-    /// bytes remain.
-    #[inline(always)]
-    pub fn put_with<const N: usize>(
-        &mut self,
-        f: impl FnOnce(&mut [u8; N]) -> usize,
-    ) -> Option<usize> {
-        let window = self.buf[self.pos..].first_chunk_mut::<N>()?;
-        let n = f(window).min(N);
-        self.pos += n;
-        Some(n)
+    /// The next `N` bytes, if at least `N` remain, to write in place
+    /// without advancing: the fast path of a structure whose encoding has a
+    /// known upper bound checks the room once instead of once per field,
+    /// writes through this window, and then counts what it wrote with
+    /// [`advance`](Self::advance).
+    #[inline]
+    pub fn spare<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
+        self.buf[self.pos..].first_chunk_mut::<N>()
+    }
+
+    /// Counts the next `n` bytes (at most what remains) as written, after
+    /// they were written through [`spare`](Self::spare).
+    #[inline]
+    pub fn advance(&mut self, n: usize) {
+        self.pos += n.min(self.remaining());
     }
 
     /// Writes raw bytes.
@@ -818,5 +849,302 @@ mod tests {
         assert_eq!(bits.read(3).unwrap(), 0b101);
         assert_eq!(bits.read(7).unwrap(), 0x7f);
         assert!(bits.read(6).is_err());
+    }
+
+    /// The varint decoder as it was before its fast paths, byte by byte.
+    fn reference_varint(r: &mut Reader<'_>) -> Result<u64, WireError> {
+        let mut value: u64 = 0;
+        for i in 0..MAX_VARINT_LEN {
+            let byte = r.u8()?;
+            let group = u64::from(byte & 0x7f);
+            if i == MAX_VARINT_LEN - 1 && byte > 0x01 {
+                return Err(WireError::VarintTooLong);
+            }
+            value |= group << (7 * i);
+            if byte & 0x80 == 0 {
+                if byte == 0 && i > 0 {
+                    return Err(WireError::VarintOverlong);
+                }
+                return Ok(value);
+            }
+        }
+        Err(WireError::VarintTooLong)
+    }
+
+    /// Values of every encoded length, with the edges of each.
+    fn varint_values() -> Vec<u64> {
+        let mut values = vec![0, 1, u64::MAX, u64::MAX - 1];
+        for bits in (7..64).step_by(7) {
+            let edge = 1u64 << bits;
+            values.extend([edge - 1, edge, edge + 1]);
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..500 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x >> (i % 64));
+        }
+        values
+    }
+
+    #[test]
+    fn varint_writer_matches_encode_varint_and_is_all_or_nothing() {
+        for value in varint_values() {
+            let mut want = [0u8; MAX_VARINT_LEN];
+            let len = encode_varint(value, &mut want);
+            assert_eq!(len, varint_len(value));
+            for room in 0..=len + 1 {
+                let mut buf = [0xeeu8; 1 + MAX_VARINT_LEN + 1];
+                let mut w = Writer::new(&mut buf[..1 + room]);
+                w.u8(7).unwrap();
+                let result = w.varint(value);
+                if room >= len {
+                    assert_eq!(result, Ok(()));
+                    assert_eq!(&w.written()[1..], &want[..len], "{value}");
+                } else {
+                    assert_eq!(
+                        result,
+                        Err(EncodeError::BufferFull {
+                            needed: len,
+                            available: room
+                        })
+                    );
+                    assert_eq!(w.position(), 1);
+                }
+            }
+            let mut buf = [0u8; MAX_VARINT_LEN];
+            let mut w = Writer::new(&mut buf);
+            w.zigzag(value as i64).unwrap();
+            let mut r = Reader::new(w.written());
+            assert_eq!(r.zigzag().unwrap(), value as i64);
+        }
+    }
+
+    #[test]
+    fn varint_reader_matches_the_byte_by_byte_decoder() {
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for value in varint_values() {
+            let mut buf = [0u8; MAX_VARINT_LEN];
+            let len = encode_varint(value, &mut buf);
+            inputs.push(buf[..len].to_vec());
+        }
+        // Every sequence of up to three bytes from a set that hits each
+        // branch, then longer ones built from the same set.
+        let interesting = [0x00u8, 0x01, 0x02, 0x0f, 0x10, 0x7f, 0x80, 0x81, 0xfe, 0xff];
+        for &a in &interesting {
+            inputs.push(vec![a]);
+            for &b in &interesting {
+                inputs.push(vec![a, b]);
+                for &c in &interesting {
+                    inputs.push(vec![a, b, c]);
+                }
+            }
+        }
+        for len in 4..=12 {
+            for (i, &last) in interesting.iter().enumerate() {
+                let mut v = vec![0x80 | i as u8; len];
+                v[len - 1] = last;
+                inputs.push(v.clone());
+                v[0] = 0xff;
+                inputs.push(v);
+            }
+        }
+        inputs.push(vec![]);
+        for input in inputs {
+            // Alone (fewer than ten bytes left) and followed by more bytes
+            // (the ten-byte window).
+            for pad in [0usize, 1, 12] {
+                let mut bytes = input.clone();
+                bytes.extend(std::iter::repeat_n(0x55, pad));
+                let mut a = Reader::new(&bytes);
+                let mut b = Reader::new(&bytes);
+                assert_eq!(a.varint(), reference_varint(&mut b), "{bytes:02x?}");
+                assert_eq!(a.position(), b.position(), "{bytes:02x?}");
+            }
+        }
+    }
+
+    #[test]
+    fn single_bytes_report_as_before() {
+        assert_eq!(
+            Reader::new(&[]).u8(),
+            Err(WireError::Truncated {
+                needed: 1,
+                available: 0
+            })
+        );
+        assert_eq!(
+            Reader::new(&[1]).u16(),
+            Err(WireError::Truncated {
+                needed: 2,
+                available: 1
+            })
+        );
+        let mut buf = [0u8; 1];
+        let mut w = Writer::new(&mut buf);
+        assert_eq!(
+            w.u16(1),
+            Err(EncodeError::BufferFull {
+                needed: 2,
+                available: 1
+            })
+        );
+        w.i8(-1).unwrap();
+        assert_eq!(
+            w.u8(1),
+            Err(EncodeError::BufferFull {
+                needed: 1,
+                available: 0
+            })
+        );
+        assert_eq!(buf, [0xff]);
+    }
+
+    /// `body` written in place after a marker byte, and as `len_prefixed`.
+    fn in_place_and_copied(body: &[u8]) -> (Result<Vec<u8>, EncodeError>, Vec<u8>) {
+        let mut buf = vec![0u8; body.len() + 8];
+        let mut w = Writer::new(&mut buf);
+        w.u8(0xaa).unwrap();
+        let slot = w.begin_len_prefixed().unwrap();
+        w.bytes(body).unwrap();
+        let ours = match w.end_len_prefixed(slot) {
+            Ok(len) => {
+                assert_eq!(len, body.len());
+                Ok(w.written().to_vec())
+            }
+            Err(e) => {
+                // Dropped back to before the slot.
+                assert_eq!(w.written(), &[0xaa]);
+                Err(e)
+            }
+        };
+        let mut buf = vec![0u8; body.len() + 8];
+        let mut w = Writer::new(&mut buf);
+        w.u8(0xaa).unwrap();
+        w.len_prefixed(body, usize::MAX).unwrap();
+        (ours, w.written().to_vec())
+    }
+
+    #[test]
+    fn len_prefixed_in_place_matches_len_prefixed() {
+        for len in [0usize, 1, 126, 127, 128, 129, 300, 16_383] {
+            let body: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let (ours, theirs) = in_place_and_copied(&body);
+            assert_eq!(ours.unwrap(), theirs, "body of {len}");
+        }
+        let body = vec![1u8; 16_384];
+        assert_eq!(
+            in_place_and_copied(&body).0,
+            Err(EncodeError::TooLong {
+                max: 16_383,
+                found: 16_384
+            })
+        );
+    }
+
+    #[test]
+    fn len_prefixed_in_place_nests() {
+        // Inner bodies on both sides of 128, and an outer body that becomes
+        // 127 bytes only once the inner prefix shrinks.
+        for (inner, tail) in [(125usize, 1usize), (126, 0), (127, 3), (128, 0), (200, 5)] {
+            let inner_body: Vec<u8> = (0..inner).map(|i| i as u8).collect();
+            let tail_body = vec![0xbbu8; tail];
+            let mut buf = [0u8; 512];
+            let mut w = Writer::new(&mut buf);
+            let outer = w.begin_len_prefixed().unwrap();
+            w.u8(0x11).unwrap();
+            let slot = w.begin_len_prefixed().unwrap();
+            w.bytes(&inner_body).unwrap();
+            assert_eq!(w.end_len_prefixed(slot).unwrap(), inner);
+            w.bytes(&tail_body).unwrap();
+            w.end_len_prefixed(outer).unwrap();
+            let ours = w.written().to_vec();
+
+            let mut inner_buf = [0u8; 512];
+            let mut iw = Writer::new(&mut inner_buf);
+            iw.u8(0x11).unwrap();
+            iw.len_prefixed(&inner_body, usize::MAX).unwrap();
+            iw.bytes(&tail_body).unwrap();
+            let mut buf = [0u8; 512];
+            let mut w = Writer::new(&mut buf);
+            w.len_prefixed(iw.written(), usize::MAX).unwrap();
+            assert_eq!(ours, w.written(), "inner {inner}, tail {tail}");
+        }
+    }
+
+    #[test]
+    fn varint_slots() {
+        for value in [0u64, 1, 127, 128, 300, 16_383] {
+            let mut buf = [0u8; 8];
+            let mut w = Writer::new(&mut buf);
+            let slot = w.reserve_varint_slot().unwrap();
+            w.bytes(&[1, 2, 3]).unwrap();
+            w.fill_varint_slot(slot, value).unwrap();
+            let mut want = [0u8; 8];
+            let mut ww = Writer::new(&mut want);
+            ww.varint(value).unwrap();
+            ww.bytes(&[1, 2, 3]).unwrap();
+            assert_eq!(w.written(), ww.written(), "{value}");
+        }
+        // Too large: dropped back to before the slot.
+        let mut buf = [0u8; 8];
+        let mut w = Writer::new(&mut buf);
+        w.u8(9).unwrap();
+        let slot = w.reserve_varint_slot().unwrap();
+        w.u8(1).unwrap();
+        assert_eq!(
+            w.fill_varint_slot(slot, 16_384),
+            Err(EncodeError::TooLong {
+                max: 16_383,
+                found: 16_384
+            })
+        );
+        assert_eq!(w.written(), &[9]);
+        // A slot the writer was restored past changes nothing.
+        let slot = w.reserve_varint_slot().unwrap();
+        w.restore(slot.mark());
+        w.u8(5).unwrap();
+        assert!(matches!(
+            w.fill_varint_slot(slot, 1),
+            Err(EncodeError::BufferFull { .. })
+        ));
+        assert_eq!(w.written(), &[9, 5]);
+        // No room for a slot: nothing written.
+        let mut buf = [0u8; 1];
+        let mut w = Writer::new(&mut buf);
+        assert_eq!(
+            w.begin_len_prefixed(),
+            Err(EncodeError::BufferFull {
+                needed: 2,
+                available: 1
+            })
+        );
+        assert_eq!(w.position(), 0);
+    }
+
+    #[test]
+    fn spare_and_peek_windows() {
+        let mut buf = [0u8; 6];
+        let mut w = Writer::new(&mut buf);
+        w.u8(1).unwrap();
+        assert!(w.spare::<6>().is_none());
+        let window = w.spare::<5>().unwrap();
+        window[..2].copy_from_slice(&[2, 3]);
+        w.advance(2);
+        assert_eq!(w.written(), &[1, 2, 3]);
+        // Advancing is clamped to the room left.
+        w.advance(100);
+        assert_eq!(w.position(), 6);
+
+        let data = [1u8, 2, 3];
+        let mut r = Reader::new(&data);
+        r.skip(1).unwrap();
+        assert_eq!(r.peek_rest(), &[2, 3]);
+        assert_eq!(r.position(), 1);
+        r.advance(1);
+        assert_eq!(r.u8().unwrap(), 3);
+        r.advance(5);
+        assert!(r.is_empty());
     }
 }

@@ -14,6 +14,11 @@
 //! so new frame types can be added without breaking old receivers. Only a
 //! length that runs past the end of the payload ends the iteration, since no
 //! later boundary can be trusted after it.
+//!
+//! A sender can write a frame body in place ([`begin_frame`], then the body,
+//! then [`end_frame`]) instead of building it elsewhere and copying it in:
+//! two bytes are reserved for the length, which is written canonically at
+//! the end, so the bytes are the same as those of [`encode_raw_frame`].
 
 use super::buf::{Mark, VarintSlot, varint_len};
 use super::control::Message;
@@ -286,5 +291,113 @@ mod tests {
             frames.next(),
             Some(Err(WireError::LengthExceeded { .. }))
         ));
+    }
+
+    /// A frame written in place, and the same frame by `encode_raw_frame`.
+    fn both_ways(frame_type: u8, body: &[u8]) -> (Result<Vec<u8>, EncodeError>, Vec<u8>) {
+        let mut buf = vec![0u8; body.len() + 16];
+        let mut w = Writer::new(&mut buf);
+        w.u8(0xaa).unwrap();
+        let frame = begin_frame(&mut w, frame_type).unwrap();
+        w.bytes(body).unwrap();
+        let ours = match end_frame(&mut w, frame) {
+            Ok(len) => {
+                assert_eq!(len, body.len());
+                Ok(w.written().to_vec())
+            }
+            Err(e) => {
+                assert_eq!(w.written(), &[0xaa]);
+                Err(e)
+            }
+        };
+        let mut buf = vec![0u8; body.len() + 16];
+        let mut w = Writer::new(&mut buf);
+        w.u8(0xaa).unwrap();
+        encode_raw_frame(&mut w, frame_type, body).unwrap();
+        (ours, w.written().to_vec())
+    }
+
+    #[test]
+    fn frames_in_place_match_copied_frames() {
+        for len in [0usize, 1, 127, 128, 1_180, 16_383] {
+            let body: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let (ours, theirs) = both_ways(200, &body);
+            let ours = ours.unwrap();
+            assert_eq!(ours, theirs, "body of {len}");
+            assert_eq!(ours.len(), 1 + raw_frame_len(len));
+            let frame = Frames::new(&ours[1..], 16_383).next().unwrap().unwrap();
+            assert_eq!(frame.frame_type, 200);
+            assert_eq!(frame.body, &body[..]);
+        }
+        assert_eq!(
+            both_ways(200, &vec![0u8; MAX_IN_PLACE_BODY + 1]).0,
+            Err(EncodeError::TooLong {
+                max: MAX_IN_PLACE_BODY,
+                found: MAX_IN_PLACE_BODY + 1
+            })
+        );
+    }
+
+    #[test]
+    fn begin_frame_needs_three_bytes() {
+        let mut buf = [0u8; 3];
+        let mut w = Writer::new(&mut buf);
+        w.u8(1).unwrap();
+        assert_eq!(
+            begin_frame(&mut w, 4),
+            Err(EncodeError::BufferFull {
+                needed: 3,
+                available: 2
+            })
+        );
+        assert_eq!(w.position(), 1);
+        // A frame abandoned through its start mark.
+        let mut buf = [0u8; 8];
+        let mut w = Writer::new(&mut buf);
+        let frame = begin_frame(&mut w, 4).unwrap();
+        w.u8(1).unwrap();
+        w.restore(frame.start());
+        assert_eq!(w.position(), 0);
+        // Ending it now changes nothing.
+        assert!(matches!(
+            end_frame(&mut w, frame),
+            Err(EncodeError::BufferFull { .. })
+        ));
+        assert_eq!(w.position(), 0);
+    }
+
+    #[test]
+    fn message_frames_in_place_match_message_encode_frame() {
+        for channel in [
+            Channel::Unreliable,
+            Channel::ReliableOrdered,
+            Channel::ReliableUnordered,
+        ] {
+            for len in [0usize, 5, 126, 127, 128, 400] {
+                let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let message_id = 70_000;
+                let mut buf = vec![0u8; len + 16];
+                let mut w = Writer::new(&mut buf);
+                let frame = begin_message_frame(&mut w, channel, message_id).unwrap();
+                w.bytes(&data).unwrap();
+                end_frame(&mut w, frame).unwrap();
+                let ours = w.written().to_vec();
+                let mut buf = vec![0u8; len + 16];
+                let mut w = Writer::new(&mut buf);
+                Message {
+                    channel,
+                    message_id,
+                    data: &data,
+                }
+                .encode_frame(&mut w)
+                .unwrap();
+                assert_eq!(ours, w.written(), "{channel:?}, {len} bytes");
+            }
+        }
+        // No room for the message id: nothing written.
+        let mut buf = [0u8; 4];
+        let mut w = Writer::new(&mut buf);
+        assert!(begin_message_frame(&mut w, Channel::ReliableOrdered, 70_000).is_err());
+        assert_eq!(w.position(), 0);
     }
 }
