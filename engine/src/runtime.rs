@@ -294,7 +294,15 @@ pub fn start_with_layout(
     let resolved = layout
         .resolve(config.world.quadrant_grid())
         .map_err(|e| StartError::Layout(e.to_string()))?;
-    let world_data = WorldData::populated(&config.world, DEFAULT_WORLD_ENTITIES, 1);
+    let mut world_data = WorldData::populated(&config.world, DEFAULT_WORLD_ENTITIES, 1);
+    if let Some(path) = &config.authority.heightfield_file {
+        world_data.heightfield = tos_shards::data::load_heightfield(std::path::Path::new(path))
+            .map_err(|e| StartError::World(e.to_string()))?;
+    }
+    if let Some(path) = &config.authority.obstacles_file {
+        world_data.obstacles = tos_shards::data::load_obstacles(std::path::Path::new(path))
+            .map_err(|e| StartError::World(e.to_string()))?;
+    }
     let next_client = Arc::new(std::sync::atomic::AtomicU32::new(1));
     let config_arc = Arc::new(config.clone());
     let secrets = Secrets::load(config).map_err(StartError::Secret)?;

@@ -29,12 +29,14 @@ use crate::stats::CoreSnapshot;
 /// are "battle" characters and enter within 200 m of [`BATTLE_CENTRE`];
 /// the others anywhere in a 4 km square around the origin.
 pub fn dev_spawn_position(character_id: u64) -> [f32; 3] {
-    let mut x = character_id ^ 0x9e37_79b9_7f4a_7c15;
+    // SplitMix64: every output is well mixed even for neighbouring ids.
+    let mut x = character_id;
     let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x >> 40) as f32 / (1u64 << 24) as f32
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
     };
     if character_id >> 63 == 1 {
         let (a, r) = (next() * std::f32::consts::TAU, next() * 20_000.0);

@@ -284,3 +284,48 @@ fn walking_across_the_border_hands_the_player_to_the_other_core() {
     assert!(stats[0].migrations_out >= 1);
     assert!(server.shutdown(Duration::from_secs(2)));
 }
+
+#[test]
+fn obstacles_from_a_data_file_stop_players() {
+    let mut c = ServerConfig::default();
+    c.network.bind = "127.0.0.1:0".into();
+    c.network.metrics_addr = None;
+    c.runtime.cores = CoreSelection::Count(1);
+    c.runtime.pin_threads = false;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/data");
+    c.authority.obstacles_file = Some(format!("{dir}/obstacles-example.ron"));
+    c.authority.heightfield_file = Some(format!("{dir}/heightfield-example.ron"));
+    let server = runtime::start(&c).expect("server starts with the example data");
+    // The example wall spans x 6000..6200, y -4000..6000: pick a battle
+    // character that enters a little west of it and walk east.
+    let character_id = (1..100_000u64)
+        .map(|i| i | 1 << 63)
+        .find(|&id| {
+            let p = dev_spawn_position(id);
+            (3_000.0..5_000.0).contains(&p[0]) && (-2_000.0..4_000.0).contains(&p[1])
+        })
+        .expect("a spawn west of the wall");
+    let mut players = vec![Player::new(&server, character_id)];
+    let ok = play(
+        &mut players,
+        Duration::from_secs(10),
+        |_, _| [900.0, 0.0, 0.0],
+        |ps| !ps[0].corrections.is_empty(),
+    );
+    assert!(
+        ok,
+        "walking through the wall was not corrected (x = {})",
+        players[0].position[0]
+    );
+    assert!(
+        players[0].corrections.iter().all(|p| p[0] < 6_000.0),
+        "{:?}",
+        players[0].corrections
+    );
+    assert!(server.shutdown(Duration::from_secs(2)));
+
+    let mut bad = c.clone();
+    bad.authority.obstacles_file = Some("/nonexistent/walls.ron".into());
+    let e = runtime::start(&bad).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/walls.ron"), "{e}");
+}

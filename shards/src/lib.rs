@@ -25,12 +25,14 @@
 //! - [`handoff`]: ghosts ([`GhostBatch`]) and hand-offs ([`Handoff`])
 //!   between cores.
 //! - [`shard`]: [`Shard`], the per-core world the engine ticks.
+//! - [`data`]: terrain and obstacles loaded from RON data files.
 //!
 //! [`validate_claim`]: authority::validate_claim
 //! [`ClientView`]: snapshot::ClientView
 
 pub mod aoi;
 pub mod authority;
+pub mod data;
 pub mod entity;
 mod error;
 pub mod handoff;
