@@ -49,6 +49,9 @@ loadgen: simulated players against a tos-server
   --battle F                fraction of players converging on one battle (default 0.1)
   --cheaters F              fraction of misbehaving players (default 0)
   --ramp S                  spread connects over S seconds (default 0: a connect storm)
+    --decode-only             check that snapshots decode but keep no world
+                            state (lighter clients, to load a server from
+                            fewer loadgen cores); default: apply them
   --json FILE|-             write the summary as JSON
   --csv FILE                write the per-second time series
   --svg FILE                write a chart of players, packets/s and p99 latency
@@ -73,6 +76,7 @@ struct Args {
     battle: f64,
     cheaters: f64,
     ramp: f64,
+    decode_only: bool,
     json: Option<String>,
     csv: Option<String>,
     svg: Option<String>,
@@ -117,6 +121,7 @@ fn parse_args() -> Result<Args, String> {
         battle: 0.1,
         cheaters: 0.0,
         ramp: 0.0,
+        decode_only: false,
         json: None,
         csv: None,
         svg: None,
@@ -167,6 +172,7 @@ fn parse_args() -> Result<Args, String> {
             "--cheaters" => a.cheaters = num(v("--cheaters")?, "--cheaters")?,
             "--ramp" => a.ramp = num(v("--ramp")?, "--ramp")?,
             "--json" => a.json = Some(v("--json")?),
+            "--decode-only" => a.decode_only = true,
             "--csv" => a.csv = Some(v("--csv")?),
             "--svg" => a.svg = Some(v("--svg")?),
             "--log-level" => a.log_level = v("--log-level")?,
@@ -302,6 +308,7 @@ fn run(args: &Args) -> Result<(), String> {
             start,
             ramp: Duration::from_secs_f64(args.ramp),
             deadline,
+            apply_snapshots: !args.decode_only,
         };
         let (live, stop) = (Arc::clone(&live), Arc::clone(&stop));
         handles.push(

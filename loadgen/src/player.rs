@@ -7,10 +7,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tos_protocol::connection::{Connection, Event};
-use tos_protocol::delta::DeltaRecord;
 use tos_protocol::wire::control::DisconnectReason;
 use tos_protocol::wire::game::{ClientMessage, FullEntityState, MovementClaim, ServerMessage};
-use tos_protocol::wire::{Channel, Reader, Writer};
+use tos_protocol::wire::{Channel, Writer};
 
 use crate::report::Recorder;
 
@@ -55,6 +54,10 @@ pub(crate) struct Player {
     waypoint: [f32; 3],
     next_input: Instant,
     input_period: Duration,
+    /// The world as this client sees it, from the snapshots.
+    receiver: tos_shards::SnapshotReceiver,
+    /// Whether snapshots are applied (a full client) or only decoded.
+    pub(crate) apply_snapshots: bool,
     rng: u64,
     /// Stable per player (the seed it was created with).
     seed_id: u32,
@@ -105,6 +108,8 @@ impl Player {
             waypoint: [0.0; 3],
             next_input: now,
             input_period: Duration::from_secs_f64(1.0 / f64::from(rate_hz.max(1))),
+            receiver: tos_shards::SnapshotReceiver::new(),
+            apply_snapshots: true,
             rng: seed | 1,
             seed_id: seed as u32,
             done: false,
@@ -347,20 +352,30 @@ impl Player {
                             rec.snapshots += 1;
                             rec.entities_per_snapshot(u64::from(d.record_count));
                             rec.snapshot_bytes += data.len() as u64;
+                            // Apply it as a game client would: baselines,
+                            // creates, removes; the client's view of the world.
+                            if self.apply_snapshots {
+                                match self.receiver.apply(&d) {
+                                    Ok(info) => {
+                                        rec.missing_baselines += u64::from(info.missing_baselines)
+                                    }
+                                    Err(_) => rec.decode_errors += 1,
+                                }
+                            } else {
+                                // Lighter: check every record decodes, keep no state.
+                                let mut r = tos_protocol::wire::Reader::new(d.records);
+                                for _ in 0..d.record_count {
+                                    if tos_protocol::delta::DeltaRecord::decode(&mut r).is_err() {
+                                        rec.decode_errors += 1;
+                                        break;
+                                    }
+                                }
+                            }
                             // What the same records would cost at full precision.
                             rec.naive_bytes += 1
                                 + 12
                                 + u64::from(d.record_count) * (4 + FullEntityState::LEN as u64);
-                            let mut r = Reader::new(d.records);
-                            for _ in 0..d.record_count {
-                                if DeltaRecord::decode(&mut r).is_err() {
-                                    rec.decode_errors += 1;
-                                    break;
-                                }
-                            }
-                            if !r.is_empty() {
-                                rec.decode_errors += 1;
-                            }
+
                             let ack = d.input_ack;
                             self.observe_input(ack, now, rec);
                         }

@@ -30,6 +30,8 @@ pub(crate) struct Recorder {
     /// Bytes the same snapshots would take at full precision, no deltas.
     pub(crate) naive_bytes: u64,
     pub(crate) decode_errors: u64,
+    /// Update records whose baseline this client did not hold (skipped).
+    pub(crate) missing_baselines: u64,
     pub(crate) corrections: u64,
     pub(crate) connected: u64,
     pub(crate) denied: u64,
@@ -53,6 +55,7 @@ impl Default for Recorder {
             snapshot_bytes: 0,
             naive_bytes: 0,
             decode_errors: 0,
+            missing_baselines: 0,
             corrections: 0,
             connected: 0,
             denied: 0,
@@ -93,6 +96,7 @@ impl Recorder {
         self.snapshot_bytes += o.snapshot_bytes;
         self.naive_bytes += o.naive_bytes;
         self.decode_errors += o.decode_errors;
+        self.missing_baselines += o.missing_baselines;
         self.corrections += o.corrections;
         self.connected += o.connected;
         self.denied += o.denied;
@@ -239,8 +243,8 @@ pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
     }
     let _ = writeln!(
         s,
-        "decode errors: {}, garbage datagrams sent: {}",
-        r.decode_errors, r.garbage_sent
+        "decode errors: {}, records skipped for a missing baseline: {}, garbage datagrams sent: {}",
+        r.decode_errors, r.missing_baselines, r.garbage_sent
     );
     let names = [
         "graceful",
@@ -287,7 +291,7 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
         0.0
     };
     format!(
-        "{{\"mode\":\"{}\",\"players\":{},\"seconds\":{:.3},\"rate_hz\":{},\"server\":\"{}\",\"latency_ms\":{},\"rtt_ms\":{},\"handshake_ms\":{},\"entities_per_snapshot\":{},\"connected\":{},\"denied\":{},\"packets_out_per_s\":{:.1},\"packets_in_per_s\":{:.1},\"bytes_out_per_s\":{:.1},\"bytes_in_per_s\":{:.1},\"snapshots\":{},\"snapshot_bytes\":{},\"naive_bytes\":{},\"bandwidth_saved\":{:.4},\"corrections\":{},\"decode_errors\":{},\"disconnects\":[{}]}}",
+        "{{\"mode\":\"{}\",\"players\":{},\"seconds\":{:.3},\"rate_hz\":{},\"server\":\"{}\",\"latency_ms\":{},\"rtt_ms\":{},\"handshake_ms\":{},\"entities_per_snapshot\":{},\"connected\":{},\"denied\":{},\"packets_out_per_s\":{:.1},\"packets_in_per_s\":{:.1},\"bytes_out_per_s\":{:.1},\"bytes_in_per_s\":{:.1},\"snapshots\":{},\"snapshot_bytes\":{},\"naive_bytes\":{},\"bandwidth_saved\":{:.4},\"corrections\":{},\"decode_errors\":{},\"missing_baselines\":{},\"disconnects\":[{}]}}",
         info.mode,
         info.players,
         info.seconds,
@@ -309,6 +313,7 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
         saved,
         r.corrections,
         r.decode_errors,
+        r.missing_baselines,
         r.disconnects
             .iter()
             .map(u64::to_string)

@@ -32,6 +32,7 @@ pub(crate) struct Plan {
     pub(crate) start: Instant,
     pub(crate) ramp: Duration,
     pub(crate) deadline: Instant,
+    pub(crate) apply_snapshots: bool,
 }
 
 fn behaviour(i: usize, battle: f64, cheat: f64) -> Behaviour {
@@ -144,7 +145,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Recorde
                 match Connection::connect(cfg, plan.server, now) {
                     Ok(conn) => {
                         let b = behaviour(global, plan.battle_fraction, plan.cheater_fraction);
-                        let p = Player::new(
+                        let mut p = Player::new(
                             conn,
                             pi % sockets.len(),
                             b,
@@ -153,6 +154,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Recorde
                             global as u64 * 0x9e37_79b9 + 7,
                             now,
                         );
+                        p.apply_snapshots = plan.apply_snapshots;
                         routes.insert((p.socket, p.key), pi);
                         slot.player = Some(p);
                     }
