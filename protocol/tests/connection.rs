@@ -396,12 +396,11 @@ fn large_messages_are_fragmented_and_reassembled() {
             .send(Channel::ReliableOrdered, &vec![0; max + 1]),
         Err(SendError::TooLarge { max })
     );
-    let unfrag = TransportConfig::default().max_unfragmented();
     assert_eq!(
         sim.clients[0]
             .conn
-            .send(Channel::Unreliable, &vec![0; unfrag + 1]),
-        Err(SendError::TooLarge { max: unfrag })
+            .send(Channel::Unreliable, &vec![0; max + 1]),
+        Err(SendError::TooLarge { max })
     );
 }
 
@@ -551,4 +550,101 @@ fn a_reassembled_message_refused_for_lack_of_room_is_delivered_later() {
         sim.server_messages()
             .contains(&(Channel::ReliableUnordered, big))
     );
+}
+
+#[test]
+fn unreliable_messages_larger_than_a_datagram_arrive_whole_or_not_at_all() {
+    // Perfect link: every one arrives whole and is reported acknowledged.
+    let mut sim = connected_pair(22, LinkConfig::perfect(10), TransportConfig::default());
+    let mut rng = common::Rng(5);
+    let sizes = [1_500usize, 5_000, 20_000];
+    let mut sent = Vec::new();
+    for &n in &sizes {
+        let data: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
+        let token = sim.clients[0]
+            .conn
+            .send(Channel::Unreliable, &data)
+            .unwrap();
+        sent.push((token, data));
+    }
+    assert!(sim.drive(Duration::from_secs(5), |s| s.server_messages().len() == 3));
+    for (_, data) in &sent {
+        assert!(
+            sim.server_messages()
+                .contains(&(Channel::Unreliable, data.clone()))
+        );
+    }
+    assert!(
+        sim.drive(Duration::from_secs(2), |s| sent
+            .iter()
+            .all(|(t, _)| s.clients[0]
+                .events
+                .contains(&Owned::UnreliableAcked(*t))))
+    );
+
+    // Lossy link: each message arrives whole or not at all, never twice, and
+    // each token is reported exactly once (acked only if it arrived).
+    let mut sim = connected_pair(
+        23,
+        LinkConfig {
+            loss: 0.05,
+            reorder: 0.2,
+            reorder_delay: Duration::from_millis(20),
+            ..LinkConfig::perfect(10)
+        },
+        TransportConfig::default(),
+    );
+    let mut messages = Vec::new();
+    for i in 0..60u32 {
+        let mut data: Vec<u8> = (0..3_000).map(|_| rng.next_u64() as u8).collect();
+        data[..4].copy_from_slice(&i.to_le_bytes());
+        let token = sim.clients[0]
+            .conn
+            .send(Channel::Unreliable, &data)
+            .unwrap();
+        messages.push((token, data));
+        sim.step();
+        sim.now += Duration::from_millis(5);
+    }
+    sim.drive(Duration::from_secs(5), |_| false);
+    let got = sim.server_messages();
+    assert!(
+        got.len() < 60 && got.len() > 20,
+        "{} of 60 arrived",
+        got.len()
+    );
+    for (_, d) in &got {
+        assert!(
+            messages.iter().any(|(_, m)| m == d),
+            "a message arrived altered"
+        );
+        assert_eq!(
+            got.iter().filter(|(_, x)| x == d).count(),
+            1,
+            "a message arrived twice"
+        );
+    }
+    for (token, data) in &messages {
+        let acked = sim.clients[0]
+            .events
+            .iter()
+            .filter(|e| **e == Owned::UnreliableAcked(*token))
+            .count();
+        let lost = sim.clients[0]
+            .events
+            .iter()
+            .filter(|e| **e == Owned::UnreliableLost(*token))
+            .count();
+        assert_eq!(
+            acked + lost,
+            1,
+            "token {token} reported {acked} acked, {lost} lost"
+        );
+        if acked == 1 {
+            assert!(
+                got.iter().any(|(_, d)| d == data),
+                "acked but never delivered"
+            );
+        }
+    }
 }

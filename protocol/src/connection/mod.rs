@@ -45,8 +45,8 @@ use crate::integrity::IntegrityTable;
 use crate::replay::ReplayWindow;
 use crate::wire::control::{
     AcceptedParams, Ack, CryptoTest, CryptoTestAck, DenyReason, Disconnect, DisconnectReason,
-    Fragment, Handshake, IntegrityAnswer, IntegrityChallenge, Message, NewConnectionId, Ping, Pong,
-    RekeyRequest, RekeyResponse, ReliableHandshake, TAG_LEN,
+    FRAGMENT_PIECE_LEN, Fragment, Handshake, IntegrityAnswer, IntegrityChallenge, Message,
+    NewConnectionId, Ping, Pong, RekeyRequest, RekeyResponse, ReliableHandshake, TAG_LEN,
 };
 use crate::wire::datagram::{self, AnyFrame, Datagram, SEALED_FLAGS};
 use crate::wire::frame::{FrameBody, Frames};
@@ -237,7 +237,7 @@ pub enum Event<'a> {
 pub enum SendError {
     /// The connection is closing or closed.
     Closed,
-    /// Larger than the maximum message (or, unreliable, than one datagram).
+    /// Larger than the maximum message (`max_message_bytes`).
     TooLarge {
         /// The largest size allowed on this channel.
         max: usize,
@@ -413,6 +413,20 @@ struct PendingControl {
     integrity_answer: Option<IntegrityAnswer>,
 }
 
+/// A fragmented unreliable message whose pieces are in flight: it counts
+/// as acknowledged only when every piece is, and as lost at the first lost
+/// piece.
+#[derive(Debug, Clone, Copy)]
+struct FragmentedUnreliable {
+    token: u64,
+    /// Pieces sent and neither acknowledged nor lost.
+    outstanding: u16,
+    /// Every piece was sent.
+    all_sent: bool,
+    /// Already reported lost.
+    failed: bool,
+}
+
 /// Limits on small queues that must not grow with a peer's behaviour.
 const MAX_PENDING_PONGS: usize = 4;
 /// Standalone Acks are sent at once after this many ack-eliciting packets.
@@ -449,6 +463,11 @@ pub struct Connection {
     pending_pieces: VecDeque<PieceRef>,
     next_fragment_id: u16,
     unreliable: VecDeque<(u64, usize, usize)>,
+    /// The front unreliable message is fragmented and partly written:
+    /// (next piece, fragment id).
+    unreliable_progress: Option<(u16, u16)>,
+    /// Fragmented unreliable messages with pieces in flight.
+    unreliable_frags: VecDeque<FragmentedUnreliable>,
     unreliable_bytes: Vec<u8>,
     next_token: u64,
     ordered_rx: OrderedReceiver,
@@ -528,6 +547,8 @@ impl Connection {
             pending_pieces: VecDeque::new(),
             next_fragment_id: 0,
             unreliable: VecDeque::new(),
+            unreliable_progress: None,
+            unreliable_frags: VecDeque::new(),
             unreliable_bytes: Vec::new(),
             next_token: 0,
             ordered_rx: OrderedReceiver::new(config.receive_window),
@@ -745,17 +766,18 @@ impl Connection {
             + self.config.receive_window.div_ceil(64) as usize * 8
     }
 
-    /// Queues a message. Reliable messages larger than one datagram are
-    /// fragmented (up to `max_message_bytes`); unreliable ones must fit one
-    /// datagram. Returns a token: for unreliable messages it names the
-    /// message in the `UnreliableAcked` / `UnreliableLost` events.
+    /// Queues a message. Messages larger than one datagram are fragmented
+    /// (up to `max_message_bytes`; unreliable pieces are sent once each).
+    /// Returns a token: for unreliable messages it names the message in the
+    /// `UnreliableAcked` / `UnreliableLost` events.
     pub fn send(&mut self, channel: Channel, data: &[u8]) -> Result<u64, SendError> {
         if self.is_closing() {
             return Err(SendError::Closed);
         }
         match channel {
             Channel::Unreliable => {
-                let max = self.config.max_unfragmented();
+                // Larger than a datagram: sent as fragments, once.
+                let max = self.config.max_message_bytes;
                 if data.len() > max {
                     return Err(SendError::TooLarge { max });
                 }
@@ -763,7 +785,13 @@ impl Connection {
                     // Stale state is worth less than fresh: drop the oldest.
                     if let Some((token, _, _)) = self.unreliable.pop_front() {
                         self.stats.unreliable_dropped += 1;
-                        self.events.push_back(EventRecord::UnreliableLost(token));
+                        if self.unreliable_progress.take().is_some() {
+                            // Partly sent: its pieces in flight can no longer
+                            // make a whole message.
+                            self.unreliable_piece_settled(token, false, true);
+                        } else {
+                            self.events.push_back(EventRecord::UnreliableLost(token));
+                        }
                     }
                 }
                 let token = self.next_token;
@@ -1280,8 +1308,10 @@ impl Connection {
             }
             Err(reliable::FragmentError::TooManyReassemblies) => {
                 self.stats.fragments_dropped += 1;
-                // A reliable piece will come again; an unreliable one is gone.
-                !f.channel.is_reliable()
+                // Refused, so not acknowledged: a reliable piece comes
+                // again, and an unreliable message is reported lost rather
+                // than acknowledged without being delivered.
+                false
             }
         }
     }
@@ -1366,6 +1396,9 @@ impl Connection {
                 Some(SentFrame::Unreliable(token)) => {
                     self.events.push_back(EventRecord::UnreliableAcked(token))
                 }
+                Some(SentFrame::UnreliablePiece(token)) => {
+                    self.unreliable_piece_settled(token, true, false)
+                }
                 Some(SentFrame::Control(ControlKind::NewConnectionId)) => {
                     if let Some(id) = self.pending_id.take() {
                         self.connection_id = id;
@@ -1444,6 +1477,9 @@ impl Connection {
                 }
                 Some(SentFrame::Unreliable(token)) => {
                     self.events.push_back(EventRecord::UnreliableLost(token))
+                }
+                Some(SentFrame::UnreliablePiece(token)) => {
+                    self.unreliable_piece_settled(token, false, false)
                 }
                 Some(SentFrame::Control(kind)) => self.rearm_control(kind),
                 None => {}
@@ -2086,23 +2122,98 @@ impl Connection {
     /// Writes queued unreliable messages that fit; returns whether any.
     fn write_unreliable(&mut self, w: &mut Writer<'_>) -> bool {
         let mut any = false;
+        let max = self.config.max_unfragmented();
         while let Some(&(token, start, len)) = self.unreliable.front() {
-            let data = &self.unreliable_bytes[start..start + len];
-            if (Message {
-                channel: Channel::Unreliable,
-                message_id: 0,
-                data,
-            })
-            .encode_frame(w)
-            .is_err()
-            {
+            if len <= max {
+                let data = &self.unreliable_bytes[start..start + len];
+                if (Message {
+                    channel: Channel::Unreliable,
+                    message_id: 0,
+                    data,
+                })
+                .encode_frame(w)
+                .is_err()
+                {
+                    break;
+                }
+                self.unreliable.pop_front();
+                self.sent.push_frame(SentFrame::Unreliable(token));
+                any = true;
+                continue;
+            }
+            // Fragmented: as many pieces as fit, the rest in later packets.
+            let pieces = len.div_ceil(FRAGMENT_PIECE_LEN) as u16;
+            let (mut next, fragment_id) = match self.unreliable_progress {
+                Some(progress) => progress,
+                None => {
+                    let id = self.next_fragment_id;
+                    self.next_fragment_id = id.wrapping_add(1);
+                    self.unreliable_frags.push_back(FragmentedUnreliable {
+                        token,
+                        outstanding: 0,
+                        all_sent: false,
+                        failed: false,
+                    });
+                    (0, id)
+                }
+            };
+            while next < pieces {
+                let a = usize::from(next) * FRAGMENT_PIECE_LEN;
+                let b = (a + FRAGMENT_PIECE_LEN).min(len);
+                let piece = Fragment {
+                    channel: Channel::Unreliable,
+                    message_id: 0,
+                    fragment_id,
+                    index: next,
+                    total_size: len as u32,
+                    data: &self.unreliable_bytes[start + a..start + b],
+                };
+                if piece.encode_frame(w).is_err() {
+                    break;
+                }
+                self.sent.push_frame(SentFrame::UnreliablePiece(token));
+                if let Some(f) = self.unreliable_frags.iter_mut().find(|f| f.token == token) {
+                    f.outstanding += 1;
+                }
+                next += 1;
+                any = true;
+            }
+            if next < pieces {
+                self.unreliable_progress = Some((next, fragment_id));
                 break;
             }
+            self.unreliable_progress = None;
             self.unreliable.pop_front();
-            self.sent.push_frame(SentFrame::Unreliable(token));
-            any = true;
+            if let Some(f) = self.unreliable_frags.iter_mut().find(|f| f.token == token) {
+                f.all_sent = true;
+            }
         }
         any
+    }
+
+    /// A piece of a fragmented unreliable message was acknowledged or lost
+    /// (or, `abandoned`, the message was dropped before all pieces left).
+    fn unreliable_piece_settled(&mut self, token: u64, acked: bool, abandoned: bool) {
+        let Some(i) = self.unreliable_frags.iter().position(|f| f.token == token) else {
+            return;
+        };
+        let f = &mut self.unreliable_frags[i];
+        if abandoned {
+            f.all_sent = true;
+        } else {
+            f.outstanding = f.outstanding.saturating_sub(1);
+        }
+        if (!acked || abandoned) && !f.failed {
+            f.failed = true;
+            self.events.push_back(EventRecord::UnreliableLost(token));
+        }
+        let f = self.unreliable_frags[i];
+        if f.all_sent && f.outstanding == 0 {
+            if !f.failed {
+                self.events.push_back(EventRecord::UnreliableAcked(token));
+            }
+            self.unreliable_frags.remove(i);
+        }
     }
 }
 

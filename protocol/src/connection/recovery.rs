@@ -13,6 +13,8 @@ pub(crate) enum SentFrame {
     Piece(PieceRef),
     /// An unreliable message, by its token.
     Unreliable(u64),
+    /// One piece of a fragmented unreliable message, by its token.
+    UnreliablePiece(u64),
     /// A control frame that must be re-sent if lost.
     Control(ControlKind),
 }

@@ -422,7 +422,25 @@ impl Reassembler {
                 i
             }
             None => {
-                let Some(i) = self.slots.iter().position(|s| !s.active) else {
+                let free = self.slots.iter().position(|s| !s.active);
+                // An unreliable message may evict the oldest incomplete
+                // unreliable one: its missing piece is not coming again,
+                // and fresh state is worth more than stale.
+                let evict = || {
+                    self.slots
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.active && s.channel == Some(Channel::Unreliable))
+                        .min_by_key(|(_, s)| s.started)
+                        .map(|(i, _)| i)
+                };
+                let Some(i) = free.or_else(|| {
+                    if channel == Channel::Unreliable {
+                        evict()
+                    } else {
+                        None
+                    }
+                }) else {
                     return Err(FragmentError::TooManyReassemblies);
                 };
                 let s = &mut self.slots[i];
