@@ -411,10 +411,8 @@ impl CoreRunner {
             match after {
                 After::Nothing => {}
                 After::Echo(handle, channel) => {
-                    if let Some(conn) = self.endpoint.connection_mut(handle) {
-                        // A full queue drops the echo: the client sees a loss.
-                        let _ = conn.send(channel, &self.echo_buf);
-                    }
+                    // A full queue drops the echo: the client sees a loss.
+                    let _ = self.endpoint.send(handle, channel, &self.echo_buf);
                 }
                 After::WorldMessage(handle) => {
                     if let Some(w) = self.world.as_mut() {

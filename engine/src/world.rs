@@ -273,9 +273,7 @@ impl CoreWorld {
                     },
                     &mut buf,
                 );
-                if let Some(conn) = endpoint.connection_mut(handle) {
-                    let _ = conn.send(Channel::ReliableOrdered, &buf[..n]);
-                }
+                let _ = endpoint.send(handle, Channel::ReliableOrdered, &buf[..n]);
             }
             Err(ShardError::WrongShard { owner }) => {
                 // The spawn point is another core's: the connection goes there.
@@ -396,17 +394,13 @@ impl CoreWorld {
         for c in self.shard.corrections() {
             if let Some(slot) = self.clients.get(&c.client) {
                 let n = encode(&c.message(), &mut buf);
-                if let Some(conn) = endpoint.connection_mut(slot.handle) {
-                    let _ = conn.send(Channel::ReliableOrdered, &buf[..n]);
-                }
+                let _ = endpoint.send(slot.handle, Channel::ReliableOrdered, &buf[..n]);
             }
         }
         for a in self.shard.action_results() {
             if let Some(slot) = self.clients.get(&a.client) {
                 let n = encode(&a.message(), &mut buf);
-                if let Some(conn) = endpoint.connection_mut(slot.handle) {
-                    let _ = conn.send(Channel::ReliableOrdered, &buf[..n]);
-                }
+                let _ = endpoint.send(slot.handle, Channel::ReliableOrdered, &buf[..n]);
             }
         }
         // Entities crossing into other cores' quadrants, with their players.
@@ -457,10 +451,9 @@ impl CoreWorld {
             if n == 0 {
                 continue;
             }
-            if let Some(conn) = endpoint.connection_mut(slot.handle) {
-                if let Ok(token) = conn.send(Channel::Unreliable, &self.snapshot[..n]) {
-                    slot.remember(token, tick);
-                }
+            if let Ok(token) = endpoint.send(slot.handle, Channel::Unreliable, &self.snapshot[..n])
+            {
+                slot.remember(token, tick);
             }
         }
     }

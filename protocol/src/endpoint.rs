@@ -213,6 +213,8 @@ struct Slot {
     incoming_reported: bool,
     /// Awaiting the application's accept or refuse (counted in `pending`).
     pending: bool,
+    /// A migrated connection's previous id, routed here until it expires.
+    alias: Option<u32>,
 }
 
 /// A queued stateless reply.
@@ -329,6 +331,30 @@ impl Endpoint {
         let index = *self.by_id.get(&connection_id)?;
         self.slots[index as usize].connection.as_ref()?;
         Some(self.handle_of(index))
+    }
+
+    /// Queues a message on a connection. Unlike [`Endpoint::connection_mut`]
+    /// it marks the connection for [`Endpoint::poll_event`] only when the
+    /// send produced an event (a dropped unreliable message reported lost),
+    /// so per-tick sends to every client add no event-polling work.
+    pub fn send(
+        &mut self,
+        handle: ConnectionHandle,
+        channel: crate::wire::Channel,
+        data: &[u8],
+    ) -> Result<u64, crate::connection::SendError> {
+        let slot = self
+            .slots
+            .get_mut(handle.index())
+            .filter(|s| s.generation == handle.generation);
+        let Some(conn) = slot.and_then(|s| s.connection.as_mut()) else {
+            return Err(crate::connection::SendError::Closed);
+        };
+        let token = conn.send(channel, data)?;
+        if conn.has_events() {
+            self.dirty.push_back(handle.index);
+        }
+        Ok(token)
     }
 
     /// Handles of every live connection.
@@ -515,6 +541,7 @@ impl Endpoint {
                     ticket: Vec::new(),
                     incoming_reported: false,
                     pending: false,
+                    alias: None,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -525,6 +552,7 @@ impl Endpoint {
         slot.ticket.extend_from_slice(ticket);
         slot.incoming_reported = !report_incoming;
         slot.pending = report_incoming;
+        slot.alias = None;
         if report_incoming {
             self.pending += 1;
         }
@@ -596,13 +624,28 @@ impl Endpoint {
             slot.pending = false;
             self.pending -= 1;
         }
-        self.by_id.remove(&conn.connection_id());
-        if let Some(p) = conn.pending_connection_id() {
-            self.by_id.remove(&p);
-        }
-        self.by_id.retain(|_, v| *v != index);
+        let alias = slot.alias.take();
+        self.unmap(index, &conn, alias);
         self.free.push(index);
         self.live -= 1;
+    }
+
+    /// Forgets every id routing to slot `index`: the connection's current
+    /// and pending ids and its migration alias (each only if it still
+    /// routes here). O(1), not a scan of the id map.
+    fn unmap(&mut self, index: u32, conn: &Connection, alias: Option<u32>) {
+        for id in [
+            Some(conn.connection_id()),
+            conn.pending_connection_id(),
+            alias,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if self.by_id.get(&id) == Some(&index) {
+                self.by_id.remove(&id);
+            }
+        }
     }
 
     /// Moves a connection out of this endpoint to `target_core`, which
@@ -626,7 +669,8 @@ impl Endpoint {
             self.pending -= 1;
         }
         let index = handle.index;
-        self.by_id.retain(|_, v| *v != index);
+        let alias = slot.alias.take();
+        self.unmap(index, &conn, alias);
         self.free.push(index);
         self.live -= 1;
         let until = now + self.config.migration_grace;
@@ -647,6 +691,7 @@ impl Endpoint {
         conn.migrate_to(new_id);
         let handle = self.insert(conn, &[], false);
         self.by_id.insert(new_id, handle.index);
+        self.slots[handle.index()].alias = Some(old_id);
         self.aliases
             .push_back((old_id, now + self.config.migration_grace));
         handle
@@ -667,6 +712,10 @@ impl Endpoint {
                     .map(Connection::connection_id);
                 if current != Some(id) {
                     self.by_id.remove(&id);
+                }
+                let slot = &mut self.slots[index as usize];
+                if slot.alias == Some(id) {
+                    slot.alias = None;
                 }
             }
         }

@@ -648,3 +648,44 @@ fn unreliable_messages_larger_than_a_datagram_arrive_whole_or_not_at_all() {
         }
     }
 }
+
+#[test]
+fn a_removed_migrated_connection_leaves_no_id_behind() {
+    let mut sim = Sim::with_cores(24, LinkConfig::perfect(5), TransportConfig::default(), 2);
+    let cfg = sim.client_config(Arc::new(TransportConfig::default()));
+    sim.add_client(cfg);
+    assert!(sim.drive(Duration::from_secs(5), |s| s.established(0)));
+    let from = sim
+        .servers
+        .iter()
+        .position(|s| s.connection_count() == 1)
+        .unwrap();
+    let to = 1 - from;
+    let old_id = sim.clients[0].conn.connection_id();
+    let now = sim.now;
+    let h = sim.servers[from].handles().next().unwrap();
+    let conn = sim.servers[from].take_connection(h, to as u8, now).unwrap();
+    assert!(
+        sim.servers[from].handle_by_id(old_id).is_none(),
+        "the old core forgets the id"
+    );
+    sim.servers[to].insert_migrated(conn, now);
+    assert!(sim.drive(
+        Duration::from_secs(5),
+        |s| s.clients[0].conn.connection_id() != old_id
+    ));
+    let new_id = sim.clients[0].conn.connection_id();
+    assert!(
+        sim.servers[to].handle_by_id(old_id).is_some(),
+        "the old id is an alias during the grace"
+    );
+    assert!(sim.servers[to].handle_by_id(new_id).is_some());
+    let now = sim.now;
+    sim.clients[0].conn.close(now, DisconnectReason::Graceful);
+    assert!(
+        sim.drive(Duration::from_secs(5), |s| s.servers[to].connection_count()
+            == 0)
+    );
+    assert!(sim.servers[to].handle_by_id(old_id).is_none());
+    assert!(sim.servers[to].handle_by_id(new_id).is_none());
+}
