@@ -29,6 +29,14 @@ pub struct RuntimeConfig {
     /// Benchmark mode: run the network and protocol path only and echo each
     /// client's messages back, with no world; measures the I/O floor.
     pub echo_mode: bool,
+    /// The data directory: the SQLite file, the server's static key, the
+    /// ticket signing key and the integrity secret are created there on
+    /// first start and reused afterwards (`tos-server --data-dir`).
+    pub data_dir: String,
+    /// A directory with the game data files (`characters.ron`,
+    /// `levels.ron`, `names.ron`); `None` uses the files built into the
+    /// server (`config/data/` of its source).
+    pub game_data_dir: Option<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -41,6 +49,8 @@ impl Default for RuntimeConfig {
             cross_core_channel_capacity: 4096,
             shutdown_grace_ms: 2000,
             echo_mode: false,
+            data_dir: "data".into(),
+            game_data_dir: None,
         }
     }
 }
@@ -63,6 +73,9 @@ impl RuntimeConfig {
             self.cross_core_channel_capacity,
             1,
         )?;
+        if self.data_dir.trim().is_empty() {
+            return Err(check.invalid("runtime.data_dir", "a directory path", "an empty string"));
+        }
         Ok(())
     }
 }

@@ -24,6 +24,8 @@ use tos_protocol::endpoint::{
 use tos_protocol::wire::Channel;
 use tos_protocol::wire::control::DisconnectReason;
 
+use tos_game::Output;
+
 use crate::io::{Backend, DatagramIo, SendError};
 use crate::stats::{CoreSnapshot, CoreStats};
 
@@ -52,26 +54,14 @@ pub enum CoreMessage {
     Datagram(ForwardedDatagram),
     /// A connection moving to this core.
     Migrate(Box<Connection>),
-    /// An entity crossing into this core's quadrants, with its player's
-    /// connection when it is a player.
-    Handoff {
-        /// The entity.
-        handoff: Box<tos_shards::Handoff>,
-        /// Its player's connection.
+    /// A message for this core's game layer, with the player's connection
+    /// when one moves with it (hand-offs, entering at a position this core
+    /// owns).
+    Game {
+        /// The message.
+        msg: tos_game::PeerMessage,
+        /// The connection that moves with it.
         connection: Option<Box<Connection>>,
-    },
-    /// A neighbour's ghosts of this tick.
-    Ghosts(tos_shards::GhostBatch),
-    /// An action's effect on an entity this core owns.
-    Effect(tos_shards::RemoteEffect),
-    /// A player whose spawn point is in this core's quadrants.
-    Enter {
-        /// Its connection.
-        connection: Box<Connection>,
-        /// Its client id.
-        client: tos_shards::ClientId,
-        /// The character.
-        character: tos_shards::Character,
     },
     /// Move the connection with this id to `target`.
     MigrateRequest {
@@ -101,12 +91,9 @@ impl core::fmt::Debug for CoreMessage {
                 connection_id,
                 target,
             } => write!(f, "MigrateRequest({connection_id:#x} -> {target})"),
-            Self::Handoff { handoff, .. } => {
-                write!(f, "Handoff({} -> {})", handoff.from_core, handoff.to_core)
+            Self::Game { msg, connection } => {
+                write!(f, "Game({msg:?}, connection: {})", connection.is_some())
             }
-            Self::Ghosts(b) => write!(f, "Ghosts({} from {})", b.ghosts.len(), b.from_core),
-            Self::Effect(e) => write!(f, "Effect(target {})", e.target),
-            Self::Enter { client, .. } => write!(f, "Enter(client {})", client.0),
         }
     }
 }
@@ -152,7 +139,8 @@ pub struct CoreRunner {
     next_stats: Instant,
     send_buf: Box<[u8; 2048]>,
     echo_buf: Vec<u8>,
-    world: Option<crate::world::CoreWorld>,
+    game_buf: Box<[u8; 2048]>,
+    game: Option<tos_game::GameCore>,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
@@ -173,7 +161,7 @@ impl CoreRunner {
         (peers, inbox): (Vec<Sender<CoreMessage>>, Receiver<CoreMessage>),
         shared: Arc<CoreStats>,
         stop: Arc<AtomicBool>,
-        world: Option<crate::world::CoreWorld>,
+        game: Option<tos_game::GameCore>,
     ) -> Self {
         let now = Instant::now();
         let period = settings.tick_period;
@@ -196,7 +184,8 @@ impl CoreRunner {
                 .unwrap_or_else(|_| unreachable!("valid bounds")),
             send_buf: Box::new([0u8; 2048]),
             echo_buf: Vec::with_capacity(2048),
-            world,
+            game_buf: Box::new([0u8; 2048]),
+            game,
             _not_send: core::marker::PhantomData,
         }
     }
@@ -224,6 +213,10 @@ impl CoreRunner {
         let received = self.receive(now);
         self.drain_inbox(now);
         self.handle_events(now);
+        if let Some(game) = self.game.as_mut() {
+            game.handle_replies(now);
+        }
+        self.drain_game(now);
         if now >= self.next_tick {
             self.run_tick(now);
         }
@@ -280,45 +273,13 @@ impl CoreRunner {
                     connection_id,
                     target,
                 } => self.migrate(now, connection_id, target),
-                CoreMessage::Handoff {
-                    handoff,
-                    connection,
-                } => {
-                    if let Some(world) = self.world.as_mut() {
-                        world.on_handoff(
-                            &mut self.endpoint,
-                            &self.peers,
-                            *handoff,
-                            connection.map(|c| *c),
-                            now,
-                            &mut self.local,
-                        );
-                    }
-                }
-                CoreMessage::Ghosts(batch) => {
-                    if let Some(world) = self.world.as_mut() {
-                        world.on_ghosts(batch);
-                    }
-                }
-                CoreMessage::Effect(effect) => {
-                    if let Some(world) = self.world.as_mut() {
-                        world.on_effect(effect);
-                    }
-                }
-                CoreMessage::Enter {
-                    connection,
-                    client,
-                    character,
-                } => {
-                    if let Some(world) = self.world.as_mut() {
-                        world.on_enter(
-                            &mut self.endpoint,
-                            &self.peers,
-                            *connection,
-                            (client, character),
-                            now,
-                            &mut self.local,
-                        );
+                CoreMessage::Game { msg, connection } => {
+                    let handle = connection.map(|c| {
+                        self.local.migrations_in += 1;
+                        self.endpoint.insert_migrated(*c, now)
+                    });
+                    if let Some(game) = self.game.as_mut() {
+                        game.handle_peer(msg, handle);
                     }
                 }
             }
@@ -354,16 +315,25 @@ impl CoreRunner {
         enum After {
             Nothing,
             Echo(ConnectionHandle, Channel),
-            WorldMessage(ConnectionHandle),
+            GameMessage(ConnectionHandle),
         }
         loop {
             let after = match self.endpoint.poll_event() {
                 None => break,
-                Some(EndpointEvent::Incoming { handle, .. }) => {
-                    // The auth ticket is opaque here; a deployment checks it
-                    // against its login service before accepting.
-                    self.endpoint.accept(handle, now);
-                    self.local.connections_accepted += 1;
+                Some(EndpointEvent::Incoming {
+                    handle,
+                    ticket,
+                    address,
+                }) => {
+                    match self.game.as_mut() {
+                        // The game layer checks the ticket (off this thread)
+                        // and answers with Accept or Refuse.
+                        Some(game) => game.handle_incoming(now, handle, ticket, address),
+                        None => {
+                            self.endpoint.accept(handle, now);
+                            self.local.connections_accepted += 1;
+                        }
+                    }
                     After::Nothing
                 }
                 Some(EndpointEvent::Connection { handle, event }) => match event {
@@ -372,38 +342,39 @@ impl CoreRunner {
                         self.echo_buf.extend_from_slice(data);
                         match self.settings.mode {
                             Mode::Echo => After::Echo(handle, channel),
-                            Mode::World => After::WorldMessage(handle),
+                            Mode::World => After::GameMessage(handle),
                         }
                     }
                     Event::Connected => {
-                        if let Some(w) = self.world.as_mut() {
-                            w.on_connected(handle);
+                        let address = self.endpoint.connection(handle).map(|c| c.remote_address());
+                        if let (Some(g), Some(address)) = (self.game.as_mut(), address) {
+                            g.handle_connected(handle, address);
                         }
                         After::Nothing
                     }
                     Event::UnreliableAcked { token } => {
-                        if let Some(w) = self.world.as_mut() {
-                            w.on_snapshot_fate(handle, token, true);
+                        if let Some(g) = self.game.as_mut() {
+                            g.handle_snapshot_fate(handle, token, true);
                         }
                         After::Nothing
                     }
                     Event::UnreliableLost { token } => {
-                        if let Some(w) = self.world.as_mut() {
-                            w.on_snapshot_fate(handle, token, false);
+                        if let Some(g) = self.game.as_mut() {
+                            g.handle_snapshot_fate(handle, token, false);
                         }
                         After::Nothing
                     }
                     Event::Disconnected { .. } => {
-                        if let Some(w) = self.world.as_mut() {
-                            w.on_closed(handle);
+                        if let Some(g) = self.game.as_mut() {
+                            g.handle_closed(handle);
                         }
                         After::Nothing
                     }
                     _ => After::Nothing,
                 },
                 Some(EndpointEvent::Removed { handle }) => {
-                    if let Some(w) = self.world.as_mut() {
-                        w.on_closed(handle);
+                    if let Some(g) = self.game.as_mut() {
+                        g.handle_closed(handle);
                     }
                     After::Nothing
                 }
@@ -412,18 +383,81 @@ impl CoreRunner {
                 After::Nothing => {}
                 After::Echo(handle, channel) => {
                     // A full queue drops the echo: the client sees a loss.
-                    let _ = self.endpoint.send(handle, channel, &self.echo_buf);
+                    if self.endpoint.send(handle, channel, &self.echo_buf).is_err() {
+                        self.local.drop_send_full += 1;
+                    }
                 }
-                After::WorldMessage(handle) => {
-                    if let Some(w) = self.world.as_mut() {
-                        w.on_message(
-                            &mut self.endpoint,
-                            &self.peers,
-                            handle,
-                            &self.echo_buf,
-                            now,
-                            &mut self.local,
-                        );
+                After::GameMessage(handle) => {
+                    if let Some(g) = self.game.as_mut() {
+                        g.handle_message(now, handle, &self.echo_buf);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out what the game layer asks for: sends, accept/refuse of
+    /// pending connections, closes, and messages (with connections) to
+    /// other cores.
+    fn drain_game(&mut self, now: Instant) {
+        let Some(game) = self.game.as_mut() else {
+            return;
+        };
+        while let Some(out) = game.poll_output(&mut self.game_buf[..]) {
+            match out {
+                Output::Send {
+                    handle,
+                    channel,
+                    len,
+                    snapshot_tick,
+                } => {
+                    let result = self.endpoint.send(handle, channel, &self.game_buf[..len]);
+                    game.handle_sent(handle, snapshot_tick, result);
+                }
+                Output::Accept { handle } => {
+                    if self.endpoint.accept(handle, now) {
+                        self.local.connections_accepted += 1;
+                    }
+                }
+                Output::Refuse { handle, reason } => self.endpoint.refuse(handle, reason),
+                Output::Close { handle, reason } => {
+                    if let Some(c) = self.endpoint.connection_mut(handle) {
+                        c.close(now, reason);
+                    }
+                }
+                Output::ToCore {
+                    core,
+                    msg,
+                    connection,
+                } => {
+                    let Some(peer) = self.peers.get(usize::from(core)) else {
+                        tracing::error!(core, "the game layer named a core that does not exist");
+                        continue;
+                    };
+                    let conn = connection
+                        .and_then(|h| self.endpoint.take_connection(h, core as u8, now))
+                        .map(Box::new);
+                    let moving = conn.is_some();
+                    match peer.try_send(CoreMessage::Game {
+                        msg,
+                        connection: conn,
+                    }) {
+                        Ok(()) => {
+                            if moving {
+                                self.local.migrations_out += 1;
+                            }
+                        }
+                        Err(
+                            TrySendError::Full(CoreMessage::Game { msg, connection })
+                            | TrySendError::Disconnected(CoreMessage::Game { msg, connection }),
+                        ) => {
+                            // Its inbox is full: the connection stays here and
+                            // the game layer decides what to retry.
+                            self.local.drop_forward_full += 1;
+                            let handle = connection.map(|c| self.endpoint.insert_migrated(*c, now));
+                            game.handle_bounced(core, msg, handle);
+                        }
+                        Err(_) => {}
                     }
                 }
             }
@@ -434,16 +468,19 @@ impl CoreRunner {
         let started = Instant::now();
         self.endpoint.handle_timeout(now);
         self.handle_events(now);
-        if let Some(world) = self.world.as_mut() {
-            world.tick(
-                &mut self.endpoint,
-                &self.peers,
-                self.tick as u32,
-                now,
-                &mut self.local,
-            );
-            self.local.players = world.players() as u64;
+        if let Some(game) = self.game.as_mut() {
+            if self.tick % 60 == 0 {
+                for h in self.endpoint.handles() {
+                    if let Some(conn) = self.endpoint.connection(h) {
+                        game.handle_rtt(h, conn.rtt().as_millis().min(u128::from(u32::MAX)) as u32);
+                    }
+                }
+            }
+            game.handle_replies(now);
+            game.handle_tick(self.tick as u32);
+            self.local.players = game.players() as u64;
         }
+        self.drain_game(now);
         let took = started.elapsed();
         let period = self.settings.tick_period;
         let _ = self.tick_hist.record(took.as_micros().max(1) as u64);
@@ -520,6 +557,12 @@ impl CoreRunner {
 
     fn shutdown(&mut self) {
         let now = Instant::now();
+        // Every character on this core goes to the store before the
+        // connections close; the runtime flushes the store after the cores.
+        if let Some(game) = self.game.as_mut() {
+            game.shutdown();
+        }
+        self.drain_game(now);
         let handles: Vec<_> = self.endpoint.handles().collect();
         for h in handles {
             if let Some(c) = self.endpoint.connection_mut(h) {

@@ -17,8 +17,10 @@
 //!   secrets loaded or generated.
 //! - [`stats`] and the metrics endpoint: per-core counters, the stats line,
 //!   the Prometheus text format.
-//! - [`world`]: the game layer of a core — its shard of the world, the
-//!   players in it, snapshots with acknowledged baselines, hand-offs.
+//! - The game itself (sessions, accounts, characters, the shard each core
+//!   simulates) is `tos-game`'s: a core feeds its `GameCore` plain values
+//!   and carries out the `Output`s it polls; the database and password
+//!   hashing run on the store's and the auth pool's own threads.
 //! - [`signals`]: SIGINT / SIGTERM.
 //!
 //! The `tos-server` binary (`src/bin/tos-server.rs`) wires these together.
@@ -30,4 +32,3 @@ pub mod runtime;
 pub mod settings;
 pub mod signals;
 pub mod stats;
-pub mod world;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, bounded};
 use tos_config::{CoreSelection, IoBackend, ServerConfig, ShardLayout, Steering};
 use tos_shards::{Shard, WorldData};
+use tos_game::boot::{Boot, BootError};
 
-use crate::world::CoreWorld;
 use tos_protocol::endpoint::Endpoint;
 
 use crate::core::{CoreMessage, CoreRunner, CoreSettings, Mode};
@@ -64,6 +64,9 @@ pub enum StartError {
     Layout(String),
     /// A core's shard could not be built.
     World(String),
+    /// The game layer (data directory, store, keys, game data) could not
+    /// start.
+    Game(BootError),
 }
 
 impl core::fmt::Display for StartError {
@@ -89,6 +92,7 @@ impl core::fmt::Display for StartError {
             Self::Thread(e) => write!(f, "cannot start a core thread: {e}"),
             Self::Layout(e) => write!(f, "bad shard layout: {e}"),
             Self::World(e) => write!(f, "cannot build the world: {e}"),
+            Self::Game(e) => write!(f, "{e}"),
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct ServerHandle {
     metrics_stop: Arc<AtomicBool>,
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
     steering: &'static str,
+    game: Option<Boot>,
 }
 
 impl ServerHandle {
@@ -157,8 +162,15 @@ impl ServerHandle {
             .is_ok()
     }
 
-    /// Stops every core: each sends Disconnect to its clients and flushes.
-    /// Returns whether every core stopped within `grace`.
+    /// The game layer's shared services (store, registry, counters), when
+    /// the server runs the world.
+    pub fn game(&self) -> Option<&Boot> {
+        self.game.as_ref()
+    }
+
+    /// Stops every core: each saves its characters, sends Disconnect to its
+    /// clients and flushes; then the store writes everything still pending
+    /// and stops. Returns whether every core stopped within `grace`.
     pub fn shutdown(mut self, grace: Duration) -> bool {
         self.stop.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + grace;
@@ -172,6 +184,10 @@ impl ServerHandle {
             } else {
                 all = false;
             }
+        }
+        // After the cores: their last saves are in the store's queue.
+        if let Some(game) = self.game.take() {
+            game.stop();
         }
         self.metrics_stop.store(true, Ordering::SeqCst);
         if let Some((_, t)) = self.metrics.take() {
@@ -305,7 +321,15 @@ pub fn start_with_layout(
     }
     let next_client = Arc::new(std::sync::atomic::AtomicU32::new(1));
     let config_arc = Arc::new(config.clone());
-    let secrets = Secrets::load(config).map_err(StartError::Secret)?;
+    let data_dir = std::path::PathBuf::from(&config.runtime.data_dir);
+    let secrets = Secrets::load(config, &data_dir).map_err(StartError::Secret)?;
+    // The game layer's services (store, auth workers, game data, keys) start
+    // before the cores so that nothing of it runs on a core's thread.
+    let game = if config.runtime.echo_mode {
+        None
+    } else {
+        Some(tos_game::boot::start(config, &data_dir).map_err(StartError::Game)?)
+    };
     // A plain bind first: it fails if any socket (reuseport or not) holds
     // the port, which the reuseport binds below would silently join.
     let addr = match std::net::UdpSocket::bind(bind) {
@@ -365,7 +389,13 @@ pub fn start_with_layout(
         Arc::clone(&transport),
     ))
     .static_public_key();
-    tracing::info!(key = %hex(&static_public), "server static public key (clients pin this)");
+    let key_file = config.security.server_static_key_file.clone().unwrap_or_else(|| {
+        data_dir
+            .join(crate::settings::STATIC_KEY_FILE)
+            .display()
+            .to_string()
+    });
+    tracing::info!(key = %hex(&static_public), file = %key_file, "server static public key (clients pin this)");
 
     let choice = match config.network.io_backend {
         IoBackend::Auto => BackendChoice::Auto,
@@ -406,6 +436,8 @@ pub fn start_with_layout(
             world_data.clone(),
             Arc::clone(&next_client),
         );
+        let services = game.as_ref().map(|g| g.services.clone());
+        let tick_hz = config.runtime.tick_hz;
         let budget = (config.sync.snapshot_budget_bytes as usize).min(transport.max_unfragmented());
         let t = std::thread::Builder::new()
             .name(format!("tos-core-{index}"))
@@ -421,16 +453,24 @@ pub fn start_with_layout(
                     }
                 };
                 // The shard is per core and not Send: built here, on its thread.
-                let world = if mode == Mode::World {
-                    match Shard::new(index as u16, &cfg, &layout, data) {
-                        Ok(shard) => Some(CoreWorld::new(index as u16, shard, next_client, budget)),
-                        Err(e) => {
-                            let _ = ready.send(Err(format!("core {index}: world: {e}")));
-                            return;
+                let world = match (mode, services) {
+                    (Mode::World, Some(services)) => {
+                        match Shard::new(index as u16, &cfg, &layout, data) {
+                            Ok(shard) => Some(tos_game::GameCore::new(
+                                index as u16,
+                                shard,
+                                services,
+                                next_client,
+                                budget,
+                                tick_hz,
+                            )),
+                            Err(e) => {
+                                let _ = ready.send(Err(format!("core {index}: world: {e}")));
+                                return;
+                            }
                         }
                     }
-                } else {
-                    None
+                    _ => None,
                 };
                 let _ = ready.send(Ok(()));
                 let runner = CoreRunner::new(
@@ -480,9 +520,10 @@ pub fn start_with_layout(
             })?;
             let bound = listener.local_addr().map_err(StartError::Socket)?;
             let (cores_stats, ms) = (Arc::clone(&stats), Arc::clone(&metrics_stop));
+            let extra = game.as_ref().map(Boot::metrics);
             let t = std::thread::Builder::new()
                 .name("tos-metrics".into())
-                .spawn(move || crate::metrics::serve(listener, cores_stats, ms))
+                .spawn(move || crate::metrics::serve(listener, cores_stats, extra, ms))
                 .map_err(|e| StartError::Thread(e.to_string()))?;
             tracing::info!(%bound, "metrics endpoint");
             Some((bound, t))
@@ -499,6 +540,7 @@ pub fn start_with_layout(
         metrics_stop,
         metrics,
         steering,
+        game,
     })
 }
 

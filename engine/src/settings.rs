@@ -93,14 +93,74 @@ fn load_or_generate(path: Option<&str>) -> Result<[u8; 32], SecretError> {
     Ok(s)
 }
 
+/// The server's static key in the data directory.
+pub const STATIC_KEY_FILE: &str = "server_static.key";
+/// The integrity secret in the data directory.
+pub const INTEGRITY_SECRET_FILE: &str = "integrity.secret";
+
+/// Reads a 32-byte secret from `path` in the data directory, creating it
+/// (random, mode 0600) on first start so that it survives restarts.
+pub fn load_or_create(path: &Path) -> Result<[u8; 32], SecretError> {
+    let name = path.display().to_string();
+    match load_or_generate(Some(&name)) {
+        Ok(s) => Ok(s),
+        Err(SecretError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            let mut s = [0u8; 32];
+            OsRng.fill_bytes(&mut s);
+            let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(path, format!("{hex}\n").as_bytes()).map_err(|source| {
+                SecretError::Io {
+                    path: name.clone(),
+                    source,
+                }
+            })?;
+            Ok(s)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a new file only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 impl Secrets {
-    /// Loads the configured secret files; a secret without a file is
-    /// generated at random (the static key then changes every start).
-    pub fn load(config: &ServerConfig) -> Result<Self, SecretError> {
+    /// Loads the secrets. The static key and the integrity secret come from
+    /// the configured files, or else from `data_dir` (created there on
+    /// first start and reused afterwards, so clients can pin the key); the
+    /// cookie secret is configured or random (cookies live seconds).
+    pub fn load(config: &ServerConfig, data_dir: &Path) -> Result<Self, SecretError> {
+        let in_dir = |configured: Option<&str>, file: &str| match configured {
+            Some(path) => load_or_generate(Some(path)),
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|source| SecretError::Io {
+                    path: data_dir.display().to_string(),
+                    source,
+                })?;
+                load_or_create(&data_dir.join(file))
+            }
+        };
+        let static_secret = in_dir(
+            config.security.server_static_key_file.as_deref(),
+            STATIC_KEY_FILE,
+        )?;
+        let integrity_secret = in_dir(
+            config.security.integrity_secret_file.as_deref(),
+            INTEGRITY_SECRET_FILE,
+        )?;
         Ok(Self {
-            static_secret: load_or_generate(config.security.server_static_key_file.as_deref())?,
+            static_secret,
             cookie_secret: load_or_generate(config.security.cookie_secret_file.as_deref())?,
-            integrity_secret: load_or_generate(config.security.integrity_secret_file.as_deref())?,
+            integrity_secret,
         })
     }
 }

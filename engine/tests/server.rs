@@ -23,6 +23,11 @@ fn config(backend: IoBackend, steering: Steering) -> ServerConfig {
     c.runtime.cores = CoreSelection::Count(2);
     c.runtime.pin_threads = false;
     c.runtime.echo_mode = true;
+    // Keys go to a directory of this test run, never into the source tree.
+    c.runtime.data_dir = std::env::temp_dir()
+        .join(format!("tos-engine-tests-{}", std::process::id()))
+        .display()
+        .to_string();
     c
 }
 

@@ -16,6 +16,7 @@ mod player;
 mod report;
 mod worker;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,6 +53,15 @@ loadgen: simulated players against a tos-server
     --decode-only             check that snapshots decode but keep no world
                             state (lighter clients, to load a server from
                             fewer loadgen cores); default: apply them
+  --account-prefix P        accounts are named P0, P1, ... (default lg); each is
+                            registered on first use, logged in afterwards, and
+                            gets a character when it has none
+  --password PW             password of those accounts (default loadgen-password)
+  --data-dir DIR            data directory of --spawn-server (default: a new
+                            temporary one); reuse it to find the characters again
+  --positions FILE          where players' last positions are remembered between
+                            runs (default DATA-DIR/loadgen-P.positions, or
+                            ./loadgen-P.positions with --server)
   --json FILE|-             write the summary as JSON
   --csv FILE                write the per-second time series
   --svg FILE                write a chart of players, packets/s and p99 latency
@@ -81,6 +91,10 @@ struct Args {
     csv: Option<String>,
     svg: Option<String>,
     log_level: String,
+    account_prefix: String,
+    password: String,
+    data_dir: Option<String>,
+    positions: Option<String>,
 }
 
 fn hex32(s: &str) -> Result<[u8; 32], String> {
@@ -126,6 +140,10 @@ fn parse_args() -> Result<Args, String> {
         csv: None,
         svg: None,
         log_level: "warn".into(),
+        account_prefix: "lg".into(),
+        password: "loadgen-password".into(),
+        data_dir: None,
+        positions: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -176,9 +194,24 @@ fn parse_args() -> Result<Args, String> {
             "--csv" => a.csv = Some(v("--csv")?),
             "--svg" => a.svg = Some(v("--svg")?),
             "--log-level" => a.log_level = v("--log-level")?,
+            "--account-prefix" => a.account_prefix = v("--account-prefix")?,
+            "--password" => a.password = v("--password")?,
+            "--data-dir" => a.data_dir = Some(v("--data-dir")?),
+            "--positions" => a.positions = Some(v("--positions")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
+    }
+    let p = &a.account_prefix;
+    if p.is_empty()
+        || p.len() > 12
+        || !p.as_bytes()[0].is_ascii_alphabetic()
+        || !p.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err("--account-prefix: 1-12 ASCII letters and digits, starting with a letter (it also names the characters)".into());
+    }
+    if !(8..=128).contains(&a.password.len()) {
+        return Err("--password: 8 to 128 bytes".into());
     }
     if a.spawn == a.server.is_some() {
         return Err(format!(
@@ -241,7 +274,62 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads remembered positions: one `index x y z` line per player.
+fn read_positions(path: &std::path::Path) -> HashMap<usize, [f32; 3]> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut it = line.split_whitespace();
+            let i = it.next()?.parse().ok()?;
+            let mut p = [0f32; 3];
+            for v in &mut p {
+                *v = it.next()?.parse().ok()?;
+            }
+            Some((i, p))
+        })
+        .collect()
+}
+
+fn write_positions(
+    path: &std::path::Path,
+    mut known: HashMap<usize, [f32; 3]>,
+    now: &[(usize, [f32; 3])],
+) -> Result<(), String> {
+    for (i, p) in now {
+        known.insert(*i, *p);
+    }
+    let mut rows: Vec<_> = known.into_iter().collect();
+    rows.sort_by_key(|(i, _)| *i);
+    let text: String = rows
+        .iter()
+        .map(|(i, p)| format!("{i} {} {} {}\n", p[0], p[1], p[2]))
+        .collect();
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 fn run(args: &Args) -> Result<(), String> {
+    // The spawned server's data directory: given, or a new temporary one.
+    let data_dir = match (&args.data_dir, args.spawn) {
+        (Some(d), _) => Some(std::path::PathBuf::from(d)),
+        (None, true) => Some(std::env::temp_dir().join(format!(
+            "loadgen-data-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ))),
+        (None, false) => None,
+    };
+    let positions_path = match &args.positions {
+        Some(p) => std::path::PathBuf::from(p),
+        None => data_dir
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("."))
+            .join(format!("loadgen-{}.positions", args.account_prefix)),
+    };
+    let remembered = read_positions(&positions_path);
     // The server: spawned here, or given.
     let spawned = if args.spawn {
         let mut c = ServerConfig::default();
@@ -254,6 +342,14 @@ fn run(args: &Args) -> Result<(), String> {
         };
         c.runtime.pin_threads = !args.server_cpus.is_empty();
         c.runtime.echo_mode = args.mode == Mode::Echo;
+        if let Some(d) = &data_dir {
+            c.runtime.data_dir = d.display().to_string();
+        }
+        // Every player logs in from 127.0.0.1: the per-address login limit
+        // is for the internet, not for this run.
+        c.accounts.login_attempts_per_minute_per_address = 1_000_000;
+        // Tick percentiles once a second, for the time series.
+        c.runtime.stats_interval_ms = 1_000;
         Some(tos_engine::runtime::start(&c).map_err(|e| format!("cannot start the server: {e}"))?)
     } else {
         None
@@ -273,7 +369,8 @@ fn run(args: &Args) -> Result<(), String> {
     let client = ClientConfig {
         transport: Arc::new(TransportConfig::default()),
         server_key: ServerKey::Pinned(key),
-        ticket: b"loadgen".to_vec(),
+        // Players log in with a password on the connection (no ticket).
+        ticket: Vec::new(),
         integrity: integrity.map(|s| {
             Arc::new(IntegrityTable::generate(
                 &s,
@@ -287,6 +384,7 @@ fn run(args: &Args) -> Result<(), String> {
     let start = Instant::now() + Duration::from_millis(50);
     let deadline = start + Duration::from_secs_f64(args.seconds);
     let per = args.players.div_ceil(args.threads);
+    let remembered_arc = Arc::new(remembered.clone());
     let mut handles = Vec::new();
     for t in 0..args.threads {
         let first = t * per;
@@ -309,6 +407,9 @@ fn run(args: &Args) -> Result<(), String> {
             ramp: Duration::from_secs_f64(args.ramp),
             deadline,
             apply_snapshots: !args.decode_only,
+            account_prefix: args.account_prefix.clone(),
+            password: args.password.clone(),
+            remembered: Arc::clone(&remembered_arc),
         };
         let (live, stop) = (Arc::clone(&live), Arc::clone(&stop));
         handles.push(
@@ -335,6 +436,14 @@ fn run(args: &Args) -> Result<(), String> {
             connected: live.connected.load(Ordering::Relaxed),
             packets_per_s: (packets - last_packets) as f64 / dt,
             p99_ms: live.p99_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            server_tick_p99_ms: spawned.as_ref().map(|s| {
+                s.stats()
+                    .iter()
+                    .map(|c| c.tick_p99_us)
+                    .max()
+                    .unwrap_or(0) as f64
+                    / 1000.0
+            }),
         };
         eprintln!(
             "[{:>5.1}s] players connected {:>6}/{}  packets/s {:>9.0}  p99 so far {:>7.2} ms  disconnects {}",
@@ -351,14 +460,29 @@ fn run(args: &Args) -> Result<(), String> {
     }
     stop.store(true, Ordering::Relaxed);
     let mut total = Recorder::default();
+    let mut ended = Vec::new();
     for h in handles {
         match h.join() {
-            Ok(r) => total.merge(&r),
+            Ok((r, positions)) => {
+                total.merge(&r);
+                ended.extend(positions);
+            }
             Err(_) => return Err("a loadgen thread panicked".into()),
         }
     }
+    let server_ticks = spawned.as_ref().map(|s| {
+        let worst = series
+            .iter()
+            .filter_map(|x| x.server_tick_p99_ms)
+            .fold(0.0f64, f64::max);
+        let overruns = s.stats().iter().map(|c| c.tick_overruns).sum();
+        (worst, overruns)
+    });
     if let Some(s) = spawned {
         s.shutdown(Duration::from_secs(2));
+    }
+    if args.mode == Mode::World {
+        write_positions(&positions_path, remembered, &ended)?;
     }
     let info = RunInfo {
         mode: if args.mode == Mode::World {
@@ -371,6 +495,7 @@ fn run(args: &Args) -> Result<(), String> {
         rate_hz: args.rate,
         server: server.to_string(),
         threads: args.threads,
+        server_ticks,
     };
     print!("{}", report::table(&info, &total));
     if let Some(p) = &args.json {

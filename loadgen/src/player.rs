@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tos_client::{FlowEvent, LoginFlow, LoginSpec};
 use tos_protocol::connection::{Connection, Event};
 use tos_protocol::wire::control::DisconnectReason;
 use tos_protocol::wire::game::{ClientMessage, FullEntityState, MovementClaim, ServerMessage};
@@ -45,8 +46,12 @@ pub(crate) struct Player {
     mode: Mode,
     started: Instant,
     connected_at: Option<Instant>,
+    authenticated_at: Option<Instant>,
     entity: Option<u32>,
-    entered_requested: bool,
+    /// The account and character flow (world mode).
+    flow: Option<LoginFlow>,
+    /// Where an earlier run left this player's character, if remembered.
+    remembered: Option<[f32; 3]>,
     input_seq: u32,
     sent_at: Box<[(u32, Option<Instant>); HISTORY]>,
     last_acked_input: u32,
@@ -59,10 +64,7 @@ pub(crate) struct Player {
     /// Whether snapshots are applied (a full client) or only decoded.
     pub(crate) apply_snapshots: bool,
     rng: u64,
-    /// Stable per player (the seed it was created with).
-    seed_id: u32,
     pub(crate) done: bool,
-    msg: Vec<u8>,
 }
 
 impl std::fmt::Debug for Player {
@@ -78,10 +80,16 @@ impl std::fmt::Debug for Player {
 pub(crate) const BATTLE_CENTRE: [f32; 3] = [1_000.0, 1_000.0, 0.0];
 /// Waypoints are drawn inside this square around the origin (units).
 pub(crate) const WANDER_HALF_EXTENT: f32 = 200_000.0;
+/// How far from where an earlier run left it a character may be found
+/// and still count as resumed in place (units: 2 m; a logout saves the
+/// last accepted claim, and claims in flight may be lost).
+const RESUME_TOLERANCE: f32 = 200.0;
+
 /// Walking speed in units per second (6 m/s).
 pub(crate) const WALK_SPEED: f32 = 600.0;
 
 impl Player {
+    #[allow(clippy::too_many_arguments, reason = "one constructor call site, in the worker")]
     pub(crate) fn new(
         conn: Connection,
         socket: usize,
@@ -89,6 +97,8 @@ impl Player {
         mode: Mode,
         rate_hz: u32,
         seed: u64,
+        login: Option<LoginSpec>,
+        remembered: Option<[f32; 3]>,
         now: Instant,
     ) -> Self {
         let mut p = Self {
@@ -99,8 +109,10 @@ impl Player {
             mode,
             started: now,
             connected_at: None,
+            authenticated_at: None,
             entity: None,
-            entered_requested: false,
+            flow: login.map(LoginFlow::new),
+            remembered,
             input_seq: 0,
             sent_at: Box::new([(0, None); HISTORY]),
             last_acked_input: 0,
@@ -111,24 +123,16 @@ impl Player {
             receiver: tos_shards::SnapshotReceiver::new(),
             apply_snapshots: true,
             rng: seed | 1,
-            seed_id: seed as u32,
             done: false,
-            msg: Vec::with_capacity(256),
         };
-        p.position = tos_engine::world::dev_spawn_position(p.character_id());
         p.waypoint = p.pick_waypoint();
         p
     }
 
-    /// The character this player plays: fighters get the server's
-    /// "battle" spawn rule (top bit set), see `dev_spawn_position`.
-    fn character_id(&self) -> u64 {
-        let base = u64::from(self.seed_id);
-        if self.behaviour == Behaviour::Fighter {
-            base | 1 << 63
-        } else {
-            base
-        }
+    /// Where this player's character is (as far as this client knows: its
+    /// own claims, corrected by the server).
+    pub(crate) fn position(&self) -> Option<[f32; 3]> {
+        self.entity.map(|_| self.position)
     }
 
     fn rand(&mut self) -> u64 {
@@ -190,18 +194,11 @@ impl Player {
         if self.done || !self.conn.is_established() {
             return;
         }
-        if self.mode == Mode::World && !self.entered_requested {
-            self.entered_requested = true;
-            self.msg.clear();
-            let mut buf = [0u8; 64];
-            let mut w = Writer::new(&mut buf);
-            let _ = ClientMessage::EnterToWorld {
-                character_id: self.character_id(),
-                name: "loadgen",
+        if let Some(flow) = self.flow.as_mut() {
+            let mut buf = [0u8; 512];
+            while let Some(n) = flow.poll_send(&mut buf) {
+                let _ = self.conn.send(Channel::ReliableOrdered, &buf[..n]);
             }
-            .encode(&mut w);
-            let n = w.position();
-            let _ = self.conn.send(Channel::ReliableOrdered, &buf[..n]);
         }
         while now >= self.next_input {
             self.next_input += self.input_period;
@@ -331,6 +328,9 @@ impl Player {
                     self.connected_at = Some(now);
                     rec.handshake(now.saturating_duration_since(self.started));
                     rec.connected += 1;
+                    if let Some(flow) = self.flow.as_mut() {
+                        flow.on_connected();
+                    }
                 }
                 Event::Message { data, .. } => match self.mode {
                     Mode::Echo => {
@@ -345,8 +345,56 @@ impl Player {
                         }
                     }
                     Mode::World => match ServerMessage::decode(data) {
-                        Ok(ServerMessage::WorldEntered { entity_id, .. }) => {
-                            self.entity = Some(entity_id)
+                        Ok(
+                            msg @ (ServerMessage::Authenticated { .. }
+                            | ServerMessage::CharacterList(_)
+                            | ServerMessage::CharacterDone { .. }
+                            | ServerMessage::WorldEntered { .. }
+                            | ServerMessage::Refused { .. }),
+                        ) => {
+                            if let ServerMessage::Refused { reason, .. } = msg {
+                                if let Some(c) = rec.refusals.get_mut(reason as usize) {
+                                    *c += 1;
+                                }
+                            }
+                            let event = self.flow.as_mut().and_then(|f| f.handle_message(&msg));
+                            match event {
+                                Some(FlowEvent::Authenticated { .. }) => {
+                                    self.authenticated_at = Some(now);
+                                    if let Some(c) = self.connected_at {
+                                        rec.login_us.record(
+                                            now.saturating_duration_since(c).as_micros().max(1)
+                                                as u64,
+                                        ).ok();
+                                    }
+                                }
+                                Some(FlowEvent::Created { .. }) => rec.characters_created += 1,
+                                Some(FlowEvent::Entered(e)) => {
+                                    self.entity = Some(e.entity_id);
+                                    self.position = e.position;
+                                    self.waypoint = self.pick_waypoint();
+                                    if let Some(a) = self.authenticated_at {
+                                        rec.enter_us.record(
+                                            now.saturating_duration_since(a).as_micros().max(1)
+                                                as u64,
+                                        ).ok();
+                                    }
+                                    if let Some(r) = self.remembered {
+                                        rec.resumed_known += 1;
+                                        let d = ((r[0] - e.position[0]).powi(2)
+                                            + (r[1] - e.position[1]).powi(2))
+                                        .sqrt();
+                                        if d <= RESUME_TOLERANCE {
+                                            rec.resumed_in_place += 1;
+                                        }
+                                    }
+                                }
+                                Some(FlowEvent::Failed { .. }) => {
+                                    rec.logins_failed += 1;
+                                    self.done = true;
+                                }
+                                None => {}
+                            }
                         }
                         Ok(ServerMessage::DeltaSync(d)) => {
                             rec.snapshots += 1;

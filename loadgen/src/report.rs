@@ -41,6 +41,21 @@ pub(crate) struct Recorder {
     pub(crate) bytes_out: u64,
     pub(crate) bytes_in: u64,
     pub(crate) garbage_sent: u64,
+    /// Connection established to logged in (password or ticket).
+    pub(crate) login_us: Histogram<u64>,
+    /// Logged in to in the world (list, create if none, enter).
+    pub(crate) enter_us: Histogram<u64>,
+    /// Players whose login, character or enter was refused.
+    pub(crate) logins_failed: u64,
+    /// Refusal reasons seen (code → count).
+    pub(crate) refusals: [u64; 32],
+    /// Characters created this run (accounts that had none).
+    pub(crate) characters_created: u64,
+    /// Characters that already existed and whose last position this
+    /// loadgen remembered from an earlier run.
+    pub(crate) resumed_known: u64,
+    /// Of those, found within the tolerance of where they were left.
+    pub(crate) resumed_in_place: u64,
 }
 
 impl Default for Recorder {
@@ -65,6 +80,13 @@ impl Default for Recorder {
             bytes_out: 0,
             bytes_in: 0,
             garbage_sent: 0,
+            login_us: hist(),
+            enter_us: hist(),
+            logins_failed: 0,
+            refusals: [0; 32],
+            characters_created: 0,
+            resumed_known: 0,
+            resumed_in_place: 0,
         }
     }
 }
@@ -108,6 +130,15 @@ impl Recorder {
         self.bytes_out += o.bytes_out;
         self.bytes_in += o.bytes_in;
         self.garbage_sent += o.garbage_sent;
+        let _ = self.login_us.add(&o.login_us);
+        let _ = self.enter_us.add(&o.enter_us);
+        self.logins_failed += o.logins_failed;
+        for i in 0..self.refusals.len() {
+            self.refusals[i] += o.refusals[i];
+        }
+        self.characters_created += o.characters_created;
+        self.resumed_known += o.resumed_known;
+        self.resumed_in_place += o.resumed_in_place;
     }
 }
 
@@ -138,6 +169,9 @@ pub(crate) struct Sample {
     pub(crate) connected: u64,
     pub(crate) packets_per_s: f64,
     pub(crate) p99_ms: f64,
+    /// The in-process server's worst core tick p99 over its last stats
+    /// interval (one second), when loadgen spawned the server.
+    pub(crate) server_tick_p99_ms: Option<f64>,
 }
 
 /// Percentiles reported everywhere.
@@ -169,6 +203,9 @@ pub(crate) struct RunInfo {
     pub(crate) rate_hz: u32,
     pub(crate) server: String,
     pub(crate) threads: usize,
+    /// In-process server: the worst per-second core tick p99 of the run and
+    /// the ticks that overran their frame.
+    pub(crate) server_ticks: Option<(f64, u64)>,
 }
 
 /// The human-readable table.
@@ -211,6 +248,8 @@ pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
     row("RTT (smoothed, per player)", &r.rtt_us, 1000.0, "ms");
     row("handshake", &r.handshake_us, 1000.0, "ms");
     if info.mode == "world" {
+        row("login", &r.login_us, 1000.0, "ms");
+        row("enter world", &r.enter_us, 1000.0, "ms");
         row("entities per snapshot", &r.entities, 1.0, "count");
     }
     let _ = writeln!(
@@ -218,6 +257,40 @@ pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
         "players connected: {} (denied {})",
         r.connected, r.denied
     );
+    if let Some((p99, overruns)) = info.server_ticks {
+        let _ = writeln!(
+            s,
+            "server (in-process): worst per-second core tick p99 {p99:.2} ms, ticks over the frame {overruns}"
+        );
+    }
+    if info.mode == "world" {
+        let refused: Vec<String> = r
+            .refusals
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| {
+                let name = u8::try_from(code)
+                    .ok()
+                    .and_then(tos_protocol::wire::game::RefusalReason::from_u8)
+                    .map_or("unknown", |r| r.as_str());
+                format!("{name} {n}")
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "logins failed: {} (refusals: {}); characters created: {}; found where they were left: {} of {} remembered",
+            r.logins_failed,
+            if refused.is_empty() {
+                "none".to_string()
+            } else {
+                refused.join(", ")
+            },
+            r.characters_created,
+            r.resumed_in_place,
+            r.resumed_known
+        );
+    }
     let _ = writeln!(
         s,
         "packets/s: out {:.0}, in {:.0}; per player per second: out {:.1} pkts / {:.0} B, in {:.1} pkts / {:.0} B",
@@ -291,7 +364,7 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
         0.0
     };
     format!(
-        "{{\"mode\":\"{}\",\"players\":{},\"seconds\":{:.3},\"rate_hz\":{},\"server\":\"{}\",\"latency_ms\":{},\"rtt_ms\":{},\"handshake_ms\":{},\"entities_per_snapshot\":{},\"connected\":{},\"denied\":{},\"packets_out_per_s\":{:.1},\"packets_in_per_s\":{:.1},\"bytes_out_per_s\":{:.1},\"bytes_in_per_s\":{:.1},\"snapshots\":{},\"snapshot_bytes\":{},\"naive_bytes\":{},\"bandwidth_saved\":{:.4},\"corrections\":{},\"decode_errors\":{},\"missing_baselines\":{},\"disconnects\":[{}]}}",
+        "{{\"mode\":\"{}\",\"players\":{},\"seconds\":{:.3},\"rate_hz\":{},\"server\":\"{}\",\"latency_ms\":{},\"rtt_ms\":{},\"handshake_ms\":{},\"entities_per_snapshot\":{},\"login_ms\":{},\"enter_ms\":{},\"logins_failed\":{},\"characters_created\":{},\"resumed_known\":{},\"resumed_in_place\":{},\"connected\":{},\"denied\":{},\"packets_out_per_s\":{:.1},\"packets_in_per_s\":{:.1},\"bytes_out_per_s\":{:.1},\"bytes_in_per_s\":{:.1},\"snapshots\":{},\"snapshot_bytes\":{},\"naive_bytes\":{},\"bandwidth_saved\":{:.4},\"corrections\":{},\"decode_errors\":{},\"missing_baselines\":{},\"disconnects\":[{}]{}}}",
         info.mode,
         info.players,
         info.seconds,
@@ -301,6 +374,12 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
         json_hist(&r.rtt_us, 1000.0),
         json_hist(&r.handshake_us, 1000.0),
         json_hist(&r.entities, 1.0),
+        json_hist(&r.login_us, 1000.0),
+        json_hist(&r.enter_us, 1000.0),
+        r.logins_failed,
+        r.characters_created,
+        r.resumed_known,
+        r.resumed_in_place,
         r.connected,
         r.denied,
         r.packets_out as f64 / secs,
@@ -318,17 +397,25 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
             .iter()
             .map(u64::to_string)
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
+        info.server_ticks.map_or(String::new(), |(p99, overruns)| format!(
+            ",\"server_tick_p99_ms\":{p99:.3},\"server_tick_overruns\":{overruns}"
+        ))
     )
 }
 
 /// The time series as CSV.
 pub(crate) fn csv(series: &[Sample]) -> String {
-    let mut s = String::from("seconds,players_connected,packets_per_second,latency_p99_ms\n");
+    let mut s = String::from(
+        "seconds,players_connected,packets_per_second,latency_p99_ms,server_tick_p99_ms\n",
+    );
     for x in series {
+        let tick = x
+            .server_tick_p99_ms
+            .map_or(String::new(), |v| format!("{v:.3}"));
         let _ = writeln!(
             s,
-            "{:.1},{},{:.0},{:.3}",
+            "{:.1},{},{:.0},{:.3},{tick}",
             x.t, x.connected, x.packets_per_s, x.p99_ms
         );
     }

@@ -12,6 +12,8 @@ use tos_engine::io::{Backend, BackendChoice, DatagramIo, IoConfig, select_backen
 use tos_protocol::connection::{ClientConfig, Connection};
 use tos_protocol::wire::control::DisconnectReason;
 
+use tos_client::LoginSpec;
+
 use crate::player::{Behaviour, Mode, Player};
 use crate::report::{Live, Recorder};
 
@@ -33,7 +35,37 @@ pub(crate) struct Plan {
     pub(crate) ramp: Duration,
     pub(crate) deadline: Instant,
     pub(crate) apply_snapshots: bool,
+    /// Accounts are named `{account_prefix}{player index}`.
+    pub(crate) account_prefix: String,
+    /// The password of every loadgen account.
+    pub(crate) password: String,
+    /// Where an earlier run left each player's character (by index).
+    pub(crate) remembered: Arc<HashMap<usize, [f32; 3]>>,
 }
+
+/// The character template a player creates: wanderers and cheaters start
+/// in the two factions' starting areas, fighters at the battle grounds
+/// (`config/data/characters.ron`).
+fn template(global: usize, behaviour: Behaviour) -> u16 {
+    let faction = (global % 2) as u16;
+    match behaviour {
+        Behaviour::Fighter => 3 + faction,
+        _ => 1 + faction,
+    }
+}
+
+/// A character name from an account name: its first letter upper-cased
+/// (names are unique case-insensitively, so this is unique too).
+fn character_name(account: &str) -> String {
+    let mut c = account.chars();
+    match c.next() {
+        Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// What a worker measured, and where its players' characters ended.
+pub(crate) type Outcome = (Recorder, Vec<(usize, [f32; 3])>);
 
 fn behaviour(i: usize, battle: f64, cheat: f64) -> Behaviour {
     // Deterministic spread: the fractions hold for any player count.
@@ -53,7 +85,7 @@ struct Slot {
 }
 
 /// Runs the plan to its deadline and returns what it measured.
-pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Recorder {
+pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome {
     if let Some(cpu) = plan.cpu {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
             tracing::warn!(cpu, "could not pin a loadgen thread");
@@ -78,14 +110,14 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Recorde
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("loadgen: cannot bind a UDP socket: {e}");
-                return Recorder::default();
+                return (Recorder::default(), Vec::new());
             }
         };
         match select_backend(BackendChoice::Auto, s, &io_config) {
             Ok(b) => sockets.push(b),
             Err(e) => {
                 tracing::error!("loadgen: no I/O backend: {e}");
-                return Recorder::default();
+                return (Recorder::default(), Vec::new());
             }
         }
     }
@@ -145,6 +177,18 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Recorde
                 match Connection::connect(cfg, plan.server, now) {
                     Ok(conn) => {
                         let b = behaviour(global, plan.battle_fraction, plan.cheater_fraction);
+                        let login = (plan.mode == Mode::World).then(|| {
+                            let account = format!("{}{global}", plan.account_prefix);
+                            LoginSpec {
+                                character_name: character_name(&account),
+                                account,
+                                password: plan.password.clone(),
+                                register: true,
+                                template: template(global, b),
+                                appearance: vec![(global % 251) as u8; 4],
+                                ticketed: false,
+                            }
+                        });
                         let mut p = Player::new(
                             conn,
                             pi % sockets.len(),
@@ -152,6 +196,8 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Recorde
                             plan.mode,
                             plan.rate_hz,
                             global as u64 * 0x9e37_79b9 + 7,
+                            login,
+                            plan.remembered.get(&global).copied(),
                             now,
                         );
                         p.apply_snapshots = plan.apply_snapshots;
@@ -212,8 +258,12 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Recorde
     }
     // Goodbye, and the per-player figures.
     let now = Instant::now();
-    for slot in &mut slots {
+    let mut positions = Vec::new();
+    for (pi, slot) in slots.iter_mut().enumerate() {
         if let Some(p) = slot.player.as_mut() {
+            if let Some(at) = p.position() {
+                positions.push((plan.first_player + pi, at));
+            }
             let s = p.conn.stats();
             if p.conn.is_established() {
                 let _ = rec.rtt_us.record(s.rtt_us.max(1));
@@ -231,7 +281,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Recorde
         let _ = io.flush();
     }
     publish(&live, &rec, &mut published);
-    rec
+    (rec, positions)
 }
 
 fn publish(live: &Live, rec: &Recorder, last: &mut Recorder) {

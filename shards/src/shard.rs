@@ -101,14 +101,19 @@ pub struct Character {
     pub yaw: f32,
     /// Faction.
     pub faction: Faction,
-    /// Maximum HP.
+    /// Current HP (clamped to `hp_max`; a character saved dead enters
+    /// with full HP).
     pub hp: f32,
-    /// Maximum MP.
+    /// Current MP (clamped to `mp_max`).
     pub mp: f32,
+    /// Maximum HP at its level.
+    pub hp_max: f32,
+    /// Maximum MP at its level.
+    pub mp_max: f32,
 }
 
 impl Character {
-    /// A character with 100 HP and MP.
+    /// A character with 100 HP and MP, full.
     pub fn new(character_id: u64, position: [f32; 3], faction: Faction) -> Self {
         Self {
             character_id,
@@ -117,6 +122,8 @@ impl Character {
             faction,
             hp: 100.0,
             mp: 100.0,
+            hp_max: 100.0,
+            mp_max: 100.0,
         }
     }
 }
@@ -712,10 +719,16 @@ impl Shard {
         }
         let mut params = SpawnParams::new(EntityType::Player, character.faction, position);
         params.yaw = character.yaw;
-        params.hp = character.hp;
-        params.mp = character.mp;
+        params.hp = character.hp_max.max(1.0);
+        params.mp = character.mp_max.max(0.0);
         let id = self.spawn(params)?;
-        let net = self.ents.net_id[id.index as usize];
+        let iu = id.index as usize;
+        // Current vitals as saved; a character saved dead comes back full.
+        if character.hp > 0.0 {
+            self.ents.hp[iu][0] = character.hp.min(self.ents.hp[iu][1]);
+        }
+        self.ents.mp[iu][0] = character.mp.clamp(0.0, self.ents.mp[iu][1]);
+        let net = self.ents.net_id[iu];
         self.ents.owner[id.index as usize] = Some(client);
         let mut state = self.spare_clients.pop().unwrap_or_else(|| {
             Box::new(ClientState {

@@ -456,6 +456,10 @@ impl Server {
         c.runtime.cores = CoreSelection::List(vec![cpu]);
         c.runtime.pin_threads = true;
         c.runtime.echo_mode = true;
+        c.runtime.data_dir = std::env::temp_dir()
+            .join(format!("echo-compare-{}", std::process::id()))
+            .display()
+            .to_string();
         // The engine resolves its core list against the *calling thread's*
         // affinity (core_affinity::get_core_ids), and this thread is pinned
         // to the client CPU: widen it for the start, then pin it back.

@@ -1,14 +1,16 @@
 //! `tos-server`: the world server.
 //!
 //! ```text
-//! tos-server [--config FILE] [--layout FILE] [--cores all|N|A,B,C]
-//!            [--port PORT] [--log-level LEVEL] [--echo]
+//! tos-server [--config FILE] [--layout FILE] [--data-dir DIR]
+//!            [--cores all|N|A,B,C] [--port PORT] [--log-level LEVEL] [--echo]
 //! ```
 //!
 //! Without `--config` the embedded defaults are used (`config/server.ron`).
-//! Exit codes: 0 after a clean shutdown (SIGINT / SIGTERM), 1 when the
-//! server cannot start (bad config, busy port, too few cores, ...), 2 for
-//! bad arguments.
+//! The data directory (default `./data`) holds the SQLite database and the
+//! keys, created on first start. Exit codes: 0 after a clean shutdown
+//! (SIGINT / SIGTERM, every character saved) and for `--help`, 1 when the
+//! server cannot start (bad config, busy port, too few cores, database,
+//! ...), 2 for bad arguments.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,12 +18,14 @@ use std::time::Duration;
 use tos_config::{CoreSelection, ServerConfig, ShardLayout};
 use tos_engine::{runtime, signals};
 
-const USAGE: &str = "usage: tos-server [--config FILE] [--layout FILE] [--cores all|N|A,B,C] [--port PORT] [--log-level LEVEL] [--echo]";
+const USAGE: &str = "usage: tos-server [--config FILE] [--layout FILE] [--data-dir DIR] [--cores all|N|A,B,C] [--port PORT] [--log-level LEVEL] [--echo]";
 
 #[derive(Debug, Default)]
 struct Args {
     config: Option<String>,
     layout: Option<String>,
+    data_dir: Option<String>,
+    help: bool,
     cores: Option<CoreSelection>,
     port: Option<u16>,
     log_level: Option<String>,
@@ -36,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
         match a.as_str() {
             "--config" => args.config = Some(value("--config")?),
             "--layout" => args.layout = Some(value("--layout")?),
+            "--data-dir" => args.data_dir = Some(value("--data-dir")?),
             "--cores" => {
                 let v = value("--cores")?;
                 args.cores = Some(if v == "all" {
@@ -59,7 +64,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--log-level" => args.log_level = Some(value("--log-level")?),
             "--echo" => args.echo = true,
-            "-h" | "--help" => return Err(USAGE.to_string()),
+            "-h" | "--help" => args.help = true,
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -74,6 +79,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let level = args.log_level.clone().unwrap_or_else(|| "info".into());
     let filter = match tracing_subscriber::EnvFilter::try_new(&level) {
         Ok(f) => f,
@@ -82,9 +91,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Colour only on a terminal: files and pipes get plain text (the
+    // public key is copied out of the log).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .init();
 
     let mut config = match &args.config {
@@ -114,6 +127,9 @@ fn main() -> ExitCode {
     }
     if args.echo {
         config.runtime.echo_mode = true;
+    }
+    if let Some(dir) = args.data_dir {
+        config.runtime.data_dir = dir;
     }
     if let Err(e) = config.validate(args.config.as_deref().unwrap_or("command line")) {
         eprintln!("tos-server: {e}");

@@ -1,0 +1,331 @@
+//! The account and character flow of one client, from an established
+//! connection to a character in the world:
+//!
+//! ```text
+//! (ticket in Connect) ------------------------------+
+//! Start --Register--> Registering --exists--> LoggingIn --ok--> Listing
+//!            |                      ok -------------------------^   |
+//!            +-- (login_first) --> LoggingIn                         |
+//!   Listing --no character--> Creating --done--> Listing             |
+//!   Listing --a character--> Entering --WorldEntered--> InGame  <----+
+//! ```
+//!
+//! Each state is its own type holding what it needs; a server message
+//! consumes the state and yields the next. Every message the flow sends
+//! travels on the reliable ordered channel (PROTOCOL.md, "Accounts and
+//! characters").
+
+use tos_protocol::wire::Writer;
+use tos_protocol::wire::game::{
+    CharacterList, ClientMessage, RefusalReason, ServerMessage, WorldParams, client_type,
+};
+
+/// What the flow logs in with and creates when the account has no
+/// character.
+#[derive(Debug, Clone)]
+pub struct LoginSpec {
+    /// Account name.
+    pub account: String,
+    /// Password.
+    pub password: String,
+    /// Register first (and log in if the name exists), or log in only.
+    pub register: bool,
+    /// Name of the character created when the account has none.
+    pub character_name: String,
+    /// Its template.
+    pub template: u16,
+    /// Its appearance bytes.
+    pub appearance: Vec<u8>,
+    /// Whether the connection carried a session ticket (the server then
+    /// starts the session logged in and the flow skips the password).
+    pub ticketed: bool,
+}
+
+/// Where the character stands on entering.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Entered {
+    /// The player's entity.
+    pub entity_id: u32,
+    /// The character's id.
+    pub character_id: u64,
+    /// The server tick at entry.
+    pub server_tick: u32,
+    /// Where it stands.
+    pub position: [f32; 3],
+    /// Its yaw in degrees.
+    pub yaw: f32,
+    /// The world's geometry.
+    pub world: WorldParams,
+}
+
+/// What the flow reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlowEvent {
+    /// Logged in; keep the ticket to reconnect without a password.
+    Authenticated {
+        /// The account id.
+        account_id: u64,
+        /// The session ticket (empty if the server issued none).
+        ticket: Vec<u8>,
+        /// Its expiry, unix seconds.
+        expires_at: u64,
+    },
+    /// A character was created (the account had none).
+    Created {
+        /// Its id.
+        character_id: u64,
+    },
+    /// In the world.
+    Entered(Entered),
+    /// The server refused something the flow cannot get past.
+    Failed {
+        /// The client message type refused.
+        request: u8,
+        /// Why.
+        reason: RefusalReason,
+    },
+}
+
+#[derive(Debug)]
+struct Start;
+#[derive(Debug)]
+struct Registering;
+#[derive(Debug)]
+struct LoggingIn;
+#[derive(Debug)]
+struct Listing {
+    created: bool,
+}
+#[derive(Debug)]
+struct Creating;
+#[derive(Debug)]
+struct Entering {
+    character_id: u64,
+}
+#[derive(Debug)]
+struct InGame;
+
+#[derive(Debug)]
+enum State {
+    Start(Start),
+    Registering(Registering),
+    LoggingIn(LoggingIn),
+    Listing(Listing),
+    Creating(Creating),
+    Entering(Entering),
+    InGame(InGame),
+    Failed,
+}
+
+/// One client's account and character flow.
+#[derive(Debug)]
+pub struct LoginFlow {
+    spec: LoginSpec,
+    state: State,
+    /// Encoded messages waiting to be sent.
+    outgoing: Vec<Vec<u8>>,
+}
+
+impl LoginFlow {
+    /// A flow for `spec`; call [`LoginFlow::on_connected`] once the
+    /// connection is established.
+    pub fn new(spec: LoginSpec) -> Self {
+        Self {
+            spec,
+            state: State::Start(Start),
+            outgoing: Vec::new(),
+        }
+    }
+
+    /// Whether the character is in the world.
+    pub fn in_game(&self) -> bool {
+        matches!(self.state, State::InGame(_))
+    }
+
+    /// Whether the flow gave up.
+    pub fn failed(&self) -> bool {
+        matches!(self.state, State::Failed)
+    }
+
+    fn queue(&mut self, msg: ClientMessage<'_>) {
+        let mut buf = [0u8; 512];
+        let mut w = Writer::new(&mut buf);
+        if msg.encode(&mut w).is_ok() {
+            let n = w.position();
+            self.outgoing.push(buf[..n].to_vec());
+        }
+    }
+
+    /// The next message to send (reliable ordered), written into `buf`;
+    /// returns its length.
+    pub fn poll_send(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.outgoing.is_empty() {
+            return None;
+        }
+        let msg = self.outgoing.remove(0);
+        let n = msg.len().min(buf.len());
+        buf[..n].copy_from_slice(&msg[..n]);
+        Some(n)
+    }
+
+    /// The connection is established: start.
+    pub fn on_connected(&mut self) {
+        let State::Start(_) = self.state else {
+            return;
+        };
+        if self.spec.ticketed {
+            // The server starts a ticketed session logged in and sends
+            // Authenticated on its own.
+            self.state = State::LoggingIn(LoggingIn);
+            return;
+        }
+        let (account, password) = (self.spec.account.clone(), self.spec.password.clone());
+        if self.spec.register {
+            self.queue(ClientMessage::Register {
+                account: &account,
+                password: &password,
+            });
+            self.state = State::Registering(Registering);
+        } else {
+            self.queue(ClientMessage::Login {
+                account: &account,
+                password: &password,
+            });
+            self.state = State::LoggingIn(LoggingIn);
+        }
+    }
+
+    fn fail(&mut self, request: u8, reason: RefusalReason) -> Option<FlowEvent> {
+        self.state = State::Failed;
+        Some(FlowEvent::Failed { request, reason })
+    }
+
+    fn list(&mut self, created: bool) {
+        self.queue(ClientMessage::CharacterList);
+        self.state = State::Listing(Listing { created });
+    }
+
+    /// A message from the server; returns what the caller should know.
+    /// Messages the flow does not care about (snapshots, corrections) are
+    /// ignored.
+    pub fn handle_message(&mut self, msg: &ServerMessage<'_>) -> Option<FlowEvent> {
+        let state = std::mem::replace(&mut self.state, State::Failed);
+        match (state, msg) {
+            (
+                State::Registering(_) | State::LoggingIn(_),
+                ServerMessage::Authenticated {
+                    account_id,
+                    ticket,
+                    expires_at,
+                },
+            ) => {
+                self.list(false);
+                Some(FlowEvent::Authenticated {
+                    account_id: *account_id,
+                    ticket: ticket.to_vec(),
+                    expires_at: *expires_at,
+                })
+            }
+            (
+                State::Registering(_),
+                ServerMessage::Refused {
+                    reason: RefusalReason::AccountExists,
+                    ..
+                },
+            ) => {
+                let (account, password) =
+                    (self.spec.account.clone(), self.spec.password.clone());
+                self.queue(ClientMessage::Login {
+                    account: &account,
+                    password: &password,
+                });
+                self.state = State::LoggingIn(LoggingIn);
+                None
+            }
+            (State::Listing(l), ServerMessage::CharacterList(list)) => self.on_list(l, list),
+            (State::Creating(_), ServerMessage::CharacterDone { character_id, .. }) => {
+                self.list(true);
+                Some(FlowEvent::Created {
+                    character_id: *character_id,
+                })
+            }
+            (
+                State::Entering(e),
+                ServerMessage::WorldEntered {
+                    entity_id,
+                    server_tick,
+                    character_id,
+                    position,
+                    yaw,
+                    world,
+                },
+            ) => {
+                let _ = e.character_id;
+                self.state = State::InGame(InGame);
+                Some(FlowEvent::Entered(Entered {
+                    entity_id: *entity_id,
+                    character_id: *character_id,
+                    server_tick: *server_tick,
+                    position: *position,
+                    yaw: *yaw,
+                    world: *world,
+                }))
+            }
+            (
+                State::Registering(_)
+                | State::LoggingIn(_)
+                | State::Listing(_)
+                | State::Creating(_)
+                | State::Entering(_),
+                ServerMessage::Refused { request, reason },
+            ) => self.fail(*request, *reason),
+            (state, _) => {
+                self.state = state;
+                None
+            }
+        }
+    }
+
+    fn on_list(&mut self, listing: Listing, list: &CharacterList<'_>) -> Option<FlowEvent> {
+        // The first live character (deleted ones wait for a restore).
+        let mut first = None;
+        for entry in list.entries() {
+            match entry {
+                Ok(c) if c.deleted_at == 0 => {
+                    first = Some(c.character_id);
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return self.fail(client_type::CHARACTER_LIST, RefusalReason::Malformed);
+                }
+            }
+        }
+        match first {
+            Some(character_id) => {
+                let name = String::new();
+                self.queue(ClientMessage::EnterToWorld {
+                    character_id,
+                    name: &name,
+                });
+                self.state = State::Entering(Entering { character_id });
+                None
+            }
+            None if listing.created => {
+                // Created one, and still none: give up rather than loop.
+                self.fail(client_type::CHARACTER_CREATE, RefusalReason::Internal)
+            }
+            None => {
+                let (name, appearance) =
+                    (self.spec.character_name.clone(), self.spec.appearance.clone());
+                self.queue(ClientMessage::CharacterCreate {
+                    name: &name,
+                    template: self.spec.template,
+                    appearance: &appearance,
+                });
+                self.state = State::Creating(Creating);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Crash and shutdown of a real `tos-server` process: players walk, the
+//! process is killed with SIGKILL (or stopped with SIGTERM), a new process
+//! starts on the same data directory, and every character is found within
+//! one save interval of its last acknowledged position (SIGKILL) or exactly
+//! there (SIGTERM). 127.0.0.1 only, bounded.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Player, spec};
+use tos_client::LoginFlow;
+use tos_protocol::connection::{ClientConfig, Connection, ServerKey, TransportConfig};
+use tos_protocol::integrity::IntegrityTable;
+
+/// A `tos-server` child process.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    key: [u8; 32],
+    integrity: [u8; 32],
+}
+
+fn hex32(s: &str) -> [u8; 32] {
+    let s = s.trim();
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+impl Server {
+    fn start(dir: &std::path::Path, port: u16) -> Self {
+        let config = dir.join("server.ron");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tos-server"))
+            .args(["--config", config.to_str().unwrap()])
+            .args(["--data-dir", dir.to_str().unwrap()])
+            .args(["--cores", "1", "--port", &port.to_string()])
+            .args(["--log-level", "info"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("tos-server starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut key = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("tos-server logs that it runs");
+            assert!(
+                !line.contains('\u{1b}'),
+                "no colour codes in a piped log: {line:?}"
+            );
+            if let Some(at) = line.find("key=") {
+                if key.is_none() && line.contains("static public key") {
+                    key = Some(hex32(&line[at + 4..at + 68]));
+                }
+            }
+            if line.contains("tos-server running") {
+                break;
+            }
+        }
+        let integrity = hex32(
+            &std::fs::read_to_string(dir.join("integrity.secret")).expect("integrity secret"),
+        );
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            key: key.expect("the log names the public key"),
+            integrity,
+        }
+    }
+
+    fn signal(&mut self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0);
+        let status = self.child.wait().expect("the server exits");
+        if sig == libc::SIGTERM {
+            assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn player(server: &Server, account: &str) -> Player {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let cfg = ClientConfig {
+        transport: Arc::new(TransportConfig::default()),
+        server_key: ServerKey::Pinned(server.key),
+        ticket: Vec::new(),
+        integrity: Some(Arc::new(IntegrityTable::generate(
+            &server.integrity,
+            tos_engine::settings::CLIENT_VERSION,
+        ))),
+        seed: [account.len() as u8; 32],
+    };
+    let conn = Connection::connect(cfg, server.addr, Instant::now()).unwrap();
+    let mut p = Player {
+        socket,
+        conn,
+        flow: LoginFlow::new(spec(account, 1)),
+        entered: None,
+        ticket: None,
+        failed: None,
+        refusals: Vec::new(),
+        receiver: tos_shards::SnapshotReceiver::new(),
+        snapshots: 0,
+        corrections: Vec::new(),
+        position: [0.0; 3],
+        seq: 0,
+        disconnected: false,
+        denied: false,
+        inbox: Vec::new(),
+        manual: false,
+        claims: Default::default(),
+    };
+    assert!(
+        p.pump_until(Duration::from_secs(20), |p| p.entered.is_some()
+            || p.failed.is_some()),
+        "{account} did not enter"
+    );
+    assert!(p.entered.is_some(), "{account}: {:?}", p.failed);
+    p
+}
+
+/// Players walk in different directions for a while; returns them.
+fn walk(server: &Server, accounts: &[String], seconds: f32) -> Vec<Player> {
+    let mut players: Vec<Player> = accounts.iter().map(|a| player(server, a)).collect();
+    let dirs: Vec<[f32; 3]> = (0..players.len())
+        .map(|i| {
+            let a = i as f32 * 1.3;
+            [300.0 * a.cos(), 300.0 * a.sin(), 0.0]
+        })
+        .collect();
+    common::play(
+        &mut players,
+        Duration::from_secs_f32(seconds),
+        |i, _| dirs[i],
+        |_| false,
+    );
+    // Stand still a moment so the last claims are applied and acknowledged.
+    common::play(
+        &mut players,
+        Duration::from_millis(300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    players
+}
+
+const SPEED: f32 = 300.0;
+
+fn crash_and_restart(sig: i32) -> Vec<f32> {
+    let dir = tempfile::tempdir().unwrap();
+    // Cheap Argon2 for the test; one second between saves (the default).
+    let mut c = common::config(1, dir.path());
+    c.network.bind = "127.0.0.1:0".into();
+    c.store.save_interval_ms = 1_000;
+    std::fs::write(
+        dir.path().join("server.ron"),
+        ron::ser::to_string_pretty(&c, Default::default()).unwrap(),
+    )
+    .unwrap();
+    let port = free_port();
+    let accounts: Vec<String> = (0..4).map(|i| format!("crash{i}")).collect();
+    let mut server = Server::start(dir.path(), port);
+    let players = walk(&server, &accounts, 3.5);
+    let acked: Vec<[f32; 3]> = players
+        .iter()
+        .map(|p| p.acked_position().expect("claims acknowledged"))
+        .collect();
+    server.signal(sig);
+    drop(players);
+    let server = Server::start(dir.path(), port);
+    let found: Vec<f32> = accounts
+        .iter()
+        .zip(&acked)
+        .map(|(a, at)| {
+            let p = player(&server, a);
+            (p.position[0] - at[0]).hypot(p.position[1] - at[1])
+        })
+        .collect();
+    drop(server);
+    found
+}
+
+#[test]
+fn sigkill_loses_at_most_one_save_interval() {
+    let distances = crash_and_restart(libc::SIGKILL);
+    // One save interval of walking, plus the batch's own commit time and a
+    // tick of slack.
+    let bound = SPEED * 1.0 + 100.0;
+    for d in &distances {
+        assert!(
+            *d <= bound,
+            "a character was found {d} units from its last acknowledged position (bound {bound}): {distances:?}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_loses_nothing() {
+    let distances = crash_and_restart(libc::SIGTERM);
+    for d in &distances {
+        assert!(
+            *d <= 20.0,
+            "after SIGTERM every character is where it was acknowledged: {distances:?}"
+        );
+    }
+}

@@ -1,0 +1,1585 @@
+//! [`GameCore`]: one core's game layer. It owns the core's [`Shard`] and
+//! the sessions of the clients connected to this core, and turns what the
+//! runtime reports (tickets, connections, messages, snapshot fates, peer
+//! messages, ticks) into shard inputs, store and auth requests, and
+//! [`Output`]s for the runtime to carry out.
+//!
+//! Requests to the store and the auth pool leave over bounded channels
+//! (`try_send`: a full queue is a "server busy" refusal, never a wait) and
+//! their replies come back on this core's own reply channels, drained by
+//! [`GameCore::handle_replies`]; each reply finds its session through the
+//! `pending` table, which holds at most one request per session (the
+//! session states admit one request at a time) plus one per pending
+//! ticket.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use tos_auth::{AuthJob, AuthJobKind, AuthReply, AuthResult, TicketKind};
+use tos_protocol::connection::SendError;
+use tos_protocol::endpoint::ConnectionHandle;
+use tos_protocol::wire::control::{DenyReason, DisconnectReason};
+use tos_protocol::wire::game::{
+    CharacterSummary, ClientMessage, MovementClaim, RefusalReason, ServerMessage, WorldParams,
+    client_type, encode_character_list,
+};
+use tos_protocol::wire::{Channel, Writer};
+use tos_shards::{Character, ClientId, Faction, GhostBatch, Handoff, Shard, ShardError};
+use tos_store::{CharacterRecord, CharacterState, NewCharacter, StoreError};
+
+use crate::counters::bump;
+use crate::persist;
+use crate::registry::OnlineEntry;
+use crate::seam::{Output, PeerMessage, SessionTransfer};
+use crate::services::Services;
+use crate::session::{
+    AccountRef, Authenticated, Connected, InGame, PlayingCharacter, Selection, Session,
+    request_type,
+};
+use crate::store_link::{StoreAnswer, StoreLink, StoreOp};
+
+/// Accounts made from external tickets are stored under this prefix.
+pub const EXTERNAL_PREFIX: &str = "ext:";
+
+/// Snapshot tokens remembered per client (a few round trips of ticks).
+const TOKENS: usize = 64;
+
+/// One connection's game state.
+#[derive(Debug)]
+struct Slot {
+    session: Session,
+    tokens: [(u64, u32); TOKENS],
+    head: usize,
+}
+
+impl Slot {
+    fn new(session: Session) -> Self {
+        Self {
+            session,
+            tokens: [(u64::MAX, 0); TOKENS],
+            head: 0,
+        }
+    }
+
+    fn remember(&mut self, token: u64, tick: u32) {
+        self.tokens[self.head % TOKENS] = (token, tick);
+        self.head = self.head.wrapping_add(1);
+    }
+
+    fn tick_of(&self, token: u64) -> Option<u32> {
+        self.tokens
+            .iter()
+            .find(|(t, _)| *t == token)
+            .map(|(_, tick)| *tick)
+    }
+}
+
+/// A request waiting for the store or the auth pool.
+#[derive(Debug)]
+enum Pending {
+    /// Register: is the name free?
+    RegisterLookup {
+        handle: ConnectionHandle,
+        name: String,
+        password: String,
+    },
+    /// Register: the password is being hashed.
+    RegisterHash { handle: ConnectionHandle, name: String },
+    /// Register: the account is being created.
+    RegisterCreate { handle: ConnectionHandle, name: String },
+    /// Login: the account is being looked up.
+    LoginLookup {
+        handle: ConnectionHandle,
+        name: String,
+        password: String,
+    },
+    /// Login: the password is being checked.
+    LoginVerify {
+        handle: ConnectionHandle,
+        account: Option<AccountRef>,
+    },
+    /// A session ticket is being signed for a logged-in account.
+    Issue {
+        handle: ConnectionHandle,
+        account: AccountRef,
+        expires_at: u64,
+    },
+    /// A Connect's ticket is being verified.
+    TicketCheck { handle: ConnectionHandle },
+    /// An external ticket's account is being looked up (then created).
+    ExternalLookup { handle: ConnectionHandle, name: String },
+    /// An external ticket's account is being created.
+    ExternalCreate { handle: ConnectionHandle, name: String },
+    /// A character request of the selection screen.
+    Selection {
+        handle: ConnectionHandle,
+        what: Selection,
+    },
+    /// EnterToWorld: the character is being loaded.
+    Load {
+        handle: ConnectionHandle,
+        character_id: u64,
+    },
+}
+
+/// A queued output: a message whose bytes wait in the arena, or another
+/// output.
+#[derive(Debug)]
+enum Queued {
+    Message {
+        handle: ConnectionHandle,
+        channel: Channel,
+        start: usize,
+        len: usize,
+    },
+    Other(Output),
+}
+
+/// The most bytes one queued message may take (a full character list fits).
+const MESSAGE_MAX: usize = 1_100;
+
+/// One core's game layer.
+pub struct GameCore {
+    core: u16,
+    shard: Shard,
+    services: Services,
+    next_client: Arc<AtomicU32>,
+    budget: usize,
+    sessions: HashMap<ConnectionHandle, Slot>,
+    /// Players in this core's world, dense: snapshots and saves walk it.
+    in_world: Vec<(ClientId, ConnectionHandle)>,
+    /// Connections accepted with a valid ticket: the account they start
+    /// with once established.
+    ticketed: HashMap<ConnectionHandle, AccountRef>,
+    pending: HashMap<u64, Pending>,
+    next_request: u64,
+    store: StoreLink,
+    auth_tx: Sender<AuthReply>,
+    auth_rx: Receiver<AuthReply>,
+    queue: VecDeque<Queued>,
+    arena: Vec<u8>,
+    /// Messages for other cores handed back (inbox full); sent again on
+    /// the next tick.
+    bounced: Vec<(u16, PeerMessage, Option<ConnectionHandle>)>,
+    snap_cursor: usize,
+    snap_tick: u32,
+    tick: u32,
+    unix: u64,
+    save_every: u32,
+    handoffs: Vec<Handoff>,
+    ghosts: Vec<GhostBatch>,
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl core::fmt::Debug for GameCore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GameCore")
+            .field("core", &self.core)
+            .field("sessions", &self.sessions.len())
+            .field("in_world", &self.in_world.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl GameCore {
+    /// The game layer of core `core` around its `shard`. `budget` is the
+    /// most bytes a snapshot may take; `tick_hz` converts the save
+    /// interval into ticks.
+    pub fn new(
+        core: u16,
+        shard: Shard,
+        services: Services,
+        next_client: Arc<AtomicU32>,
+        budget: usize,
+        tick_hz: u32,
+    ) -> Self {
+        let (auth_tx, auth_rx) = crossbeam_channel::bounded(4_096);
+        let save_every = (u64::from(services.settings.save_interval_ms) * u64::from(tick_hz)
+            / 1_000)
+            .clamp(1, u64::from(u32::MAX)) as u32;
+        Self {
+            core,
+            shard,
+            store: StoreLink::new(services.store.clone()),
+            services,
+            next_client,
+            budget,
+            sessions: HashMap::new(),
+            in_world: Vec::new(),
+            ticketed: HashMap::new(),
+            pending: HashMap::new(),
+            next_request: 1,
+            auth_tx,
+            auth_rx,
+            queue: VecDeque::with_capacity(1_024),
+            arena: Vec::with_capacity(64 * 1_024),
+            bounced: Vec::new(),
+            snap_cursor: 0,
+            snap_tick: 0,
+            tick: 0,
+            unix: unix_now(),
+            save_every,
+            handoffs: Vec::new(),
+            ghosts: Vec::new(),
+            _not_send: core::marker::PhantomData,
+        }
+    }
+
+    /// The shard (read-only, for diagnostics and tests).
+    pub fn shard(&self) -> &Shard {
+        &self.shard
+    }
+
+    /// Players in this core's world.
+    pub fn players(&self) -> usize {
+        self.in_world.len()
+    }
+
+    /// Sessions on this core (any state).
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    // ------------------------------------------------------------------
+    // Outputs
+    // ------------------------------------------------------------------
+
+    /// The next thing for the runtime to do. Message bytes are written into
+    /// `buf` (at least one datagram's payload, 2 KiB is plenty).
+    pub fn poll_output(&mut self, buf: &mut [u8]) -> Option<Output> {
+        if let Some(q) = self.queue.pop_front() {
+            if self.queue.is_empty() {
+                // Reuse the arena from the start once everything queued
+                // has been taken (after copying this message out).
+                let out = self.take_queued(q, buf);
+                self.arena.clear();
+                return Some(out);
+            }
+            return Some(self.take_queued(q, buf));
+        }
+        while self.snap_cursor < self.in_world.len() {
+            let (client, handle) = self.in_world[self.snap_cursor];
+            self.snap_cursor += 1;
+            let budget = self.budget.min(buf.len());
+            let n = self
+                .shard
+                .write_snapshot(client, self.snap_tick, budget, buf);
+            if n > 0 {
+                return Some(Output::Send {
+                    handle,
+                    channel: Channel::Unreliable,
+                    len: n,
+                    snapshot_tick: Some(self.snap_tick),
+                });
+            }
+        }
+        None
+    }
+
+    fn take_queued(&self, q: Queued, buf: &mut [u8]) -> Output {
+        match q {
+            Queued::Message {
+                handle,
+                channel,
+                start,
+                len,
+            } => {
+                let len = len.min(buf.len());
+                buf[..len].copy_from_slice(&self.arena[start..start + len]);
+                Output::Send {
+                    handle,
+                    channel,
+                    len,
+                    snapshot_tick: None,
+                }
+            }
+            Queued::Other(o) => o,
+        }
+    }
+
+    /// Queues a message to one client (reliable unless `channel` says).
+    fn send(&mut self, handle: ConnectionHandle, channel: Channel, msg: &ServerMessage<'_>) {
+        let start = self.arena.len();
+        self.arena.resize(start + MESSAGE_MAX, 0);
+        let mut w = Writer::new(&mut self.arena[start..]);
+        let len = if msg.encode(&mut w).is_ok() {
+            w.position()
+        } else {
+            0
+        };
+        self.arena.truncate(start + len);
+        if len == 0 {
+            // Only a message larger than MESSAGE_MAX gets here: a bug.
+            tracing::error!(?msg, "a server message did not encode");
+            return;
+        }
+        self.queue.push_back(Queued::Message {
+            handle,
+            channel,
+            start,
+            len,
+        });
+    }
+
+    fn reliable(&mut self, handle: ConnectionHandle, msg: &ServerMessage<'_>) {
+        self.send(handle, Channel::ReliableOrdered, msg);
+    }
+
+    fn refuse(&mut self, handle: ConnectionHandle, request: u8, reason: RefusalReason) {
+        self.services.counters.refused(reason);
+        self.reliable(handle, &ServerMessage::Refused { request, reason });
+    }
+
+    fn output(&mut self, o: Output) {
+        self.queue.push_back(Queued::Other(o));
+    }
+
+    // ------------------------------------------------------------------
+    // Connections
+    // ------------------------------------------------------------------
+
+    /// A client proved its address with a Connect carrying `ticket` (empty:
+    /// it will Register or Login). A ticket is checked on the auth pool;
+    /// the decision comes back as [`Output::Accept`] or [`Output::Refuse`].
+    pub fn handle_incoming(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        ticket: &[u8],
+        address: SocketAddr,
+    ) {
+        if ticket.is_empty() {
+            self.output(Output::Accept { handle });
+            return;
+        }
+        if !self.services.limits.allow(address.ip(), None, now) {
+            self.services.counters.refused(RefusalReason::RateLimited);
+            bump(&self.services.counters.tickets_rejected_total);
+            self.output(Output::Refuse {
+                handle,
+                reason: DenyReason::TicketRejected,
+            });
+            return;
+        }
+        let kind = AuthJobKind::VerifyTicket {
+            ticket: ticket.to_vec(),
+            now: self.unix,
+        };
+        if !self.submit_auth(kind, Pending::TicketCheck { handle }) {
+            self.output(Output::Refuse {
+                handle,
+                reason: DenyReason::ServerFull,
+            });
+        }
+    }
+
+    /// A connection completed its handshake.
+    pub fn handle_connected(&mut self, handle: ConnectionHandle, address: SocketAddr) {
+        match self.ticketed.remove(&handle) {
+            Some(account) => {
+                self.sessions.insert(
+                    handle,
+                    Slot::new(Session::Authenticated(Authenticated::new(
+                        address,
+                        account.clone(),
+                    ))),
+                );
+                self.issue_ticket(handle, account);
+            }
+            None => {
+                self.sessions
+                    .insert(handle, Slot::new(Session::Connected(Connected::new(address))));
+            }
+        }
+    }
+
+    /// A connection ended (or its handle went stale): its player leaves the
+    /// world and its character is saved at once.
+    pub fn handle_closed(&mut self, handle: ConnectionHandle) {
+        self.ticketed.remove(&handle);
+        let Some(mut slot) = self.sessions.remove(&handle) else {
+            return;
+        };
+        if let Session::InGame(g) = std::mem::replace(&mut slot.session, Session::Closing) {
+            self.leave_world(&g, handle);
+        }
+    }
+
+    /// The measured round trip of a connection (every second or so).
+    pub fn handle_rtt(&mut self, handle: ConnectionHandle, rtt_ms: u32) {
+        if let Some(Session::InGame(g)) = self.sessions.get(&handle).map(|s| &s.session) {
+            let _ = self.shard.set_rtt(g.client, rtt_ms);
+        }
+    }
+
+    /// What `send` said about a snapshot (or any message) this layer asked
+    /// for.
+    pub fn handle_sent(
+        &mut self,
+        handle: ConnectionHandle,
+        snapshot_tick: Option<u32>,
+        result: Result<u64, SendError>,
+    ) {
+        match (result, snapshot_tick) {
+            (Ok(token), Some(tick)) => {
+                if let Some(slot) = self.sessions.get_mut(&handle) {
+                    slot.remember(token, tick);
+                }
+            }
+            (Ok(_), None) => {}
+            (Err(_), _) => bump(&self.services.counters.send_failed_total),
+        }
+    }
+
+    /// A snapshot was acknowledged or declared lost.
+    pub fn handle_snapshot_fate(&mut self, handle: ConnectionHandle, token: u64, acked: bool) {
+        let Some(slot) = self.sessions.get(&handle) else {
+            return;
+        };
+        let Session::InGame(g) = &slot.session else {
+            return;
+        };
+        let Some(tick) = slot.tick_of(token) else {
+            return;
+        };
+        if acked {
+            self.shard.on_snapshot_acked(g.client, tick);
+        } else {
+            self.shard.on_snapshot_lost(g.client, tick);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Client messages
+    // ------------------------------------------------------------------
+
+    /// A message from a client.
+    pub fn handle_message(&mut self, now: Instant, handle: ConnectionHandle, data: &[u8]) {
+        let Some(slot) = self.sessions.get(&handle) else {
+            return;
+        };
+        let msg = match ClientMessage::decode(data) {
+            Ok(m) => m,
+            Err(_) => {
+                bump(&self.services.counters.malformed_total);
+                let request = data.first().copied().unwrap_or(0);
+                self.refuse(handle, request, RefusalReason::Malformed);
+                return;
+            }
+        };
+        if let Err(reason) = slot.session.admits(&msg) {
+            let request = request_type(&msg);
+            self.refuse(handle, request, reason);
+            return;
+        }
+        match msg {
+            ClientMessage::Pong(_) | ClientMessage::RekeyResponse(_) => {}
+            ClientMessage::Register { account, password } => {
+                self.register(now, handle, account, password)
+            }
+            ClientMessage::Login { account, password } => {
+                self.login(now, handle, account, password)
+            }
+            ClientMessage::CharacterList => self.list(handle),
+            ClientMessage::CharacterCreate {
+                name,
+                template,
+                appearance,
+            } => self.create(handle, name, template, appearance),
+            ClientMessage::CharacterDelete { character_id } => {
+                self.delete_or_restore(handle, character_id, Selection::Delete)
+            }
+            ClientMessage::CharacterRestore { character_id } => {
+                self.delete_or_restore(handle, character_id, Selection::Restore)
+            }
+            ClientMessage::EnterToWorld { character_id, .. } => self.enter(handle, character_id),
+            ClientMessage::LeaveWorld => self.leave(handle),
+            ClientMessage::SyncEntity(claim) => self.claim(handle, claim),
+            ClientMessage::SyncEntityQuantized(q) => {
+                let quantizer = self.shard.world().quantizer();
+                if let Ok(position) = quantizer.dequantize_position(q.position) {
+                    let claim = MovementClaim {
+                        input_seq: q.input_seq,
+                        position,
+                        velocity: q
+                            .velocity
+                            .map(|v| tos_protocol::quant::dequantize_velocity(v, 1.0)),
+                        yaw: tos_protocol::quant::dequantize_angle(q.yaw),
+                        anim: q.anim,
+                    };
+                    self.claim(handle, claim);
+                } else {
+                    bump(&self.services.counters.malformed_total);
+                }
+            }
+            ClientMessage::Action {
+                input_seq,
+                action_id,
+                target,
+            } => {
+                if let Some(client) = self.client_of(handle) {
+                    if self
+                        .shard
+                        .push_action(client, input_seq, action_id, target)
+                        .is_err()
+                    {
+                        // Input queue full: the action is refused by the
+                        // shard's own rules next tick; count it here.
+                        bump(&self.services.counters.malformed_total);
+                    }
+                }
+            }
+        }
+    }
+
+    fn client_of(&self, handle: ConnectionHandle) -> Option<ClientId> {
+        match self.sessions.get(&handle).map(|s| &s.session) {
+            Some(Session::InGame(g)) => Some(g.client),
+            _ => None,
+        }
+    }
+
+    fn claim(&mut self, handle: ConnectionHandle, claim: MovementClaim) {
+        if let Some(client) = self.client_of(handle) {
+            // A full input queue drops the claim: the next one supersedes it.
+            let _ = self.shard.push_claim(client, claim);
+        }
+    }
+
+    /// Moves a session to a new state by value (rustls-style transitions
+    /// need ownership).
+    fn transition(&mut self, handle: ConnectionHandle, f: impl FnOnce(Session) -> Session) {
+        if let Some(slot) = self.sessions.get_mut(&handle) {
+            let old = std::mem::replace(&mut slot.session, Session::Closing);
+            slot.session = f(old);
+        }
+    }
+
+    fn address_of(&self, handle: ConnectionHandle) -> Option<SocketAddr> {
+        match &self.sessions.get(&handle)?.session {
+            Session::Connected(s) => Some(s.address),
+            Session::Authenticating(s) => Some(s.address),
+            Session::Authenticated(s) => Some(s.address),
+            Session::Entering(s) => Some(s.address),
+            Session::InGame(s) => Some(s.address),
+            Session::Closing => None,
+        }
+    }
+
+    fn register(&mut self, now: Instant, handle: ConnectionHandle, name: &str, password: &str) {
+        let request = client_type::REGISTER;
+        if !self.services.settings.allow_register {
+            return self.login_refused(handle, request, RefusalReason::WrongState);
+        }
+        if !crate::names::account_name_ok(name) {
+            return self.login_refused(handle, request, RefusalReason::AccountNameInvalid);
+        }
+        if !crate::names::password_ok(password) {
+            return self.login_refused(handle, request, RefusalReason::PasswordInvalid);
+        }
+        if !self.login_allowed(now, handle, name) {
+            return self.login_refused(handle, request, RefusalReason::RateLimited);
+        }
+        if self.store.saturated() {
+            return self.login_refused(handle, request, RefusalReason::StoreUnavailable);
+        }
+        // Look the name up before paying for a hash: a taken name is
+        // refused at once (registration reveals that a name exists anyway).
+        let pending = Pending::RegisterLookup {
+            handle,
+            name: name.to_string(),
+            password: password.to_string(),
+        };
+        if self.submit_store(StoreOp::AccountByName(name.to_string()), pending) {
+            let name = name.to_string();
+            self.transition(handle, |s| match s {
+                Session::Connected(c) => Session::Authenticating(c.authenticating(name, true)),
+                other => other,
+            });
+        } else {
+            self.login_refused(handle, request, RefusalReason::ServerBusy);
+        }
+    }
+
+    fn login(&mut self, now: Instant, handle: ConnectionHandle, name: &str, password: &str) {
+        let request = client_type::LOGIN;
+        if !crate::names::account_name_ok(name) || password.len() > crate::names::PASSWORD_MAX {
+            return self.login_refused(handle, request, RefusalReason::BadCredentials);
+        }
+        if !self.login_allowed(now, handle, name) {
+            return self.login_refused(handle, request, RefusalReason::RateLimited);
+        }
+        if self.store.saturated() {
+            return self.login_refused(handle, request, RefusalReason::StoreUnavailable);
+        }
+        let pending = Pending::LoginLookup {
+            handle,
+            name: name.to_string(),
+            password: password.to_string(),
+        };
+        if self.submit_store(StoreOp::AccountByName(name.to_string()), pending) {
+            let name = name.to_string();
+            self.transition(handle, |s| match s {
+                Session::Connected(c) => Session::Authenticating(c.authenticating(name, false)),
+                other => other,
+            });
+        } else {
+            self.login_refused(handle, request, RefusalReason::ServerBusy);
+        }
+    }
+
+    fn login_allowed(&self, now: Instant, handle: ConnectionHandle, name: &str) -> bool {
+        match self.address_of(handle) {
+            Some(a) => self.services.limits.allow(a.ip(), Some(name), now),
+            None => false,
+        }
+    }
+
+    fn login_refused(&mut self, handle: ConnectionHandle, request: u8, reason: RefusalReason) {
+        bump(&self.services.counters.logins_failed_total);
+        self.transition(handle, |s| match s {
+            Session::Authenticating(a) => Session::Connected(a.failed()),
+            other => other,
+        });
+        self.refuse(handle, request, reason);
+    }
+
+    fn issue_ticket(&mut self, handle: ConnectionHandle, account: AccountRef) {
+        let lifetime = self.services.settings.ticket_lifetime_secs;
+        let kind = AuthJobKind::IssueTicket {
+            account_id: account.id,
+            name: account.name.clone(),
+            now: self.unix,
+            lifetime,
+        };
+        let expires_at = self.unix + lifetime;
+        if !self.submit_auth(
+            kind,
+            Pending::Issue {
+                handle,
+                account: account.clone(),
+                expires_at,
+            },
+        ) {
+            // No ticket this time: the client is logged in all the same and
+            // can log in with its password to reconnect.
+            self.authenticated(handle, account, &[], 0);
+        }
+    }
+
+    fn authenticated(
+        &mut self,
+        handle: ConnectionHandle,
+        account: AccountRef,
+        ticket: &[u8],
+        expires_at: u64,
+    ) {
+        let id = account.id;
+        self.transition(handle, |s| match s {
+            Session::Authenticating(a) => Session::Authenticated(a.succeeded(account)),
+            other => other,
+        });
+        self.reliable(
+            handle,
+            &ServerMessage::Authenticated {
+                account_id: id,
+                ticket,
+                expires_at,
+            },
+        );
+    }
+
+    fn account_of(&self, handle: ConnectionHandle) -> Option<AccountRef> {
+        match &self.sessions.get(&handle)?.session {
+            Session::Authenticated(a) => Some(a.account.clone()),
+            Session::InGame(g) => Some(g.account.clone()),
+            _ => None,
+        }
+    }
+
+    fn set_busy(&mut self, handle: ConnectionHandle, what: Option<Selection>) {
+        if let Some(Session::Authenticated(a)) =
+            self.sessions.get_mut(&handle).map(|s| &mut s.session)
+        {
+            a.busy = what;
+        }
+    }
+
+    fn selection_request(&mut self, handle: ConnectionHandle, what: Selection, op: StoreOp) {
+        let request = selection_type(what);
+        if self.store.saturated() {
+            return self.refuse(handle, request, RefusalReason::StoreUnavailable);
+        }
+        if self.submit_store(op, Pending::Selection { handle, what }) {
+            self.set_busy(handle, Some(what));
+        } else {
+            self.refuse(handle, request, RefusalReason::ServerBusy);
+        }
+    }
+
+    fn list(&mut self, handle: ConnectionHandle) {
+        let Some(account) = self.account_of(handle) else {
+            return;
+        };
+        self.selection_request(handle, Selection::List, StoreOp::ListCharacters(account.id));
+    }
+
+    fn create(&mut self, handle: ConnectionHandle, name: &str, template: u16, appearance: &[u8]) {
+        let request = client_type::CHARACTER_CREATE;
+        let Some(account) = self.account_of(handle) else {
+            return;
+        };
+        if let Err(e) = self.services.data.check_name(name) {
+            let reason = match e {
+                tos_config::NameError::Reserved => RefusalReason::NameReserved,
+                _ => RefusalReason::NameInvalid,
+            };
+            return self.refuse(handle, request, reason);
+        }
+        let Some(t) = self.services.data.template(template) else {
+            return self.refuse(handle, request, RefusalReason::UnknownTemplate);
+        };
+        if appearance.len() > usize::from(t.appearance_len) {
+            return self.refuse(handle, request, RefusalReason::Malformed);
+        }
+        let Some(stats) = self.services.data.stats_at(template, 1) else {
+            return self.refuse(handle, request, RefusalReason::UnknownTemplate);
+        };
+        // Spread new characters over the template's creation points.
+        let points = &t.spawn_points;
+        let point = points[(self.unix as usize ^ self.next_request as usize) % points.len()];
+        let new = NewCharacter {
+            account: tos_store::AccountId(account.id),
+            name: name.to_string(),
+            template,
+            faction: t.faction,
+            appearance: appearance.to_vec(),
+            position: point,
+            yaw: 0.0,
+            level: 1,
+            exp: 0,
+            hp: stats.hp_max,
+            mp: stats.mp_max,
+        };
+        let max = self.services.settings.max_characters;
+        self.selection_request(
+            handle,
+            Selection::Create,
+            StoreOp::CreateCharacter(Box::new(new), max),
+        );
+    }
+
+    fn delete_or_restore(&mut self, handle: ConnectionHandle, character_id: u64, what: Selection) {
+        let Some(account) = self.account_of(handle) else {
+            return;
+        };
+        if self.services.registry.is_online(character_id) {
+            return self.refuse(
+                handle,
+                selection_type(what),
+                RefusalReason::CharacterInUse,
+            );
+        }
+        let op = if what == Selection::Delete {
+            StoreOp::DeleteCharacter {
+                account: account.id,
+                id: character_id,
+            }
+        } else {
+            StoreOp::RestoreCharacter {
+                account: account.id,
+                id: character_id,
+                window: self.services.settings.delete_restore_secs,
+            }
+        };
+        self.selection_request(handle, what, op);
+    }
+
+    fn enter(&mut self, handle: ConnectionHandle, character_id: u64) {
+        let request = client_type::ENTER_TO_WORLD;
+        if self.store.saturated() {
+            return self.refuse(handle, request, RefusalReason::StoreUnavailable);
+        }
+        let pending = Pending::Load {
+            handle,
+            character_id,
+        };
+        if self.submit_store(StoreOp::LoadCharacter(character_id), pending) {
+            self.transition(handle, |s| match s {
+                Session::Authenticated(a) => Session::Entering(a.enter(character_id)),
+                other => other,
+            });
+        } else {
+            self.refuse(handle, request, RefusalReason::ServerBusy);
+        }
+    }
+
+    fn leave(&mut self, handle: ConnectionHandle) {
+        let Some(slot) = self.sessions.get_mut(&handle) else {
+            return;
+        };
+        let Session::InGame(g) = std::mem::replace(&mut slot.session, Session::Closing) else {
+            return;
+        };
+        self.leave_world(&g, handle);
+        if let Some(slot) = self.sessions.get_mut(&handle) {
+            slot.session = Session::Authenticated(g.leave());
+        }
+    }
+
+    /// Saves a character now and takes it out of the world and the
+    /// registry.
+    fn leave_world(&mut self, g: &InGame, handle: ConnectionHandle) {
+        if let Some(net) = self.shard.player_of(g.client) {
+            if let Some(state) = persist::state_in(&self.shard, net, &g.character) {
+                self.save_now(state);
+            }
+        }
+        let _ = self.shard.remove_player(g.client);
+        self.in_world.retain(|&(c, h)| c != g.client && h != handle);
+        self.services.registry.release(g.character.id);
+        bump(&self.services.counters.leaves_total);
+    }
+
+    fn save_now(&mut self, state: CharacterState) {
+        bump(&self.services.counters.saves_queued_total);
+        if !self.store.save_now(state.clone()) {
+            // The store's command queue is full: the coalescing save path
+            // has its own bound and is retried by the store; try it.
+            if !self.store.save(state) {
+                bump(&self.services.counters.saves_deferred_total);
+                tracing::error!("store queue full: a logout save could not be queued");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Replies from the store and the auth pool
+    // ------------------------------------------------------------------
+
+    /// Drains the replies that arrived from the store and the auth pool.
+    /// Call every loop turn.
+    pub fn handle_replies(&mut self, now: Instant) {
+        while let Ok(reply) = self.auth_rx.try_recv() {
+            if let Some(p) = self.pending.remove(&reply.request_id) {
+                self.on_auth(now, p, reply.result);
+            }
+        }
+        while let Some((id, answer)) = self.store.try_recv() {
+            if let Some(p) = self.pending.remove(&id) {
+                self.on_store(p, answer);
+            }
+        }
+    }
+
+    fn submit_auth(&mut self, kind: AuthJobKind, pending: Pending) -> bool {
+        let request_id = self.next_request;
+        let job = AuthJob {
+            request_id,
+            reply: self.auth_tx.clone(),
+            kind,
+        };
+        if self.services.auth.try_submit(job).is_err() {
+            bump(&self.services.counters.service_busy_total);
+            return false;
+        }
+        self.next_request += 1;
+        self.pending.insert(request_id, pending);
+        true
+    }
+
+    fn submit_store(&mut self, op: StoreOp, pending: Pending) -> bool {
+        let request_id = self.next_request;
+        if !self.store.request(request_id, op) {
+            bump(&self.services.counters.service_busy_total);
+            return false;
+        }
+        self.next_request += 1;
+        self.pending.insert(request_id, pending);
+        true
+    }
+
+    fn on_auth(&mut self, _now: Instant, pending: Pending, result: AuthResult) {
+        match (pending, result) {
+            (Pending::RegisterHash { handle, name }, AuthResult::Hashed(Ok(phc))) => {
+                let op = StoreOp::CreateAccount {
+                    name: name.clone(),
+                    hash: Some(phc),
+                };
+                if !self.submit_store(op, Pending::RegisterCreate { handle, name }) {
+                    self.login_refused(handle, client_type::REGISTER, RefusalReason::ServerBusy);
+                }
+            }
+            (Pending::RegisterHash { handle, .. }, _) => {
+                self.login_refused(handle, client_type::REGISTER, RefusalReason::Internal)
+            }
+            (Pending::LoginVerify { handle, account }, AuthResult::Verified(Ok(true))) => {
+                match account {
+                    Some(account) => {
+                        bump(&self.services.counters.logins_total);
+                        self.issue_ticket(handle, account);
+                    }
+                    None => self.login_refused(
+                        handle,
+                        client_type::LOGIN,
+                        RefusalReason::BadCredentials,
+                    ),
+                }
+            }
+            (Pending::LoginVerify { handle, .. }, _) => {
+                self.login_refused(handle, client_type::LOGIN, RefusalReason::BadCredentials)
+            }
+            (
+                Pending::Issue {
+                    handle,
+                    account,
+                    expires_at,
+                },
+                AuthResult::Issued(Ok(ticket)),
+            ) => self.authenticated(handle, account, &ticket, expires_at),
+            (Pending::Issue { handle, account, .. }, _) => {
+                self.authenticated(handle, account, &[], 0)
+            }
+            (Pending::TicketCheck { handle }, AuthResult::Ticket(Ok(claims))) => {
+                match claims.kind {
+                    TicketKind::Session => {
+                        bump(&self.services.counters.tickets_accepted_total);
+                        self.ticketed.insert(
+                            handle,
+                            AccountRef {
+                                id: claims.account_id,
+                                name: claims.account_name,
+                            },
+                        );
+                        self.output(Output::Accept { handle });
+                    }
+                    TicketKind::External => {
+                        // A studio's login backend vouches for this name:
+                        // find (or create, without a password) its account.
+                        // External accounts live in their own namespace
+                        // (`ext:` is not a valid registered name), so a
+                        // ticket can never open a password account.
+                        let name = format!("{EXTERNAL_PREFIX}{}", claims.account_name);
+                        let op = StoreOp::AccountByName(name.clone());
+                        if !self.submit_store(op, Pending::ExternalLookup { handle, name }) {
+                            self.output(Output::Refuse {
+                                handle,
+                                reason: DenyReason::ServerFull,
+                            });
+                        }
+                    }
+                }
+            }
+            (Pending::TicketCheck { handle }, result) => {
+                let reason = match result {
+                    AuthResult::Ticket(Err(tos_auth::TicketError::Expired)) => {
+                        RefusalReason::TicketExpired
+                    }
+                    _ => RefusalReason::TicketInvalid,
+                };
+                self.services.counters.refused(reason);
+                bump(&self.services.counters.tickets_rejected_total);
+                self.output(Output::Refuse {
+                    handle,
+                    reason: DenyReason::TicketRejected,
+                });
+            }
+            (p, _) => tracing::warn!(?p, "an auth reply of the wrong kind"),
+        }
+    }
+
+    fn on_store(&mut self, pending: Pending, answer: StoreAnswer) {
+        match pending {
+            Pending::RegisterLookup {
+                handle,
+                name,
+                password,
+            } => match answer {
+                StoreAnswer::Account(Ok(None)) => {
+                    let kind = AuthJobKind::HashPassword { password };
+                    if !self.submit_auth(kind, Pending::RegisterHash { handle, name }) {
+                        self.login_refused(handle, client_type::REGISTER, RefusalReason::ServerBusy);
+                    }
+                }
+                StoreAnswer::Account(Ok(Some(_))) => {
+                    self.login_refused(handle, client_type::REGISTER, RefusalReason::AccountExists)
+                }
+                _ => self.login_refused(
+                    handle,
+                    client_type::REGISTER,
+                    RefusalReason::StoreUnavailable,
+                ),
+            },
+            Pending::RegisterCreate { handle, name } => match answer {
+                StoreAnswer::AccountCreated(Ok(id)) => {
+                    bump(&self.services.counters.registrations_total);
+                    self.issue_ticket(handle, AccountRef { id, name });
+                }
+                StoreAnswer::AccountCreated(Err(StoreError::NameTaken)) => {
+                    self.login_refused(handle, client_type::REGISTER, RefusalReason::AccountExists)
+                }
+                _ => self.login_refused(
+                    handle,
+                    client_type::REGISTER,
+                    RefusalReason::StoreUnavailable,
+                ),
+            },
+            Pending::LoginLookup {
+                handle,
+                name: _,
+                password,
+            } => match answer {
+                StoreAnswer::Account(Ok(account)) => {
+                    let (phc, account) = match account {
+                        Some(a) => (
+                            a.password_hash.clone(),
+                            // An account made from an external ticket has no
+                            // password: checked against the dummy, refused.
+                            a.password_hash.as_ref().map(|_| AccountRef {
+                                id: a.id.0,
+                                name: a.name.clone(),
+                            }),
+                        ),
+                        None => (None, None),
+                    };
+                    let kind = AuthJobKind::VerifyPassword { password, phc };
+                    if !self.submit_auth(kind, Pending::LoginVerify { handle, account }) {
+                        self.login_refused(handle, client_type::LOGIN, RefusalReason::ServerBusy);
+                    }
+                }
+                _ => self.login_refused(
+                    handle,
+                    client_type::LOGIN,
+                    RefusalReason::StoreUnavailable,
+                ),
+            },
+            Pending::ExternalLookup { handle, name } => match answer {
+                StoreAnswer::Account(Ok(Some(a))) => self.external_ok(
+                    handle,
+                    AccountRef {
+                        id: a.id.0,
+                        name: a.name,
+                    },
+                ),
+                StoreAnswer::Account(Ok(None)) => {
+                    let op = StoreOp::CreateAccount {
+                        name: name.clone(),
+                        hash: None,
+                    };
+                    if !self.submit_store(op, Pending::ExternalCreate { handle, name }) {
+                        self.output(Output::Refuse {
+                            handle,
+                            reason: DenyReason::ServerFull,
+                        });
+                    }
+                }
+                _ => self.output(Output::Refuse {
+                    handle,
+                    reason: DenyReason::ServerFull,
+                }),
+            },
+            Pending::ExternalCreate { handle, name } => match answer {
+                StoreAnswer::AccountCreated(Ok(id)) => {
+                    bump(&self.services.counters.registrations_total);
+                    self.external_ok(handle, AccountRef { id, name });
+                }
+                _ => self.output(Output::Refuse {
+                    handle,
+                    reason: DenyReason::ServerFull,
+                }),
+            },
+            Pending::Selection { handle, what } => {
+                self.set_busy(handle, None);
+                self.on_selection(handle, what, answer);
+            }
+            Pending::Load {
+                handle,
+                character_id,
+            } => self.on_loaded(handle, character_id, answer),
+            other => tracing::warn!(?other, "a store reply for an auth request"),
+        }
+    }
+
+    fn external_ok(&mut self, handle: ConnectionHandle, account: AccountRef) {
+        bump(&self.services.counters.tickets_accepted_total);
+        self.ticketed.insert(handle, account);
+        self.output(Output::Accept { handle });
+    }
+
+    fn on_selection(&mut self, handle: ConnectionHandle, what: Selection, answer: StoreAnswer) {
+        let request = selection_type(what);
+        let done = |id: u64| ServerMessage::CharacterDone {
+            request,
+            character_id: id,
+        };
+        match answer {
+            StoreAnswer::Characters(Ok(list)) => self.send_list(handle, &list),
+            StoreAnswer::Created(Ok(record)) => {
+                bump(&self.services.counters.characters_created_total);
+                self.reliable(handle, &done(record.id.0));
+            }
+            StoreAnswer::Done(Ok(id)) => {
+                bump(if what == Selection::Delete {
+                    &self.services.counters.characters_deleted_total
+                } else {
+                    &self.services.counters.characters_restored_total
+                });
+                self.reliable(handle, &done(id));
+            }
+            StoreAnswer::Characters(Err(e))
+            | StoreAnswer::Created(Err(e))
+            | StoreAnswer::Done(Err(e)) => self.refuse(handle, request, refusal_of(&e)),
+            _ => self.refuse(handle, request, RefusalReason::Internal),
+        }
+    }
+
+    fn send_list(&mut self, handle: ConnectionHandle, list: &[CharacterRecord]) {
+        let window = self.services.settings.delete_restore_secs as i64;
+        let now = self.unix as i64;
+        let summaries: Vec<CharacterSummary<'_>> = list
+            .iter()
+            // Past the restore window a deleted character is gone for good.
+            .filter(|r| r.deleted_at.is_none_or(|d| now - d <= window))
+            .map(|r| CharacterSummary {
+                character_id: r.id.0,
+                name: &r.name,
+                template: r.template,
+                level: r.level,
+                faction: r.faction,
+                deleted_at: r.deleted_at.map_or(0, |d| d.max(0) as u64),
+                position: r.position,
+            })
+            .collect();
+        let start = self.arena.len();
+        self.arena.resize(start + MESSAGE_MAX, 0);
+        let mut w = Writer::new(&mut self.arena[start..]);
+        let len = match encode_character_list(&mut w, self.services.settings.max_characters, &summaries) {
+            Ok(()) => w.position(),
+            Err(_) => 0,
+        };
+        self.arena.truncate(start + len);
+        if len == 0 {
+            tracing::error!("a character list did not encode");
+            self.refuse(handle, client_type::CHARACTER_LIST, RefusalReason::Internal);
+            return;
+        }
+        self.queue.push_back(Queued::Message {
+            handle,
+            channel: Channel::ReliableOrdered,
+            start,
+            len,
+        });
+    }
+
+    fn enter_failed(&mut self, handle: ConnectionHandle, reason: RefusalReason) {
+        self.transition(handle, |s| match s {
+            Session::Entering(e) => Session::Authenticated(e.failed()),
+            other => other,
+        });
+        self.refuse(handle, client_type::ENTER_TO_WORLD, reason);
+    }
+
+    fn on_loaded(&mut self, handle: ConnectionHandle, character_id: u64, answer: StoreAnswer) {
+        let Some(Session::Entering(entering)) = self.sessions.get(&handle).map(|s| &s.session)
+        else {
+            return;
+        };
+        let account = entering.account.clone();
+        let record = match answer {
+            StoreAnswer::Character(Ok(Some(r))) => r,
+            StoreAnswer::Character(Ok(None)) => {
+                return self.enter_failed(handle, RefusalReason::NoSuchCharacter);
+            }
+            _ => return self.enter_failed(handle, RefusalReason::StoreUnavailable),
+        };
+        if record.account.0 != account.id {
+            // Someone else's character: indistinguishable from none.
+            return self.enter_failed(handle, RefusalReason::NoSuchCharacter);
+        }
+        if record.deleted_at.is_some() {
+            return self.enter_failed(handle, RefusalReason::CharacterDeleted);
+        }
+        let claimed = self.services.registry.claim(OnlineEntry {
+            character_id,
+            name: record.name.clone(),
+            account_id: account.id,
+            core: self.core,
+        });
+        if !claimed {
+            return self.enter_failed(handle, RefusalReason::CharacterInUse);
+        }
+        let (hp_max, mp_max) = self
+            .services
+            .data
+            .stats_at(record.template, record.level)
+            .map_or((record.hp.max(1.0), record.mp.max(0.0)), |s| {
+                (s.hp_max, s.mp_max)
+            });
+        let character = PlayingCharacter {
+            id: record.id.0,
+            name: record.name.clone(),
+            template: record.template,
+            faction: record.faction,
+            hp_max,
+            mp_max,
+            saved: CharacterState {
+                id: record.id,
+                position: record.position,
+                yaw: record.yaw,
+                hp: record.hp,
+                mp: record.mp,
+                level: record.level,
+                exp: record.exp,
+            },
+        };
+        let transfer = SessionTransfer { account, character };
+        self.sessions.remove(&handle);
+        self.place(handle, transfer);
+    }
+
+    /// Puts a loaded character into this core's world, or sends it with its
+    /// connection to the core that owns its position.
+    fn place(&mut self, handle: ConnectionHandle, transfer: SessionTransfer) {
+        let c = &transfer.character;
+        let character = Character {
+            character_id: c.id,
+            position: c.saved.position,
+            yaw: c.saved.yaw,
+            faction: Faction(c.faction),
+            hp: c.saved.hp,
+            mp: c.saved.mp,
+            hp_max: c.hp_max,
+            mp_max: c.mp_max,
+        };
+        let client = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
+        match self.shard.add_player(client, &character) {
+            Ok(_) => {
+                let entity_id = self.shard.player_of(client).unwrap_or(0);
+                let position = self
+                    .shard
+                    .entity(entity_id)
+                    .map_or(character.position, |e| e.record.position);
+                let SessionTransfer { account, character } = transfer;
+                let character_id = character.id;
+                let address = SocketAddr::from(([0, 0, 0, 0], 0));
+                let session = Session::InGame(InGame {
+                    address,
+                    account,
+                    character,
+                    client,
+                });
+                self.sessions.insert(handle, Slot::new(session));
+                self.in_world.push((client, handle));
+                self.services.registry.moved(character_id, self.core);
+                bump(&self.services.counters.enters_total);
+                let world = WorldParams::from_quantizer(self.shard.world().quantizer());
+                self.reliable(
+                    handle,
+                    &ServerMessage::WorldEntered {
+                        entity_id,
+                        server_tick: self.tick,
+                        character_id,
+                        position,
+                        yaw: character_yaw(&self.shard, entity_id),
+                        world,
+                    },
+                );
+            }
+            Err(ShardError::WrongShard { owner }) => {
+                self.output(Output::ToCore {
+                    core: owner,
+                    msg: PeerMessage::Enter {
+                        session: Box::new(transfer),
+                    },
+                    connection: Some(handle),
+                });
+            }
+            Err(e) => {
+                let reason = if matches!(e, ShardError::ClientsFull { .. }) {
+                    RefusalReason::ServerFull
+                } else {
+                    RefusalReason::EnterFailed
+                };
+                tracing::warn!(error = %e, "a character could not enter");
+                self.services.registry.release(transfer.character.id);
+                let SessionTransfer { account, .. } = transfer;
+                // Back to the selection screen with a refusal.
+                let address = SocketAddr::from(([0, 0, 0, 0], 0));
+                self.sessions.insert(
+                    handle,
+                    Slot::new(Session::Authenticated(Authenticated::new(address, account))),
+                );
+                self.refuse(handle, client_type::ENTER_TO_WORLD, reason);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Other cores
+    // ------------------------------------------------------------------
+
+    /// A message from another core's game layer; `connection` is the handle
+    /// its player's connection got here, when one moved with it.
+    pub fn handle_peer(&mut self, msg: PeerMessage, connection: Option<ConnectionHandle>) {
+        match msg {
+            PeerMessage::Ghosts(batch) => self.shard.accept_ghosts(batch),
+            PeerMessage::Effect(e) => {
+                let _ = self.shard.apply_remote_effect(e);
+            }
+            PeerMessage::Enter { session } => match connection {
+                Some(handle) => self.place(handle, *session),
+                None => self.services.registry.release(session.character.id),
+            },
+            PeerMessage::Handoff { handoff, session } => {
+                let client = handoff.client.as_ref().map(|c| c.client());
+                match self.shard.accept_handoff(*handoff) {
+                    Ok(_) => {
+                        if let (Some(client), Some(handle), Some(s)) = (client, connection, session)
+                        {
+                            let SessionTransfer { account, character } = *s;
+                            self.services.registry.moved(character.id, self.core);
+                            let address = SocketAddr::from(([0, 0, 0, 0], 0));
+                            self.sessions.insert(
+                                handle,
+                                Slot::new(Session::InGame(InGame {
+                                    address,
+                                    account,
+                                    character,
+                                    client,
+                                })),
+                            );
+                            self.in_world.push((client, handle));
+                        }
+                    }
+                    Err(rejected) => {
+                        // Never lose it: send it back where it came from.
+                        let back = rejected.handoff;
+                        let to = back.from_core;
+                        self.output(Output::ToCore {
+                            core: to,
+                            msg: PeerMessage::Handoff {
+                                handoff: Box::new(back),
+                                session,
+                            },
+                            connection,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message for another core came back (its inbox was full);
+    /// `connection` is the handle its connection got back here. Messages
+    /// that carry a player or an entity are sent again on the next tick.
+    pub fn handle_bounced(
+        &mut self,
+        core: u16,
+        msg: PeerMessage,
+        connection: Option<ConnectionHandle>,
+    ) {
+        if msg.must_arrive() {
+            bump(&self.services.counters.peer_bounced_total);
+            self.bounced.push((core, msg, connection));
+        } else {
+            bump(&self.services.counters.peer_dropped_total);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // The tick
+    // ------------------------------------------------------------------
+
+    /// Runs the world's tick: moves, actions, hand-offs, ghosts, saves; the
+    /// snapshots follow through [`GameCore::poll_output`].
+    pub fn handle_tick(&mut self, tick: u32) {
+        self.tick = tick;
+        self.unix = unix_now();
+        for (core, msg, connection) in std::mem::take(&mut self.bounced) {
+            self.output(Output::ToCore {
+                core,
+                msg,
+                connection,
+            });
+        }
+        self.shard.tick(tick);
+        let mut buf = [0u8; 64];
+        // Corrections go reliably: a claim rejected within a round trip of a
+        // correction is not corrected again.
+        for i in 0..self.shard.corrections().len() {
+            let c = self.shard.corrections()[i];
+            if let Some(handle) = self.handle_of(c.client) {
+                let n = encode_small(&c.message(), &mut buf);
+                self.queue_bytes(handle, &buf[..n]);
+            }
+        }
+        for i in 0..self.shard.action_results().len() {
+            let a = self.shard.action_results()[i];
+            if let Some(handle) = self.handle_of(a.client) {
+                let n = encode_small(&a.message(), &mut buf);
+                self.queue_bytes(handle, &buf[..n]);
+            }
+        }
+        // Entities crossing into other cores' quadrants, with their players.
+        self.handoffs.extend(self.shard.take_handoffs());
+        let mut handoffs = std::mem::take(&mut self.handoffs);
+        for h in handoffs.drain(..) {
+            let to = h.to_core;
+            let moving = h.client.as_ref().map(|c| c.client()).and_then(|client| {
+                let handle = self.handle_of(client)?;
+                self.in_world.retain(|&(c, _)| c != client);
+                let slot = self.sessions.remove(&handle)?;
+                match slot.session {
+                    Session::InGame(g) => Some((
+                        handle,
+                        SessionTransfer {
+                            account: g.account,
+                            character: g.character,
+                        },
+                    )),
+                    _ => None,
+                }
+            });
+            let (connection, session) = match moving {
+                Some((handle, s)) => (Some(handle), Some(Box::new(s))),
+                None => (None, None),
+            };
+            self.output(Output::ToCore {
+                core: to,
+                msg: PeerMessage::Handoff {
+                    handoff: Box::new(h),
+                    session,
+                },
+                connection,
+            });
+        }
+        self.handoffs = handoffs;
+        self.ghosts.clear();
+        self.shard.publish_ghosts(&mut self.ghosts);
+        for batch in self.ghosts.drain(..) {
+            let core = batch.to_core;
+            self.queue.push_back(Queued::Other(Output::ToCore {
+                core,
+                msg: PeerMessage::Ghosts(batch),
+                connection: None,
+            }));
+        }
+        let effects: Vec<_> = self.shard.take_remote_effects().collect();
+        for e in effects {
+            self.queue.push_back(Queued::Other(Output::ToCore {
+                core: e.to_core,
+                msg: PeerMessage::Effect(e),
+                connection: None,
+            }));
+        }
+        if tick % self.save_every == 0 {
+            self.save_changed();
+        }
+        self.snap_cursor = 0;
+        self.snap_tick = tick;
+    }
+
+    fn queue_bytes(&mut self, handle: ConnectionHandle, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        self.queue.push_back(Queued::Message {
+            handle,
+            channel: Channel::ReliableOrdered,
+            start,
+            len: bytes.len(),
+        });
+    }
+
+    fn handle_of(&self, client: ClientId) -> Option<ConnectionHandle> {
+        self.in_world
+            .iter()
+            .find(|(c, _)| *c == client)
+            .map(|(_, h)| *h)
+    }
+
+    /// Hands every character that changed since its last save to the
+    /// store's write-behind queue.
+    fn save_changed(&mut self) {
+        for i in 0..self.in_world.len() {
+            let (client, handle) = self.in_world[i];
+            let Some(net) = self.shard.player_of(client) else {
+                continue;
+            };
+            let Some(slot) = self.sessions.get_mut(&handle) else {
+                continue;
+            };
+            let Session::InGame(g) = &mut slot.session else {
+                continue;
+            };
+            let Some(state) = persist::state_in(&self.shard, net, &g.character) else {
+                continue;
+            };
+            if !persist::changed(&g.character.saved, &state) {
+                continue;
+            }
+            if self.store.save(state.clone()) {
+                g.character.saved = state;
+                bump(&self.services.counters.saves_queued_total);
+            } else {
+                // Still marked changed: tried again next interval.
+                bump(&self.services.counters.saves_deferred_total);
+            }
+        }
+    }
+
+    /// The server is stopping: every character on this core is saved at
+    /// once and leaves the world (the runtime then closes the connections
+    /// and flushes the store).
+    pub fn shutdown(&mut self) {
+        let handles: Vec<ConnectionHandle> = self.in_world.iter().map(|(_, h)| *h).collect();
+        for handle in handles {
+            self.handle_closed(handle);
+        }
+    }
+}
+
+fn character_yaw(shard: &Shard, net: u32) -> f32 {
+    shard.entity(net).map_or(0.0, |e| e.record.rotation[1])
+}
+
+fn encode_small(msg: &ServerMessage<'_>, out: &mut [u8]) -> usize {
+    let mut w = Writer::new(out);
+    if msg.encode(&mut w).is_err() {
+        return 0;
+    }
+    w.position()
+}
+
+fn selection_type(what: Selection) -> u8 {
+    match what {
+        Selection::List => client_type::CHARACTER_LIST,
+        Selection::Create => client_type::CHARACTER_CREATE,
+        Selection::Delete => client_type::CHARACTER_DELETE,
+        Selection::Restore => client_type::CHARACTER_RESTORE,
+    }
+}
+
+/// The refusal a store error means to a client.
+fn refusal_of(e: &StoreError) -> RefusalReason {
+    match e {
+        StoreError::NameTaken => RefusalReason::NameTaken,
+        StoreError::TooManyCharacters => RefusalReason::TooManyCharacters,
+        StoreError::NotFound => RefusalReason::NoSuchCharacter,
+        StoreError::NotDeleted => RefusalReason::CharacterNotDeleted,
+        StoreError::RestoreExpired => RefusalReason::RestoreExpired,
+        _ => RefusalReason::StoreUnavailable,
+    }
+}
