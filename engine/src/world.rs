@@ -244,6 +244,15 @@ impl CoreWorld {
             // Heartbeats and rekeys travel as transport frames; the seed's
             // game-level aliases need no answer.
             ClientMessage::Pong(_) | ClientMessage::RekeyResponse(_) => {}
+            // Accounts and characters: the game layer (not yet written)
+            // answers these; the development server ignores them.
+            ClientMessage::Register { .. }
+            | ClientMessage::Login { .. }
+            | ClientMessage::CharacterList
+            | ClientMessage::CharacterCreate { .. }
+            | ClientMessage::CharacterDelete { .. }
+            | ClientMessage::CharacterRestore { .. }
+            | ClientMessage::LeaveWorld => {}
         }
     }
 
@@ -265,11 +274,21 @@ impl CoreWorld {
                     slot.in_world = true;
                 }
                 let entity_id = self.shard.player_of(client).unwrap_or(0);
-                let mut buf = [0u8; 32];
+                let mut buf = [0u8; 160];
+                let world = tos_protocol::wire::game::WorldParams::from_quantizer(
+                    self.shard.world().quantizer(),
+                    // The velocity step the server dequantizes claims with.
+                    1.0,
+                    self.shard.movement_rules().max_speed,
+                );
                 let n = encode(
                     &ServerMessage::WorldEntered {
                         entity_id,
                         server_tick: 0,
+                        character_id: character.character_id,
+                        position: character.position,
+                        yaw: character.yaw,
+                        world,
                     },
                     &mut buf,
                 );
