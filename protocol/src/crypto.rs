@@ -19,6 +19,23 @@
 //! next   = HKDF-Expand(secret, "tos v1 chain", 32)   (input to the next rekey)
 //! ```
 //!
+//! # The sealed auth ticket (Noise NK's first-message payload)
+//!
+//! A client that pinned the server's static key can already compute `es`
+//! when it sends Connect, and seals the ticket with it:
+//!
+//! ```text
+//! ticket key = HKDF-SHA256(salt = client nonce, ikm = es, info = "tos v1 ticket", 32)
+//! nonce      = 12 zero bytes
+//! AAD        = version u16 LE ‖ key mode u8 ‖ client public key [32] ‖ client nonce [16]
+//! wire       = ChaCha20-Poly1305(ticket key, nonce, AAD, ticket) = ciphertext ‖ tag
+//! ```
+//!
+//! The fixed nonce is safe because a ticket key seals exactly one
+//! plaintext: it is unique to the client's ephemeral key (fresh per
+//! connection attempt), the client seals once and re-sends the identical
+//! sealed bytes in every (re)transmitted Connect.
+//!
 //! A rekey runs a fresh ephemeral exchange inside the sealed channel and
 //! chains the previous generation's `next` secret into the new one:
 //! `secret' = HKDF-Extract(salt = request nonce ‖ response nonce,
@@ -29,7 +46,7 @@ use ring::aead::{self, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::wire::control::{NONCE_LEN, PUBLIC_KEY_LEN, TAG_LEN};
+use crate::wire::control::{KeyMode, NONCE_LEN, PUBLIC_KEY_LEN, TAG_LEN};
 
 /// Why a packet could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +203,73 @@ impl KeySet {
     }
 }
 
+/// The HKDF info label of the ticket key.
+pub const TICKET_KEY_LABEL: &[u8] = b"tos v1 ticket";
+/// Length of a sealed ticket's associated data.
+pub const TICKET_AAD_LEN: usize = 2 + 1 + PUBLIC_KEY_LEN + NONCE_LEN;
+
+/// The ticket key: `HKDF-SHA256(salt = client nonce, ikm = es, info =
+/// "tos v1 ticket")`, 32 bytes.
+pub fn ticket_key(es: &[u8; 32], client_nonce: &[u8; NONCE_LEN]) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    let _ = Hkdf::<Sha256>::new(Some(client_nonce), es).expand(TICKET_KEY_LABEL, &mut key);
+    key
+}
+
+/// The associated data of a sealed ticket: the Connect fields before the
+/// cookie (version u16 LE, key mode u8, client public key, client nonce).
+pub fn ticket_aad(
+    version: u16,
+    key_mode: KeyMode,
+    client_public: &[u8; PUBLIC_KEY_LEN],
+    client_nonce: &[u8; NONCE_LEN],
+) -> [u8; TICKET_AAD_LEN] {
+    let mut aad = [0u8; TICKET_AAD_LEN];
+    aad[..2].copy_from_slice(&version.to_le_bytes());
+    aad[2] = key_mode as u8;
+    aad[3..3 + PUBLIC_KEY_LEN].copy_from_slice(client_public);
+    aad[3 + PUBLIC_KEY_LEN..].copy_from_slice(client_nonce);
+    aad
+}
+
+/// Seals `ticket` for a Connect: returns `ciphertext ‖ tag` (an empty
+/// ticket stays empty: nothing is sealed).
+pub fn seal_ticket(
+    es: &[u8; 32],
+    client_nonce: &[u8; NONCE_LEN],
+    aad: &[u8; TICKET_AAD_LEN],
+    ticket: &[u8],
+) -> Vec<u8> {
+    if ticket.is_empty() {
+        return Vec::new();
+    }
+    let key = PacketKey::new(&ticket_key(es, client_nonce));
+    let mut out = Vec::with_capacity(ticket.len() + TAG_LEN);
+    out.extend_from_slice(ticket);
+    // Nonce 0: the key seals this one plaintext only (see the module docs).
+    let tag = key.seal(0, 0, aad, &mut out);
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// Opens a sealed ticket in place; returns the plaintext length. An empty
+/// input opens to an empty ticket; anything shorter than a tag, or altered,
+/// fails.
+pub fn open_ticket(
+    es: &[u8; 32],
+    client_nonce: &[u8; NONCE_LEN],
+    aad: &[u8; TICKET_AAD_LEN],
+    sealed: &mut [u8],
+) -> Result<usize, OpenError> {
+    if sealed.is_empty() {
+        return Ok(0);
+    }
+    if sealed.len() < TAG_LEN {
+        return Err(OpenError);
+    }
+    PacketKey::new(&ticket_key(es, client_nonce)).open(0, 0, aad, sealed)
+}
+
 /// An X25519 key pair.
 pub struct KeyPair {
     secret: StaticSecret,
@@ -277,6 +361,29 @@ mod tests {
         sealed[..4].copy_from_slice(&buf);
         sealed[4..].copy_from_slice(&tag);
         assert!(s.client_to_server.open(1, 1, &[], &mut sealed).is_ok());
+    }
+
+    #[test]
+    fn tickets_seal_and_open() {
+        let es = [7u8; 32];
+        let nonce = [8u8; 16];
+        let aad = ticket_aad(1, KeyMode::Pinned, &[9; 32], &nonce);
+        let sealed = seal_ticket(&es, &nonce, &aad, b"ticket");
+        assert_eq!(sealed.len(), 6 + TAG_LEN);
+        let mut copy = sealed.clone();
+        assert_eq!(open_ticket(&es, &nonce, &aad, &mut copy), Ok(6));
+        assert_eq!(&copy[..6], b"ticket");
+        let other = ticket_aad(1, KeyMode::Pinned, &[10; 32], &nonce);
+        let mut copy = sealed.clone();
+        assert_eq!(open_ticket(&es, &nonce, &other, &mut copy), Err(OpenError));
+        let mut copy = sealed.clone();
+        assert_eq!(
+            open_ticket(&[6; 32], &nonce, &aad, &mut copy),
+            Err(OpenError)
+        );
+        assert!(seal_ticket(&es, &nonce, &aad, b"").is_empty());
+        assert_eq!(open_ticket(&es, &nonce, &aad, &mut []), Ok(0));
+        assert_eq!(open_ticket(&es, &nonce, &aad, &mut [0; 15]), Err(OpenError));
     }
 
     #[test]

@@ -16,6 +16,18 @@
 //! endpoint create state, and it hands the auth ticket to the application
 //! ([`EndpointEvent::Incoming`]), which accepts or refuses it. Before that
 //! proof no reply is larger than the datagram that caused it.
+//!
+//! # The sealed ticket
+//!
+//! A Connect's ticket is sealed under `es` (see [`crate::crypto`]). After
+//! the cookie verified (and the core has room), the endpoint computes
+//! `es = X25519(server static, client ephemeral)` once, keeps it in the
+//! pending connection for the key schedule, and opens the ticket; the
+//! application sees only the plaintext. A ticket that does not open, or a
+//! non-empty ticket in an unpinned Connect, is denied with
+//! [`DenyReason::TicketRejected`] and counted in
+//! [`EndpointStats::tickets_rejected`]; a client key that is a low-order
+//! point is dropped and counted in [`EndpointStats::bad_client_keys`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -27,10 +39,11 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::connection::{Connection, Event, PendingState, Transmit, TransportConfig};
 use crate::cookie::{CookieError, CookieKey};
-use crate::crypto::KeyPair;
+use crate::crypto::{self, KeyPair};
 use crate::integrity::IntegrityTable;
 use crate::wire::control::{
-    AcceptedParams, CONNECT_LEN, ConnectionDenied, DenyReason, Handshake, KeyMode, PROTOCOL_VERSION,
+    AcceptedParams, CONNECT_LEN, ConnectionDenied, DenyReason, Handshake, KeyMode, MAX_TICKET_LEN,
+    PROTOCOL_VERSION,
 };
 use crate::wire::datagram::{self, Datagram};
 
@@ -175,6 +188,11 @@ pub struct EndpointStats {
     pub accepted: u64,
     /// Connections refused by the application.
     pub refused: u64,
+    /// Connects denied because their sealed ticket did not open (or an
+    /// unpinned Connect carried a ticket).
+    pub tickets_rejected: u64,
+    /// Connects dropped because the client's key is a low-order point.
+    pub bad_client_keys: u64,
     /// Datagrams for another core.
     pub wrong_core: u64,
 }
@@ -187,7 +205,8 @@ pub enum EndpointEvent<'a> {
     Incoming {
         /// The new connection.
         handle: ConnectionHandle,
-        /// The auth ticket from its Connect.
+        /// The auth ticket from its Connect, opened: the plaintext the
+        /// client configured (empty if it sent none).
         ticket: &'a [u8],
         /// Its address.
         address: SocketAddr,
@@ -464,12 +483,39 @@ impl Endpoint {
                     self.stats.full_refused += 1;
                     return self.deny(from, cookie.connection_id, DenyReason::Busy);
                 }
+                // es once, here: it opens the ticket and later keys the
+                // connection (accept does not compute it again).
+                let Ok(es) = self.static_key.agree(&c.client_public) else {
+                    self.stats.bad_client_keys += 1;
+                    return DatagramOutcome::Dropped(DropReason::Malformed);
+                };
+                let mut ticket = [0u8; MAX_TICKET_LEN];
+                let ticket_len = match c.key_mode {
+                    _ if c.ticket.is_empty() => Ok(0),
+                    KeyMode::Unpinned => Err(crypto::OpenError),
+                    KeyMode::Pinned => {
+                        let sealed = &mut ticket[..c.ticket.len()];
+                        sealed.copy_from_slice(c.ticket);
+                        let aad = crypto::ticket_aad(
+                            c.version,
+                            c.key_mode,
+                            &c.client_public,
+                            &c.client_nonce,
+                        );
+                        crypto::open_ticket(&es, &c.client_nonce, &aad, sealed)
+                    }
+                };
+                let Ok(ticket_len) = ticket_len else {
+                    self.stats.tickets_rejected += 1;
+                    return self.deny(from, cookie.connection_id, DenyReason::TicketRejected);
+                };
                 let mut seed = [0u8; 32];
                 self.rng.fill_bytes(&mut seed);
                 let pending = PendingState {
                     client_public: c.client_public,
                     client_nonce: c.client_nonce,
                     key_mode: c.key_mode,
+                    es,
                     deadline: now + self.config.transport.handshake_timeout,
                 };
                 let conn = Connection::new_server_pending(
@@ -481,7 +527,7 @@ impl Endpoint {
                     self.config.integrity.clone(),
                     now,
                 );
-                let handle = self.insert(conn, c.ticket, true);
+                let handle = self.insert(conn, &ticket[..ticket_len], true);
                 return DatagramOutcome::Connection(handle);
             }
             Ok(Datagram::Handshake(..)) => {

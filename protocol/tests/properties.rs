@@ -232,7 +232,10 @@ proptest! {
             ServerMessage::UpdateEntityQuantized { entity_id: id, state: e },
             ServerMessage::RekeyRequest(RekeyRequest { phase: ty, public: [ty; 32], nonce: [ty; 16] }),
             ServerMessage::DeltaSync(DeltaSync { tick, baseline_tick: seq, input_ack: id, record_count: seq, records: &payload }),
-            ServerMessage::WorldEntered { entity_id: id, server_tick: tick },
+            ServerMessage::WorldEntered {
+                entity_id: id, server_tick: tick, character_id: cid, position: p, yaw: f,
+                world: WorldParams::from_quantizer(&Quantizer::seed_default(), f, f),
+            },
             ServerMessage::Correction { input_seq: seq, position: p, velocity: v },
             ServerMessage::ActionResult { input_seq: seq, result: ty },
         ];
@@ -253,6 +256,86 @@ proptest! {
             let n = { let mut w = Writer::new(&mut buf); m.encode(&mut w).unwrap(); w.position() };
             prop_assert_eq!(ClientMessage::decode(&buf[..n]).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn account_messages_round_trip(
+        account in "\\PC{0,8}", password in "\\PC{0,32}", name in "\\PC{0,8}",
+        id in any::<u64>(), template in any::<u16>(), level in any::<u16>(), faction in any::<u8>(),
+        appearance in proptest::collection::vec(any::<u8>(), 0..=MAX_APPEARANCE_LEN),
+        ticket in proptest::collection::vec(any::<u8>(), 0..=MAX_SESSION_TICKET_LEN),
+        request in any::<u8>(), reason in 1u8..=25, max in any::<u8>(),
+        p in [finite(), finite(), finite()], count in 0usize..12,
+    ) {
+        let mut buf = vec![0u8; 2048];
+        let client = [
+            ClientMessage::Register { account: &account, password: &password },
+            ClientMessage::Login { account: &account, password: &password },
+            ClientMessage::CharacterList,
+            ClientMessage::CharacterCreate { name: &name, template, appearance: &appearance },
+            ClientMessage::CharacterDelete { character_id: id },
+            ClientMessage::CharacterRestore { character_id: id },
+            ClientMessage::LeaveWorld,
+        ];
+        for m in client {
+            let n = { let mut w = Writer::new(&mut buf); m.encode(&mut w).unwrap(); w.position() };
+            prop_assert_eq!(buf[0], m.type_byte());
+            prop_assert_eq!(ClientMessage::decode(&buf[..n]).unwrap(), m);
+            prop_assert_eq!(channel_for(&m), Channel::ReliableOrdered);
+        }
+        let entries: Vec<_> = (0..count).map(|i| CharacterSummary {
+            character_id: id.wrapping_add(i as u64), name: &name, template, level, faction,
+            deleted_at: id, position: p,
+        }).collect();
+        let n = { let mut w = Writer::new(&mut buf); encode_character_list(&mut w, max, &entries).unwrap(); w.position() };
+        let ServerMessage::CharacterList(list) = ServerMessage::decode(&buf[..n]).unwrap() else {
+            panic!("not a CharacterList");
+        };
+        prop_assert_eq!(list.max_characters, max);
+        let back: Vec<_> = list.entries().map(Result::unwrap).collect();
+        prop_assert_eq!(back, entries);
+        let server = [
+            ServerMessage::Authenticated { account_id: id, ticket: &ticket, expires_at: id },
+            ServerMessage::CharacterList(list),
+            ServerMessage::CharacterDone { request, character_id: id },
+            ServerMessage::Refused { request, reason: RefusalReason::from_u8(reason).unwrap() },
+        ];
+        let mut again = vec![0u8; 2048];
+        for m in server {
+            let n = { let mut w = Writer::new(&mut again); m.encode(&mut w).unwrap(); w.position() };
+            prop_assert_eq!(ServerMessage::decode(&again[..n]).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn account_message_limits_are_enforced(extra in 1usize..8) {
+        let long = "x".repeat(MAX_PASSWORD_LEN + extra);
+        let mut buf = vec![0u8; 2048];
+        let mut w = Writer::new(&mut buf);
+        let bad = ClientMessage::Login { account: &long[..MAX_ACCOUNT_LEN + extra], password: "" }.encode(&mut w);
+        prop_assert!(bad.is_err());
+        let mut w = Writer::new(&mut buf);
+        let bad = ClientMessage::Register { account: "a", password: &long }.encode(&mut w);
+        prop_assert!(bad.is_err());
+        // Hand-made overlong fields and bad UTF-8 do not decode.
+        let mut bytes = vec![client_type::LOGIN, (MAX_ACCOUNT_LEN + extra) as u8];
+        bytes.extend(std::iter::repeat_n(b'a', MAX_ACCOUNT_LEN + extra));
+        bytes.push(0);
+        prop_assert!(ClientMessage::decode(&bytes).is_err());
+        let bad_utf8 = [client_type::REGISTER, 1, 0xff, 0];
+        prop_assert_eq!(ClientMessage::decode(&bad_utf8), Err(tos_protocol::wire::WireError::InvalidUtf8));
+        let appearance = vec![0u8; MAX_APPEARANCE_LEN + extra];
+        let mut w = Writer::new(&mut buf);
+        let bad = ClientMessage::CharacterCreate { name: "a", template: 0, appearance: &appearance }.encode(&mut w);
+        prop_assert!(bad.is_err());
+        let ticket = vec![0u8; MAX_SESSION_TICKET_LEN + extra];
+        let mut w = Writer::new(&mut buf);
+        let bad = ServerMessage::Authenticated { account_id: 0, ticket: &ticket, expires_at: 0 }.encode(&mut w);
+        prop_assert!(bad.is_err());
+        // A list whose count runs past its bytes, or leaves bytes over.
+        prop_assert!(ServerMessage::decode(&[server_type::CHARACTER_LIST, 5, extra as u8]).is_err());
+        prop_assert!(ServerMessage::decode(&[server_type::CHARACTER_LIST, 5, 0, 1]).is_err());
+        prop_assert!(ServerMessage::decode(&[server_type::REFUSED, 9, 26 + extra as u8]).is_err());
     }
 
     #[test]
@@ -313,6 +396,32 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_account_message_bodies_never_panic(
+        client_ty in 6u8..=12, server_ty in prop_oneof![Just(7u8), 10u8..=13],
+        body in proptest::collection::vec(any::<u8>(), 0..400),
+    ) {
+        // The type byte is fixed so the bytes reach the new decoders.
+        let mut bytes = vec![client_ty];
+        bytes.extend_from_slice(&body);
+        if let Ok(m) = ClientMessage::decode(&bytes) {
+            let mut buf = vec![0u8; bytes.len() + 16];
+            let mut w = Writer::new(&mut buf);
+            m.encode(&mut w).unwrap();
+            prop_assert_eq!(w.written(), &bytes[..]);
+        }
+        bytes[0] = server_ty;
+        if let Ok(m) = ServerMessage::decode(&bytes) {
+            if let ServerMessage::CharacterList(list) = m {
+                prop_assert!(list.entries().all(|e| e.is_ok()));
+            }
+            let mut buf = vec![0u8; bytes.len() + 16];
+            let mut w = Writer::new(&mut buf);
+            m.encode(&mut w).unwrap();
+            prop_assert_eq!(w.written(), &bytes[..]);
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_any_decoder(data in proptest::collection::vec(any::<u8>(), 0..1300)) {
         let _ = classify(&data);
         let _ = PacketHeader::parse_bytes(&data);
@@ -321,8 +430,16 @@ proptest! {
             let _ = decode_frame(&f, Side::Client);
             let _ = decode_frame(&f, Side::Server);
         }
-        let _ = ServerMessage::decode(&data);
+        if let Ok(ServerMessage::CharacterList(list)) = ServerMessage::decode(&data) {
+            prop_assert!(list.entries().all(|e| e.is_ok()));
+        }
         let _ = ClientMessage::decode(&data);
+        let list = CharacterList { max_characters: 1, count: data.first().copied().unwrap_or(0), entries: &data };
+        for e in list.entries() {
+            let _ = e;
+        }
+        let mut r = Reader::new(&data);
+        let _ = WorldParams::decode(&mut r);
         let _ = AcceptedParams::decode(&data);
         let mut r = Reader::new(&data);
         while let Ok(rec) = DeltaRecord::decode(&mut r) {

@@ -8,11 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{LinkConfig, Owned, Rng, Sim, server_config};
-use tos_protocol::connection::{ClientConfig, Connection, ServerKey, TransportConfig};
+use tos_protocol::connection::{ClientConfig, Connection, SendError, ServerKey, TransportConfig};
+use tos_protocol::crypto::KeyPair;
 use tos_protocol::endpoint::{DatagramOutcome, DropReason, Endpoint, EndpointEvent};
 use tos_protocol::integrity::IntegrityTable;
 use tos_protocol::wire::Channel;
-use tos_protocol::wire::control::{Connect, Cookie, DenyReason, DisconnectReason, Handshake};
+use tos_protocol::wire::control::{
+    Connect, Cookie, DenyReason, DisconnectReason, Handshake, KeyMode, MAX_TICKET_PLAINTEXT_LEN,
+    TAG_LEN,
+};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -331,6 +335,8 @@ fn unpinned_clients_are_refused_unless_allowed() {
     let mut sim = Sim::new(51, LinkConfig::perfect(5), TransportConfig::default());
     let mut cfg = sim.client_config(Arc::new(TransportConfig::default()));
     cfg.server_key = ServerKey::Unpinned;
+    // An unpinned client cannot seal a ticket.
+    cfg.ticket.clear();
     sim.add_client(cfg.clone());
     assert!(sim.drive(Duration::from_secs(2), |s| {
         s.clients[0]
@@ -357,6 +363,9 @@ fn a_client_pinning_another_key_never_connects() {
     let mut sim = Sim::new(61, LinkConfig::perfect(5), transport.clone());
     let mut cfg = sim.client_config(Arc::new(transport));
     cfg.server_key = ServerKey::Pinned([7; 32]);
+    // Without a ticket the server accepts, and the client's check of
+    // ConnectionAccepted is what stops it (with one, see below).
+    cfg.ticket.clear();
     sim.add_client(cfg);
     assert!(
         sim.drive(Duration::from_secs(5), |s| s.clients[0].events.contains(
@@ -365,6 +374,164 @@ fn a_client_pinning_another_key_never_connects() {
     );
     assert!(sim.clients[0].conn.stats().auth_failures > 0);
     assert!(!sim.clients[0].events.contains(&Owned::Connected));
+}
+
+#[test]
+fn the_ticket_travels_sealed_and_arrives_in_plaintext() {
+    let epoch = Instant::now();
+    let mut ep = endpoint(epoch);
+    let now = epoch + Duration::from_secs(1);
+    let ticket = b"a-secret-session-ticket".to_vec();
+    let cfg = ClientConfig {
+        transport: Arc::new(TransportConfig::default()),
+        server_key: ServerKey::Pinned(ep.static_public_key()),
+        ticket: ticket.clone(),
+        integrity: None,
+        seed: [9; 32],
+    };
+    let mut c = Connection::connect(cfg, addr(3565), now).unwrap();
+    let connect = first_connect(&mut c, now);
+    let Ok((_, Handshake::Connect(sent))) = Handshake::decode(&connect) else {
+        panic!("not a Connect")
+    };
+    assert_eq!(sent.ticket.len(), ticket.len() + TAG_LEN);
+    assert!(
+        !connect
+            .windows(ticket.len())
+            .any(|w| w == ticket.as_slice()),
+        "the plaintext ticket is on the wire"
+    );
+    // A retransmitted Connect carries the identical sealed bytes.
+    let again = first_connect(&mut c, now + Duration::from_secs(2));
+    let Ok((_, Handshake::Connect(resent))) = Handshake::decode(&again) else {
+        panic!("not a Connect")
+    };
+    assert_eq!(resent.ticket, sent.ticket);
+
+    let from = addr(1000);
+    let cookie = get_cookie(&mut ep, &connect, from, now);
+    assert!(matches!(
+        ep.handle_datagram(now, from, &mut connect_with(&connect, cookie)),
+        DatagramOutcome::Connection(_)
+    ));
+    match ep.poll_event() {
+        Some(EndpointEvent::Incoming { ticket: got, .. }) => assert_eq!(got, ticket.as_slice()),
+        other => panic!("expected Incoming, got {other:?}"),
+    }
+    assert_eq!(ep.stats().tickets_rejected, 0);
+}
+
+#[test]
+fn a_ticket_that_does_not_open_is_denied() {
+    let epoch = Instant::now();
+    let mut ep = endpoint(epoch);
+    let now = epoch + Duration::from_secs(1);
+    let from = addr(1000);
+
+    // Altered on the way: one bit of the sealed ticket flipped.
+    let mut c = client(&ep, 5, now);
+    let connect = first_connect(&mut c, now);
+    let cookie = get_cookie(&mut ep, &connect, from, now);
+    let Ok((_, Handshake::Connect(sent))) = Handshake::decode(&connect) else {
+        panic!()
+    };
+    let mut altered = sent.ticket.to_vec();
+    altered[0] ^= 1;
+    let mut buf = [0u8; 1500];
+    let n = Handshake::Connect(Connect {
+        cookie: Some(cookie),
+        ticket: &altered,
+        ..sent
+    })
+    .encode(cookie.connection_id, 1, &mut buf)
+    .unwrap();
+    ep.handle_datagram(now, from, &mut buf[..n]);
+    assert_eq!(
+        denied(&replies(&mut ep, now)),
+        Some(DenyReason::TicketRejected)
+    );
+    assert_eq!(ep.connection_count(), 0, "no state for a bad ticket");
+    assert!(ep.poll_event().is_none());
+
+    // Sealed for another server key.
+    let cfg = ClientConfig {
+        transport: Arc::new(TransportConfig::default()),
+        server_key: ServerKey::Pinned(
+            Endpoint::new(server_config(
+                0,
+                Arc::new(TransportConfig::default()),
+                epoch,
+            ))
+            .static_public_key()
+            .map(|b| b ^ 0x55),
+        ),
+        ticket: b"t".to_vec(),
+        integrity: None,
+        seed: [6; 32],
+    };
+    let mut c = Connection::connect(cfg, addr(3565), now).unwrap();
+    let connect = first_connect(&mut c, now);
+    let cookie = get_cookie(&mut ep, &connect, from, now);
+    ep.handle_datagram(now, from, &mut connect_with(&connect, cookie));
+    assert_eq!(
+        denied(&replies(&mut ep, now)),
+        Some(DenyReason::TicketRejected)
+    );
+
+    // An unpinned Connect that carries a ticket anyway (a hand-made one).
+    let mut scfg = server_config(0, Arc::new(TransportConfig::default()), epoch);
+    scfg.allow_unpinned = true;
+    let mut ep2 = Endpoint::new(scfg);
+    let n = Handshake::Connect(Connect {
+        key_mode: KeyMode::Unpinned,
+        cookie: None,
+        ticket: b"plain",
+        ..sent
+    })
+    .encode(7, 0, &mut buf)
+    .unwrap();
+    let plain = buf[..n].to_vec();
+    let cookie = get_cookie(&mut ep2, &plain, from, now);
+    ep2.handle_datagram(now, from, &mut connect_with(&plain, cookie));
+    assert_eq!(
+        denied(&replies(&mut ep2, now)),
+        Some(DenyReason::TicketRejected)
+    );
+    assert_eq!(ep.stats().tickets_rejected, 2);
+    assert_eq!(ep2.stats().tickets_rejected, 1);
+    assert_eq!(ep2.connection_count(), 0);
+}
+
+#[test]
+fn a_ticket_needs_a_pinned_key() {
+    let now = Instant::now();
+    let cfg = ClientConfig {
+        transport: Arc::new(TransportConfig::default()),
+        server_key: ServerKey::Unpinned,
+        ticket: b"t".to_vec(),
+        integrity: None,
+        seed: [1; 32],
+    };
+    assert_eq!(
+        Connection::connect(cfg.clone(), addr(1), now).err(),
+        Some(SendError::UnsealableTicket)
+    );
+    let too_long = ClientConfig {
+        server_key: ServerKey::Pinned(KeyPair::from_secret([3; 32]).public()),
+        ticket: vec![0; MAX_TICKET_PLAINTEXT_LEN + 1],
+        ..cfg.clone()
+    };
+    assert_eq!(
+        Connection::connect(too_long, addr(1), now).err(),
+        Some(SendError::TooLarge {
+            max: MAX_TICKET_PLAINTEXT_LEN
+        })
+    );
+    let empty = ClientConfig {
+        ticket: Vec::new(),
+        ..cfg
+    };
+    assert!(Connection::connect(empty, addr(1), now).is_ok());
 }
 
 #[test]

@@ -355,6 +355,18 @@ fn named_values(t: &Transcript) -> Vec<(String, Vec<u8>)> {
     let s2c = expand(&prk, b"tos v1 s2c");
     let chain = expand(&prk, b"tos v1 chain");
 
+    // The sealed ticket of both Connects, from the documented formula.
+    let (ticket_prk, _) = Hkdf::<Sha256>::extract(Some(&client.nonce), &es);
+    let ticket_key = expand(&ticket_prk, b"tos v1 ticket");
+    let mut ticket_aad = Vec::new();
+    ticket_aad.extend_from_slice(&first.version.to_le_bytes());
+    ticket_aad.push(first.key_mode as u8);
+    ticket_aad.extend_from_slice(&first.client_public);
+    ticket_aad.extend_from_slice(&first.client_nonce);
+    let ticket = open(&ticket_key, 0, 0, &ticket_aad, first.ticket);
+    assert_eq!(ticket, b"player-ticket", "the ticket of tests/common");
+    assert_eq!(second.ticket, first.ticket, "the same sealed bytes again");
+
     // In document order: the fixed inputs, then every datagram, with the
     // values derived from it after it.
     let mut out: Vec<(String, Vec<u8>)> = vec![
@@ -401,6 +413,13 @@ fn named_values(t: &Transcript) -> Vec<(String, Vec<u8>)> {
     for (i, r) in d.iter().enumerate() {
         let n = i + 1;
         out.push((format!("handshake-transcript-{n}"), r.bytes.clone()));
+        if i == 0 {
+            out.push((
+                "handshake-transcript-ticket-key".into(),
+                ticket_key.to_vec(),
+            ));
+            out.push(("handshake-transcript-ticket".into(), ticket.clone()));
+        }
         if i == 1 {
             out.push((
                 "handshake-transcript-cookie-key".into(),
@@ -628,11 +647,16 @@ fn handshake_fields(bytes: &[u8]) -> Vec<Field> {
             let tlen = c.ticket.len();
             assert!(tlen < 128, "one-byte length");
             f.push(field(
-                &bytes[at..at + 1 + tlen],
-                format!(
-                    "auth ticket: length {tlen}, {:?}",
-                    String::from_utf8_lossy(c.ticket)
-                ),
+                &bytes[at..at + 1],
+                format!("auth ticket: length {tlen}"),
+            ));
+            f.push(field(
+                &bytes[at + 1..at + 1 + tlen - 16],
+                "  sealed ticket: ciphertext (section 12)",
+            ));
+            f.push(field(
+                &bytes[at + 1 + tlen - 16..at + 1 + tlen],
+                "  sealed ticket: Poly1305 tag",
             ));
             at += 1 + tlen;
             f.push(field(&bytes[at..crc_at], "zero padding to offset 1196"));
@@ -797,6 +821,12 @@ fn print_transcript() {
                 "server-secret" => "server ephemeral X25519 secret",
                 "cookie-key" => {
                     "period key: HMAC-SHA256(master 24*32, \"tos cookie period\" ‖ 0u64)"
+                }
+                "ticket-key" => {
+                    "ticket key = HKDF-SHA256(salt = client nonce, ikm = es, \"tos v1 ticket\", 32) (es below)"
+                }
+                "ticket" => {
+                    "datagram 1's ticket opened (and datagram 3's: the same bytes): \"player-ticket\""
                 }
                 "ee" => "ee = X25519(client ephemeral secret, server ephemeral public)",
                 "es" => "es = X25519(client ephemeral secret, server static public)",

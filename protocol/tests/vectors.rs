@@ -7,12 +7,13 @@
 //! ```` ```hex vector=NAME ````; `XX*N` stands for N copies of byte XX.
 
 use tos_protocol::Side;
+use tos_protocol::crypto::{self, KeyPair};
 
 mod common;
 
 use common::spec::{doc_vectors, hex};
 use tos_protocol::delta::{self, DeltaRecord, EntityStatus, QuantizedEntity, RecordKind};
-use tos_protocol::quant::{QuantizedPosition, QuantizedRotation};
+use tos_protocol::quant::{QuantizedPosition, QuantizedRotation, Quantizer};
 use tos_protocol::wire::control::*;
 use tos_protocol::wire::datagram::{AnyFrame, decode_frame};
 use tos_protocol::wire::frame::{FrameBody, Frames};
@@ -58,6 +59,83 @@ fn entity() -> QuantizedEntity {
             mp: 0x80,
         },
         velocity: [600, -1, 0],
+    }
+}
+
+/// The characters of the `server-character-list` vector.
+fn characters() -> [CharacterSummary<'static>; 2] {
+    [
+        CharacterSummary {
+            character_id: 77,
+            name: "Ayla",
+            template: 3,
+            level: 12,
+            faction: 1,
+            deleted_at: 0,
+            position: [1.5, -2.0, 100.0],
+        },
+        CharacterSummary {
+            character_id: 78,
+            name: "Bo",
+            template: 1,
+            level: 1,
+            faction: 2,
+            deleted_at: 1_800_000_000,
+            position: [0.0; 3],
+        },
+    ]
+}
+
+/// The sealed-ticket vector (PROTOCOL.md section 12.1): fixed secrets.
+const TICKET_SERVER_SECRET: [u8; 32] = [0x5e; 32];
+const TICKET_CLIENT_SECRET: [u8; 32] = [0xce; 32];
+const TICKET_CLIENT_NONCE: [u8; 16] = [0xbb; 16];
+const TICKET: &[u8] = b"ticket";
+
+/// The sealed-ticket vector's values, computed from the documented formula
+/// with the primitive crates (not with `tos_protocol::crypto`'s ticket
+/// functions, which `ticket_functions_match_the_vector` checks).
+struct TicketVector {
+    server_public: [u8; 32],
+    client_public: [u8; 32],
+    es: [u8; 32],
+    key: [u8; 32],
+    aad: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+fn ticket_vector() -> TicketVector {
+    use hkdf::Hkdf;
+    use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+    let server = KeyPair::from_secret(TICKET_SERVER_SECRET);
+    let client = KeyPair::from_secret(TICKET_CLIENT_SECRET);
+    let es = client.agree(&server.public()).unwrap();
+    assert_eq!(es, server.agree(&client.public()).unwrap());
+    let mut key = [0u8; 32];
+    Hkdf::<sha2::Sha256>::new(Some(&TICKET_CLIENT_NONCE), &es)
+        .expand(b"tos v1 ticket", &mut key)
+        .unwrap();
+    let mut aad = Vec::new();
+    aad.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    aad.push(KeyMode::Pinned as u8);
+    aad.extend_from_slice(&client.public());
+    aad.extend_from_slice(&TICKET_CLIENT_NONCE);
+    let sealer = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).unwrap());
+    let mut sealed = TICKET.to_vec();
+    sealer
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key([0; 12]),
+            Aad::from(&aad),
+            &mut sealed,
+        )
+        .unwrap();
+    TicketVector {
+        server_public: server.public(),
+        client_public: client.public(),
+        es,
+        key,
+        aad,
+        sealed,
     }
 }
 
@@ -113,6 +191,8 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         public: [0x33; 32],
         nonce: [0x44; 16],
     };
+    let tv = ticket_vector();
+    let character_list = write(|w| encode_character_list(w, 5, &characters()).unwrap());
     let server = |m: ServerMessage<'_>| write(|w| m.encode(w).unwrap());
     let client = |m: ClientMessage<'_>| write(|w| m.encode(w).unwrap());
     vec![
@@ -133,10 +213,10 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 &Handshake::Connect(Connect {
                     version: PROTOCOL_VERSION,
                     key_mode: KeyMode::Pinned,
-                    client_public: [0xaa; 32],
-                    client_nonce: [0xbb; 16],
+                    client_public: tv.client_public,
+                    client_nonce: TICKET_CLIENT_NONCE,
                     cookie: None,
-                    ticket: b"ticket",
+                    ticket: &tv.sealed,
                 }),
                 0x0000_0007,
                 0,
@@ -148,10 +228,10 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 &Handshake::Connect(Connect {
                     version: PROTOCOL_VERSION,
                     key_mode: KeyMode::Pinned,
-                    client_public: [0xaa; 32],
-                    client_nonce: [0xbb; 16],
+                    client_public: tv.client_public,
+                    client_nonce: TICKET_CLIENT_NONCE,
                     cookie: Some(COOKIE),
-                    ticket: b"ticket",
+                    ticket: &tv.sealed,
                 }),
                 COOKIE.connection_id,
                 1,
@@ -353,6 +433,37 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             server(ServerMessage::WorldEntered {
                 entity_id: 5,
                 server_tick: 1000,
+                character_id: 77,
+                position: [1.5, -2.0, 100.0],
+                yaw: 90.0,
+                world: WorldParams::from_quantizer(&Quantizer::seed_default(), 1.0, 700.0),
+            }),
+        ),
+        (
+            "server-authenticated",
+            server(ServerMessage::Authenticated {
+                account_id: 1001,
+                ticket: &[0x7e; 8],
+                expires_at: 1_800_000_000,
+            }),
+        ),
+        ("server-character-list", character_list.clone()),
+        (
+            "server-character-list-empty",
+            write(|w| encode_character_list(w, 5, &[]).unwrap()),
+        ),
+        (
+            "server-character-done",
+            server(ServerMessage::CharacterDone {
+                request: client_type::CHARACTER_CREATE,
+                character_id: 78,
+            }),
+        ),
+        (
+            "server-refused",
+            server(ServerMessage::Refused {
+                request: client_type::CHARACTER_CREATE,
+                reason: RefusalReason::NameTaken,
             }),
         ),
         (
@@ -398,7 +509,52 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 target: 5,
             }),
         ),
+        (
+            "client-register",
+            client(ClientMessage::Register {
+                account: "ayla",
+                password: "hunter2",
+            }),
+        ),
+        (
+            "client-login",
+            client(ClientMessage::Login {
+                account: "ayla",
+                password: "hunter2",
+            }),
+        ),
+        (
+            "client-character-list",
+            client(ClientMessage::CharacterList),
+        ),
+        (
+            "client-character-create",
+            client(ClientMessage::CharacterCreate {
+                name: "Ayla",
+                template: 3,
+                appearance: &[1, 2, 3, 4],
+            }),
+        ),
+        (
+            "client-character-delete",
+            client(ClientMessage::CharacterDelete { character_id: 77 }),
+        ),
+        (
+            "client-character-restore",
+            client(ClientMessage::CharacterRestore { character_id: 77 }),
+        ),
+        ("client-leave-world", client(ClientMessage::LeaveWorld)),
         ("delta-records", records),
+        ("ticket-server-secret", TICKET_SERVER_SECRET.to_vec()),
+        ("ticket-server-public", tv.server_public.to_vec()),
+        ("ticket-client-secret", TICKET_CLIENT_SECRET.to_vec()),
+        ("ticket-client-public", tv.client_public.to_vec()),
+        ("ticket-es", tv.es.to_vec()),
+        ("ticket-client-nonce", TICKET_CLIENT_NONCE.to_vec()),
+        ("ticket-key", tv.key.to_vec()),
+        ("ticket-aad", tv.aad.clone()),
+        ("ticket-plaintext", TICKET.to_vec()),
+        ("ticket-sealed", tv.sealed.clone()),
     ]
 }
 
@@ -451,10 +607,24 @@ fn vectors_decode_back() {
             n if n.starts_with("server-") => {
                 let m = ServerMessage::decode(&bytes).unwrap();
                 assert_eq!(write(|w| m.encode(w).unwrap()), bytes, "{name}");
+                if name == "server-character-list" {
+                    let ServerMessage::CharacterList(list) = m else {
+                        panic!("{name}: {m:?}");
+                    };
+                    assert_eq!(list.max_characters, 5);
+                    let entries: Vec<_> = list.entries().map(Result::unwrap).collect();
+                    assert_eq!(entries, characters());
+                }
+                if let ServerMessage::WorldEntered { world, .. } = m {
+                    assert_eq!(world.quantizer().unwrap(), Quantizer::seed_default());
+                }
             }
             n if n.starts_with("client-") => {
                 let m = ClientMessage::decode(&bytes).unwrap();
                 assert_eq!(write(|w| m.encode(w).unwrap()), bytes, "{name}");
+            }
+            n if n.starts_with("ticket-") => {
+                // Checked by `ticket_functions_match_the_vector`.
             }
             "delta-records" => {
                 let mut r = Reader::new(&bytes);
@@ -484,6 +654,34 @@ fn vectors_decode_back() {
                 let decoded = decode_frame(&f, sender).unwrap();
                 assert!(!matches!(decoded, AnyFrame::Unknown(_)), "{name}");
             }
+        }
+    }
+}
+
+#[test]
+fn ticket_functions_match_the_vector() {
+    let tv = ticket_vector();
+    assert_eq!(crypto::ticket_key(&tv.es, &TICKET_CLIENT_NONCE), tv.key);
+    let aad = crypto::ticket_aad(
+        PROTOCOL_VERSION,
+        KeyMode::Pinned,
+        &tv.client_public,
+        &TICKET_CLIENT_NONCE,
+    );
+    assert_eq!(aad.to_vec(), tv.aad);
+    let sealed = crypto::seal_ticket(&tv.es, &TICKET_CLIENT_NONCE, &aad, TICKET);
+    assert_eq!(sealed, tv.sealed);
+    let mut open = sealed.clone();
+    let n = crypto::open_ticket(&tv.es, &TICKET_CLIENT_NONCE, &aad, &mut open).unwrap();
+    assert_eq!(&open[..n], TICKET);
+    // The Connect vectors carry exactly these sealed bytes.
+    for (name, bytes) in vectors() {
+        if name == "connect" || name == "connect-with-cookie" {
+            let Ok((_, Handshake::Connect(c))) = Handshake::decode(&bytes) else {
+                panic!("{name}");
+            };
+            assert_eq!(c.ticket, &tv.sealed[..], "{name}");
+            assert_eq!(c.client_public, tv.client_public, "{name}");
         }
     }
 }

@@ -472,6 +472,11 @@ impl Shard {
         self.core
     }
 
+    /// The movement limits claims are checked against (max speed).
+    pub fn movement_rules(&self) -> &MovementRules {
+        &self.rules
+    }
+
     /// The world geometry and ownership.
     pub fn world(&self) -> &World {
         &self.world

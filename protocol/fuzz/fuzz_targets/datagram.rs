@@ -60,8 +60,14 @@ fn message(data: &[u8]) {
         let mut w = Writer::new(&mut buf);
         m.encode(&mut w).expect("a decoded message re-encodes");
         assert_eq!(w.written(), data, "server message re-encodes differently");
-        if let ServerMessage::DeltaSync(sync) = m {
-            records(sync.records);
+        match m {
+            ServerMessage::DeltaSync(sync) => records(sync.records),
+            ServerMessage::CharacterList(list) => {
+                // A decoded list holds exactly `count` well-formed entries.
+                assert_eq!(list.entries().count(), usize::from(list.count));
+                assert!(list.entries().all(|e| e.is_ok()), "decoded list entry fails");
+            }
+            _ => {}
         }
     }
     if let Ok(m) = ClientMessage::decode(data) {

@@ -44,6 +44,8 @@ pub enum HandshakeError {
 pub(crate) struct ClientInitial {
     pub(crate) ephemeral: KeyPair,
     pub(crate) nonce: [u8; NONCE_LEN],
+    /// The ticket as sealed once at creation (or empty): every Connect
+    /// re-sends these bytes.
     pub(crate) ticket: Vec<u8>,
     pub(crate) server_key: ServerKey,
     /// Random id in the first Connect's header: spreads handshakes over cores.
@@ -168,6 +170,9 @@ pub(crate) struct ServerPending {
     pub(crate) client_public: [u8; PUBLIC_KEY_LEN],
     pub(crate) client_nonce: [u8; NONCE_LEN],
     pub(crate) key_mode: KeyMode,
+    /// `X25519(server static, client ephemeral)`, computed once by the
+    /// endpoint when it opened the ticket.
+    pub(crate) es: [u8; 32],
     pub(crate) deadline: Instant,
 }
 
@@ -198,8 +203,7 @@ impl ServerPending {
         now: Instant,
     ) -> Result<(ServerAccepted, KeySet), KeyExchangeError> {
         let ee = ephemeral.agree(&self.client_public)?;
-        let es = server_static.agree(&self.client_public)?;
-        let keys = KeySet::handshake(&ee, &es, &self.client_nonce, &server_nonce);
+        let keys = KeySet::handshake(&ee, &self.es, &self.client_nonce, &server_nonce);
         let mut plain = [0u8; AcceptedParams::LEN];
         params.encode(&mut plain);
         // Build with a placeholder seal to fix the layout, then seal in place.

@@ -163,7 +163,10 @@ pub struct ClientConfig {
     pub transport: Arc<TransportConfig>,
     /// The server's static key, pinned or not.
     pub server_key: ServerKey,
-    /// Opaque auth ticket for the game layer (≤ 512 bytes).
+    /// Opaque auth ticket for the game layer (≤
+    /// [`MAX_TICKET_PLAINTEXT_LEN`](crate::wire::control::MAX_TICKET_PLAINTEXT_LEN)
+    /// bytes). It is sealed under the handshake's `es` key, so a non-empty
+    /// ticket needs [`ServerKey::Pinned`].
     pub ticket: Vec<u8>,
     /// This client build's integrity table, to answer challenges.
     pub integrity: Option<Arc<IntegrityTable>>,
@@ -244,6 +247,10 @@ pub enum SendError {
     },
     /// The send queue is full: try again after acknowledgements arrive.
     QueueFull,
+    /// [`Connection::connect`] only: a non-empty auth ticket with no pinned
+    /// server key (or a pinned key that is a low-order point), so the
+    /// ticket cannot be sealed. A configuration error.
+    UnsealableTicket,
 }
 
 impl core::fmt::Display for SendError {
@@ -252,6 +259,9 @@ impl core::fmt::Display for SendError {
             Self::Closed => f.write_str("connection closed"),
             Self::TooLarge { max } => write!(f, "message larger than {max} bytes"),
             Self::QueueFull => f.write_str("send queue full"),
+            Self::UnsealableTicket => {
+                f.write_str("an auth ticket needs a pinned, valid server key to be sealed")
+            }
         }
     }
 }
@@ -582,9 +592,10 @@ impl Connection {
         server: SocketAddr,
         now: Instant,
     ) -> Result<Self, SendError> {
-        if config.ticket.len() > crate::wire::control::MAX_TICKET_LEN {
+        use crate::wire::control::{MAX_TICKET_PLAINTEXT_LEN, PROTOCOL_VERSION};
+        if config.ticket.len() > MAX_TICKET_PLAINTEXT_LEN {
             return Err(SendError::TooLarge {
-                max: crate::wire::control::MAX_TICKET_LEN,
+                max: MAX_TICKET_PLAINTEXT_LEN,
             });
         }
         let mut rng = ChaCha20Rng::from_seed(config.seed);
@@ -595,10 +606,29 @@ impl Connection {
         let probe_id = rng.next_u32();
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
+        let ephemeral = KeyPair::from_secret(secret);
+        // Seal the ticket once under es (section 12 of PROTOCOL.md).
+        let ticket = if config.ticket.is_empty() {
+            Vec::new()
+        } else {
+            let ServerKey::Pinned(server_static) = config.server_key else {
+                return Err(SendError::UnsealableTicket);
+            };
+            let es = ephemeral
+                .agree(&server_static)
+                .map_err(|_| SendError::UnsealableTicket)?;
+            let aad = crate::crypto::ticket_aad(
+                PROTOCOL_VERSION,
+                crate::wire::control::KeyMode::Pinned,
+                &ephemeral.public(),
+                &nonce,
+            );
+            crate::crypto::seal_ticket(&es, &nonce, &aad, &config.ticket)
+        };
         let initial = ClientInitial {
-            ephemeral: KeyPair::from_secret(secret),
+            ephemeral,
             nonce,
-            ticket: config.ticket,
+            ticket,
             server_key: config.server_key,
             probe_id,
             attempts: 0,

@@ -31,8 +31,12 @@ pub const NONCE_LEN: usize = 16;
 pub const MAC_LEN: usize = 32;
 /// Length of a cookie: connection id, timestamp, MAC.
 pub const COOKIE_LEN: usize = 4 + 8 + MAC_LEN;
-/// The largest auth ticket a Connect may carry.
+/// The largest auth ticket field a Connect may carry (sealed: ciphertext
+/// and tag).
 pub const MAX_TICKET_LEN: usize = 512;
+/// The largest plaintext auth ticket: what fits [`MAX_TICKET_LEN`] once
+/// sealed (see [`crate::crypto::seal_ticket`]).
+pub const MAX_TICKET_PLAINTEXT_LEN: usize = MAX_TICKET_LEN - TAG_LEN;
 /// Every Connect is padded to this many bytes, so that no reply the server
 /// sends before the client proved its address can be larger.
 pub const CONNECT_LEN: usize = 1200;
@@ -88,6 +92,9 @@ impl Cookie {
 /// public key [32], client nonce [16], has-cookie u8 (0 or 1), cookie [44]
 /// if 1, auth ticket
 /// (varint length ≤ 512 + bytes), zero padding to [`CONNECT_LEN`] − 4.
+/// In [`KeyMode::Pinned`] a non-empty ticket is sealed (`ciphertext ‖
+/// tag`, see [`crate::crypto::seal_ticket`]); in [`KeyMode::Unpinned`] it
+/// must be empty (the server denies a non-empty one: `TicketRejected`).
 /// The header's connection id is random on the first Connect (it spreads
 /// handshakes over cores) and the cookie's id on the second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +109,8 @@ pub struct Connect<'a> {
     pub client_nonce: [u8; NONCE_LEN],
     /// The cookie echoed back, on the second Connect.
     pub cookie: Option<Cookie>,
-    /// Opaque auth ticket for the game layer.
+    /// The auth ticket as on the wire: sealed (`ciphertext ‖ tag`) or
+    /// empty.
     pub ticket: &'a [u8],
 }
 

@@ -13,9 +13,14 @@
 
 use super::control::{Pong, RekeyRequest, RekeyResponse};
 use super::frame::FrameBody;
-use super::{EncodeError, Reader, WireError, Writer};
+use super::{Channel, EncodeError, Reader, WireError, Writer};
 use crate::delta::{EntityStatus, QuantizedEntity};
 use crate::quant::{QuantizedPosition, QuantizedRotation};
+
+pub use super::account::{
+    CharacterEntries, CharacterList, CharacterSummary, MAX_ACCOUNT_LEN, MAX_APPEARANCE_LEN,
+    MAX_PASSWORD_LEN, MAX_SESSION_TICKET_LEN, RefusalReason, WorldParams, encode_character_list,
+};
 
 /// Server message type numbers.
 pub mod server_type {
@@ -39,6 +44,14 @@ pub mod server_type {
     pub const CORRECTION: u8 = 8;
     /// Extension: the outcome of an action request.
     pub const ACTION_RESULT: u8 = 9;
+    /// Extension: login or registration succeeded.
+    pub const AUTHENTICATED: u8 = 10;
+    /// Extension: the account's characters.
+    pub const CHARACTER_LIST: u8 = 11;
+    /// Extension: a character create, delete or restore succeeded.
+    pub const CHARACTER_DONE: u8 = 12;
+    /// Extension: a client message was refused.
+    pub const REFUSED: u8 = 13;
 }
 
 /// Client message type numbers.
@@ -55,6 +68,20 @@ pub mod client_type {
     pub const REKEY_RESPONSE: u8 = 4;
     /// Extension: request to perform an action.
     pub const ACTION: u8 = 5;
+    /// Extension: create an account (and log in).
+    pub const REGISTER: u8 = 6;
+    /// Extension: log in to an account.
+    pub const LOGIN: u8 = 7;
+    /// Extension: ask for the account's characters.
+    pub const CHARACTER_LIST: u8 = 8;
+    /// Extension: create a character.
+    pub const CHARACTER_CREATE: u8 = 9;
+    /// Extension: delete a character (restorable for a while).
+    pub const CHARACTER_DELETE: u8 = 10;
+    /// Extension: restore a deleted character.
+    pub const CHARACTER_RESTORE: u8 = 11;
+    /// Extension: leave the world, back to character selection.
+    pub const LEAVE_WORLD: u8 = 12;
 }
 
 /// An entity's state at full precision: the naive encoding that
@@ -247,12 +274,22 @@ pub enum ServerMessage<'a> {
     /// input sequence applied for this client u32, record count varint,
     /// then that many delta records (see [`crate::delta`]).
     DeltaSync(DeltaSync<'a>),
-    /// 7 — WorldEntered (extension): entity id varint, server tick u32.
+    /// 7 — WorldEntered (extension, channel ReliableOrdered): entity id
+    /// varint, server tick u32, character id u64, position 3 × f32 (world
+    /// units), yaw f32 (degrees), [`WorldParams`] (104 bytes).
     WorldEntered {
         /// The player's own entity.
         entity_id: u32,
         /// The server tick at entry.
         server_tick: u32,
+        /// The character that entered.
+        character_id: u64,
+        /// Where it is, world units.
+        position: [f32; 3],
+        /// Its yaw, degrees.
+        yaw: f32,
+        /// What the client needs to dequantize and predict.
+        world: WorldParams,
     },
     /// 8 — Correction (extension): input sequence u32, position 3 × f32,
     /// velocity 3 × f32: the authoritative state after a rejected claim.
@@ -271,6 +308,37 @@ pub enum ServerMessage<'a> {
         input_seq: u32,
         /// Outcome code.
         result: u8,
+    },
+    /// 10 — Authenticated (extension): account id u64, session ticket
+    /// (varint length ≤ 256 + bytes), expires at u64 (unix seconds). The
+    /// answer to a successful Register or Login; the ticket lets the
+    /// client reconnect without its password until it expires.
+    Authenticated {
+        /// The account.
+        account_id: u64,
+        /// Opaque session ticket (≤ [`MAX_SESSION_TICKET_LEN`] bytes).
+        ticket: &'a [u8],
+        /// When the ticket expires, unix seconds.
+        expires_at: u64,
+    },
+    /// 11 — CharacterList (extension): see [`CharacterList`].
+    CharacterList(CharacterList<'a>),
+    /// 12 — CharacterDone (extension): request u8 (the client message type
+    /// answered: 9 create, 10 delete, 11 restore), character id u64.
+    CharacterDone {
+        /// The type byte of the client message this answers.
+        request: u8,
+        /// The character created, deleted or restored.
+        character_id: u64,
+    },
+    /// 13 — Refused (extension): request u8 (the type byte of the refused
+    /// client message), reason u8 ([`RefusalReason`]). The request was not
+    /// acted on.
+    Refused {
+        /// The type byte of the client message this answers.
+        request: u8,
+        /// Why.
+        reason: RefusalReason,
     },
 }
 
@@ -321,10 +389,65 @@ pub enum ClientMessage<'a> {
         /// Its target.
         target: u32,
     },
+    /// 6 — Register (extension): account (varint length ≤ 32 + UTF-8),
+    /// password (varint length ≤ 128 + UTF-8). Creates the account and
+    /// logs in: answered by Authenticated or Refused.
+    Register {
+        /// Account name.
+        account: &'a str,
+        /// Password.
+        password: &'a str,
+    },
+    /// 7 — Login (extension): the same body as Register.
+    Login {
+        /// Account name.
+        account: &'a str,
+        /// Password.
+        password: &'a str,
+    },
+    /// 8 — CharacterList (extension): empty body. Answered by a server
+    /// CharacterList.
+    CharacterList,
+    /// 9 — CharacterCreate (extension): name (varint length ≤ 32 + UTF-8),
+    /// template u16, appearance (varint length ≤ 32 + bytes). Answered by
+    /// CharacterDone or Refused.
+    CharacterCreate {
+        /// The new character's name.
+        name: &'a str,
+        /// Which template (race/class).
+        template: u16,
+        /// Opaque appearance bytes (≤ [`MAX_APPEARANCE_LEN`]).
+        appearance: &'a [u8],
+    },
+    /// 10 — CharacterDelete (extension): character id u64.
+    CharacterDelete {
+        /// Which character.
+        character_id: u64,
+    },
+    /// 11 — CharacterRestore (extension): character id u64.
+    CharacterRestore {
+        /// Which character.
+        character_id: u64,
+    },
+    /// 12 — LeaveWorld (extension): empty body. Back to character
+    /// selection.
+    LeaveWorld,
 }
 
 /// The longest character name.
 pub const MAX_NAME_LEN: usize = 32;
+
+/// The channel a client message must be sent on: movement claims
+/// (SyncEntity, SyncEntityQuantized) are [`Channel::Unreliable`] (a newer
+/// claim supersedes a lost one); everything else, account, character,
+/// world entry and exit, actions (and the seed aliases), is
+/// [`Channel::ReliableOrdered`].
+pub fn channel_for(msg: &ClientMessage<'_>) -> Channel {
+    match msg {
+        ClientMessage::SyncEntity(_) | ClientMessage::SyncEntityQuantized(_) => Channel::Unreliable,
+        _ => Channel::ReliableOrdered,
+    }
+}
 
 impl<'a> ServerMessage<'a> {
     /// Writes the message (type byte and body).
@@ -374,10 +497,20 @@ impl<'a> ServerMessage<'a> {
             Self::WorldEntered {
                 entity_id,
                 server_tick,
+                character_id,
+                position,
+                yaw,
+                world,
             } => {
                 w.u8(server_type::WORLD_ENTERED)?;
                 w.varint(u64::from(*entity_id))?;
-                w.u32(*server_tick)
+                w.u32(*server_tick)?;
+                w.u64(*character_id)?;
+                for v in position {
+                    w.f32(*v)?;
+                }
+                w.f32(*yaw)?;
+                world.encode(w)
             }
             Self::Correction {
                 input_seq,
@@ -395,6 +528,35 @@ impl<'a> ServerMessage<'a> {
                 w.u8(server_type::ACTION_RESULT)?;
                 w.u32(*input_seq)?;
                 w.u8(*result)
+            }
+            Self::Authenticated {
+                account_id,
+                ticket,
+                expires_at,
+            } => {
+                w.u8(server_type::AUTHENTICATED)?;
+                w.u64(*account_id)?;
+                w.len_prefixed(ticket, MAX_SESSION_TICKET_LEN)?;
+                w.u64(*expires_at)
+            }
+            Self::CharacterList(list) => {
+                w.u8(server_type::CHARACTER_LIST)?;
+                w.u8(list.max_characters)?;
+                w.u8(list.count)?;
+                w.bytes(list.entries)
+            }
+            Self::CharacterDone {
+                request,
+                character_id,
+            } => {
+                w.u8(server_type::CHARACTER_DONE)?;
+                w.u8(*request)?;
+                w.u64(*character_id)
+            }
+            Self::Refused { request, reason } => {
+                w.u8(server_type::REFUSED)?;
+                w.u8(*request)?;
+                w.u8(*reason as u8)
             }
         }
     }
@@ -434,6 +596,10 @@ impl<'a> ServerMessage<'a> {
             server_type::WORLD_ENTERED => Self::WorldEntered {
                 entity_id: r.varint_u32()?,
                 server_tick: r.u32()?,
+                character_id: r.u64()?,
+                position: [r.f32()?, r.f32()?, r.f32()?],
+                yaw: r.f32()?,
+                world: WorldParams::decode(&mut r)?,
             },
             server_type::CORRECTION => Self::Correction {
                 input_seq: r.u32()?,
@@ -443,6 +609,28 @@ impl<'a> ServerMessage<'a> {
             server_type::ACTION_RESULT => Self::ActionResult {
                 input_seq: r.u32()?,
                 result: r.u8()?,
+            },
+            server_type::AUTHENTICATED => Self::Authenticated {
+                account_id: r.u64()?,
+                ticket: r.len_prefixed(MAX_SESSION_TICKET_LEN)?,
+                expires_at: r.u64()?,
+            },
+            server_type::CHARACTER_LIST => {
+                let list = CharacterList {
+                    max_characters: r.u8()?,
+                    count: r.u8()?,
+                    entries: r.rest(),
+                };
+                list.validate()?;
+                Self::CharacterList(list)
+            }
+            server_type::CHARACTER_DONE => Self::CharacterDone {
+                request: r.u8()?,
+                character_id: r.u64()?,
+            },
+            server_type::REFUSED => Self::Refused {
+                request: r.u8()?,
+                reason: RefusalReason::from_u8(r.u8()?)?,
             },
             other => return Err(WireError::UnknownType(other)),
         };
@@ -497,7 +685,52 @@ impl<'a> ClientMessage<'a> {
                 w.u16(*action_id)?;
                 w.varint(u64::from(*target))
             }
+            Self::Register { account, password } | Self::Login { account, password } => {
+                w.u8(self.type_byte())?;
+                w.str(account, MAX_ACCOUNT_LEN)?;
+                w.str(password, MAX_PASSWORD_LEN)
+            }
+            Self::CharacterList | Self::LeaveWorld => w.u8(self.type_byte()),
+            Self::CharacterCreate {
+                name,
+                template,
+                appearance,
+            } => {
+                w.u8(client_type::CHARACTER_CREATE)?;
+                w.str(name, MAX_NAME_LEN)?;
+                w.u16(*template)?;
+                w.len_prefixed(appearance, MAX_APPEARANCE_LEN)
+            }
+            Self::CharacterDelete { character_id } | Self::CharacterRestore { character_id } => {
+                w.u8(self.type_byte())?;
+                w.u64(*character_id)
+            }
         }
+    }
+
+    /// The message's type byte (what [`ServerMessage::Refused`] and
+    /// [`ServerMessage::CharacterDone`] name as `request`).
+    pub fn type_byte(&self) -> u8 {
+        match self {
+            Self::SyncEntity(_) => client_type::SYNC_ENTITY,
+            Self::SyncEntityQuantized(_) => client_type::SYNC_ENTITY_QUANTIZED,
+            Self::Pong(_) => client_type::PONG,
+            Self::EnterToWorld { .. } => client_type::ENTER_TO_WORLD,
+            Self::RekeyResponse(_) => client_type::REKEY_RESPONSE,
+            Self::Action { .. } => client_type::ACTION,
+            Self::Register { .. } => client_type::REGISTER,
+            Self::Login { .. } => client_type::LOGIN,
+            Self::CharacterList => client_type::CHARACTER_LIST,
+            Self::CharacterCreate { .. } => client_type::CHARACTER_CREATE,
+            Self::CharacterDelete { .. } => client_type::CHARACTER_DELETE,
+            Self::CharacterRestore { .. } => client_type::CHARACTER_RESTORE,
+            Self::LeaveWorld => client_type::LEAVE_WORLD,
+        }
+    }
+
+    /// The channel this message must be sent on ([`channel_for`]).
+    pub fn channel(&self) -> Channel {
+        channel_for(self)
     }
 
     /// Reads a message that fills `bytes` exactly.
@@ -532,6 +765,27 @@ impl<'a> ClientMessage<'a> {
                 action_id: r.u16()?,
                 target: r.varint_u32()?,
             },
+            client_type::REGISTER => Self::Register {
+                account: r.str(MAX_ACCOUNT_LEN)?,
+                password: r.str(MAX_PASSWORD_LEN)?,
+            },
+            client_type::LOGIN => Self::Login {
+                account: r.str(MAX_ACCOUNT_LEN)?,
+                password: r.str(MAX_PASSWORD_LEN)?,
+            },
+            client_type::CHARACTER_LIST => Self::CharacterList,
+            client_type::CHARACTER_CREATE => Self::CharacterCreate {
+                name: r.str(MAX_NAME_LEN)?,
+                template: r.u16()?,
+                appearance: r.len_prefixed(MAX_APPEARANCE_LEN)?,
+            },
+            client_type::CHARACTER_DELETE => Self::CharacterDelete {
+                character_id: r.u64()?,
+            },
+            client_type::CHARACTER_RESTORE => Self::CharacterRestore {
+                character_id: r.u64()?,
+            },
+            client_type::LEAVE_WORLD => Self::LeaveWorld,
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;

@@ -20,8 +20,11 @@
 //! - [`frame`]: length-delimited frames inside a datagram payload.
 //! - [`control`]: handshake packets and connection-level frames (seed §10.3).
 //! - [`game`]: game messages carried in message frames (seed §10.1, §10.2).
+//! - [`account`]: the account, character and world-entry structures those
+//!   messages carry (re-exported by [`game`]).
 //! - [`datagram`]: the whole-datagram decoder that faces the network.
 
+pub mod account;
 pub mod buf;
 pub mod control;
 pub mod datagram;
