@@ -11,7 +11,7 @@ use tos_auth::{
     parse_public_keys_hex,
 };
 use tos_config::{GameData, ServerConfig, StoreBackend};
-use tos_store::{Backend, PostgresBackend, SqliteBackend, Store, StoreHandle, StoreSettings};
+use tos_store::{Store, StoreHandle, StoreSettings};
 
 use crate::counters::GameCounters;
 use crate::registry::OnlineRegistry;
@@ -69,7 +69,7 @@ pub struct Boot {
     pub ticket_public_key: [u8; 32],
     /// Where the database lives (for the log).
     pub database: String,
-    stopped: bool,
+    store: Option<StoreHandle>,
 }
 
 /// Loads the game data: `config.runtime.game_data_dir` when set, otherwise the
@@ -118,20 +118,14 @@ pub fn start(config: &ServerConfig, data_dir: &Path) -> Result<Boot, BootError> 
     .map_err(BootError::Thread)?;
 
     let s = &config.store;
-    let (backend, database): (Box<dyn Backend>, String) = match s.backend {
-        StoreBackend::Sqlite => {
-            let path = data_dir.join(&s.sqlite_file);
-            let b = SqliteBackend::open(&path).map_err(|e| BootError::Store(e.to_string()))?;
-            (Box::new(b), format!("sqlite:{}", path.display()))
-        }
-        StoreBackend::Postgres => {
-            let url = s.postgres_url.clone().unwrap_or_default();
-            let b = PostgresBackend::connect(&url, None)
-                .map_err(|e| BootError::Store(e.to_string()))?;
-            (Box::new(b), redact(&url))
-        }
+    let database = match s.backend {
+        StoreBackend::Sqlite => format!("sqlite:{}", data_dir.join(&s.sqlite_file).display()),
+        StoreBackend::Postgres => redact(s.postgres_url.as_deref().unwrap_or_default()),
     };
-    let store: StoreHandle = Store::start(StoreSettings::from_config(s), backend)
+    // Opening and migrating block: done here, before any core runs.
+    let backend = tos_store::open_backend(s, data_dir)
+        .map_err(|e| BootError::Store(format!("{database}: {e}")))?;
+    let store: StoreHandle = Store::start(StoreSettings::from(s), backend)
         .map_err(|e| BootError::Store(e.to_string()))?;
 
     let settings = GameSettings {
@@ -142,7 +136,7 @@ pub fn start(config: &ServerConfig, data_dir: &Path) -> Result<Boot, BootError> 
         save_interval_ms: s.save_interval_ms,
     };
     let services = Services {
-        store,
+        store: store.client(),
         auth: Arc::new(auth),
         data,
         registry: Arc::new(OnlineRegistry::new()),
@@ -164,7 +158,7 @@ pub fn start(config: &ServerConfig, data_dir: &Path) -> Result<Boot, BootError> 
         services,
         ticket_public_key,
         database,
-        stopped: false,
+        store: Some(store),
     })
 }
 
@@ -190,7 +184,7 @@ impl Boot {
     /// Writes the game layer's, the store's and the auth workers' metrics.
     pub fn metrics(&self) -> Arc<dyn Fn(&mut String) + Send + Sync> {
         let counters = Arc::clone(&self.services.counters);
-        let store = self.services.store.metrics();
+        let store = Arc::clone(self.services.store.metrics());
         let auth = Arc::clone(&self.services.auth);
         let registry = Arc::clone(&self.services.registry);
         Arc::new(move |out: &mut String| {
@@ -213,15 +207,13 @@ impl Boot {
     }
 
     fn stop_inner(&mut self) {
-        if self.stopped {
+        let Some(store) = self.store.take() else {
             return;
-        }
-        self.stopped = true;
-        if let Err(e) = self.services.store.flush_and_stop() {
-            tracing::error!(error = %e, "the store did not flush every save");
-        } else {
-            tracing::info!("store flushed");
-        }
+        };
+        // Writes everything pending (retrying for a while if the database
+        // is failing) before the thread ends.
+        store.shutdown_and_join();
+        tracing::info!(database = %self.database, "store flushed and stopped");
         // The auth workers end by themselves once the last handle to the
         // pool (the cores', the metrics endpoint's, this one) is dropped.
     }

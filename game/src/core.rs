@@ -29,7 +29,10 @@ use tos_protocol::wire::game::{
 };
 use tos_protocol::wire::{Channel, Writer};
 use tos_shards::{Character, ClientId, Faction, GhostBatch, Handoff, Shard, ShardError};
-use tos_store::{CharacterRecord, CharacterState, NewCharacter, StoreError};
+use tos_store::{
+    AccountId, CharacterId, CharacterRecord, CharacterState, NewCharacter, StoreError, StoreRequest,
+    StoreResponse,
+};
 
 use crate::counters::bump;
 use crate::persist;
@@ -40,7 +43,7 @@ use crate::session::{
     AccountRef, Authenticated, Connected, InGame, PlayingCharacter, Selection, Session,
     request_type,
 };
-use crate::store_link::{StoreAnswer, StoreLink, StoreOp};
+use crate::store_link::{StoreAnswer, StoreLink};
 
 /// Accounts made from external tickets are stored under this prefix.
 pub const EXTERNAL_PREFIX: &str = "ext:";
@@ -114,10 +117,12 @@ enum Pending {
     ExternalLookup { handle: ConnectionHandle, name: String },
     /// An external ticket's account is being created.
     ExternalCreate { handle: ConnectionHandle, name: String },
-    /// A character request of the selection screen.
+    /// A character request of the selection screen (`character_id` of a
+    /// delete or restore).
     Selection {
         handle: ConnectionHandle,
         what: Selection,
+        character_id: u64,
     },
     /// EnterToWorld: the character is being loaded.
     Load {
@@ -600,7 +605,9 @@ impl GameCore {
             name: name.to_string(),
             password: password.to_string(),
         };
-        if self.submit_store(StoreOp::AccountByName(name.to_string()), pending) {
+        if self.submit_store(StoreRequest::AccountByName {
+            name: name.to_string(),
+        }, pending) {
             let name = name.to_string();
             self.transition(handle, |s| match s {
                 Session::Connected(c) => Session::Authenticating(c.authenticating(name, true)),
@@ -627,7 +634,9 @@ impl GameCore {
             name: name.to_string(),
             password: password.to_string(),
         };
-        if self.submit_store(StoreOp::AccountByName(name.to_string()), pending) {
+        if self.submit_store(StoreRequest::AccountByName {
+            name: name.to_string(),
+        }, pending) {
             let name = name.to_string();
             self.transition(handle, |s| match s {
                 Session::Connected(c) => Session::Authenticating(c.authenticating(name, false)),
@@ -715,12 +724,23 @@ impl GameCore {
         }
     }
 
-    fn selection_request(&mut self, handle: ConnectionHandle, what: Selection, op: StoreOp) {
+    fn selection_request(
+        &mut self,
+        handle: ConnectionHandle,
+        what: Selection,
+        character_id: u64,
+        op: StoreRequest,
+    ) {
         let request = selection_type(what);
         if self.store.saturated() {
             return self.refuse(handle, request, RefusalReason::StoreUnavailable);
         }
-        if self.submit_store(op, Pending::Selection { handle, what }) {
+        let pending = Pending::Selection {
+            handle,
+            what,
+            character_id,
+        };
+        if self.submit_store(op, pending) {
             self.set_busy(handle, Some(what));
         } else {
             self.refuse(handle, request, RefusalReason::ServerBusy);
@@ -731,7 +751,10 @@ impl GameCore {
         let Some(account) = self.account_of(handle) else {
             return;
         };
-        self.selection_request(handle, Selection::List, StoreOp::ListCharacters(account.id));
+        let op = StoreRequest::ListCharacters {
+            account: AccountId(account.id),
+        };
+        self.selection_request(handle, Selection::List, 0, op);
     }
 
     fn create(&mut self, handle: ConnectionHandle, name: &str, template: u16, appearance: &[u8]) {
@@ -759,7 +782,7 @@ impl GameCore {
         let points = &t.spawn_points;
         let point = points[(self.unix as usize ^ self.next_request as usize) % points.len()];
         let new = NewCharacter {
-            account: tos_store::AccountId(account.id),
+            account: AccountId(account.id),
             name: name.to_string(),
             template,
             faction: t.faction,
@@ -771,12 +794,11 @@ impl GameCore {
             hp: stats.hp_max,
             mp: stats.mp_max,
         };
-        let max = self.services.settings.max_characters;
-        self.selection_request(
-            handle,
-            Selection::Create,
-            StoreOp::CreateCharacter(Box::new(new), max),
-        );
+        let op = StoreRequest::CreateCharacter {
+            new,
+            max_per_account: u32::from(self.services.settings.max_characters),
+        };
+        self.selection_request(handle, Selection::Create, 0, op);
     }
 
     fn delete_or_restore(&mut self, handle: ConnectionHandle, character_id: u64, what: Selection) {
@@ -790,19 +812,18 @@ impl GameCore {
                 RefusalReason::CharacterInUse,
             );
         }
+        let (account, id) = (AccountId(account.id), CharacterId(character_id));
         let op = if what == Selection::Delete {
-            StoreOp::DeleteCharacter {
-                account: account.id,
-                id: character_id,
-            }
+            StoreRequest::DeleteCharacter { account, id }
         } else {
-            StoreOp::RestoreCharacter {
-                account: account.id,
-                id: character_id,
-                window: self.services.settings.delete_restore_secs,
+            StoreRequest::RestoreCharacter {
+                account,
+                id,
+                window_secs: i64::try_from(self.services.settings.delete_restore_secs)
+                    .unwrap_or(i64::MAX),
             }
         };
-        self.selection_request(handle, what, op);
+        self.selection_request(handle, what, character_id, op);
     }
 
     fn enter(&mut self, handle: ConnectionHandle, character_id: u64) {
@@ -814,7 +835,10 @@ impl GameCore {
             handle,
             character_id,
         };
-        if self.submit_store(StoreOp::LoadCharacter(character_id), pending) {
+        let op = StoreRequest::LoadCharacter {
+            id: CharacterId(character_id),
+        };
+        if self.submit_store(op, pending) {
             self.transition(handle, |s| match s {
                 Session::Authenticated(a) => Session::Entering(a.enter(character_id)),
                 other => other,
@@ -898,7 +922,7 @@ impl GameCore {
         true
     }
 
-    fn submit_store(&mut self, op: StoreOp, pending: Pending) -> bool {
+    fn submit_store(&mut self, op: StoreRequest, pending: Pending) -> bool {
         let request_id = self.next_request;
         if !self.store.request(request_id, op) {
             bump(&self.services.counters.service_busy_total);
@@ -912,9 +936,9 @@ impl GameCore {
     fn on_auth(&mut self, _now: Instant, pending: Pending, result: AuthResult) {
         match (pending, result) {
             (Pending::RegisterHash { handle, name }, AuthResult::Hashed(Ok(phc))) => {
-                let op = StoreOp::CreateAccount {
+                let op = StoreRequest::CreateAccount {
                     name: name.clone(),
-                    hash: Some(phc),
+                    password_hash: Some(phc),
                 };
                 if !self.submit_store(op, Pending::RegisterCreate { handle, name }) {
                     self.login_refused(handle, client_type::REGISTER, RefusalReason::ServerBusy);
@@ -970,7 +994,7 @@ impl GameCore {
                         // (`ext:` is not a valid registered name), so a
                         // ticket can never open a password account.
                         let name = format!("{EXTERNAL_PREFIX}{}", claims.account_name);
-                        let op = StoreOp::AccountByName(name.clone());
+                        let op = StoreRequest::AccountByName { name: name.clone() };
                         if !self.submit_store(op, Pending::ExternalLookup { handle, name }) {
                             self.output(Output::Refuse {
                                 handle,
@@ -1005,13 +1029,13 @@ impl GameCore {
                 name,
                 password,
             } => match answer {
-                StoreAnswer::Account(Ok(None)) => {
+                Ok(StoreResponse::Account(None)) => {
                     let kind = AuthJobKind::HashPassword { password };
                     if !self.submit_auth(kind, Pending::RegisterHash { handle, name }) {
                         self.login_refused(handle, client_type::REGISTER, RefusalReason::ServerBusy);
                     }
                 }
-                StoreAnswer::Account(Ok(Some(_))) => {
+                Ok(StoreResponse::Account(Some(_))) => {
                     self.login_refused(handle, client_type::REGISTER, RefusalReason::AccountExists)
                 }
                 _ => self.login_refused(
@@ -1021,11 +1045,11 @@ impl GameCore {
                 ),
             },
             Pending::RegisterCreate { handle, name } => match answer {
-                StoreAnswer::AccountCreated(Ok(id)) => {
+                Ok(StoreResponse::AccountCreated(AccountId(id))) => {
                     bump(&self.services.counters.registrations_total);
                     self.issue_ticket(handle, AccountRef { id, name });
                 }
-                StoreAnswer::AccountCreated(Err(StoreError::NameTaken)) => {
+                Err(StoreError::NameTaken) => {
                     self.login_refused(handle, client_type::REGISTER, RefusalReason::AccountExists)
                 }
                 _ => self.login_refused(
@@ -1039,7 +1063,7 @@ impl GameCore {
                 name: _,
                 password,
             } => match answer {
-                StoreAnswer::Account(Ok(account)) => {
+                Ok(StoreResponse::Account(account)) => {
                     let (phc, account) = match account {
                         Some(a) => (
                             a.password_hash.clone(),
@@ -1064,17 +1088,17 @@ impl GameCore {
                 ),
             },
             Pending::ExternalLookup { handle, name } => match answer {
-                StoreAnswer::Account(Ok(Some(a))) => self.external_ok(
+                Ok(StoreResponse::Account(Some(a))) => self.external_ok(
                     handle,
                     AccountRef {
                         id: a.id.0,
                         name: a.name,
                     },
                 ),
-                StoreAnswer::Account(Ok(None)) => {
-                    let op = StoreOp::CreateAccount {
+                Ok(StoreResponse::Account(None)) => {
+                    let op = StoreRequest::CreateAccount {
                         name: name.clone(),
-                        hash: None,
+                        password_hash: None,
                     };
                     if !self.submit_store(op, Pending::ExternalCreate { handle, name }) {
                         self.output(Output::Refuse {
@@ -1089,7 +1113,7 @@ impl GameCore {
                 }),
             },
             Pending::ExternalCreate { handle, name } => match answer {
-                StoreAnswer::AccountCreated(Ok(id)) => {
+                Ok(StoreResponse::AccountCreated(AccountId(id))) => {
                     bump(&self.services.counters.registrations_total);
                     self.external_ok(handle, AccountRef { id, name });
                 }
@@ -1098,9 +1122,13 @@ impl GameCore {
                     reason: DenyReason::ServerFull,
                 }),
             },
-            Pending::Selection { handle, what } => {
+            Pending::Selection {
+                handle,
+                what,
+                character_id,
+            } => {
                 self.set_busy(handle, None);
-                self.on_selection(handle, what, answer);
+                self.on_selection(handle, what, character_id, answer);
             }
             Pending::Load {
                 handle,
@@ -1116,30 +1144,37 @@ impl GameCore {
         self.output(Output::Accept { handle });
     }
 
-    fn on_selection(&mut self, handle: ConnectionHandle, what: Selection, answer: StoreAnswer) {
+    fn on_selection(
+        &mut self,
+        handle: ConnectionHandle,
+        what: Selection,
+        character_id: u64,
+        answer: StoreAnswer,
+    ) {
         let request = selection_type(what);
         let done = |id: u64| ServerMessage::CharacterDone {
             request,
             character_id: id,
         };
-        match answer {
-            StoreAnswer::Characters(Ok(list)) => self.send_list(handle, &list),
-            StoreAnswer::Created(Ok(record)) => {
+        match (what, answer) {
+            (Selection::List, Ok(StoreResponse::Characters(list))) => self.send_list(handle, &list),
+            (Selection::Create, Ok(StoreResponse::Character(record))) => {
                 bump(&self.services.counters.characters_created_total);
                 self.reliable(handle, &done(record.id.0));
             }
-            StoreAnswer::Done(Ok(id)) => {
-                bump(if what == Selection::Delete {
-                    &self.services.counters.characters_deleted_total
-                } else {
-                    &self.services.counters.characters_restored_total
-                });
-                self.reliable(handle, &done(id));
+            (Selection::Delete, Ok(StoreResponse::Done)) => {
+                bump(&self.services.counters.characters_deleted_total);
+                self.reliable(handle, &done(character_id));
             }
-            StoreAnswer::Characters(Err(e))
-            | StoreAnswer::Created(Err(e))
-            | StoreAnswer::Done(Err(e)) => self.refuse(handle, request, refusal_of(&e)),
-            _ => self.refuse(handle, request, RefusalReason::Internal),
+            (Selection::Restore, Ok(StoreResponse::Character(record))) => {
+                bump(&self.services.counters.characters_restored_total);
+                self.reliable(handle, &done(record.id.0));
+            }
+            (_, Err(e)) => self.refuse(handle, request, refusal_of(&e)),
+            (_, Ok(other)) => {
+                tracing::error!(?other, "a store reply of the wrong kind");
+                self.refuse(handle, request, RefusalReason::Internal)
+            }
         }
     }
 
@@ -1196,8 +1231,8 @@ impl GameCore {
         };
         let account = entering.account.clone();
         let record = match answer {
-            StoreAnswer::Character(Ok(Some(r))) => r,
-            StoreAnswer::Character(Ok(None)) => {
+            Ok(StoreResponse::Loaded(Some(r))) => r,
+            Ok(StoreResponse::Loaded(None)) => {
                 return self.enter_failed(handle, RefusalReason::NoSuchCharacter);
             }
             _ => return self.enter_failed(handle, RefusalReason::StoreUnavailable),
@@ -1282,7 +1317,12 @@ impl GameCore {
                 self.in_world.push((client, handle));
                 self.services.registry.moved(character_id, self.core);
                 bump(&self.services.counters.enters_total);
-                let world = WorldParams::from_quantizer(self.shard.world().quantizer());
+                // The velocity step is the one claims are dequantized with.
+                let world = WorldParams::from_quantizer(
+                    self.shard.world().quantizer(),
+                    1.0,
+                    self.shard.movement_rules().max_speed,
+                );
                 self.reliable(
                     handle,
                     &ServerMessage::WorldEntered {

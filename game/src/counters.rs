@@ -31,7 +31,7 @@ macro_rules! counters {
                     }
                     let reason = u8::try_from(code)
                         .ok()
-                        .and_then(RefusalReason::from_u8)
+                        .and_then(|c| RefusalReason::from_u8(c).ok())
                         .map_or("unknown", |r| r.as_str());
                     let _ = writeln!(out, "tos_game_refusals_total{{reason=\"{reason}\"}} {v}");
                 }

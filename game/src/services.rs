@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tos_auth::{AuthPool, RateLimiter};
 use tos_config::GameData;
-use tos_store::StoreHandle;
+use tos_store::StoreClient;
 
 use crate::counters::GameCounters;
 use crate::registry::OnlineRegistry;
@@ -83,8 +83,8 @@ impl LoginLimits {
 /// Everything the cores' game layers share.
 #[derive(Debug, Clone)]
 pub struct Services {
-    /// The store (database threads).
-    pub store: StoreHandle,
+    /// The store (its database thread).
+    pub store: StoreClient,
     /// The password and ticket workers.
     pub auth: Arc<AuthPool>,
     /// Character templates, levels, names.

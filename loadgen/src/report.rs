@@ -272,7 +272,7 @@ pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
             .map(|(code, n)| {
                 let name = u8::try_from(code)
                     .ok()
-                    .and_then(tos_protocol::wire::game::RefusalReason::from_u8)
+                    .and_then(|c| tos_protocol::wire::game::RefusalReason::from_u8(c).ok())
                     .map_or("unknown", |r| r.as_str());
                 format!("{name} {n}")
             })

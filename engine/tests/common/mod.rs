@@ -80,7 +80,7 @@ impl TestServer {
 
     /// Moves a character that is not in the world (a game master's edit).
     pub fn place(&self, character_id: u64, position: [f32; 3]) {
-        let mut db = SqliteBackend::open(&self.database()).expect("the database opens");
+        let mut db = SqliteBackend::open(&self.database(), Duration::from_secs(5)).expect("the database opens");
         let state = db
             .load_character(CharacterId(character_id))
             .expect("loads")
