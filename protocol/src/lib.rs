@@ -10,7 +10,8 @@
 //! - [`wire`]: the byte level. [`wire::Reader`] / [`wire::Writer`] (the
 //!   FlatBuffer), the 14-byte [`wire::PacketHeader`], length-delimited
 //!   [`wire::frame`]s, handshake packets and control frames
-//!   ([`wire::control`]), game messages ([`wire::game`]), and the
+//!   ([`wire::control`]), game messages ([`wire::game`], with the
+//!   account and character structures of [`wire::account`]), and the
 //!   datagram classifier that faces the network ([`wire::datagram`]).
 //! - [`quant`]: quantization of positions (with quadrant rebasing),
 //!   rotations, velocities and HP/MP fractions.

@@ -652,7 +652,7 @@ fn handshake_fields(bytes: &[u8]) -> Vec<Field> {
             ));
             f.push(field(
                 &bytes[at + 1..at + 1 + tlen - 16],
-                "  sealed ticket: ciphertext (section 12)",
+                "  sealed ticket: ciphertext (section 12.1)",
             ));
             f.push(field(
                 &bytes[at + 1 + tlen - 16..at + 1 + tlen],

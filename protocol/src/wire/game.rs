@@ -10,6 +10,12 @@
 //! heartbeats with control frames, so a conforming peer never needs them,
 //! but they decode so that a client built from the seed's table is
 //! understood.
+//!
+//! Accounts, characters and world entry (client 6–12, server 10–13 and
+//! the extended WorldEntered 7) have their structures in
+//! [`super::account`], re-exported here; [`channel_for`] names the channel
+//! of each client message. Layouts, session states and channels:
+//! `docs/PROTOCOL.md` sections 6.3–6.5.
 
 use super::control::{Pong, RekeyRequest, RekeyResponse};
 use super::frame::FrameBody;
