@@ -28,6 +28,9 @@
 //! [`DenyReason::TicketRejected`] and counted in
 //! [`EndpointStats::tickets_rejected`]; a client key that is a low-order
 //! point is dropped and counted in [`EndpointStats::bad_client_keys`].
+//! The endpoint remembers the cookie's connection id of a rejected ticket
+//! for the cookie's lifetime (at most 4,096 ids), so that replaying that
+//! Connect is denied again without another X25519.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -244,6 +247,8 @@ struct Reply {
 }
 
 const MAX_REPLIES: usize = 1_024;
+/// Most remembered connection ids whose ticket was rejected.
+const MAX_REJECTED: usize = 4_096;
 
 /// One core's server endpoint.
 pub struct Endpoint {
@@ -259,6 +264,11 @@ pub struct Endpoint {
     /// Ids of connections moved to another core: forward until the instant.
     forwards: HashMap<u32, (u8, Instant)>,
     replies: VecDeque<Reply>,
+    /// Cookie ids whose Connect had a ticket that did not open, until the
+    /// instant (the cookie's lifetime): a replay of that Connect is denied
+    /// again without another X25519.
+    rejected: HashMap<u32, Instant>,
+    rejected_order: VecDeque<(u32, Instant)>,
     /// Slots with events or news to report.
     dirty: VecDeque<u32>,
     pending: usize,
@@ -295,6 +305,8 @@ impl Endpoint {
             aliases: VecDeque::new(),
             forwards: HashMap::new(),
             replies: VecDeque::new(),
+            rejected: HashMap::new(),
+            rejected_order: VecDeque::new(),
             dirty: VecDeque::new(),
             pending: 0,
             live: 0,
@@ -483,6 +495,15 @@ impl Endpoint {
                     self.stats.full_refused += 1;
                     return self.deny(from, cookie.connection_id, DenyReason::Busy);
                 }
+                if self
+                    .rejected
+                    .get(&cookie.connection_id)
+                    .is_some_and(|&until| now < until)
+                {
+                    // A replay of a Connect whose ticket was rejected.
+                    self.stats.tickets_rejected += 1;
+                    return self.deny(from, cookie.connection_id, DenyReason::TicketRejected);
+                }
                 // es once, here: it opens the ticket and later keys the
                 // connection (accept does not compute it again).
                 let Ok(es) = self.static_key.agree(&c.client_public) else {
@@ -507,6 +528,7 @@ impl Endpoint {
                 };
                 let Ok(ticket_len) = ticket_len else {
                     self.stats.tickets_rejected += 1;
+                    self.remember_rejected(cookie.connection_id, now);
                     return self.deny(from, cookie.connection_id, DenyReason::TicketRejected);
                 };
                 let mut seed = [0u8; 32];
@@ -562,6 +584,17 @@ impl Endpoint {
             }
         }
         DatagramOutcome::Connection(handle)
+    }
+
+    fn remember_rejected(&mut self, id: u32, now: Instant) {
+        if self.rejected_order.len() >= MAX_REJECTED {
+            if let Some((old, _)) = self.rejected_order.pop_front() {
+                self.rejected.remove(&old);
+            }
+        }
+        let until = now + self.config.cookie_ttl;
+        self.rejected.insert(id, until);
+        self.rejected_order.push_back((id, until));
     }
 
     fn handle_of(&self, index: u32) -> ConnectionHandle {
@@ -766,6 +799,15 @@ impl Endpoint {
             }
         }
         self.forwards.retain(|_, (_, until)| now < *until);
+        while let Some(&(id, until)) = self.rejected_order.front() {
+            if now < until {
+                break;
+            }
+            self.rejected_order.pop_front();
+            if self.rejected.get(&id) == Some(&until) {
+                self.rejected.remove(&id);
+            }
+        }
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(conn) = slot.connection.as_mut() else {
                 continue;

@@ -445,6 +445,7 @@ fn a_ticket_that_does_not_open_is_denied() {
     })
     .encode(cookie.connection_id, 1, &mut buf)
     .unwrap();
+    let replayed = buf[..n].to_vec();
     ep.handle_datagram(now, from, &mut buf[..n]);
     assert_eq!(
         denied(&replies(&mut ep, now)),
@@ -452,6 +453,13 @@ fn a_ticket_that_does_not_open_is_denied() {
     );
     assert_eq!(ep.connection_count(), 0, "no state for a bad ticket");
     assert!(ep.poll_event().is_none());
+    // Replayed: denied again, from the remembered id (no X25519).
+    ep.handle_datagram(now, from, &mut replayed.clone());
+    assert_eq!(
+        denied(&replies(&mut ep, now)),
+        Some(DenyReason::TicketRejected)
+    );
+    assert_eq!(ep.connection_count(), 0);
 
     // Sealed for another server key.
     let cfg = ClientConfig {
@@ -497,7 +505,7 @@ fn a_ticket_that_does_not_open_is_denied() {
         denied(&replies(&mut ep2, now)),
         Some(DenyReason::TicketRejected)
     );
-    assert_eq!(ep.stats().tickets_rejected, 2);
+    assert_eq!(ep.stats().tickets_rejected, 3);
     assert_eq!(ep2.stats().tickets_rejected, 1);
     assert_eq!(ep2.connection_count(), 0);
 }
