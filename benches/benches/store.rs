@@ -90,9 +90,16 @@ fn sqlite() {
     b.migrate().expect("migrate");
     let acc = b.create_account("bench", None, 0).expect("account");
     let ids: Vec<_> = (0..BATCH)
-        .map(|i| b.create_character(&new_character(acc, i), u32::MAX, 0).expect("character").id)
+        .map(|i| {
+            b.create_character(&new_character(acc, i), u32::MAX, 0)
+                .expect("character")
+                .id
+        })
         .collect();
-    measure("sqlite", |round| b.save_states(&states(&ids, round), i64::from(round)).expect("save"));
+    measure("sqlite", |round| {
+        b.save_states(&states(&ids, round), i64::from(round))
+            .expect("save")
+    });
 }
 
 fn postgres() {
@@ -126,7 +133,8 @@ fn postgres() {
         .map(|r| CharacterId(r.get::<_, i64>(0) as u64))
         .collect();
     measure("postgres-unnest", |round| {
-        b.save_states(&states(&ids, round), i64::from(round)).expect("save")
+        b.save_states(&states(&ids, round), i64::from(round))
+            .expect("save")
     });
     // The alternative: one prepared UPDATE per character, one transaction.
     let client = b.client();

@@ -80,9 +80,9 @@ impl StoreConfig {
         )?;
         if self.backend == StoreBackend::Postgres {
             check.require(
-                self.postgres_url
-                    .as_deref()
-                    .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://")),
+                self.postgres_url.as_deref().is_some_and(|url| {
+                    url.starts_with("postgres://") || url.starts_with("postgresql://")
+                }),
                 "store.postgres_url",
                 "Some(\"postgres://user@host:port/database\") when backend is Postgres",
                 format_args!("{:?}", self.postgres_url),
@@ -94,7 +94,9 @@ impl StoreConfig {
             check.require(
                 !schema.is_empty()
                     && schema.len() <= 63
-                    && schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && schema
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
                     && !schema.as_bytes()[0].is_ascii_digit(),
                 "store.postgres_schema",
                 "None, or Some(\"name\") of ASCII letters, digits and '_' (not first), at most 63",
@@ -111,7 +113,11 @@ impl StoreConfig {
         )?;
         check.at_least("store.queue_capacity", self.queue_capacity, 1)?;
         check.at_least("store.retry_initial_ms", self.retry_initial_ms, 1)?;
-        check.at_least("store.retry_max_ms", self.retry_max_ms, self.retry_initial_ms)?;
+        check.at_least(
+            "store.retry_max_ms",
+            self.retry_max_ms,
+            self.retry_initial_ms,
+        )?;
         check.at_least("store.busy_timeout_ms", self.busy_timeout_ms, 1)?;
         Ok(())
     }

@@ -157,7 +157,9 @@ pub(crate) const CHARACTER_COLUMNS: &str = "id, account_id, name, template, fact
 impl RawCharacter {
     /// Converts with range checks: bad data is an error, never a panic.
     pub(crate) fn into_record(self) -> Result<CharacterRecord, StoreError> {
-        let corrupt = |what: &str, v: i64| StoreError::Corrupt(format!("character {}: {what} is {v}", self.id));
+        let corrupt = |what: &str, v: i64| {
+            StoreError::Corrupt(format!("character {}: {what} is {v}", self.id))
+        };
         if self.appearance.len() > MAX_APPEARANCE_BYTES {
             return Err(StoreError::Corrupt(format!(
                 "character {}: appearance is {} bytes",

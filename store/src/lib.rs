@@ -63,7 +63,10 @@ pub fn open_backend(config: &StoreConfig, data_dir: &Path) -> Result<Box<dyn Bac
                 .postgres_url
                 .as_deref()
                 .ok_or_else(|| StoreError::Invalid("store.postgres_url is not set".into()))?;
-            Box::new(PostgresBackend::connect(url, config.postgres_schema.as_deref())?)
+            Box::new(PostgresBackend::connect(
+                url,
+                config.postgres_schema.as_deref(),
+            )?)
         }
     };
     backend.migrate()?;

@@ -98,38 +98,100 @@ impl StoreMetrics {
     /// Appends `tos_store_*` lines in Prometheus text format.
     pub fn render_prometheus(&self, out: &mut String) {
         let counters: [(&str, &str, &AtomicU64); 9] = [
-            ("saves_total", "Character states written.", &self.saves_total),
-            ("save_batches_total", "Save transactions committed.", &self.save_batches_total),
-            ("save_failures_total", "Save transactions that failed (kept and retried).", &self.save_failures_total),
-            ("retries_total", "Retries of failed save batches.", &self.retries_total),
-            ("saves_refused_total", "Saves refused because max_pending_saves was reached.", &self.saves_refused_total),
-            ("requests_total", "Account and character requests served.", &self.requests_total),
-            ("request_failures_total", "Requests that failed for a database reason.", &self.request_failures_total),
-            ("replies_dropped_total", "Replies dropped because a reply channel was full.", &self.replies_dropped_total),
-            ("last_batch_size", "States in the last save batch.", &self.last_batch_size),
+            (
+                "saves_total",
+                "Character states written.",
+                &self.saves_total,
+            ),
+            (
+                "save_batches_total",
+                "Save transactions committed.",
+                &self.save_batches_total,
+            ),
+            (
+                "save_failures_total",
+                "Save transactions that failed (kept and retried).",
+                &self.save_failures_total,
+            ),
+            (
+                "retries_total",
+                "Retries of failed save batches.",
+                &self.retries_total,
+            ),
+            (
+                "saves_refused_total",
+                "Saves refused because max_pending_saves was reached.",
+                &self.saves_refused_total,
+            ),
+            (
+                "requests_total",
+                "Account and character requests served.",
+                &self.requests_total,
+            ),
+            (
+                "request_failures_total",
+                "Requests that failed for a database reason.",
+                &self.request_failures_total,
+            ),
+            (
+                "replies_dropped_total",
+                "Replies dropped because a reply channel was full.",
+                &self.replies_dropped_total,
+            ),
+            (
+                "last_batch_size",
+                "States in the last save batch.",
+                &self.last_batch_size,
+            ),
         ];
         for (name, help, value) in counters {
-            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
             let _ = writeln!(out, "# HELP tos_store_{name} {help}");
             let _ = writeln!(out, "# TYPE tos_store_{name} {kind}");
             let _ = writeln!(out, "tos_store_{name} {}", value.load(Relaxed));
         }
         let gauges: [(&str, &str, u64); 4] = [
-            ("queue_depth", "Commands waiting in the store channel.", self.queue_depth.load(Relaxed)),
-            ("pending_saves", "Characters whose latest state is not yet written.", self.pending_saves.load(Relaxed)),
-            ("saturated", "1 while pending saves are over the high-water mark (logins refused).", u64::from(self.saturated.load(Relaxed))),
-            ("last_batch_latency_microseconds", "Microseconds the last save batch took.", self.last_batch_latency_us.load(Relaxed)),
+            (
+                "queue_depth",
+                "Commands waiting in the store channel.",
+                self.queue_depth.load(Relaxed),
+            ),
+            (
+                "pending_saves",
+                "Characters whose latest state is not yet written.",
+                self.pending_saves.load(Relaxed),
+            ),
+            (
+                "saturated",
+                "1 while pending saves are over the high-water mark (logins refused).",
+                u64::from(self.saturated.load(Relaxed)),
+            ),
+            (
+                "last_batch_latency_microseconds",
+                "Microseconds the last save batch took.",
+                self.last_batch_latency_us.load(Relaxed),
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP tos_store_{name} {help}");
             let _ = writeln!(out, "# TYPE tos_store_{name} gauge");
             let _ = writeln!(out, "tos_store_{name} {value}");
         }
-        let _ = writeln!(out, "# HELP tos_store_batch_latency_seconds Save batch latency.");
+        let _ = writeln!(
+            out,
+            "# HELP tos_store_batch_latency_seconds Save batch latency."
+        );
         let _ = writeln!(out, "# TYPE tos_store_batch_latency_seconds summary");
         for q in [0.5, 0.99, 1.0] {
             let secs = self.batch_latency_us(q) as f64 / 1e6;
-            let _ = writeln!(out, "tos_store_batch_latency_seconds{{quantile=\"{q}\"}} {secs}");
+            let _ = writeln!(
+                out,
+                "tos_store_batch_latency_seconds{{quantile=\"{q}\"}} {secs}"
+            );
         }
     }
 }

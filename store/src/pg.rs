@@ -258,7 +258,10 @@ impl Backend for PostgresBackend {
         // Locking the account row serialises creations for one account
         // (across processes too), so the count below cannot be raced.
         if tx
-            .query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&account])?
+            .query_opt(
+                "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+                &[&account],
+            )?
             .is_none()
         {
             return Err(StoreError::NotFound);
@@ -352,7 +355,10 @@ impl Backend for PostgresBackend {
             }
             Some(_) => {}
         }
-        tx.execute("UPDATE characters SET deleted_at = NULL WHERE id = $1", &[&id])?;
+        tx.execute(
+            "UPDATE characters SET deleted_at = NULL WHERE id = $1",
+            &[&id],
+        )?;
         let record = load(&mut tx, id)?.ok_or(StoreError::NotFound)?;
         tx.commit()?;
         Ok(record)

@@ -359,7 +359,9 @@ impl Worker {
     fn run(mut self) {
         let interval = Duration::from_millis(u64::from(self.settings.save_interval_ms));
         loop {
-            self.metrics.queue_depth.store(self.rx.len() as u64, Relaxed);
+            self.metrics
+                .queue_depth
+                .store(self.rx.len() as u64, Relaxed);
             let command = match self.next_attempt {
                 Some(at) => match self.rx.recv_deadline(at) {
                     Ok(c) => Some(c),
@@ -372,7 +374,9 @@ impl Worker {
                 },
             };
             match command {
-                None => self.write_pending(),
+                None => {
+                    self.write_pending();
+                }
                 Some(StoreCommand::Save(state)) => {
                     self.enqueue(state);
                     if self.next_attempt.is_none() && !self.pending.is_empty() {
@@ -423,7 +427,11 @@ impl Worker {
         if len >= self.settings.max_pending_saves as usize && !self.pending.contains_key(&state.id)
         {
             self.metrics.saves_refused_total.fetch_add(1, Relaxed);
-            tracing::error!(character = state.id.0, pending = len, "save refused: too many pending saves");
+            tracing::error!(
+                character = state.id.0,
+                pending = len,
+                "save refused: too many pending saves"
+            );
         } else {
             self.pending.insert(state.id, state);
         }
@@ -502,7 +510,10 @@ impl Worker {
     ) {
         if reply.try_send(StoreReply { request_id, result }).is_err() {
             self.metrics.replies_dropped_total.fetch_add(1, Relaxed);
-            tracing::warn!(request_id, "store reply dropped: reply channel full or closed");
+            tracing::warn!(
+                request_id,
+                "store reply dropped: reply channel full or closed"
+            );
         }
     }
 
@@ -521,7 +532,10 @@ impl Worker {
             }
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
         }
-        tracing::error!(lost = self.pending.len(), "store shut down with unwritten saves");
+        tracing::error!(
+            lost = self.pending.len(),
+            "store shut down with unwritten saves"
+        );
         self.ack_waiters(|| Err(StoreError::Closed));
     }
 
@@ -535,7 +549,9 @@ impl Worker {
             } => b
                 .create_account(&name, password_hash.as_deref(), now)
                 .map(StoreResponse::AccountCreated),
-            StoreRequest::AccountByName { name } => b.account_by_name(&name).map(StoreResponse::Account),
+            StoreRequest::AccountByName { name } => {
+                b.account_by_name(&name).map(StoreResponse::Account)
+            }
             StoreRequest::ListCharacters { account } => {
                 let mut list = b.list_characters(account)?;
                 for record in &mut list {
@@ -551,9 +567,9 @@ impl Worker {
             } => b
                 .create_character(&new, max_per_account, now)
                 .map(StoreResponse::Character),
-            StoreRequest::DeleteCharacter { account, id } => {
-                b.delete_character(account, id, now).map(|()| StoreResponse::Done)
-            }
+            StoreRequest::DeleteCharacter { account, id } => b
+                .delete_character(account, id, now)
+                .map(|()| StoreResponse::Done),
             StoreRequest::RestoreCharacter {
                 account,
                 id,

@@ -129,10 +129,11 @@ impl Backend for SqliteBackend {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current: i64 =
-                tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| {
-                    r.get(0)
-                })?;
+            let current: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )?;
             if current > supported {
                 return Err(StoreError::SchemaTooNew {
                     found: current,
@@ -345,7 +346,10 @@ impl Backend for SqliteBackend {
             }
             Some(Some(_)) => {}
         }
-        tx.execute("UPDATE characters SET deleted_at = NULL WHERE id = ?1", [id])?;
+        tx.execute(
+            "UPDATE characters SET deleted_at = NULL WHERE id = ?1",
+            [id],
+        )?;
         let record = load(&tx, id)?.ok_or(StoreError::NotFound)?;
         tx.commit()?;
         Ok(record)

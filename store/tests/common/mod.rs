@@ -173,8 +173,12 @@ pub fn has_state(record: &CharacterRecord, s: &CharacterState) -> bool {
 }
 
 pub fn account(b: &mut dyn Backend, name: &str) -> Account {
-    b.create_account(name, Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"), 1000)
-        .expect("create account");
+    b.create_account(
+        name,
+        Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+        1000,
+    )
+    .expect("create account");
     b.account_by_name(name).expect("lookup").expect("exists")
 }
 
@@ -218,7 +222,12 @@ impl Backend for Flaky {
     fn schema_version(&mut self) -> Result<i64, StoreError> {
         self.inner.schema_version()
     }
-    fn create_account(&mut self, n: &str, h: Option<&str>, now: i64) -> Result<AccountId, StoreError> {
+    fn create_account(
+        &mut self,
+        n: &str,
+        h: Option<&str>,
+        now: i64,
+    ) -> Result<AccountId, StoreError> {
         self.inner.create_account(n, h, now)
     }
     fn account_by_name(&mut self, n: &str) -> Result<Option<Account>, StoreError> {
@@ -227,13 +236,29 @@ impl Backend for Flaky {
     fn list_characters(&mut self, a: AccountId) -> Result<Vec<CharacterRecord>, StoreError> {
         self.inner.list_characters(a)
     }
-    fn create_character(&mut self, n: &NewCharacter, m: u32, now: i64) -> Result<CharacterRecord, StoreError> {
+    fn create_character(
+        &mut self,
+        n: &NewCharacter,
+        m: u32,
+        now: i64,
+    ) -> Result<CharacterRecord, StoreError> {
         self.inner.create_character(n, m, now)
     }
-    fn delete_character(&mut self, a: AccountId, id: CharacterId, now: i64) -> Result<(), StoreError> {
+    fn delete_character(
+        &mut self,
+        a: AccountId,
+        id: CharacterId,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.inner.delete_character(a, id, now)
     }
-    fn restore_character(&mut self, a: AccountId, id: CharacterId, now: i64, w: i64) -> Result<CharacterRecord, StoreError> {
+    fn restore_character(
+        &mut self,
+        a: AccountId,
+        id: CharacterId,
+        now: i64,
+        w: i64,
+    ) -> Result<CharacterRecord, StoreError> {
         self.inner.restore_character(a, id, now, w)
     }
     fn load_character(&mut self, id: CharacterId) -> Result<Option<CharacterRecord>, StoreError> {
