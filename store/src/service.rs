@@ -223,6 +223,10 @@ impl StoreClient {
     /// store has ended) the command comes back inside the error, so the
     /// caller can refuse a login with "server busy" or keep the save for
     /// its next tick.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the command comes back by value, as it went in; the channel slots are as large"
+    )]
     pub fn try_send(&self, command: StoreCommand) -> Result<(), TrySendError<StoreCommand>> {
         self.tx.try_send(command)
     }
@@ -286,6 +290,10 @@ impl StoreHandle {
     }
 
     /// See [`StoreClient::try_send`].
+    #[allow(
+        clippy::result_large_err,
+        reason = "the command comes back by value, as it went in; the channel slots are as large"
+    )]
     pub fn try_send(&self, command: StoreCommand) -> Result<(), TrySendError<StoreCommand>> {
         self.client.try_send(command)
     }

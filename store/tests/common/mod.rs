@@ -118,7 +118,6 @@ impl Drop for Fixture {
 
 /// Runs each named test function (taking `&Fixture`) on SQLite and on
 /// PostgreSQL.
-
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -153,7 +152,7 @@ pub fn state(id: CharacterId, n: u32) -> CharacterState {
     CharacterState {
         id,
         position: [f * 1.25, -f * 0.5, f + 0.125],
-        yaw: (f * 0.01) % 6.28,
+        yaw: (f * 0.01) % std::f32::consts::TAU,
         hp: 1000.0 - f,
         mp: f * 0.75,
         level: (n % 65_536) as u16,
