@@ -21,7 +21,9 @@
 //!   - [`SyncConfig`]: adaptive sync rates and the per-client snapshot budget;
 //!   - [`WorldConfig`]: world size and quantization, with the derived
 //!     quadrant grid ([`WorldConfig::quadrant_grid`]);
-//!   - [`AuthorityConfig`]: limits the server enforces on movement claims.
+//!   - [`AuthorityConfig`]: limits the server enforces on movement claims;
+//!   - [`StoreConfig`]: the database (SQLite or PostgreSQL) and how the
+//!     store threads batch and retry writes.
 //! - [`ShardLayout`] (module `layout`): which core owns which quadrant,
 //!   resolved against a quadrant grid into a [`ResolvedLayout`] owner table,
 //!   or a [`LayoutError`] naming the quadrant at fault.
@@ -44,6 +46,7 @@ mod protocol;
 mod runtime;
 mod security;
 mod server;
+mod store;
 mod sync;
 mod triple;
 mod world;
@@ -57,6 +60,7 @@ pub use protocol::ProtocolConfig;
 pub use runtime::{CoreSelection, RuntimeConfig};
 pub use security::SecurityConfig;
 pub use server::ServerConfig;
+pub use store::{StoreBackend, StoreConfig};
 pub use sync::SyncConfig;
 pub use world::{MAX_QUADRANTS, QUADRANT_MAX_STEPS, WorldConfig};
 

@@ -8,7 +8,7 @@ use crate::check::Checker;
 use crate::parse::{from_ron, read_file};
 use crate::{
     AoiConfig, AuthorityConfig, ConfigError, NetworkConfig, ProtocolConfig, RuntimeConfig,
-    SecurityConfig, SyncConfig, WorldConfig,
+    SecurityConfig, StoreConfig, SyncConfig, WorldConfig,
 };
 
 /// Everything in `server.ron`. Each section may be left out, and so may each
@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub world: WorldConfig,
     /// Limits on movement claims.
     pub authority: AuthorityConfig,
+    /// The database and the store threads' write-behind.
+    pub store: StoreConfig,
 }
 
 impl ServerConfig {
@@ -64,6 +66,7 @@ impl ServerConfig {
         self.sync.validate(&check, self.network.mtu)?;
         self.world.validate(&check)?;
         self.authority.validate(&check)?;
+        self.store.validate(&check)?;
         Ok(())
     }
 
@@ -229,6 +232,23 @@ mod tests {
         ("authority.obstacles_file", |c| {
             c.authority.obstacles_file = Some(String::new());
         }),
+        ("store.sqlite_file", |c| c.store.sqlite_file = " ".into()),
+        ("store.postgres_url", |c| {
+            c.store.backend = crate::StoreBackend::Postgres;
+        }),
+        ("store.postgres_url", |c| {
+            c.store.backend = crate::StoreBackend::Postgres;
+            c.store.postgres_url = Some("mysql://x".into());
+        }),
+        ("store.postgres_schema", |c| {
+            c.store.postgres_schema = Some("a;drop".into());
+        }),
+        ("store.save_interval_ms", |c| c.store.save_interval_ms = 0),
+        ("store.saturation_pending_saves", |c| {
+            c.store.saturation_pending_saves = c.store.max_pending_saves + 1;
+        }),
+        ("store.queue_capacity", |c| c.store.queue_capacity = 0),
+        ("store.retry_max_ms", |c| c.store.retry_max_ms = 1),
     ];
 
     #[test]
