@@ -334,7 +334,7 @@ impl GameData {
         }
         // Only ASCII is left, so byte length is the character count.
         let lower = name.to_ascii_lowercase();
-        let reserved = rules.reserved.iter().any(|word| *word == lower)
+        let reserved = rules.reserved.contains(&lower)
             || rules
                 .forbidden_substrings
                 .iter()
