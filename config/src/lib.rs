@@ -1,7 +1,8 @@
 //! # tos-config: settings and shard layout
 //!
-//! The world server is operated with two RON files: the server settings
-//! (`config/server.ron`) and a shard layout (`config/layouts/*.ron`). This
+//! The world server is operated with RON files: the server settings
+//! (`config/server.ron`), a shard layout (`config/layouts/*.ron`) and the
+//! game data (`config/data/*.ron`). This
 //! crate owns their types, their defaults, loading and validation, and
 //! nothing else: no sockets, threads or clocks, so the engine, the world and
 //! the load generator can all read the same files.
@@ -24,6 +25,11 @@
 //!   - [`AuthorityConfig`]: limits the server enforces on movement claims;
 //!   - [`StoreConfig`]: the database (SQLite or PostgreSQL) and how the
 //!     store threads batch and retry writes.
+//!   - [`AccountsConfig`]: password hashing, auth workers, tickets,
+//!     registration, character slots and login rate limits.
+//! - [`GameData`] (module `game_data`): the game's data files in
+//!   `config/data/` (character templates, the level table, name rules),
+//!   loaded and validated together, with the lookups the game layer needs.
 //! - [`ShardLayout`] (module `layout`): which core owns which quadrant,
 //!   resolved against a quadrant grid into a [`ResolvedLayout`] owner table,
 //!   or a [`LayoutError`] naming the quadrant at fault.
@@ -35,10 +41,12 @@
 //! default, so the shipped file, these types and `docs/CONFIG.md` cannot
 //! drift apart.
 
+mod accounts;
 mod aoi;
 mod authority;
 mod check;
 mod error;
+mod game_data;
 mod layout;
 mod network;
 mod parse;
@@ -51,9 +59,14 @@ mod sync;
 mod triple;
 mod world;
 
+pub use accounts::AccountsConfig;
 pub use aoi::{AoiConfig, InterestDistances};
 pub use authority::AuthorityConfig;
 pub use error::ConfigError;
+pub use game_data::{
+    BaseStats, CharacterTemplate, ClassGrowth, GameData, LevelEntry, LevelStats, NameError,
+    NameRules,
+};
 pub use layout::{LayoutError, LayoutKind, ResolvedLayout, ShardLayout, ShardSpec};
 pub use network::{IoBackend, NetworkConfig, Steering};
 pub use protocol::ProtocolConfig;

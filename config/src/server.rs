@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::check::Checker;
 use crate::parse::{from_ron, read_file};
 use crate::{
-    AoiConfig, AuthorityConfig, ConfigError, NetworkConfig, ProtocolConfig, RuntimeConfig,
-    SecurityConfig, StoreConfig, SyncConfig, WorldConfig,
+    AccountsConfig, AoiConfig, AuthorityConfig, ConfigError, NetworkConfig, ProtocolConfig,
+    RuntimeConfig, SecurityConfig, StoreConfig, SyncConfig, WorldConfig,
 };
 
 /// Everything in `server.ron`. Each section may be left out, and so may each
@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub authority: AuthorityConfig,
     /// The database and the store threads' write-behind.
     pub store: StoreConfig,
+    /// Passwords, tickets, registration, character slots, login limits.
+    pub accounts: AccountsConfig,
 }
 
 impl ServerConfig {
@@ -67,6 +69,7 @@ impl ServerConfig {
         self.world.validate(&check)?;
         self.authority.validate(&check)?;
         self.store.validate(&check)?;
+        self.accounts.validate(&check)?;
         Ok(())
     }
 
@@ -249,6 +252,39 @@ mod tests {
         }),
         ("store.queue_capacity", |c| c.store.queue_capacity = 0),
         ("store.retry_max_ms", |c| c.store.retry_max_ms = 1),
+        ("accounts.argon2_p_cost", |c| c.accounts.argon2_p_cost = 0),
+        ("accounts.argon2_m_cost_kib", |c| {
+            c.accounts.argon2_p_cost = 4;
+            c.accounts.argon2_m_cost_kib = 31;
+        }),
+        ("accounts.argon2_t_cost", |c| c.accounts.argon2_t_cost = 0),
+        ("accounts.auth_workers", |c| c.accounts.auth_workers = 0),
+        ("accounts.auth_queue", |c| c.accounts.auth_queue = 0),
+        ("accounts.session_ticket_lifetime_secs", |c| {
+            c.accounts.session_ticket_lifetime_secs = 59;
+        }),
+        ("accounts.ticket_key_file", |c| {
+            c.accounts.ticket_key_file = Some(String::new());
+        }),
+        ("accounts.external_ticket_keys[1]", |c| {
+            c.accounts.external_ticket_keys = vec!["ab".repeat(32), "xyz".into()];
+        }),
+        ("accounts.min_password_len", |c| {
+            c.accounts.min_password_len = 0
+        }),
+        ("accounts.max_password_len", |c| {
+            c.accounts.max_password_len = 7
+        }),
+        ("accounts.max_characters", |c| c.accounts.max_characters = 0),
+        ("accounts.login_attempts_per_minute_per_account", |c| {
+            c.accounts.login_attempts_per_minute_per_account = 0;
+        }),
+        ("accounts.login_attempts_per_minute_per_address", |c| {
+            c.accounts.login_attempts_per_minute_per_address = 0;
+        }),
+        ("accounts.rate_limit_max_keys", |c| {
+            c.accounts.rate_limit_max_keys = 0
+        }),
     ];
 
     #[test]
@@ -277,6 +313,24 @@ mod tests {
         assert_eq!(config.sync.distant_rate, 0.30);
         assert_eq!(config.sync.full_sync_interval_ms, 5000);
         assert!(config.sync.snapshot_budget_bytes <= u32::from(config.network.mtu));
+        let accounts = &config.accounts;
+        assert_eq!(
+            (
+                accounts.argon2_m_cost_kib,
+                accounts.argon2_t_cost,
+                accounts.argon2_p_cost
+            ),
+            (19_456, 2, 1)
+        );
+        assert_eq!((accounts.auth_workers, accounts.auth_queue), (2, 1024));
+        assert_eq!(accounts.session_ticket_lifetime_secs, 86_400);
+        assert!(accounts.external_ticket_keys.is_empty() && accounts.allow_register);
+        assert_eq!(
+            (accounts.max_characters, accounts.delete_restore_secs),
+            (7, 604_800)
+        );
+        assert_eq!(accounts.login_attempts_per_minute_per_account, 10);
+        assert_eq!(accounts.login_attempts_per_minute_per_address, 30);
     }
 
     #[test]

@@ -1,0 +1,726 @@
+//! Game data files in `config/data/`: character templates
+//! (`characters.ron`), the level table and class growth (`levels.ron`), and
+//! character name rules (`names.ron`), loaded and validated together.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::Checker;
+use crate::parse::{from_ron, read_file};
+use crate::{ConfigError, WorldConfig};
+
+/// File names inside the data directory.
+const CHARACTERS: &str = "characters.ron";
+const LEVELS: &str = "levels.ron";
+const NAMES: &str = "names.ron";
+
+/// The six base stats of a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseStats {
+    /// Intelligence: magic attack.
+    pub int: u16,
+    /// Strength: physical attack.
+    pub str: u16,
+    /// Constitution: HP, HP regeneration, resistances.
+    pub con: u16,
+    /// Mentality: MP, MP regeneration, magic defence.
+    pub men: u16,
+    /// Dexterity: attack speed, accuracy, evasion.
+    pub dex: u16,
+    /// Wit: casting speed.
+    pub wit: u16,
+}
+
+/// One playable class a new character can be created as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CharacterTemplate {
+    /// Unique id, sent by the client when creating a character.
+    pub id: u16,
+    /// Display name, such as "Human Fighter".
+    pub name: String,
+    /// Class name; must have a growth entry in `levels.ron`.
+    pub class: String,
+    /// Race name.
+    pub race: String,
+    /// Faction id.
+    pub faction: u8,
+    /// Base stats.
+    pub stats: BaseStats,
+    /// HP at level 1.
+    pub base_hp: f64,
+    /// MP at level 1.
+    pub base_mp: f64,
+    /// CP at level 1.
+    pub base_cp: f64,
+    /// Walking speed, world units per second.
+    pub move_speed: f64,
+    /// Where new characters appear, `(x, y, z)` in world units; one is
+    /// picked per new character.
+    pub spawn_points: Vec<(f64, f64, f64)>,
+    /// Appearance bytes the client may send at creation (hair, face, ...).
+    pub appearance_bytes: u8,
+}
+
+/// One level: the experience needed to reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelEntry {
+    /// The level, 1 for the first entry and one more for each next one.
+    pub level: u16,
+    /// Cumulative experience needed to reach this level (0 for level 1).
+    pub exp: u64,
+}
+
+/// How a class grows per level, and its regeneration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassGrowth {
+    /// The class name templates refer to.
+    pub class: String,
+    /// HP added per level above 1.
+    pub hp_per_level: f64,
+    /// MP added per level above 1.
+    pub mp_per_level: f64,
+    /// CP added per level above 1.
+    pub cp_per_level: f64,
+    /// HP regained per second at level 1.
+    pub hp_regen: f64,
+    /// MP regained per second at level 1.
+    pub mp_regen: f64,
+    /// CP regained per second at level 1.
+    pub cp_regen: f64,
+    /// Added to each regeneration rate per level above 1.
+    pub regen_per_level: f64,
+}
+
+/// Rules for character names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameRules {
+    /// Shortest name, in characters.
+    pub min_len: u8,
+    /// Longest name, in characters (at most 32).
+    pub max_len: u8,
+    /// Whether digits are allowed after the first letter.
+    pub allow_digits: bool,
+    /// Names refused outright, compared case-insensitively.
+    pub reserved: Vec<String>,
+    /// Names containing any of these (case-insensitively) are refused.
+    pub forbidden_substrings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CharactersFile {
+    templates: Vec<CharacterTemplate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LevelsFile {
+    levels: Vec<LevelEntry>,
+    classes: Vec<ClassGrowth>,
+}
+
+/// A character's maxima and regeneration at one level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelStats {
+    /// The level these are for.
+    pub level: u16,
+    /// Maximum HP.
+    pub hp_max: f64,
+    /// Maximum MP.
+    pub mp_max: f64,
+    /// Maximum CP.
+    pub cp_max: f64,
+    /// HP per second.
+    pub hp_regen: f64,
+    /// MP per second.
+    pub mp_regen: f64,
+    /// CP per second.
+    pub cp_regen: f64,
+}
+
+/// Why a character name is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameError {
+    /// Wrong length or characters (see [`NameRules`]).
+    Invalid,
+    /// Reserved or containing a forbidden word.
+    Reserved,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Invalid => "name has the wrong length or characters",
+            Self::Reserved => "name is not available",
+        })
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Everything in `config/data/`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GameData {
+    /// Character templates, in file order.
+    pub templates: Vec<CharacterTemplate>,
+    /// Levels 1..=max, in order.
+    pub levels: Vec<LevelEntry>,
+    /// Growth per class.
+    pub classes: Vec<ClassGrowth>,
+    /// Character name rules, with `reserved` and `forbidden_substrings`
+    /// lower-cased.
+    pub names: NameRules,
+}
+
+fn finite_at_least(
+    check: &Checker<'_>,
+    field: &str,
+    value: f64,
+    low: f64,
+) -> Result<(), ConfigError> {
+    check.require(
+        value.is_finite() && value >= low,
+        field,
+        format!("a finite number of at least {low}"),
+        value,
+    )
+}
+
+impl GameData {
+    /// Loads `characters.ron`, `levels.ron` and `names.ron` from `dir`;
+    /// errors name the file (as `dir/file`) and the dotted field.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let path = |file: &str| dir.join(file);
+        let characters = read_file(&path(CHARACTERS))?;
+        let levels = read_file(&path(LEVELS))?;
+        let names = read_file(&path(NAMES))?;
+        Self::from_ron_strs(&dir.display().to_string(), &characters, &levels, &names)
+    }
+
+    /// Parses and validates the three files' text; errors name
+    /// `dir/characters.ron` and so on.
+    pub fn from_ron_strs(
+        dir: &str,
+        characters: &str,
+        levels: &str,
+        names: &str,
+    ) -> Result<Self, ConfigError> {
+        let origin = |file: &str| {
+            if dir.is_empty() {
+                file.to_owned()
+            } else {
+                format!("{}/{file}", dir.trim_end_matches('/'))
+            }
+        };
+        let (characters_origin, levels_origin, names_origin) =
+            (origin(CHARACTERS), origin(LEVELS), origin(NAMES));
+        let characters: CharactersFile = from_ron(characters, &characters_origin)?;
+        let levels: LevelsFile = from_ron(levels, &levels_origin)?;
+        let mut names: NameRules = from_ron(names, &names_origin)?;
+        validate_levels(&levels, &Checker::new(&levels_origin))?;
+        validate_templates(&characters, &levels, &Checker::new(&characters_origin))?;
+        validate_names(&names, &Checker::new(&names_origin))?;
+        for word in names
+            .reserved
+            .iter_mut()
+            .chain(names.forbidden_substrings.iter_mut())
+        {
+            *word = word.to_lowercase();
+        }
+        Ok(Self {
+            templates: characters.templates,
+            levels: levels.levels,
+            classes: levels.classes,
+            names,
+        })
+    }
+
+    /// Checks every spawn point lies inside `world` (centred on the
+    /// origin); the error names `characters.ron` under `dir`.
+    pub fn check_world(&self, dir: &str, world: &WorldConfig) -> Result<(), ConfigError> {
+        let origin = format!("{}/{CHARACTERS}", dir.trim_end_matches('/'));
+        let check = Checker::new(&origin);
+        let half = world.extent().map(|e| e / 2.0);
+        for (t, template) in self.templates.iter().enumerate() {
+            for (s, &(x, y, z)) in template.spawn_points.iter().enumerate() {
+                let inside = [x, y, z].iter().zip(half).all(|(v, h)| -h <= *v && *v < h);
+                check.require(
+                    inside,
+                    format!("templates[{t}].spawn_points[{s}]"),
+                    format!(
+                        "inside the world: -{} <= x, y < {}, -{} <= z < {}",
+                        half[0], half[0], half[2], half[2]
+                    ),
+                    format_args!("({x}, {y}, {z})"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The template with `id`.
+    pub fn template(&self, id: u16) -> Option<&CharacterTemplate> {
+        self.templates.iter().find(|template| template.id == id)
+    }
+
+    /// The growth of `class`.
+    pub fn class(&self, class: &str) -> Option<&ClassGrowth> {
+        self.classes.iter().find(|growth| growth.class == class)
+    }
+
+    /// The highest level.
+    pub fn max_level(&self) -> u16 {
+        // Validation guarantees level i is entry i - 1, so this is the count.
+        self.levels.last().map_or(1, |entry| entry.level)
+    }
+
+    /// Cumulative experience needed to reach `level` (`None` past the table).
+    pub fn exp_for_level(&self, level: u16) -> Option<u64> {
+        let index = usize::from(level).checked_sub(1)?;
+        self.levels.get(index).map(|entry| entry.exp)
+    }
+
+    /// The level a character with `exp` experience has: the highest level
+    /// whose requirement is at most `exp`.
+    pub fn level_for_exp(&self, exp: u64) -> u16 {
+        // Requirements strictly increase, so the table is sorted.
+        let reached = self.levels.partition_point(|entry| entry.exp <= exp);
+        self.levels
+            .get(reached.saturating_sub(1))
+            .map_or(1, |entry| entry.level)
+    }
+
+    /// Maxima and regeneration of `template` at `level` (clamped to
+    /// `1..=max_level()`): base + growth × (level − 1).
+    pub fn stats_at(&self, template: &CharacterTemplate, level: u16) -> Option<LevelStats> {
+        let growth = self.class(&template.class)?;
+        let level = level.clamp(1, self.max_level());
+        let above = f64::from(level - 1);
+        let regen = growth.regen_per_level * above;
+        Some(LevelStats {
+            level,
+            hp_max: template.base_hp + growth.hp_per_level * above,
+            mp_max: template.base_mp + growth.mp_per_level * above,
+            cp_max: template.base_cp + growth.cp_per_level * above,
+            hp_regen: growth.hp_regen + regen,
+            mp_regen: growth.mp_regen + regen,
+            cp_regen: growth.cp_regen + regen,
+        })
+    }
+
+    /// Checks a new character's name: length in characters within
+    /// `min_len..=max_len`, ASCII letters (and digits if allowed), starting
+    /// with a letter ([`NameError::Invalid`]); not reserved and containing
+    /// no forbidden word, case-insensitively ([`NameError::Reserved`]).
+    pub fn check_name(&self, name: &str) -> Result<(), NameError> {
+        let rules = &self.names;
+        let len = name.len();
+        let well_formed = len >= usize::from(rules.min_len)
+            && len <= usize::from(rules.max_len)
+            && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || (rules.allow_digits && b.is_ascii_digit()));
+        if !well_formed {
+            return Err(NameError::Invalid);
+        }
+        // Only ASCII is left, so byte length is the character count.
+        let lower = name.to_ascii_lowercase();
+        let reserved = rules.reserved.contains(&lower)
+            || rules
+                .forbidden_substrings
+                .iter()
+                .any(|word| lower.contains(word.as_str()));
+        if reserved {
+            return Err(NameError::Reserved);
+        }
+        Ok(())
+    }
+}
+
+fn validate_levels(file: &LevelsFile, check: &Checker<'_>) -> Result<(), ConfigError> {
+    check.require(
+        !file.levels.is_empty() && file.levels.len() <= usize::from(u16::MAX),
+        "levels",
+        "1 to 65535 levels",
+        file.levels.len(),
+    )?;
+    check.require(
+        file.levels[0].exp == 0,
+        "levels[0].exp",
+        "0 (level 1 needs no experience)",
+        file.levels[0].exp,
+    )?;
+    for (i, entry) in file.levels.iter().enumerate() {
+        check.require(
+            usize::from(entry.level) == i + 1,
+            format!("levels[{i}].level"),
+            format!("{} (levels are listed in order from 1)", i + 1),
+            entry.level,
+        )?;
+        if i > 0 {
+            let previous = file.levels[i - 1].exp;
+            check.require(
+                entry.exp > previous,
+                format!("levels[{i}].exp"),
+                format!("more than levels[{}].exp ({previous})", i - 1),
+                entry.exp,
+            )?;
+        }
+    }
+    check.require(
+        !file.classes.is_empty(),
+        "classes",
+        "at least one class",
+        "none",
+    )?;
+    let mut seen = HashSet::new();
+    for (i, growth) in file.classes.iter().enumerate() {
+        let field = |name: &str| format!("classes[{i}].{name}");
+        check.require(
+            !growth.class.trim().is_empty(),
+            field("class"),
+            "a non-empty class name",
+            format_args!("{:?}", growth.class),
+        )?;
+        check.require(
+            seen.insert(growth.class.as_str()),
+            field("class"),
+            "a class name not listed before",
+            format_args!("{:?}", growth.class),
+        )?;
+        for (name, value) in [
+            ("hp_per_level", growth.hp_per_level),
+            ("mp_per_level", growth.mp_per_level),
+            ("cp_per_level", growth.cp_per_level),
+            ("hp_regen", growth.hp_regen),
+            ("mp_regen", growth.mp_regen),
+            ("cp_regen", growth.cp_regen),
+            ("regen_per_level", growth.regen_per_level),
+        ] {
+            finite_at_least(check, &field(name), value, 0.0)?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_templates(
+    file: &CharactersFile,
+    levels: &LevelsFile,
+    check: &Checker<'_>,
+) -> Result<(), ConfigError> {
+    check.require(
+        !file.templates.is_empty(),
+        "templates",
+        "at least one template",
+        "none",
+    )?;
+    let mut ids = HashSet::new();
+    for (i, template) in file.templates.iter().enumerate() {
+        let field = |name: &str| format!("templates[{i}].{name}");
+        check.require(
+            ids.insert(template.id),
+            field("id"),
+            "an id not used by an earlier template",
+            template.id,
+        )?;
+        for (name, value) in [("name", &template.name), ("race", &template.race)] {
+            check.require(
+                !value.trim().is_empty(),
+                field(name),
+                "a non-empty name",
+                format_args!("{value:?}"),
+            )?;
+        }
+        check.require(
+            levels.classes.iter().any(|c| c.class == template.class),
+            field("class"),
+            "a class listed in levels.ron `classes`",
+            format_args!("{:?}", template.class),
+        )?;
+        let stats = &template.stats;
+        for (name, value) in [
+            ("int", stats.int),
+            ("str", stats.str),
+            ("con", stats.con),
+            ("men", stats.men),
+            ("dex", stats.dex),
+            ("wit", stats.wit),
+        ] {
+            check.at_least(&field(&format!("stats.{name}")), value, 1)?;
+        }
+        for (name, value) in [
+            ("base_hp", template.base_hp),
+            ("base_mp", template.base_mp),
+            ("base_cp", template.base_cp),
+            ("move_speed", template.move_speed),
+        ] {
+            check.positive(&field(name), value)?;
+        }
+        check.require(
+            !template.spawn_points.is_empty(),
+            field("spawn_points"),
+            "at least one spawn point",
+            "none",
+        )?;
+        for (s, &(x, y, z)) in template.spawn_points.iter().enumerate() {
+            check.require(
+                x.is_finite() && y.is_finite() && z.is_finite(),
+                field(&format!("spawn_points[{s}]")),
+                "finite coordinates",
+                format_args!("({x}, {y}, {z})"),
+            )?;
+        }
+        check.in_range(&field("appearance_bytes"), template.appearance_bytes, 0, 64)?;
+    }
+    Ok(())
+}
+
+fn validate_names(rules: &NameRules, check: &Checker<'_>) -> Result<(), ConfigError> {
+    check.in_range("min_len", rules.min_len, 1, 32)?;
+    check.in_range("max_len", rules.max_len, rules.min_len, 32)?;
+    for (list, words) in [
+        ("reserved", &rules.reserved),
+        ("forbidden_substrings", &rules.forbidden_substrings),
+    ] {
+        for (i, word) in words.iter().enumerate() {
+            check.require(
+                !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric()),
+                format!("{list}[{i}]"),
+                "a non-empty word of ASCII letters and digits",
+                format_args!("{word:?}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+    }
+
+    fn shipped_text(file: &str) -> String {
+        std::fs::read_to_string(shipped_dir().join(file)).unwrap()
+    }
+
+    fn shipped() -> GameData {
+        GameData::load(&shipped_dir()).unwrap()
+    }
+
+    /// Loads the shipped files with `file` edited by `edit`, and returns the
+    /// error's origin, field and display text.
+    fn broken(file: &str, edit: impl Fn(String) -> String) -> (String, String, String) {
+        let mut texts = [CHARACTERS, LEVELS, NAMES].map(shipped_text);
+        let index = [CHARACTERS, LEVELS, NAMES]
+            .iter()
+            .position(|f| *f == file)
+            .unwrap();
+        let edited = edit(texts[index].clone());
+        assert_ne!(edited, texts[index], "the edit changed nothing");
+        texts[index] = edited;
+        match GameData::from_ron_strs("config/data", &texts[0], &texts[1], &texts[2]) {
+            Err(error @ ConfigError::Invalid { .. }) => {
+                let display = error.to_string();
+                let ConfigError::Invalid { origin, field, .. } = error else {
+                    unreachable!()
+                };
+                (origin, field, display)
+            }
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+    }
+
+    fn expect(file: &str, field: &str, edit: impl Fn(String) -> String) {
+        let (origin, found_field, display) = broken(file, edit);
+        assert_eq!(origin, format!("config/data/{file}"));
+        assert_eq!(found_field, field, "{display}");
+        assert!(
+            display.starts_with(&format!("config/data/{file}: invalid `{field}`")),
+            "{display}"
+        );
+    }
+
+    #[test]
+    fn shipped_files_load_and_fit_the_default_world() {
+        let data = shipped();
+        assert!(data.templates.len() >= 4);
+        assert_eq!(data.max_level(), 20);
+        data.check_world("config/data", &WorldConfig::default())
+            .unwrap();
+        for template in &data.templates {
+            assert!(data.stats_at(template, 1).is_some(), "{}", template.name);
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        let data = shipped();
+        let fighter = data.template(0).unwrap();
+        assert_eq!(fighter.name, "Human Fighter");
+        assert!(data.template(999).is_none());
+        assert_eq!(data.exp_for_level(1), Some(0));
+        assert_eq!(data.exp_for_level(2), Some(68));
+        assert_eq!(data.exp_for_level(0), None);
+        assert_eq!(data.exp_for_level(21), None);
+        assert_eq!(data.level_for_exp(0), 1);
+        assert_eq!(data.level_for_exp(67), 1);
+        assert_eq!(data.level_for_exp(68), 2);
+        assert_eq!(data.level_for_exp(835_853), 19);
+        assert_eq!(data.level_for_exp(u64::MAX), 20);
+        let one = data.stats_at(fighter, 1).unwrap();
+        assert_eq!((one.hp_max, one.mp_max, one.cp_max), (80.0, 30.0, 32.0));
+        assert_eq!(one.hp_regen, 2.0);
+        let ten = data.stats_at(fighter, 10).unwrap();
+        assert_eq!(ten.hp_max, 80.0 + 12.0 * 9.0);
+        assert!((ten.hp_regen - (2.0 + 0.05 * 9.0)).abs() < 1e-9);
+        // Clamped to the table.
+        assert_eq!(data.stats_at(fighter, 0).unwrap().level, 1);
+        assert_eq!(data.stats_at(fighter, 500).unwrap().level, 20);
+    }
+
+    #[test]
+    fn names() {
+        let data = shipped();
+        assert_eq!(data.check_name("Aria"), Ok(()));
+        assert_eq!(data.check_name("Bob42"), Ok(()));
+        for bad in [
+            "",
+            "Al",
+            "A234567890123456X",
+            "4ria",
+            "Ari a",
+            "Ária",
+            "Ari_a",
+            "Ari-a",
+        ] {
+            assert_eq!(data.check_name(bad), Err(NameError::Invalid), "{bad}");
+        }
+        for reserved in ["Admin", "gm", "SYSTEM", "SuperAdmin", "GameMasterX"] {
+            let result = data.check_name(reserved);
+            assert!(result.is_err(), "{reserved}");
+        }
+        assert_eq!(data.check_name("System"), Err(NameError::Reserved));
+        assert_eq!(data.check_name("xAdMiNx"), Err(NameError::Reserved));
+    }
+
+    #[test]
+    fn every_rule_names_the_file_and_the_field() {
+        // characters.ron
+        expect(CHARACTERS, "templates[1].id", |t| {
+            t.replacen("id: 1,", "id: 0,", 1)
+        });
+        expect(CHARACTERS, "templates[0].stats.con", |t| {
+            t.replacen("con: 43", "con: 0", 1)
+        });
+        expect(CHARACTERS, "templates[0].spawn_points", |t| {
+            t.replacen(
+                "spawn_points: [(-7100.0, 2200.0, 0.0), (-6900.0, 2500.0, 0.0)]",
+                "spawn_points: []",
+                1,
+            )
+        });
+        expect(CHARACTERS, "templates[2].spawn_points[0]", |t| {
+            t.replacen("(4600.0, 5300.0, 0.0)", "(4600.0, inf, 0.0)", 1)
+        });
+        expect(CHARACTERS, "templates[0].base_hp", |t| {
+            t.replacen("base_hp: 80.0", "base_hp: 0.0", 1)
+        });
+        expect(CHARACTERS, "templates[0].move_speed", |t| {
+            t.replacen("move_speed: 115.0", "move_speed: -1.0", 1)
+        });
+        expect(CHARACTERS, "templates[0].class", |t| {
+            t.replacen("class: \"Fighter\"", "class: \"Bard\"", 1)
+        });
+        expect(CHARACTERS, "templates[0].name", |t| {
+            t.replacen("\"Human Fighter\"", "\" \"", 1)
+        });
+        expect(CHARACTERS, "templates[0].appearance_bytes", |t| {
+            t.replacen("appearance_bytes: 3", "appearance_bytes: 200", 1)
+        });
+        expect(CHARACTERS, "templates", |_| "(templates: [])".into());
+        // levels.ron
+        expect(LEVELS, "levels[0].exp", |t| {
+            t.replacen("(level: 1, exp: 0)", "(level: 1, exp: 5)", 1)
+        });
+        expect(LEVELS, "levels[3].exp", |t| {
+            t.replacen("(level: 4, exp: 1168)", "(level: 4, exp: 363)", 1)
+        });
+        expect(LEVELS, "levels[2].level", |t| {
+            t.replacen("(level: 3, exp: 363),\n", "", 1)
+        });
+        expect(LEVELS, "levels", |t| {
+            let start = t.find("levels: [").unwrap();
+            let end = t[start..].find(']').unwrap() + start + 1;
+            format!("{}levels: []{}", &t[..start], &t[end..])
+        });
+        expect(LEVELS, "classes[1].class", |t| {
+            t.replacen("class: \"Mystic\"", "class: \"Fighter\"", 1)
+        });
+        expect(LEVELS, "classes[0].hp_regen", |t| {
+            t.replacen("hp_regen: 2.0", "hp_regen: -2.0", 1)
+        });
+        // names.ron
+        expect(NAMES, "min_len", |t| {
+            t.replacen("min_len: 3", "min_len: 0", 1)
+        });
+        expect(NAMES, "max_len", |t| {
+            t.replacen("max_len: 16", "max_len: 2", 1)
+        });
+        expect(NAMES, "max_len", |t| {
+            t.replacen("max_len: 16", "max_len: 33", 1)
+        });
+        expect(NAMES, "reserved[0]", |t| {
+            t.replacen(
+                "\"admin\", \"administrator\"",
+                "\"ad min\", \"administrator\"",
+                1,
+            )
+        });
+        expect(NAMES, "forbidden_substrings[0]", |t| {
+            t.replacen(
+                "forbidden_substrings: [\"admin\"",
+                "forbidden_substrings: [\"\"",
+                1,
+            )
+        });
+    }
+
+    #[test]
+    fn spawn_points_outside_the_world_are_refused() {
+        let mut data = shipped();
+        data.templates[1].spawn_points.push((500_000.0, 0.0, 0.0));
+        let error = data
+            .check_world("config/data", &WorldConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("config/data/characters.ron: invalid `templates[1].spawn_points[2]`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn parse_errors_and_missing_files_name_the_file() {
+        let texts = [CHARACTERS, LEVELS, NAMES].map(shipped_text);
+        let error = GameData::from_ron_strs("d", &texts[0], "(levels: [], clases: [])", &texts[2])
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("d/levels.ron:"), "{error}");
+        assert!(error.contains("clases"), "{error}");
+        let error = GameData::load(Path::new("/nonexistent-dir")).unwrap_err();
+        assert!(matches!(error, ConfigError::Io { .. }));
+        assert!(error.to_string().contains("characters.ron"), "{error}");
+    }
+}
