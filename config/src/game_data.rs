@@ -62,6 +62,11 @@ pub struct CharacterTemplate {
     /// Where new characters appear, `(x, y, z)` in world units; one is
     /// picked per new character.
     pub spawn_points: Vec<(f64, f64, f64)>,
+    /// A new character appears anywhere within this distance (world units,
+    /// on the ground plane) of its spawn point: a starting area rather than
+    /// one crowded spot. 0 (the default) is the point itself.
+    #[serde(default)]
+    pub spawn_radius: f64,
     /// Appearance bytes the client may send at creation (hair, face, ...).
     pub appearance_bytes: u8,
 }
@@ -250,8 +255,13 @@ impl GameData {
         let check = Checker::new(&origin);
         let half = world.extent().map(|e| e / 2.0);
         for (t, template) in self.templates.iter().enumerate() {
+            let r = template.spawn_radius;
             for (s, &(x, y, z)) in template.spawn_points.iter().enumerate() {
-                let inside = [x, y, z].iter().zip(half).all(|(v, h)| -h <= *v && *v < h);
+                // The whole starting area must be inside, not just its centre.
+                let inside = [(x, r), (y, r), (z, 0.0)]
+                    .iter()
+                    .zip(half)
+                    .all(|((v, r), h)| -h <= *v - r && *v + r < h);
                 check.require(
                     inside,
                     format!("templates[{t}].spawn_points[{s}]"),
@@ -264,6 +274,37 @@ impl GameData {
             }
         }
         Ok(())
+    }
+
+    /// The game data built into the server: the files of `config/data/` at
+    /// build time (what `tos-server` uses unless `runtime.game_data_dir`
+    /// names a directory).
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::from_ron_strs(
+            "config/data (built in)",
+            include_str!("../data/characters.ron"),
+            include_str!("../data/levels.ron"),
+            include_str!("../data/names.ron"),
+        )
+    }
+
+    /// Where a new character of `template` appears: spawn point
+    /// `seed % points`, moved by up to `spawn_radius` in a direction and at
+    /// a distance drawn from `seed` (uniform over the disc).
+    pub fn spawn_position(template: &CharacterTemplate, seed: u64) -> [f32; 3] {
+        let points = &template.spawn_points;
+        let Some(&(x, y, z)) = points.get((seed % points.len().max(1) as u64) as usize) else {
+            return [0.0; 3];
+        };
+        // Two well-mixed fractions from the seed (SplitMix64 finaliser).
+        let mix = |mut v: u64| {
+            v = (v ^ (v >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            v = (v ^ (v >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((v ^ (v >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let a = mix(seed.wrapping_add(0x9e37_79b9_7f4a_7c15)) * std::f64::consts::TAU;
+        let d = template.spawn_radius * mix(seed.wrapping_add(0x3c6e_f372_fe94_f82a)).sqrt();
+        [(x + d * a.cos()) as f32, (y + d * a.sin()) as f32, z as f32]
     }
 
     /// The template with `id`.
@@ -479,6 +520,12 @@ fn validate_templates(
                 format_args!("({x}, {y}, {z})"),
             )?;
         }
+        check.require(
+            template.spawn_radius.is_finite() && template.spawn_radius >= 0.0,
+            field("spawn_radius"),
+            "a finite distance of at least 0",
+            template.spawn_radius,
+        )?;
         check.in_range(&field("appearance_bytes"), template.appearance_bytes, 0, 64)?;
     }
     Ok(())
@@ -567,9 +614,22 @@ mod tests {
     #[test]
     fn lookups() {
         let data = shipped();
-        let fighter = data.template(0).unwrap();
+        let fighter = data.template(1).unwrap();
         assert_eq!(fighter.name, "Human Fighter");
         assert!(data.template(999).is_none());
+        assert_eq!(GameData::embedded().unwrap(), data, "the built-in copy is the shipped one");
+        // New characters spread over the starting area, never outside it.
+        let (cx, cy, _) = fighter.spawn_points[0];
+        let spots: Vec<[f32; 3]> = (0..200).map(|s| GameData::spawn_position(fighter, s)).collect();
+        for p in &spots {
+            let d = (f64::from(p[0]) - cx).hypot(f64::from(p[1]) - cy);
+            assert!(d <= fighter.spawn_radius + 1.0, "{p:?}");
+        }
+        let far = spots
+            .iter()
+            .filter(|p| (f64::from(p[0]) - cx).hypot(f64::from(p[1]) - cy) > fighter.spawn_radius / 2.0)
+            .count();
+        assert!(far > 50, "spread over the disc, not bunched at its centre: {far}");
         assert_eq!(data.exp_for_level(1), Some(0));
         assert_eq!(data.exp_for_level(2), Some(68));
         assert_eq!(data.exp_for_level(0), None);
@@ -619,20 +679,23 @@ mod tests {
     fn every_rule_names_the_file_and_the_field() {
         // characters.ron
         expect(CHARACTERS, "templates[1].id", |t| {
-            t.replacen("id: 1,", "id: 0,", 1)
+            t.replacen("id: 2,", "id: 1,", 1)
         });
         expect(CHARACTERS, "templates[0].stats.con", |t| {
             t.replacen("con: 43", "con: 0", 1)
         });
         expect(CHARACTERS, "templates[0].spawn_points", |t| {
             t.replacen(
-                "spawn_points: [(-7100.0, 2200.0, 0.0), (-6900.0, 2500.0, 0.0)]",
+                "spawn_points: [(-100000.0, 0.0, 0.0)]",
                 "spawn_points: []",
                 1,
             )
         });
         expect(CHARACTERS, "templates[2].spawn_points[0]", |t| {
-            t.replacen("(4600.0, 5300.0, 0.0)", "(4600.0, inf, 0.0)", 1)
+            t.replacen("(900.0, 1000.0, 0.0)", "(900.0, inf, 0.0)", 1)
+        });
+        expect(CHARACTERS, "templates[0].spawn_radius", |t| {
+            t.replacen("spawn_radius: 95000.0", "spawn_radius: -1.0", 1)
         });
         expect(CHARACTERS, "templates[0].base_hp", |t| {
             t.replacen("base_hp: 80.0", "base_hp: 0.0", 1)
@@ -647,7 +710,7 @@ mod tests {
             t.replacen("\"Human Fighter\"", "\" \"", 1)
         });
         expect(CHARACTERS, "templates[0].appearance_bytes", |t| {
-            t.replacen("appearance_bytes: 3", "appearance_bytes: 200", 1)
+            t.replacen("appearance_bytes: 8", "appearance_bytes: 200", 1)
         });
         expect(CHARACTERS, "templates", |_| "(templates: [])".into());
         // levels.ron

@@ -20,9 +20,6 @@ use crate::services::{GameSettings, LoginLimits, Services};
 /// The ticket signing key in the data directory.
 pub const TICKET_KEY_FILE: &str = "ticket_signing.key";
 
-/// Keys tracked per rate-limit table (account names, addresses).
-const LIMIT_KEYS: usize = 65_536;
-
 /// Why the game layer could not start.
 #[derive(Debug)]
 pub enum BootError {
@@ -91,13 +88,16 @@ pub fn start(config: &ServerConfig, data_dir: &Path) -> Result<Boot, BootError> 
     })?;
     let data = Arc::new(load_game_data(config)?);
 
-    let key_path = data_dir.join(TICKET_KEY_FILE);
+    let a = &config.accounts;
+    let key_path = a
+        .ticket_key_file
+        .as_ref()
+        .map_or_else(|| data_dir.join(TICKET_KEY_FILE), PathBuf::from);
     let signing = load_or_create_signing_key(&key_path).map_err(|e| BootError::Key(e.to_string()))?;
     let signer = TicketSigner::new(signing);
     let ticket_public_key = signer.verifying_key().to_bytes();
     let mut verifier = TicketVerifier::new();
     verifier.trust_session_key(signer.verifying_key());
-    let a = &config.accounts;
     for key in parse_public_keys_hex(&a.external_ticket_keys)
         .map_err(|e| BootError::Key(e.to_string()))?
     {
@@ -130,10 +130,12 @@ pub fn start(config: &ServerConfig, data_dir: &Path) -> Result<Boot, BootError> 
 
     let settings = GameSettings {
         allow_register: a.allow_register,
-        max_characters: a.max_characters,
+        max_characters: u8::try_from(a.max_characters).unwrap_or(u8::MAX),
         delete_restore_secs: a.delete_restore_secs,
         ticket_lifetime_secs: a.session_ticket_lifetime_secs,
         save_interval_ms: s.save_interval_ms,
+        password_min: a.min_password_len as usize,
+        password_max: a.max_password_len as usize,
     };
     let services = Services {
         store: store.client(),
@@ -143,7 +145,7 @@ pub fn start(config: &ServerConfig, data_dir: &Path) -> Result<Boot, BootError> 
         limits: Arc::new(LoginLimits::new(
             a.login_attempts_per_minute_per_account,
             a.login_attempts_per_minute_per_address,
-            LIMIT_KEYS,
+            a.rate_limit_max_keys as usize,
         )),
         settings: Arc::new(settings),
         counters: Arc::new(GameCounters::default()),

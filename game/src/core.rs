@@ -175,6 +175,7 @@ pub struct GameCore {
     tick: u32,
     unix: u64,
     save_every: u32,
+    spawn_seed: u64,
     handoffs: Vec<Handoff>,
     ghosts: Vec<GhostBatch>,
     _not_send: core::marker::PhantomData<*const ()>,
@@ -234,6 +235,7 @@ impl GameCore {
             tick: 0,
             unix: unix_now(),
             save_every,
+            spawn_seed: u64::from(core) << 48,
             handoffs: Vec::new(),
             ghosts: Vec::new(),
             _not_send: core::marker::PhantomData,
@@ -589,7 +591,8 @@ impl GameCore {
         if !crate::names::account_name_ok(name) {
             return self.login_refused(handle, request, RefusalReason::AccountNameInvalid);
         }
-        if !crate::names::password_ok(password) {
+        let (min, max) = (self.services.settings.password_min, self.services.settings.password_max);
+        if !(min..=max).contains(&password.len()) {
             return self.login_refused(handle, request, RefusalReason::PasswordInvalid);
         }
         if !self.login_allowed(now, handle, name) {
@@ -620,7 +623,7 @@ impl GameCore {
 
     fn login(&mut self, now: Instant, handle: ConnectionHandle, name: &str, password: &str) {
         let request = client_type::LOGIN;
-        if !crate::names::account_name_ok(name) || password.len() > crate::names::PASSWORD_MAX {
+        if !crate::names::account_name_ok(name) || password.len() > self.services.settings.password_max {
             return self.login_refused(handle, request, RefusalReason::BadCredentials);
         }
         if !self.login_allowed(now, handle, name) {
@@ -769,18 +772,22 @@ impl GameCore {
             };
             return self.refuse(handle, request, reason);
         }
-        let Some(t) = self.services.data.template(template) else {
+        let data = Arc::clone(&self.services.data);
+        let Some(t) = data.template(template) else {
             return self.refuse(handle, request, RefusalReason::UnknownTemplate);
         };
-        if appearance.len() > usize::from(t.appearance_len) {
+        if appearance.len() > usize::from(t.appearance_bytes) {
             return self.refuse(handle, request, RefusalReason::Malformed);
         }
-        let Some(stats) = self.services.data.stats_at(template, 1) else {
+        let Some(stats) = data.stats_at(t, 1) else {
             return self.refuse(handle, request, RefusalReason::UnknownTemplate);
         };
-        // Spread new characters over the template's creation points.
-        let points = &t.spawn_points;
-        let point = points[(self.unix as usize ^ self.next_request as usize) % points.len()];
+        // Spread new characters over the template's starting area.
+        self.spawn_seed = self
+            .spawn_seed
+            .wrapping_add(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(self.unix);
+        let point = tos_config::GameData::spawn_position(t, self.spawn_seed);
         let new = NewCharacter {
             account: AccountId(account.id),
             name: name.to_string(),
@@ -791,8 +798,8 @@ impl GameCore {
             yaw: 0.0,
             level: 1,
             exp: 0,
-            hp: stats.hp_max,
-            mp: stats.mp_max,
+            hp: stats.hp_max as f32,
+            mp: stats.mp_max as f32,
         };
         let op = StoreRequest::CreateCharacter {
             new,
@@ -1253,12 +1260,12 @@ impl GameCore {
         if !claimed {
             return self.enter_failed(handle, RefusalReason::CharacterInUse);
         }
-        let (hp_max, mp_max) = self
-            .services
-            .data
-            .stats_at(record.template, record.level)
+        let data = &self.services.data;
+        let (hp_max, mp_max) = data
+            .template(record.template)
+            .and_then(|t| data.stats_at(t, record.level))
             .map_or((record.hp.max(1.0), record.mp.max(0.0)), |s| {
-                (s.hp_max, s.mp_max)
+                (s.hp_max as f32, s.mp_max as f32)
             });
         let character = PlayingCharacter {
             id: record.id.0,

@@ -1,15 +1,10 @@
-//! Account-name and password rules (character names are game data: see
-//! `tos_config::GameData::check_name`).
+//! Account-name rules (password lengths are settings, `accounts.*_password_len`;
+//! character names are game data: `tos_config::GameData::check_name`).
 
 /// Shortest account name.
 pub const ACCOUNT_MIN: usize = 3;
 /// Longest account name (the wire allows no more).
 pub const ACCOUNT_MAX: usize = 32;
-/// Shortest password, in bytes.
-pub const PASSWORD_MIN: usize = 8;
-/// Longest password, in bytes (the wire allows no more).
-pub const PASSWORD_MAX: usize = 128;
-
 /// Whether `name` is a valid account name: 3–32 ASCII letters, digits,
 /// `_`, `-` or `.`, starting with a letter or digit. Names are compared
 /// case-insensitively by the store.
@@ -17,12 +12,6 @@ pub fn account_name_ok(name: &str) -> bool {
     (ACCOUNT_MIN..=ACCOUNT_MAX).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
         && name.as_bytes()[0].is_ascii_alphanumeric()
-}
-
-/// Whether `password` has an acceptable length (8–128 bytes). Anything
-/// else about it is the player's business; it is only ever hashed.
-pub fn password_ok(password: &str) -> bool {
-    (PASSWORD_MIN..=PASSWORD_MAX).contains(&password.len())
 }
 
 #[cfg(test)]
@@ -38,12 +27,5 @@ mod tests {
         assert!(!account_name_ok("_abc"));
         assert!(!account_name_ok("a b c"));
         assert!(!account_name_ok("ÄÖÜ"));
-    }
-
-    #[test]
-    fn passwords() {
-        assert!(password_ok("12345678"));
-        assert!(!password_ok("1234567"));
-        assert!(!password_ok(&"x".repeat(129)));
     }
 }

@@ -28,6 +28,10 @@ pub struct GameSettings {
     pub ticket_lifetime_secs: u64,
     /// A changed character is saved at most this long after it changed.
     pub save_interval_ms: u32,
+    /// Shortest password accepted at registration, in bytes.
+    pub password_min: usize,
+    /// Longest password, in bytes.
+    pub password_max: usize,
 }
 
 impl Default for GameSettings {
@@ -38,6 +42,8 @@ impl Default for GameSettings {
             delete_restore_secs: 7 * 24 * 3600,
             ticket_lifetime_secs: 24 * 3600,
             save_interval_ms: 1_000,
+            password_min: 8,
+            password_max: 128,
         }
     }
 }
