@@ -233,8 +233,7 @@ impl LoginFlow {
                     ..
                 },
             ) => {
-                let (account, password) =
-                    (self.spec.account.clone(), self.spec.password.clone());
+                let (account, password) = (self.spec.account.clone(), self.spec.password.clone());
                 self.queue(ClientMessage::Login {
                     account: &account,
                     password: &password,
@@ -316,8 +315,10 @@ impl LoginFlow {
                 self.fail(client_type::CHARACTER_CREATE, RefusalReason::Internal)
             }
             None => {
-                let (name, appearance) =
-                    (self.spec.character_name.clone(), self.spec.appearance.clone());
+                let (name, appearance) = (
+                    self.spec.character_name.clone(),
+                    self.spec.appearance.clone(),
+                );
                 self.queue(ClientMessage::CharacterCreate {
                     name: &name,
                     template: self.spec.template,

@@ -24,8 +24,8 @@ pub struct AccountsConfig {
     /// How long a session ticket (reconnects, zone transfers) is valid.
     pub session_ticket_lifetime_secs: u64,
     /// File holding the 32-byte Ed25519 seed that signs session tickets;
-    /// created (mode 0600) on first start. `None` generates a key at each
-    /// start, so session tickets do not survive a restart.
+    /// created (mode 0600) on first start. `None` uses `ticket_signing.key`
+    /// in the data directory, so session tickets survive restarts.
     pub ticket_key_file: Option<String>,
     /// Ed25519 public keys (64 hex digits each) of studio login backends
     /// whose external tickets are accepted.

@@ -617,19 +617,30 @@ mod tests {
         let fighter = data.template(1).unwrap();
         assert_eq!(fighter.name, "Human Fighter");
         assert!(data.template(999).is_none());
-        assert_eq!(GameData::embedded().unwrap(), data, "the built-in copy is the shipped one");
+        assert_eq!(
+            GameData::embedded().unwrap(),
+            data,
+            "the built-in copy is the shipped one"
+        );
         // New characters spread over the starting area, never outside it.
         let (cx, cy, _) = fighter.spawn_points[0];
-        let spots: Vec<[f32; 3]> = (0..200).map(|s| GameData::spawn_position(fighter, s)).collect();
+        let spots: Vec<[f32; 3]> = (0..200)
+            .map(|s| GameData::spawn_position(fighter, s))
+            .collect();
         for p in &spots {
             let d = (f64::from(p[0]) - cx).hypot(f64::from(p[1]) - cy);
             assert!(d <= fighter.spawn_radius + 1.0, "{p:?}");
         }
         let far = spots
             .iter()
-            .filter(|p| (f64::from(p[0]) - cx).hypot(f64::from(p[1]) - cy) > fighter.spawn_radius / 2.0)
+            .filter(|p| {
+                (f64::from(p[0]) - cx).hypot(f64::from(p[1]) - cy) > fighter.spawn_radius / 2.0
+            })
             .count();
-        assert!(far > 50, "spread over the disc, not bunched at its centre: {far}");
+        assert!(
+            far > 50,
+            "spread over the disc, not bunched at its centre: {far}"
+        );
         assert_eq!(data.exp_for_level(1), Some(0));
         assert_eq!(data.exp_for_level(2), Some(68));
         assert_eq!(data.exp_for_level(0), None);
@@ -763,13 +774,21 @@ mod tests {
     #[test]
     fn spawn_points_outside_the_world_are_refused() {
         let mut data = shipped();
+        // A starting area that reaches past the edge is refused too.
+        let mut edge = shipped();
+        edge.templates[0].spawn_points[0] = (400_000.0, 0.0, 0.0);
+        let error = edge
+            .check_world("config/data", &WorldConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("templates[0].spawn_points[0]"), "{error}");
         data.templates[1].spawn_points.push((500_000.0, 0.0, 0.0));
         let error = data
             .check_world("config/data", &WorldConfig::default())
             .unwrap_err()
             .to_string();
         assert!(
-            error.starts_with("config/data/characters.ron: invalid `templates[1].spawn_points[2]`"),
+            error.starts_with("config/data/characters.ron: invalid `templates[1].spawn_points[1]`"),
             "{error}"
         );
     }

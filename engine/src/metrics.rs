@@ -39,8 +39,7 @@ fn answer(mut stream: TcpStream, cores: &[Arc<CoreStats>], extra: Option<&ExtraM
     let n = stream.read(&mut request).unwrap_or(0);
     let line = String::from_utf8_lossy(&request[..n]);
     let response = if line.starts_with("GET /metrics") || line.starts_with("GET / ") {
-        let mut body =
-            render_prometheus(&cores.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
+        let mut body = render_prometheus(&cores.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
         if let Some(extra) = extra {
             extra(&mut body);
         }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 use tos_config::{CoreSelection, IoBackend, ServerConfig, ShardLayout, Steering};
-use tos_shards::{Shard, WorldData};
 use tos_game::boot::{Boot, BootError};
+use tos_shards::{Shard, WorldData};
 
 use tos_protocol::endpoint::Endpoint;
 
@@ -389,12 +389,16 @@ pub fn start_with_layout(
         Arc::clone(&transport),
     ))
     .static_public_key();
-    let key_file = config.security.server_static_key_file.clone().unwrap_or_else(|| {
-        data_dir
-            .join(crate::settings::STATIC_KEY_FILE)
-            .display()
-            .to_string()
-    });
+    let key_file = config
+        .security
+        .server_static_key_file
+        .clone()
+        .unwrap_or_else(|| {
+            data_dir
+                .join(crate::settings::STATIC_KEY_FILE)
+                .display()
+                .to_string()
+        });
     tracing::info!(key = %hex(&static_public), file = %key_file, "server static public key (clients pin this)");
 
     let choice = match config.network.io_backend {

@@ -184,7 +184,7 @@ fn character_rules_limits_and_ownership() {
     assert_eq!(create(&mut p, "1abc"), Err(RefusalReason::NameInvalid));
     assert_eq!(create(&mut p, "ab"), Err(RefusalReason::NameInvalid));
     assert_eq!(
-        create(&mut p, &"a".repeat(40)),
+        create(&mut p, &"a".repeat(17)),
         Err(RefusalReason::NameInvalid)
     );
     assert_eq!(create(&mut p, "Admin"), Err(RefusalReason::NameReserved));
@@ -200,7 +200,10 @@ fn character_rules_limits_and_ownership() {
         let name = format!("Bob{}", (b'a' + i) as char);
         ids.push(create(&mut p, &name).expect("created"));
     }
-    assert_eq!(create(&mut p, "Bobh"), Err(RefusalReason::TooManyCharacters));
+    assert_eq!(
+        create(&mut p, "Bobh"),
+        Err(RefusalReason::TooManyCharacters)
+    );
     let list = listed(&p.ask(ClientMessage::CharacterList));
     assert_eq!(list.len(), 7);
     assert!(list.iter().all(|(_, _, deleted)| !deleted));
@@ -223,7 +226,10 @@ fn character_rules_limits_and_ownership() {
     // Delete, enter a deleted one, restore.
     assert_eq!(done(&p.ask(del)), ids[0]);
     let list = listed(&p.ask(ClientMessage::CharacterList));
-    assert!(list.iter().any(|(id, _, deleted)| *id == ids[0] && *deleted));
+    assert!(
+        list.iter()
+            .any(|(id, _, deleted)| *id == ids[0] && *deleted)
+    );
     let enter_deleted = ClientMessage::EnterToWorld {
         character_id: ids[0],
         name: "",
@@ -236,12 +242,12 @@ fn character_rules_limits_and_ownership() {
         character_id: ids[0],
     };
     assert_eq!(done(&p.ask(restore)), ids[0]);
-    assert_eq!(
-        refused(&mut p, restore),
-        RefusalReason::CharacterNotDeleted
-    );
+    assert_eq!(refused(&mut p, restore), RefusalReason::CharacterNotDeleted);
     // Still a slot short of eight: the deleted one came back.
-    assert_eq!(create(&mut p, "Bobh"), Err(RefusalReason::TooManyCharacters));
+    assert_eq!(
+        create(&mut p, "Bobh"),
+        Err(RefusalReason::TooManyCharacters)
+    );
 }
 
 #[test]
@@ -259,7 +265,10 @@ fn one_live_session_per_character() {
         character_id: id,
         name: "",
     };
-    assert_eq!(refused(&mut second, enter_msg), RefusalReason::CharacterInUse);
+    assert_eq!(
+        refused(&mut second, enter_msg),
+        RefusalReason::CharacterInUse
+    );
     // Deleting a character that is playing is refused too.
     let del = ClientMessage::CharacterDelete { character_id: id };
     assert_eq!(refused(&mut second, del), RefusalReason::CharacterInUse);
@@ -335,9 +344,17 @@ fn characters_survive_a_graceful_restart() {
         |_| false,
     );
     // Let the last claims be applied and acknowledged.
-    play(&mut players, Duration::from_millis(300), |_, _| [0.0; 3], |_| false);
+    play(
+        &mut players,
+        Duration::from_millis(300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
     let acked = players[0].acked_position().expect("claims acknowledged");
-    assert!(acked[0] > start[0] + 300.0, "walked: {start:?} -> {acked:?}");
+    assert!(
+        acked[0] > start[0] + 300.0,
+        "walked: {start:?} -> {acked:?}"
+    );
     // Stop with the player in the world: it is saved on the way out.
     assert!(server.stop(), "stops cleanly");
     drop(players);
@@ -378,10 +395,18 @@ fn external_tickets_from_a_studio_backend_log_in() {
     let mut s = spec("gina", 1);
     s.ticketed = true;
     let mut p = Player::with_ticket(server.handle(), s.clone(), ticket.clone());
-    assert!(p.pump_until(Duration::from_secs(10), |p| p.entered.is_some()
-        || p.failed.is_some()
-        || p.denied));
-    assert!(p.entered.is_some(), "{:?} {:?} {}", p.failed, p.refusals, p.denied);
+    assert!(
+        p.pump_until(Duration::from_secs(10), |p| p.entered.is_some()
+            || p.failed.is_some()
+            || p.denied)
+    );
+    assert!(
+        p.entered.is_some(),
+        "{:?} {:?} {}",
+        p.failed,
+        p.refusals,
+        p.denied
+    );
 
     // A local account named like the external one is a different account:
     // its password opens nothing of the external player's.
@@ -425,9 +450,6 @@ fn login_attempts_are_rate_limited_per_account() {
     for _ in 0..6 {
         reasons.push(refused(&mut p, login));
     }
-    assert!(
-        reasons.contains(&RefusalReason::RateLimited),
-        "{reasons:?}"
-    );
+    assert!(reasons.contains(&RefusalReason::RateLimited), "{reasons:?}");
     assert_eq!(reasons[0], RefusalReason::BadCredentials);
 }

@@ -44,7 +44,11 @@ impl core::fmt::Display for BootError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::DataDir { path, source } => {
-                write!(f, "cannot create the data directory {}: {source}", path.display())
+                write!(
+                    f,
+                    "cannot create the data directory {}: {source}",
+                    path.display()
+                )
             }
             Self::Key(e) => write!(f, "ticket signing key: {e}"),
             Self::GameData(e) => write!(f, "game data: {e}"),
@@ -93,13 +97,14 @@ pub fn start(config: &ServerConfig, data_dir: &Path) -> Result<Boot, BootError> 
         .ticket_key_file
         .as_ref()
         .map_or_else(|| data_dir.join(TICKET_KEY_FILE), PathBuf::from);
-    let signing = load_or_create_signing_key(&key_path).map_err(|e| BootError::Key(e.to_string()))?;
+    let signing =
+        load_or_create_signing_key(&key_path).map_err(|e| BootError::Key(e.to_string()))?;
     let signer = TicketSigner::new(signing);
     let ticket_public_key = signer.verifying_key().to_bytes();
     let mut verifier = TicketVerifier::new();
     verifier.trust_session_key(signer.verifying_key());
-    for key in parse_public_keys_hex(&a.external_ticket_keys)
-        .map_err(|e| BootError::Key(e.to_string()))?
+    for key in
+        parse_public_keys_hex(&a.external_ticket_keys).map_err(|e| BootError::Key(e.to_string()))?
     {
         verifier.trust_external_key(key);
     }

@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, Sender};
 use tos_auth::{AuthJob, AuthJobKind, AuthReply, AuthResult, TicketKind};
 use tos_protocol::connection::SendError;
 use tos_protocol::endpoint::ConnectionHandle;
-use tos_protocol::wire::control::{DenyReason, DisconnectReason};
+use tos_protocol::wire::control::DenyReason;
 use tos_protocol::wire::game::{
     CharacterSummary, ClientMessage, MovementClaim, RefusalReason, ServerMessage, WorldParams,
     client_type, encode_character_list,
@@ -30,8 +30,8 @@ use tos_protocol::wire::game::{
 use tos_protocol::wire::{Channel, Writer};
 use tos_shards::{Character, ClientId, Faction, GhostBatch, Handoff, Shard, ShardError};
 use tos_store::{
-    AccountId, CharacterId, CharacterRecord, CharacterState, NewCharacter, StoreError, StoreRequest,
-    StoreResponse,
+    AccountId, CharacterId, CharacterRecord, CharacterState, NewCharacter, StoreError,
+    StoreRequest, StoreResponse,
 };
 
 use crate::counters::bump;
@@ -91,13 +91,18 @@ enum Pending {
         password: String,
     },
     /// Register: the password is being hashed.
-    RegisterHash { handle: ConnectionHandle, name: String },
+    RegisterHash {
+        handle: ConnectionHandle,
+        name: String,
+    },
     /// Register: the account is being created.
-    RegisterCreate { handle: ConnectionHandle, name: String },
+    RegisterCreate {
+        handle: ConnectionHandle,
+        name: String,
+    },
     /// Login: the account is being looked up.
     LoginLookup {
         handle: ConnectionHandle,
-        name: String,
         password: String,
     },
     /// Login: the password is being checked.
@@ -114,9 +119,15 @@ enum Pending {
     /// A Connect's ticket is being verified.
     TicketCheck { handle: ConnectionHandle },
     /// An external ticket's account is being looked up (then created).
-    ExternalLookup { handle: ConnectionHandle, name: String },
+    ExternalLookup {
+        handle: ConnectionHandle,
+        name: String,
+    },
     /// An external ticket's account is being created.
-    ExternalCreate { handle: ConnectionHandle, name: String },
+    ExternalCreate {
+        handle: ConnectionHandle,
+        name: String,
+    },
     /// A character request of the selection screen (`character_id` of a
     /// delete or restore).
     Selection {
@@ -385,7 +396,7 @@ impl GameCore {
         if !self.submit_auth(kind, Pending::TicketCheck { handle }) {
             self.output(Output::Refuse {
                 handle,
-                reason: DenyReason::ServerFull,
+                reason: DenyReason::Busy,
             });
         }
     }
@@ -404,8 +415,10 @@ impl GameCore {
                 self.issue_ticket(handle, account);
             }
             None => {
-                self.sessions
-                    .insert(handle, Slot::new(Session::Connected(Connected::new(address))));
+                self.sessions.insert(
+                    handle,
+                    Slot::new(Session::Connected(Connected::new(address))),
+                );
             }
         }
     }
@@ -591,7 +604,10 @@ impl GameCore {
         if !crate::names::account_name_ok(name) {
             return self.login_refused(handle, request, RefusalReason::AccountNameInvalid);
         }
-        let (min, max) = (self.services.settings.password_min, self.services.settings.password_max);
+        let (min, max) = (
+            self.services.settings.password_min,
+            self.services.settings.password_max,
+        );
         if !(min..=max).contains(&password.len()) {
             return self.login_refused(handle, request, RefusalReason::PasswordInvalid);
         }
@@ -608,9 +624,12 @@ impl GameCore {
             name: name.to_string(),
             password: password.to_string(),
         };
-        if self.submit_store(StoreRequest::AccountByName {
-            name: name.to_string(),
-        }, pending) {
+        if self.submit_store(
+            StoreRequest::AccountByName {
+                name: name.to_string(),
+            },
+            pending,
+        ) {
             let name = name.to_string();
             self.transition(handle, |s| match s {
                 Session::Connected(c) => Session::Authenticating(c.authenticating(name, true)),
@@ -623,7 +642,9 @@ impl GameCore {
 
     fn login(&mut self, now: Instant, handle: ConnectionHandle, name: &str, password: &str) {
         let request = client_type::LOGIN;
-        if !crate::names::account_name_ok(name) || password.len() > self.services.settings.password_max {
+        if !crate::names::account_name_ok(name)
+            || password.len() > self.services.settings.password_max
+        {
             return self.login_refused(handle, request, RefusalReason::BadCredentials);
         }
         if !self.login_allowed(now, handle, name) {
@@ -634,12 +655,14 @@ impl GameCore {
         }
         let pending = Pending::LoginLookup {
             handle,
-            name: name.to_string(),
             password: password.to_string(),
         };
-        if self.submit_store(StoreRequest::AccountByName {
-            name: name.to_string(),
-        }, pending) {
+        if self.submit_store(
+            StoreRequest::AccountByName {
+                name: name.to_string(),
+            },
+            pending,
+        ) {
             let name = name.to_string();
             self.transition(handle, |s| match s {
                 Session::Connected(c) => Session::Authenticating(c.authenticating(name, false)),
@@ -813,11 +836,7 @@ impl GameCore {
             return;
         };
         if self.services.registry.is_online(character_id) {
-            return self.refuse(
-                handle,
-                selection_type(what),
-                RefusalReason::CharacterInUse,
-            );
+            return self.refuse(handle, selection_type(what), RefusalReason::CharacterInUse);
         }
         let (account, id) = (AccountId(account.id), CharacterId(character_id));
         let op = if what == Selection::Delete {
@@ -978,9 +997,12 @@ impl GameCore {
                 },
                 AuthResult::Issued(Ok(ticket)),
             ) => self.authenticated(handle, account, &ticket, expires_at),
-            (Pending::Issue { handle, account, .. }, _) => {
-                self.authenticated(handle, account, &[], 0)
-            }
+            (
+                Pending::Issue {
+                    handle, account, ..
+                },
+                _,
+            ) => self.authenticated(handle, account, &[], 0),
             (Pending::TicketCheck { handle }, AuthResult::Ticket(Ok(claims))) => {
                 match claims.kind {
                     TicketKind::Session => {
@@ -1005,7 +1027,7 @@ impl GameCore {
                         if !self.submit_store(op, Pending::ExternalLookup { handle, name }) {
                             self.output(Output::Refuse {
                                 handle,
-                                reason: DenyReason::ServerFull,
+                                reason: DenyReason::Busy,
                             });
                         }
                     }
@@ -1039,7 +1061,11 @@ impl GameCore {
                 Ok(StoreResponse::Account(None)) => {
                     let kind = AuthJobKind::HashPassword { password };
                     if !self.submit_auth(kind, Pending::RegisterHash { handle, name }) {
-                        self.login_refused(handle, client_type::REGISTER, RefusalReason::ServerBusy);
+                        self.login_refused(
+                            handle,
+                            client_type::REGISTER,
+                            RefusalReason::ServerBusy,
+                        );
                     }
                 }
                 Ok(StoreResponse::Account(Some(_))) => {
@@ -1065,11 +1091,7 @@ impl GameCore {
                     RefusalReason::StoreUnavailable,
                 ),
             },
-            Pending::LoginLookup {
-                handle,
-                name: _,
-                password,
-            } => match answer {
+            Pending::LoginLookup { handle, password } => match answer {
                 Ok(StoreResponse::Account(account)) => {
                     let (phc, account) = match account {
                         Some(a) => (
@@ -1088,11 +1110,9 @@ impl GameCore {
                         self.login_refused(handle, client_type::LOGIN, RefusalReason::ServerBusy);
                     }
                 }
-                _ => self.login_refused(
-                    handle,
-                    client_type::LOGIN,
-                    RefusalReason::StoreUnavailable,
-                ),
+                _ => {
+                    self.login_refused(handle, client_type::LOGIN, RefusalReason::StoreUnavailable)
+                }
             },
             Pending::ExternalLookup { handle, name } => match answer {
                 Ok(StoreResponse::Account(Some(a))) => self.external_ok(
@@ -1110,13 +1130,13 @@ impl GameCore {
                     if !self.submit_store(op, Pending::ExternalCreate { handle, name }) {
                         self.output(Output::Refuse {
                             handle,
-                            reason: DenyReason::ServerFull,
+                            reason: DenyReason::Busy,
                         });
                     }
                 }
                 _ => self.output(Output::Refuse {
                     handle,
-                    reason: DenyReason::ServerFull,
+                    reason: DenyReason::Busy,
                 }),
             },
             Pending::ExternalCreate { handle, name } => match answer {
@@ -1126,7 +1146,7 @@ impl GameCore {
                 }
                 _ => self.output(Output::Refuse {
                     handle,
-                    reason: DenyReason::ServerFull,
+                    reason: DenyReason::Busy,
                 }),
             },
             Pending::Selection {
@@ -1205,7 +1225,11 @@ impl GameCore {
         let start = self.arena.len();
         self.arena.resize(start + MESSAGE_MAX, 0);
         let mut w = Writer::new(&mut self.arena[start..]);
-        let len = match encode_character_list(&mut w, self.services.settings.max_characters, &summaries) {
+        let len = match encode_character_list(
+            &mut w,
+            self.services.settings.max_characters,
+            &summaries,
+        ) {
             Ok(()) => w.position(),
             Err(_) => 0,
         };

@@ -10,7 +10,9 @@ pub const ACCOUNT_MAX: usize = 32;
 /// case-insensitively by the store.
 pub fn account_name_ok(name: &str) -> bool {
     (ACCOUNT_MIN..=ACCOUNT_MAX).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 

@@ -29,7 +29,9 @@ pub fn current_state(info: &EntityInfo, character: &PlayingCharacter) -> Charact
 
 /// The state of `character` (a player of `shard` with network id `net`).
 pub fn state_in(shard: &Shard, net: u32, character: &PlayingCharacter) -> Option<CharacterState> {
-    shard.entity(net).map(|info| current_state(&info, character))
+    shard
+        .entity(net)
+        .map(|info| current_state(&info, character))
 }
 
 /// Whether `now` differs from `saved` enough to save.

@@ -437,12 +437,7 @@ fn run(args: &Args) -> Result<(), String> {
             packets_per_s: (packets - last_packets) as f64 / dt,
             p99_ms: live.p99_us.load(Ordering::Relaxed) as f64 / 1000.0,
             server_tick_p99_ms: spawned.as_ref().map(|s| {
-                s.stats()
-                    .iter()
-                    .map(|c| c.tick_p99_us)
-                    .max()
-                    .unwrap_or(0) as f64
-                    / 1000.0
+                s.stats().iter().map(|c| c.tick_p99_us).max().unwrap_or(0) as f64 / 1000.0
             }),
         };
         eprintln!(

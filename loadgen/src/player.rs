@@ -89,7 +89,10 @@ const RESUME_TOLERANCE: f32 = 200.0;
 pub(crate) const WALK_SPEED: f32 = 600.0;
 
 impl Player {
-    #[allow(clippy::too_many_arguments, reason = "one constructor call site, in the worker")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one constructor call site, in the worker"
+    )]
     pub(crate) fn new(
         conn: Connection,
         socket: usize,
@@ -362,10 +365,12 @@ impl Player {
                                 Some(FlowEvent::Authenticated { .. }) => {
                                     self.authenticated_at = Some(now);
                                     if let Some(c) = self.connected_at {
-                                        rec.login_us.record(
-                                            now.saturating_duration_since(c).as_micros().max(1)
-                                                as u64,
-                                        ).ok();
+                                        rec.login_us
+                                            .record(
+                                                now.saturating_duration_since(c).as_micros().max(1)
+                                                    as u64,
+                                            )
+                                            .ok();
                                     }
                                 }
                                 Some(FlowEvent::Created { .. }) => rec.characters_created += 1,
@@ -374,10 +379,12 @@ impl Player {
                                     self.position = e.position;
                                     self.waypoint = self.pick_waypoint();
                                     if let Some(a) = self.authenticated_at {
-                                        rec.enter_us.record(
-                                            now.saturating_duration_since(a).as_micros().max(1)
-                                                as u64,
-                                        ).ok();
+                                        rec.enter_us
+                                            .record(
+                                                now.saturating_duration_since(a).as_micros().max(1)
+                                                    as u64,
+                                            )
+                                            .ok();
                                     }
                                     if let Some(r) = self.remembered {
                                         rec.resumed_known += 1;

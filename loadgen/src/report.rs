@@ -398,9 +398,10 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
             .map(u64::to_string)
             .collect::<Vec<_>>()
             .join(","),
-        info.server_ticks.map_or(String::new(), |(p99, overruns)| format!(
-            ",\"server_tick_p99_ms\":{p99:.3},\"server_tick_overruns\":{overruns}"
-        ))
+        info.server_ticks
+            .map_or(String::new(), |(p99, overruns)| format!(
+                ",\"server_tick_p99_ms\":{p99:.3},\"server_tick_overruns\":{overruns}"
+            ))
     )
 }
 
@@ -508,8 +509,10 @@ mod tests {
             rate_hz: 60,
             server: "127.0.0.1:1".into(),
             threads: 1,
+            server_ticks: Some((1.5, 0)),
         };
         let t = table(&info, &r);
+        assert!(t.contains("tick p99 1.50 ms"), "{t}");
         assert!(t.contains("input-to-observed latency (ms)"), "{t}");
         assert!(t.contains("timeout 1"));
         let j = json(&info, &r);
@@ -517,6 +520,8 @@ mod tests {
             j.starts_with('{') && j.ends_with('}') && j.contains("\"p99\":"),
             "{j}"
         );
+        assert!(j.contains("\"server_tick_p99_ms\":1.500"), "{j}");
+        assert!(j.contains("\"login_ms\":{"), "{j}");
         let series = [
             Sample {
                 t: 0.0,
@@ -527,6 +532,7 @@ mod tests {
                 connected: 2,
                 packets_per_s: 100.0,
                 p99_ms: 4.0,
+                server_tick_p99_ms: Some(1.5),
             },
         ];
         assert_eq!(csv(&series).lines().count(), 3);

@@ -80,7 +80,8 @@ impl TestServer {
 
     /// Moves a character that is not in the world (a game master's edit).
     pub fn place(&self, character_id: u64, position: [f32; 3]) {
-        let mut db = SqliteBackend::open(&self.database(), Duration::from_secs(5)).expect("the database opens");
+        let mut db = SqliteBackend::open(&self.database(), Duration::from_secs(5))
+            .expect("the database opens");
         let state = db
             .load_character(CharacterId(character_id))
             .expect("loads")
@@ -109,7 +110,10 @@ impl Drop for TestServer {
 /// The login a test player uses: account `name`, one character named after
 /// it, of `template`.
 pub fn spec(account: &str, template: u16) -> LoginSpec {
-    let mut name: Vec<char> = account.chars().filter(char::is_ascii_alphanumeric).collect();
+    let mut name: Vec<char> = account
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
     if let Some(f) = name.first_mut() {
         *f = f.to_ascii_uppercase();
     }

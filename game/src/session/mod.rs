@@ -181,13 +181,15 @@ mod tests {
         use tos_protocol::wire::game::client_type as t;
         let connected = Session::Connected(Connected::new(addr()));
         assert_eq!(admitted(&connected), [t::PONG, t::REGISTER, t::LOGIN]);
-        let authenticating = Session::Authenticating(
-            Connected::new(addr()).authenticating("a".into(), false),
-        );
+        let authenticating =
+            Session::Authenticating(Connected::new(addr()).authenticating("a".into(), false));
         assert_eq!(admitted(&authenticating), [t::PONG]);
         let mut selecting = Authenticated::new(addr(), account());
         assert_eq!(
-            admitted(&Session::Authenticated(Authenticated::new(addr(), account()))),
+            admitted(&Session::Authenticated(Authenticated::new(
+                addr(),
+                account()
+            ))),
             [
                 t::PONG,
                 t::ENTER_TO_WORLD,
