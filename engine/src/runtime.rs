@@ -112,7 +112,7 @@ pub struct ServerHandle {
     metrics_stop: Arc<AtomicBool>,
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
     steering: &'static str,
-    game: Option<Boot>,
+    game: Option<Box<Boot>>,
 }
 
 impl ServerHandle {
@@ -165,7 +165,7 @@ impl ServerHandle {
     /// The game layer's shared services (store, registry, counters), when
     /// the server runs the world.
     pub fn game(&self) -> Option<&Boot> {
-        self.game.as_ref()
+        self.game.as_deref()
     }
 
     /// Stops every core: each saves its characters, sends Disconnect to its
@@ -328,7 +328,9 @@ pub fn start_with_layout(
     let game = if config.runtime.echo_mode {
         None
     } else {
-        Some(tos_game::boot::start(config, &data_dir).map_err(StartError::Game)?)
+        Some(Box::new(
+            tos_game::boot::start(config, &data_dir).map_err(StartError::Game)?,
+        ))
     };
     // A plain bind first: it fails if any socket (reuseport or not) holds
     // the port, which the reuseport binds below would silently join.
@@ -524,7 +526,7 @@ pub fn start_with_layout(
             })?;
             let bound = listener.local_addr().map_err(StartError::Socket)?;
             let (cores_stats, ms) = (Arc::clone(&stats), Arc::clone(&metrics_stop));
-            let extra = game.as_ref().map(Boot::metrics);
+            let extra = game.as_deref().map(Boot::metrics);
             let t = std::thread::Builder::new()
                 .name("tos-metrics".into())
                 .spawn(move || crate::metrics::serve(listener, cores_stats, extra, ms))

@@ -214,6 +214,9 @@ fn crash_and_restart(sig: i32) -> Vec<f32> {
 #[test]
 fn sigkill_loses_at_most_one_save_interval() {
     let distances = crash_and_restart(libc::SIGKILL);
+    eprintln!(
+        "SIGKILL: found at these distances from the last acknowledged positions: {distances:?}"
+    );
     // One save interval of walking, plus the batch's own commit time and a
     // tick of slack.
     let bound = SPEED * 1.0 + 100.0;
@@ -228,6 +231,9 @@ fn sigkill_loses_at_most_one_save_interval() {
 #[test]
 fn sigterm_loses_nothing() {
     let distances = crash_and_restart(libc::SIGTERM);
+    eprintln!(
+        "SIGTERM: found at these distances from the last acknowledged positions: {distances:?}"
+    );
     for d in &distances {
         assert!(
             *d <= 20.0,

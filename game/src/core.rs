@@ -186,6 +186,7 @@ pub struct GameCore {
     tick: u32,
     unix: u64,
     save_every: u32,
+    next_save: u32,
     spawn_seed: u64,
     handoffs: Vec<Handoff>,
     ghosts: Vec<GhostBatch>,
@@ -246,6 +247,7 @@ impl GameCore {
             tick: 0,
             unix: unix_now(),
             save_every,
+            next_save: 0,
             spawn_seed: u64::from(core) << 48,
             handoffs: Vec::new(),
             ghosts: Vec::new(),
@@ -438,7 +440,9 @@ impl GameCore {
     /// The measured round trip of a connection (every second or so).
     pub fn handle_rtt(&mut self, handle: ConnectionHandle, rtt_ms: u32) {
         if let Some(Session::InGame(g)) = self.sessions.get(&handle).map(|s| &s.session) {
-            let _ = self.shard.set_rtt(g.client, rtt_ms);
+            if self.shard.set_rtt(g.client, rtt_ms).is_err() {
+                bump(&self.services.counters.shard_refused_total);
+            }
         }
     }
 
@@ -571,8 +575,11 @@ impl GameCore {
 
     fn claim(&mut self, handle: ConnectionHandle, claim: MovementClaim) {
         if let Some(client) = self.client_of(handle) {
-            // A full input queue drops the claim: the next one supersedes it.
-            let _ = self.shard.push_claim(client, claim);
+            // A full input queue drops the claim (the next one supersedes
+            // it); counted, as a flood of claims is worth seeing.
+            if self.shard.push_claim(client, claim).is_err() {
+                bump(&self.services.counters.shard_refused_total);
+            }
         }
     }
 
@@ -895,7 +902,12 @@ impl GameCore {
                 self.save_now(state);
             }
         }
-        let _ = self.shard.remove_player(g.client);
+        if self.shard.remove_player(g.client).is_err() {
+            // Only a bug gets here: the session said InGame, the shard
+            // does not know the client.
+            tracing::error!(client = g.client.0, "a leaving player was not in the shard");
+            bump(&self.services.counters.shard_refused_total);
+        }
         self.in_world.retain(|&(c, h)| c != g.client && h != handle);
         self.services.registry.release(g.character.id);
         bump(&self.services.counters.leaves_total);
@@ -1405,7 +1417,11 @@ impl GameCore {
         match msg {
             PeerMessage::Ghosts(batch) => self.shard.accept_ghosts(batch),
             PeerMessage::Effect(e) => {
-                let _ = self.shard.apply_remote_effect(e);
+                // The target may have died or moved on since the caster saw
+                // its ghost: counted, nothing to undo.
+                if self.shard.apply_remote_effect(e).is_err() {
+                    bump(&self.services.counters.shard_refused_total);
+                }
             }
             PeerMessage::Enter { session } => match connection {
                 Some(handle) => self.place(handle, *session),
@@ -1553,8 +1569,13 @@ impl GameCore {
                 connection: None,
             }));
         }
-        if tick % self.save_every == 0 {
+        // A tick number can be skipped when a core runs late, so passes run
+        // on the first tick at or past each multiple of the interval (all
+        // cores share the tick grid, so their passes stay together and the
+        // store writes them in one transaction).
+        if tick >= self.next_save {
             self.save_changed();
+            self.next_save = (tick / self.save_every + 1) * self.save_every;
         }
         self.snap_cursor = 0;
         self.snap_tick = tick;

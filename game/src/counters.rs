@@ -29,10 +29,11 @@ macro_rules! counters {
                     if v == 0 {
                         continue;
                     }
+                    // The variant's name: a stable label (the text is for people).
                     let reason = u8::try_from(code)
                         .ok()
                         .and_then(|c| RefusalReason::from_u8(c).ok())
-                        .map_or("unknown", |r| r.as_str());
+                        .map_or_else(|| format!("code{code}"), |r| format!("{r:?}"));
                     let _ = writeln!(out, "tos_game_refusals_total{{reason=\"{reason}\"}} {v}");
                 }
                 $(
@@ -82,6 +83,8 @@ counters! {
     send_failed_total,
     /// Requests the store or the auth pool could not take (queue full).
     service_busy_total,
+    /// Inputs the shard refused (input queue full, stale target, ...).
+    shard_refused_total,
 }
 
 impl GameCounters {

@@ -24,8 +24,14 @@
 //! # Write-behind
 //!
 //! [`StoreCommand::Save`] puts the state in a map keyed by character
-//! (latest wins). Every `save_interval_ms` the whole map is written in one
-//! transaction. [`StoreCommand::SaveNow`] and [`StoreCommand::Flush`] write
+//! (latest wins). The game layer sends one pass of saves per
+//! `save_interval_ms` (every core on the same tick); the map is written in
+//! one transaction `batch_delay_ms` after the first save of a pass arrives,
+//! so a state is on disk at most one interval plus that delay after it was
+//! taken. (Writing on a timer of its own instead, one interval after the
+//! first save, let a pass arrive just after a write and wait a whole
+//! interval more: up to two intervals lost on SIGKILL.)
+//! [`StoreCommand::SaveNow`] and [`StoreCommand::Flush`] write
 //! at once and are acknowledged only once the data is committed. A failed
 //! batch stays in the map (newer saves still replace older ones) and is
 //! retried with exponential backoff, reconnecting first; nothing is
@@ -50,8 +56,11 @@ use crate::{
 /// Timing and bounds of the store thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSettings {
-    /// Pending saves are written this often.
+    /// Pending saves are written this often (at most; see `batch_delay_ms`).
     pub save_interval_ms: u32,
+    /// A pass of saves is written this long after its first save arrives
+    /// (the rest of the pass, from the other cores, arrives meanwhile).
+    pub batch_delay_ms: u32,
     /// Most distinct characters waiting to be written.
     pub max_pending_saves: u32,
     /// Pending saves above which the store reports itself saturated.
@@ -77,6 +86,7 @@ impl From<&StoreConfig> for StoreSettings {
     fn from(c: &StoreConfig) -> Self {
         Self {
             save_interval_ms: c.save_interval_ms,
+            batch_delay_ms: c.save_interval_ms.min(50),
             max_pending_saves: c.max_pending_saves,
             saturation_pending_saves: c.saturation_pending_saves,
             queue_capacity: c.queue_capacity,
@@ -365,7 +375,11 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        let interval = Duration::from_millis(u64::from(self.settings.save_interval_ms));
+        let delay = Duration::from_millis(u64::from(
+            self.settings
+                .batch_delay_ms
+                .min(self.settings.save_interval_ms),
+        ));
         loop {
             self.metrics
                 .queue_depth
@@ -388,7 +402,7 @@ impl Worker {
                 Some(StoreCommand::Save(state)) => {
                     self.enqueue(state);
                     if self.next_attempt.is_none() && !self.pending.is_empty() {
-                        self.next_attempt = Some(Instant::now() + interval);
+                        self.next_attempt = Some(Instant::now() + delay);
                     }
                 }
                 Some(StoreCommand::SaveNow {

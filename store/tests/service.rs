@@ -31,6 +31,7 @@ suite!(
 fn manual() -> StoreSettings {
     StoreSettings {
         save_interval_ms: 600_000,
+        batch_delay_ms: 600_000,
         retry_initial_ms: 5,
         retry_max_ms: 50,
         ..StoreSettings::default()
