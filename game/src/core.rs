@@ -168,6 +168,8 @@ pub struct GameCore {
     sessions: HashMap<ConnectionHandle, Slot>,
     /// Players in this core's world, dense: snapshots and saves walk it.
     in_world: Vec<(ClientId, ConnectionHandle)>,
+    /// The same, by client (corrections, action results, hand-offs).
+    by_client: HashMap<ClientId, ConnectionHandle>,
     /// Connections accepted with a valid ticket: the account they start
     /// with once established.
     ticketed: HashMap<ConnectionHandle, AccountRef>,
@@ -234,6 +236,7 @@ impl GameCore {
             budget,
             sessions: HashMap::new(),
             in_world: Vec::new(),
+            by_client: HashMap::new(),
             ticketed: HashMap::new(),
             pending: HashMap::new(),
             next_request: 1,
@@ -909,6 +912,7 @@ impl GameCore {
             bump(&self.services.counters.shard_refused_total);
         }
         self.in_world.retain(|&(c, h)| c != g.client && h != handle);
+        self.by_client.remove(&g.client);
         self.services.registry.release(g.character.id);
         bump(&self.services.counters.leaves_total);
     }
@@ -1358,6 +1362,7 @@ impl GameCore {
                 });
                 self.sessions.insert(handle, Slot::new(session));
                 self.in_world.push((client, handle));
+                self.by_client.insert(client, handle);
                 self.services.registry.moved(character_id, self.core);
                 bump(&self.services.counters.enters_total);
                 // The velocity step is the one claims are dequantized with.
@@ -1446,6 +1451,7 @@ impl GameCore {
                                 })),
                             );
                             self.in_world.push((client, handle));
+                            self.by_client.insert(client, handle);
                         }
                     }
                     Err(rejected) => {
@@ -1525,6 +1531,7 @@ impl GameCore {
             let moving = h.client.as_ref().map(|c| c.client()).and_then(|client| {
                 let handle = self.handle_of(client)?;
                 self.in_world.retain(|&(c, _)| c != client);
+                self.by_client.remove(&client);
                 let slot = self.sessions.remove(&handle)?;
                 match slot.session {
                     Session::InGame(g) => Some((
@@ -1561,8 +1568,7 @@ impl GameCore {
                 connection: None,
             }));
         }
-        let effects: Vec<_> = self.shard.take_remote_effects().collect();
-        for e in effects {
+        for e in self.shard.take_remote_effects() {
             self.queue.push_back(Queued::Other(Output::ToCore {
                 core: e.to_core,
                 msg: PeerMessage::Effect(e),
@@ -1596,10 +1602,7 @@ impl GameCore {
     }
 
     fn handle_of(&self, client: ClientId) -> Option<ConnectionHandle> {
-        self.in_world
-            .iter()
-            .find(|(c, _)| *c == client)
-            .map(|(_, h)| *h)
+        self.by_client.get(&client).copied()
     }
 
     /// Hands every character that changed since its last save to the
