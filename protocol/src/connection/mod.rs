@@ -25,6 +25,8 @@
 //! baseline.
 
 mod handshake;
+#[cfg(test)]
+mod hostile_tests;
 mod recovery;
 mod reliable;
 
@@ -1902,8 +1904,13 @@ impl Connection {
                     }
                     .encode_frame(&mut w);
                 }
-                eliciting |= self.write_control(now, &mut w);
-                if matches!(self.state, State::Established) {
+                // A full sent history takes no more ack-eliciting content
+                // until acks or the retransmission timeout drain it.
+                let room = self.sent.has_room();
+                if room {
+                    eliciting |= self.write_control(now, &mut w);
+                }
+                if room && matches!(self.state, State::Established) {
                     let window_room = self
                         .congestion
                         .window

@@ -1,0 +1,193 @@
+//! A hostile peer, in memory: a real client completes the handshake with a
+//! server [`Endpoint`], then the test seals packets of its own choosing
+//! under the client's keys (any frames, any sequence, any address) and
+//! checks what the server's connection holds. These tests live inside the
+//! crate because they read the connection's private accounting.
+
+use super::*;
+use crate::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent};
+
+pub(super) fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+pub(super) struct Hostile {
+    pub(super) ep: Endpoint,
+    pub(super) client: Connection,
+    pub(super) handle: ConnectionHandle,
+    pub(super) now: Instant,
+    pub(super) from: SocketAddr,
+    /// Datagrams the server sent, by destination.
+    pub(super) sent_to: Vec<(SocketAddr, usize)>,
+}
+
+impl Hostile {
+    pub(super) fn new(transport: TransportConfig) -> Self {
+        let now = Instant::now();
+        let transport = Arc::new(transport);
+        let mut cfg = EndpointConfig::new([0x42; 32], [0x24; 32], now, [0; 32]);
+        cfg.transport = Arc::clone(&transport);
+        let mut ep = Endpoint::new(cfg);
+        let client = Connection::connect(
+            ClientConfig {
+                transport,
+                server_key: ServerKey::Pinned(ep.static_public_key()),
+                ticket: b"t".to_vec(),
+                integrity: None,
+                seed: [7; 32],
+            },
+            addr(3565),
+            now,
+        )
+        .unwrap();
+        let from = addr(40_000);
+        let mut client = client;
+        let mut now = now;
+        let mut buf = [0u8; 1500];
+        let mut handle = None;
+        for _ in 0..50 {
+            while let Some(t) = client.poll_transmit(now, &mut buf) {
+                ep.handle_datagram(now, from, &mut buf[..t.size]);
+            }
+            while let Some(e) = ep.poll_event() {
+                if let EndpointEvent::Incoming { handle: hd, .. } = e {
+                    handle = Some(hd);
+                }
+            }
+            if let Some(hd) = handle {
+                if ep.connection(hd).is_some_and(|c| c.is_pending()) {
+                    ep.accept(hd, now);
+                }
+            }
+            while let Some(t) = ep.poll_transmit(now, &mut buf) {
+                client.handle_datagram(now, addr(3565), &mut buf[..t.size]);
+            }
+            while client.poll_event().is_some() {}
+            now += Duration::from_millis(1);
+            if client.is_established()
+                && handle.is_some_and(|hd| ep.connection(hd).is_some_and(|c| c.is_established()))
+            {
+                break;
+            }
+        }
+        let h = Self {
+            ep,
+            client,
+            handle: handle.expect("an Incoming event"),
+            now,
+            from,
+            sent_to: Vec::new(),
+        };
+        assert!(h.server().is_established(), "the pair connected");
+        h
+    }
+
+    pub(super) fn server(&self) -> &Connection {
+        self.ep
+            .connection(self.handle)
+            .expect("the server connection")
+    }
+
+    pub(super) fn server_mut(&mut self) -> &mut Connection {
+        self.ep
+            .connection_mut(self.handle)
+            .expect("the server connection")
+    }
+
+    /// Seals `frames` as the client's packet number `pn` and hands it to
+    /// the server from `from`.
+    pub(super) fn inject_pn(
+        &mut self,
+        pn: u64,
+        from: SocketAddr,
+        frames: impl FnOnce(&mut Writer<'_>),
+    ) {
+        let mut buf = [0u8; 1500];
+        let body_end = 1200 - TAG_LEN;
+        let len = {
+            let mut w = Writer::new(&mut buf[HEADER_LEN..body_end]);
+            frames(&mut w);
+            w.position()
+        };
+        let keys = self.client.keys.as_ref().expect("client keys");
+        let mut flags = SEALED_FLAGS;
+        flags.set(HeaderFlags::REKEY, keys.phase_bit());
+        let header = PacketHeader {
+            connection_id: self.client.connection_id,
+            channel: Channel::Unreliable,
+            flags,
+            sequence: pn,
+        };
+        header.emit(&mut Packet::new_unchecked(&mut buf[..HEADER_LEN]));
+        let (head, rest) = buf.split_at_mut(HEADER_LEN);
+        let tag =
+            keys.send_key(Side::Client)
+                .seal(self.client.connection_id, pn, head, &mut rest[..len]);
+        rest[len..len + TAG_LEN].copy_from_slice(&tag);
+        let size = HEADER_LEN + len + TAG_LEN;
+        self.ep.handle_datagram(self.now, from, &mut buf[..size]);
+    }
+
+    /// Seals `frames` under the client's next packet number.
+    pub(super) fn inject(&mut self, frames: impl FnOnce(&mut Writer<'_>)) {
+        let pn = self.client.next_pn;
+        self.client.next_pn += 1;
+        let from = self.from;
+        self.inject_pn(pn, from, frames);
+    }
+
+    /// Runs the server's timers and takes what it sends (never delivered:
+    /// the hostile peer acknowledges nothing). Events are polled only when
+    /// `poll_events`.
+    pub(super) fn tick(&mut self, step: Duration, poll_events: bool) {
+        self.now += step;
+        self.ep.handle_timeout(self.now);
+        let mut buf = [0u8; 1500];
+        while let Some(t) = self.ep.poll_transmit(self.now, &mut buf) {
+            self.sent_to.push((t.destination, t.size));
+        }
+        if poll_events {
+            while self.ep.poll_event().is_some() {}
+        }
+    }
+}
+
+/// An unreliable message frame.
+pub(super) fn unreliable(w: &mut Writer<'_>, data: &[u8]) {
+    let _ = Message {
+        channel: Channel::Unreliable,
+        message_id: 0,
+        data,
+    }
+    .encode_frame(w);
+}
+
+#[test]
+fn sent_history_stays_bounded_when_the_peer_never_acknowledges() {
+    // The peer keeps the connection alive with ack-eliciting packets and
+    // acknowledges nothing; the server answers with acks, heartbeats and
+    // messages of its own. Before the fix every ack-only packet stayed in
+    // the history (never acked, never declared lost), pinning its front.
+    let mut h = Hostile::new(TransportConfig::default());
+    for i in 0..20_000u32 {
+        h.inject(|w| unreliable(w, b"x"));
+        if i % 16 == 0 {
+            let _ = h.server_mut().send(Channel::Unreliable, b"snapshot");
+        }
+        h.tick(Duration::from_millis(1), true);
+        let s = h.server();
+        assert!(
+            s.sent.len() <= recovery::MAX_SENT_PACKETS,
+            "history grew to {} packets after {i} packets",
+            s.sent.len()
+        );
+    }
+    let s = h.server();
+    assert!(!s.is_closed(), "a live peer is not timed out");
+    // Bounded in bytes too (capacity, as the budget counts it).
+    assert!(
+        s.sent.memory() <= 16 * 1024,
+        "sent history holds {} B",
+        s.sent.memory()
+    );
+}
