@@ -191,3 +191,46 @@ fn sent_history_stays_bounded_when_the_peer_never_acknowledges() {
         s.sent.memory()
     );
 }
+
+/// An unreliable fragment: the last piece (one byte) of a message that
+/// announces `total` bytes.
+pub(super) fn tiny_fragment(w: &mut Writer<'_>, fragment_id: u16, total: u32) {
+    let count = (total as usize).div_ceil(FRAGMENT_PIECE_LEN);
+    let _ = Fragment {
+        channel: Channel::Unreliable,
+        message_id: 0,
+        fragment_id,
+        index: (count - 1) as u16,
+        total_size: total,
+        data: &[0xaa],
+    }
+    .encode_frame(w);
+}
+
+#[test]
+fn a_tiny_fragment_of_a_huge_message_costs_its_own_size() {
+    // Finding 1: each such frame used to zero-fill the whole announced
+    // message (255 KiB). Work is counted as bytes held: the reassembly may
+    // hold what arrived, not what was announced.
+    let transport = TransportConfig {
+        // Generous limits, so that only the zero-fill is under test.
+        max_message_bytes: 256 * 1024,
+        receive_buffer_bytes: 1024 * 1024,
+        ..TransportConfig::default()
+    };
+    let total = (255 * FRAGMENT_PIECE_LEN - FRAGMENT_PIECE_LEN + 1) as u32;
+    let mut h = Hostile::new(transport);
+    for i in 0..2_000u16 {
+        h.inject(|w| {
+            for k in 0..4 {
+                tiny_fragment(w, i.wrapping_mul(4).wrapping_add(k), total);
+            }
+        });
+        h.tick(Duration::from_millis(1), true);
+        let held = h.server().reassembly.memory();
+        assert!(
+            held <= 4 * 1024,
+            "reassembly holds {held} B after {i} packets"
+        );
+    }
+}

@@ -351,8 +351,57 @@ pub(crate) struct Reassembly {
     pub(crate) total: usize,
     pub(crate) received: Vec<u64>,
     pub(crate) remaining: usize,
+    /// The pieces received so far, in arrival order (in message order once
+    /// complete). Never zero-filled to `total` up front: a peer announcing
+    /// a large message with one tiny piece costs us that piece, not the
+    /// whole announced size (the zero-fill was CPU amplification).
     pub(crate) data: Vec<u8>,
+    /// (piece index, offset in `data`) in arrival order.
+    pub(crate) pieces: Vec<(u16, u32)>,
     pub(crate) started: Option<Instant>,
+}
+
+/// A released reassembly keeps buffers up to this capacity (reused without
+/// allocating); larger ones are freed so that one large message, or a
+/// hostile peer, does not pin memory in every slot.
+pub(crate) const REASSEMBLY_RETAIN: usize = 2 * FRAGMENT_PIECE_LEN;
+
+impl Reassembly {
+    /// Puts the pieces, stored in arrival order, in message order. In-order
+    /// arrival (the common case) needs nothing; otherwise one copy of the
+    /// message, paid for by the bytes that arrived.
+    fn put_in_order(&mut self) {
+        if self.pieces.is_sorted_by_key(|&(i, _)| i) {
+            return;
+        }
+        self.pieces.sort_unstable_by_key(|&(i, _)| i);
+        let mut ordered = Vec::with_capacity(self.data.len());
+        let count = self.pieces.len();
+        for &(index, start) in &self.pieces {
+            let len = if usize::from(index) + 1 == count {
+                self.total - usize::from(index) * FRAGMENT_PIECE_LEN
+            } else {
+                FRAGMENT_PIECE_LEN
+            };
+            let start = start as usize;
+            ordered.extend_from_slice(&self.data[start..start + len]);
+        }
+        self.data = ordered;
+    }
+
+    /// Frees the slot; buffers over [`REASSEMBLY_RETAIN`] are released.
+    fn deactivate(&mut self) {
+        self.active = false;
+        if self.data.capacity() > REASSEMBLY_RETAIN {
+            self.data = Vec::new();
+        }
+        if self.pieces.capacity() > REASSEMBLY_RETAIN / FRAGMENT_PIECE_LEN * 4 {
+            self.pieces = Vec::new();
+        }
+        if self.received.capacity() > 1 {
+            self.received = Vec::new();
+        }
+    }
 }
 
 /// Why a fragment was dropped.
@@ -453,7 +502,7 @@ impl Reassembler {
                 s.received.clear();
                 s.received.resize(count.div_ceil(64), 0);
                 s.data.clear();
-                s.data.resize(total, 0);
+                s.pieces.clear();
                 s.started = Some(now);
                 i
             }
@@ -467,9 +516,24 @@ impl Reassembler {
         }
         s.received[w] |= 1 << b;
         s.remaining -= 1;
-        let start = idx * FRAGMENT_PIECE_LEN;
-        s.data[start..start + data.len()].copy_from_slice(data);
-        Ok((s.remaining == 0).then_some(slot_index))
+        // Offsets stay below `total` ≤ the message limit (< 4 GiB).
+        s.pieces.push((index, s.data.len() as u32));
+        s.data.extend_from_slice(data);
+        if s.remaining == 0 {
+            s.put_in_order();
+            return Ok(Some(slot_index));
+        }
+        Ok(None)
+    }
+
+    /// Bytes of pieces held by active reassemblies (what the receive budget
+    /// is charged).
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.active)
+            .map(|s| s.data.len())
+            .sum()
     }
 
     /// Takes a slot's buffer out (to deliver it without copying).
@@ -487,7 +551,7 @@ impl Reassembler {
     }
 
     pub(crate) fn release(&mut self, slot: usize) {
-        self.slots[slot].active = false;
+        self.slots[slot].deactivate();
     }
 
     /// Drops reassemblies older than `timeout`; returns how many.
@@ -498,7 +562,7 @@ impl Reassembler {
                 && s.started
                     .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
             {
-                s.active = false;
+                s.deactivate();
                 n += 1;
             }
         }
@@ -519,8 +583,13 @@ impl Reassembler {
     pub(crate) fn memory(&self) -> usize {
         self.slots
             .iter()
-            .map(|s| s.data.capacity() + s.received.capacity() * 8)
-            .sum()
+            .map(|s| {
+                s.data.capacity()
+                    + s.received.capacity() * 8
+                    + s.pieces.capacity() * core::mem::size_of::<(u16, u32)>()
+            })
+            .sum::<usize>()
+            + self.slots.capacity() * core::mem::size_of::<Reassembly>()
     }
 }
 
@@ -616,5 +685,32 @@ mod tests {
             r.add(now, Channel::ReliableOrdered, 3, 3, 0, 5000, &piece, 4096),
             Err(FragmentError::Invalid)
         );
+    }
+
+    #[test]
+    fn reassembly_out_of_order_is_put_back_in_order() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(1);
+        let total = 2 * FRAGMENT_PIECE_LEN + 5;
+        let msg: Vec<u8> = (0..total).map(|i| (i * 7 % 251) as u8).collect();
+        let piece =
+            |i: usize| &msg[i * FRAGMENT_PIECE_LEN..((i + 1) * FRAGMENT_PIECE_LEN).min(total)];
+        let ch = Channel::ReliableOrdered;
+        assert_eq!(
+            r.add(now, ch, 1, 1, 2, total as u32, piece(2), 4096),
+            Ok(None)
+        );
+        assert_eq!(r.held_bytes(), 5);
+        assert_eq!(
+            r.add(now, ch, 1, 1, 0, total as u32, piece(0), 4096),
+            Ok(None)
+        );
+        assert_eq!(
+            r.add(now, ch, 1, 1, 1, total as u32, piece(1), 4096),
+            Ok(Some(0))
+        );
+        assert_eq!(r.complete(0).data, msg);
+        r.release(0);
+        assert_eq!(r.held_bytes(), 0);
     }
 }
