@@ -234,3 +234,44 @@ fn a_tiny_fragment_of_a_huge_message_costs_its_own_size() {
         );
     }
 }
+
+#[test]
+fn empty_messages_cannot_flood_the_event_queue() {
+    // Finding 8: zero-length unreliable messages (2 bytes each) were one
+    // event each, bounded by bytes only. Now: at most
+    // MAX_MESSAGES_PER_PACKET per packet and MAX_QUEUED_MESSAGES queued,
+    // the rest counted as dropped.
+    let mut h = Hostile::new(TransportConfig::default());
+    let per_packet = {
+        let mut n = 0;
+        h.inject(|w| {
+            while w.remaining() >= 2 {
+                unreliable(w, b"");
+                n += 1;
+            }
+        });
+        n
+    };
+    assert!(per_packet > 500, "{per_packet} messages fit a packet");
+    assert_eq!(h.server().events.len(), MAX_MESSAGES_PER_PACKET);
+    // The application does not poll: the queue stops at its bound.
+    for _ in 0..20 {
+        h.inject(|w| {
+            while w.remaining() >= 2 {
+                unreliable(w, b"");
+            }
+        });
+        h.tick(Duration::from_millis(1), false);
+    }
+    let s = h.server();
+    assert!(
+        s.events.len() <= MAX_QUEUED_MESSAGES + 8,
+        "{} events",
+        s.events.len()
+    );
+    assert_eq!(s.message_events, MAX_QUEUED_MESSAGES);
+    assert!(s.stats().events_dropped >= 20 * (per_packet as u64 - 64));
+    // Polling drains the count with the queue.
+    while h.ep.poll_event().is_some() {}
+    assert_eq!(h.server().message_events, 0);
+}

@@ -134,7 +134,7 @@ impl Default for TransportConfig {
             send_queue_messages: 1024,
             send_queue_bytes: 1024 * 1024,
             unreliable_queue_messages: 64,
-            receive_window: 1024,
+            receive_window: 256,
             receive_buffer_bytes: 1024 * 1024,
             ack_delay: Duration::from_millis(5),
             initial_window: 64 * 1024,
@@ -305,6 +305,10 @@ pub struct ConnectionStats {
     pub rekeys: u64,
     /// Times the peer's address changed (NAT rebinding).
     pub path_changes: u64,
+    /// Received messages dropped (unreliable) or refused (reliable, sent
+    /// again by the peer) because the per-packet or per-connection event
+    /// count was reached.
+    pub events_dropped: u64,
     /// Current congestion window, bytes.
     pub congestion_window: u64,
     /// Bytes in flight.
@@ -395,16 +399,18 @@ struct RekeyState {
 #[derive(Debug, Clone, Copy)]
 enum EventRecord {
     Connected,
+    // Offsets as u32 and the learnt key outside the record keep a record
+    // at 16 bytes: the queue is part of the per-connection budget.
     Message {
         channel: Channel,
-        start: usize,
-        len: usize,
+        start: u32,
+        len: u32,
     },
     UnreliableAcked(u64),
     UnreliableLost(u64),
     ConnectionIdChanged(u32),
     KeysRotated(u32),
-    ServerKeyLearnt([u8; 32]),
+    ServerKeyLearnt,
     Denied(DenyReason),
     Disconnected {
         reason: DisconnectReason,
@@ -441,6 +447,17 @@ struct FragmentedUnreliable {
 
 /// Limits on small queues that must not grow with a peer's behaviour.
 const MAX_PENDING_PONGS: usize = 4;
+/// Unreliable messages taken from one packet. A 1200-byte packet holds ~590 empty
+/// unreliable messages (2 bytes each), each an event: room counted in bytes
+/// alone does not bound the event queue.
+pub const MAX_MESSAGES_PER_PACKET: usize = 64;
+/// Message events queued for the application plus reliable messages
+/// buffered out of order, per connection.
+pub const MAX_QUEUED_MESSAGES: usize = 512;
+/// Capacity the event queue and event bytes keep once drained (above it
+/// they are shrunk, so a burst does not pin memory).
+const EVENTS_RETAIN: usize = 64;
+const EVENT_BYTES_RETAIN: usize = 4096;
 /// Standalone Acks are sent at once after this many ack-eliciting packets.
 const ACK_EAGERNESS: u32 = 2;
 
@@ -502,6 +519,16 @@ pub struct Connection {
     next_integrity: Option<Instant>,
     events: VecDeque<EventRecord>,
     event_bytes: Vec<u8>,
+    /// Message events in `events`.
+    message_events: usize,
+    /// The server key a `ServerKeyLearnt` event reports.
+    learnt_server_key: [u8; 32],
+    /// Message ids the peer buffers ahead (its ReliableHandshake; ours
+    /// until then): pieces beyond it are not sent, since the peer would
+    /// refuse them and every refusal costs a retry.
+    peer_window: u64,
+    /// Unreliable messages taken from the packet being processed.
+    packet_messages: usize,
     stats: ConnectionStats,
 }
 
@@ -582,6 +609,10 @@ impl Connection {
             next_integrity: None,
             events: VecDeque::new(),
             event_bytes: Vec::new(),
+            message_events: 0,
+            learnt_server_key: [0; 32],
+            peer_window: config.receive_window,
+            packet_messages: 0,
             stats: ConnectionStats::default(),
             config,
         }
@@ -795,6 +826,7 @@ impl Connection {
             + self.reassembly.memory()
             + self.event_bytes.capacity()
             + self.events.capacity() * core::mem::size_of::<EventRecord>()
+            + self.ordered_rx.memory()
             + self.config.receive_window.div_ceil(64) as usize * 8
     }
 
@@ -901,17 +933,23 @@ impl Connection {
                 channel,
                 start,
                 len,
-            } => Event::Message {
-                channel,
-                data: &self.event_bytes[start..start + len],
-            },
+            } => {
+                self.message_events -= 1;
+                let (start, len) = (start as usize, len as usize);
+                Event::Message {
+                    channel,
+                    data: &self.event_bytes[start..start + len],
+                }
+            }
             EventRecord::UnreliableAcked(token) => Event::UnreliableAcked { token },
             EventRecord::UnreliableLost(token) => Event::UnreliableLost { token },
             EventRecord::ConnectionIdChanged(connection_id) => {
                 Event::ConnectionIdChanged { connection_id }
             }
             EventRecord::KeysRotated(generation) => Event::KeysRotated { generation },
-            EventRecord::ServerKeyLearnt(key) => Event::ServerKeyLearnt { key },
+            EventRecord::ServerKeyLearnt => Event::ServerKeyLearnt {
+                key: self.learnt_server_key,
+            },
             EventRecord::Denied(reason) => Event::Denied { reason },
             EventRecord::Disconnected { reason, by_peer } => {
                 Event::Disconnected { reason, by_peer }
@@ -924,6 +962,14 @@ impl Connection {
     fn reclaim_event_bytes(&mut self) {
         if self.events.is_empty() {
             self.event_bytes.clear();
+            // A burst (or a hostile peer) may have grown them; steady state
+            // stays below the retained sizes and allocates nothing.
+            if self.event_bytes.capacity() > EVENT_BYTES_RETAIN {
+                self.event_bytes.shrink_to(EVENT_BYTES_RETAIN);
+            }
+            if self.events.capacity() > EVENTS_RETAIN * 2 {
+                self.events.shrink_to(EVENTS_RETAIN);
+            }
         }
     }
 
@@ -972,8 +1018,8 @@ impl Connection {
                 match waiting.accept(datagram, &header, &accepted, challenge) {
                     Ok(done) => {
                         if accepted.server_static.is_some() {
-                            self.events
-                                .push_back(EventRecord::ServerKeyLearnt(done.server_static));
+                            self.events.push_back(EventRecord::ServerKeyLearnt);
+                            self.learnt_server_key = done.server_static;
                         }
                         self.keys = Some(Keys {
                             generation: 0,
@@ -1117,6 +1163,7 @@ impl Connection {
     /// Processes the frames of an authentic packet. Returns (ack-eliciting,
     /// refused): refused when reliable content could not be taken.
     fn process_frames(&mut self, now: Instant, plain: &[u8]) -> (bool, bool) {
+        self.packet_messages = 0;
         let mut ack_eliciting = false;
         let mut refused = false;
         let sender = self.side.peer();
@@ -1185,7 +1232,9 @@ impl Connection {
                         }
                     }
                 }
-                AnyFrame::ReliableHandshake(_) => {}
+                AnyFrame::ReliableHandshake(r) => {
+                    self.peer_window = u64::from(r.receive_window).max(1);
+                }
                 AnyFrame::IntegrityChallenge(c) if self.side == Side::Client => {
                     let key = self
                         .integrity_table
@@ -1236,13 +1285,28 @@ impl Connection {
             <= self.config.receive_buffer_bytes
     }
 
+    /// Whether one more message may be taken (counts, not bytes: see
+    /// [`MAX_MESSAGES_PER_PACKET`]).
+    ///
+    /// The per-packet count applies to unreliable messages only: refusing a
+    /// reliable message leaves its whole packet unacknowledged, and an
+    /// honest sender packing many small reliable messages would then be
+    /// refused on every retransmission until it gave up. Reliable messages
+    /// are bounded by the queue count (and by the receive window and bytes).
+    fn message_room(&self, channel: Channel) -> bool {
+        (channel != Channel::Unreliable || self.packet_messages < MAX_MESSAGES_PER_PACKET)
+            && self.message_events + self.ordered_rx.buffered_count() < MAX_QUEUED_MESSAGES
+    }
+
     fn push_message_event(&mut self, channel: Channel, data: &[u8]) {
+        self.message_events += 1;
         let start = self.event_bytes.len();
         self.event_bytes.extend_from_slice(data);
+        // Both fit: event bytes stay under `receive_buffer_bytes`.
         self.events.push_back(EventRecord::Message {
             channel,
-            start,
-            len: data.len(),
+            start: start as u32,
+            len: data.len() as u32,
         });
     }
 
@@ -1250,6 +1314,15 @@ impl Connection {
     fn accept_message(&mut self, channel: Channel, id: u64, data: &[u8]) -> bool {
         if self.is_closing() {
             return true;
+        }
+        if !self.message_room(channel) {
+            self.stats.events_dropped += 1;
+            // Unreliable: dropped (as when out of bytes). Reliable: refused,
+            // so not acknowledged, and the peer sends it again later.
+            return channel == Channel::Unreliable;
+        }
+        if channel == Channel::Unreliable {
+            self.packet_messages += 1;
         }
         match channel {
             Channel::Unreliable => {
@@ -2111,6 +2184,10 @@ impl Connection {
                 Channel::ReliableOrdered => &mut self.ordered_tx,
                 _ => &mut self.unordered_tx,
             };
+            if p.id >= sender.base_id().saturating_add(self.peer_window) {
+                // Flow control: wait for acks to move the window.
+                break;
+            }
             let Some(slot) = sender.slot_mut(p.id) else {
                 self.pending_pieces.pop_front();
                 continue;

@@ -83,6 +83,11 @@ impl ReliableSender {
         self.slots.len()
     }
 
+    /// The oldest id not yet acknowledged.
+    pub(crate) fn base_id(&self) -> u64 {
+        self.base_id
+    }
+
     pub(crate) fn bytes_queued(&self) -> usize {
         self.bytes_queued
     }
@@ -158,6 +163,11 @@ impl ReliableSender {
     }
 }
 
+/// Spare out-of-order buffers kept for reuse.
+pub(crate) const SPARE_BUFFERS: usize = 8;
+/// Largest spare buffer kept (one unfragmented message).
+pub(crate) const SPARE_BUFFER_CAPACITY: usize = 1280;
+
 /// Delivers reliable ordered messages in id order.
 #[derive(Debug)]
 pub(crate) struct OrderedReceiver {
@@ -166,6 +176,8 @@ pub(crate) struct OrderedReceiver {
     buffered: VecDeque<Option<Vec<u8>>>,
     spare: Vec<Vec<u8>>,
     buffered_bytes: usize,
+    /// Messages buffered (the `Some` entries of `buffered`).
+    buffered_count: usize,
     window: u64,
 }
 
@@ -189,12 +201,18 @@ impl OrderedReceiver {
             buffered: VecDeque::new(),
             spare: Vec::new(),
             buffered_bytes: 0,
+            buffered_count: 0,
             window,
         }
     }
 
     pub(crate) fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
+    }
+
+    /// Messages buffered out of order.
+    pub(crate) fn buffered_count(&self) -> usize {
+        self.buffered_count
     }
 
     /// Whether message `id` was delivered or is buffered.
@@ -242,6 +260,7 @@ impl OrderedReceiver {
         buf.clear();
         buf.extend_from_slice(data);
         self.buffered_bytes += buf.len();
+        self.buffered_count += 1;
         self.buffered[offset] = Some(buf);
         Arrival::Buffered
     }
@@ -253,7 +272,8 @@ impl OrderedReceiver {
             if let Some(Some(buf)) = self.buffered.pop_front() {
                 // Delivered directly although buffered: recycle.
                 self.buffered_bytes -= buf.len();
-                self.spare.push(buf);
+                self.buffered_count -= 1;
+                self.recycle(buf);
             }
         }
     }
@@ -264,6 +284,7 @@ impl OrderedReceiver {
         if let Some(Some(_)) = self.buffered.front() {
             let buf = self.buffered.pop_front().flatten()?;
             self.buffered_bytes -= buf.len();
+            self.buffered_count -= 1;
             self.next_deliver += 1;
             return Some(buf);
         }
@@ -271,8 +292,26 @@ impl OrderedReceiver {
     }
 
     /// Returns a buffer from [`Self::pop_ready`] for reuse.
+    /// Keeps at most [`SPARE_BUFFERS`] buffers of at most
+    /// [`SPARE_BUFFER_CAPACITY`] bytes: a burst of large out-of-order
+    /// messages must not leave its buffers pinned to the connection.
     pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
-        self.spare.push(buf);
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_BUFFER_CAPACITY {
+            self.spare.push(buf);
+        }
+    }
+
+    /// Bytes held (capacity of the index and of every buffer).
+    pub(crate) fn memory(&self) -> usize {
+        self.buffered.capacity() * core::mem::size_of::<Option<Vec<u8>>>()
+            + self
+                .buffered
+                .iter()
+                .flatten()
+                .map(Vec::capacity)
+                .sum::<usize>()
+            + self.spare.iter().map(Vec::capacity).sum::<usize>()
+            + self.spare.capacity() * core::mem::size_of::<Vec<u8>>()
     }
 }
 
