@@ -275,3 +275,57 @@ fn empty_messages_cannot_flood_the_event_queue() {
     while h.ep.poll_event().is_some() {}
     assert_eq!(h.server().message_events, 0);
 }
+
+#[test]
+fn only_the_newest_packet_moves_the_peer_address() {
+    // Finding 6: an older (reordered or replayed by an attacker on the
+    // path) authentic packet from another address rewrote the peer.
+    let mut h = Hostile::new(TransportConfig::default());
+    let home = h.from;
+    let other = addr(50_000);
+    let pn = h.client.next_pn;
+    h.client.next_pn += 10;
+    h.inject_pn(pn + 9, home, |w| unreliable(w, b"new"));
+    h.inject_pn(pn + 3, other, |w| unreliable(w, b"old"));
+    assert_eq!(
+        h.server().remote_address(),
+        home,
+        "an older packet moved the peer"
+    );
+    assert_eq!(h.server().stats().path_changes, 0);
+    // A newer one does move it (NAT rebinding).
+    h.inject_pn(pn + 10, other, |w| unreliable(w, b"newer"));
+    h.client.next_pn = pn + 11;
+    assert_eq!(h.server().remote_address(), other);
+    assert_eq!(h.server().stats().path_changes, 1);
+}
+
+#[test]
+fn an_unproven_new_address_gets_at_most_three_times_its_bytes() {
+    let mut h = Hostile::new(TransportConfig::default());
+    let victim = addr(50_001);
+    h.sent_to.clear();
+    // One small authentic packet from the victim's address moves the path.
+    let small = {
+        let pn = h.client.next_pn;
+        h.client.next_pn += 1;
+        h.inject_pn(pn, victim, |w| unreliable(w, b"x"));
+        HEADER_LEN + 4 + TAG_LEN
+    };
+    assert_eq!(h.server().remote_address(), victim);
+    // The application has a lot to say; the victim acknowledges nothing.
+    for _ in 0..200 {
+        let _ = h.server_mut().send(Channel::Unreliable, &[7u8; 1000]);
+        h.tick(Duration::from_millis(5), true);
+    }
+    let to_victim: usize = h
+        .sent_to
+        .iter()
+        .filter(|(a, _)| *a == victim)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        to_victim <= 3 * (small + 8),
+        "{to_victim} B sent to an unproven address after ~{small} B from it"
+    );
+}

@@ -445,6 +445,24 @@ struct FragmentedUnreliable {
     failed: bool,
 }
 
+/// A peer address not yet proven after a path change. Until the peer
+/// acknowledges a packet sent to the new address (it can only acknowledge
+/// what it received there), at most [`PATH_AMPLIFICATION`] times the bytes
+/// received from that address are sent to it: authentic packets re-sent
+/// from a victim's address by an attacker on the path cannot turn the
+/// server into an amplifier towards the victim.
+#[derive(Debug, Clone, Copy)]
+struct PathCheck {
+    /// The first packet number sent to the new address.
+    first_pn: u64,
+    bytes_in: usize,
+    bytes_out: usize,
+}
+
+/// Bytes sent to an unproven address per byte received from it (QUIC's
+/// factor, RFC 9000 §8).
+const PATH_AMPLIFICATION: usize = 3;
+
 /// Limits on small queues that must not grow with a peer's behaviour.
 const MAX_PENDING_PONGS: usize = 4;
 /// Unreliable messages taken from one packet. A 1200-byte packet holds ~590 empty
@@ -470,6 +488,8 @@ pub struct Connection {
     /// Server: the id being handed to the client, used once acknowledged.
     pending_id: Option<u32>,
     peer: SocketAddr,
+    /// Set while the current peer address is unproven (after a change).
+    path_check: Option<PathCheck>,
     rng: ChaCha20Rng,
     keys: Option<Keys>,
     rekey: RekeyState,
@@ -563,6 +583,7 @@ impl Connection {
             connection_id: id,
             pending_id: None,
             peer,
+            path_check: None,
             rng: ChaCha20Rng::from_seed(seed),
             keys: None,
             rekey: RekeyState {
@@ -1109,7 +1130,12 @@ impl Connection {
             self.stats.auth_failures += 1;
             return;
         };
-        // Authentic from here on.
+        // Authentic from here on. Only the newest packet may move the peer
+        // (read before the commit below records it).
+        let newest = self
+            .replay
+            .largest()
+            .is_none_or(|largest| header.sequence > largest);
         self.replay.commit(header.sequence);
         if promoted {
             self.promote_next_keys(now);
@@ -1121,9 +1147,23 @@ impl Connection {
         self.stats.bytes_received += datagram.len() as u64;
         self.last_recv = now;
         if from != self.peer {
-            // A verified packet from a new address: NAT rebinding.
-            self.peer = from;
-            self.stats.path_changes += 1;
+            if newest {
+                // A verified packet, newer than any seen, from a new
+                // address: NAT rebinding. An older one is a reordered or
+                // replayed copy (an attacker on the path can re-send
+                // authentic packets from any source) and must not pull the
+                // connection back or away. The new address is unproven:
+                // see `PathCheck`.
+                self.peer = from;
+                self.stats.path_changes += 1;
+                self.path_check = Some(PathCheck {
+                    first_pn: self.next_pn,
+                    bytes_in: datagram.len(),
+                    bytes_out: 0,
+                });
+            }
+        } else if let Some(p) = self.path_check.as_mut() {
+            p.bytes_in = p.bytes_in.saturating_add(datagram.len());
         }
         let (ack_eliciting, refused) = if header.flags.contains(HeaderFlags::COMPRESSED) {
             // Only compressed packets pay for the scratch buffer.
@@ -1452,6 +1492,13 @@ impl Connection {
             n += 1;
         }
         let acked_any = n > 0;
+        if self
+            .path_check
+            .is_some_and(|p| newly[..n].iter().any(|&pn| pn >= p.first_pn))
+        {
+            // The peer received a packet sent to its new address.
+            self.path_check = None;
+        }
         for &pn in &newly[..n] {
             if let Some(packet) = self.sent.get_mut(pn).map(|p| *p) {
                 self.on_packet_acked(
@@ -1920,7 +1967,21 @@ impl Connection {
                 buf[..n].copy_from_slice(&a.datagram[..n]);
                 n
             }
-            _ => self.write_sealed(now, buf)?,
+            _ => {
+                if let Some(p) = self.path_check {
+                    // Anti-amplification towards an unproven address: a
+                    // whole datagram must fit the allowance.
+                    let allowance = p.bytes_in.saturating_mul(PATH_AMPLIFICATION);
+                    if p.bytes_out + self.config.mtu.min(buf.len()) > allowance {
+                        return None;
+                    }
+                }
+                let n = self.write_sealed(now, buf)?;
+                if let Some(p) = self.path_check.as_mut() {
+                    p.bytes_out += n;
+                }
+                n
+            }
         };
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += size as u64;
