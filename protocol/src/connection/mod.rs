@@ -1968,15 +1968,17 @@ impl Connection {
                 n
             }
             _ => {
-                if let Some(p) = self.path_check {
-                    // Anti-amplification towards an unproven address: a
-                    // whole datagram must fit the allowance.
-                    let allowance = p.bytes_in.saturating_mul(PATH_AMPLIFICATION);
-                    if p.bytes_out + self.config.mtu.min(buf.len()) > allowance {
-                        return None;
-                    }
-                }
-                let n = self.write_sealed(now, buf)?;
+                // Anti-amplification towards an unproven address: the
+                // datagram is cut to what is left of the allowance (smaller
+                // packets, never more bytes), so the acknowledgement that
+                // proves the path can still go out.
+                let room = self.path_check.map_or(buf.len(), |p| {
+                    p.bytes_in
+                        .saturating_mul(PATH_AMPLIFICATION)
+                        .saturating_sub(p.bytes_out)
+                        .min(buf.len())
+                });
+                let n = self.write_sealed(now, &mut buf[..room])?;
                 if let Some(p) = self.path_check.as_mut() {
                     p.bytes_out += n;
                 }
