@@ -329,3 +329,118 @@ fn an_unproven_new_address_gets_at_most_three_times_its_bytes() {
         "{to_victim} B sent to an unproven address after ~{small} B from it"
     );
 }
+
+/// The per-connection budget: what [`Connection::memory_bytes`] may reach
+/// whatever the peer sends (docs/SECURITY.md derives it).
+const WORST_CASE_BUDGET: usize = 64 * 1024;
+const TYPICAL_BUDGET: usize = 16 * 1024;
+
+fn reliable(w: &mut Writer<'_>, channel: Channel, id: u64, data: &[u8]) {
+    let _ = Message {
+        channel,
+        message_id: id,
+        data,
+    }
+    .encode_frame(w);
+}
+
+#[test]
+fn a_hostile_peer_cannot_push_a_connection_past_its_memory_budget() {
+    // Finding 2: every structure a peer can grow, driven at once, with an
+    // application that polls rarely and a peer that acknowledges nothing.
+    let mut h = Hostile::new(TransportConfig::default());
+    let base = h.server().memory_bytes();
+    let mut peak = base;
+    let big = [0x55u8; 1000];
+    for round in 0..300u64 {
+        // Out-of-order reliable ordered messages across the whole window
+        // (id 0 never comes), and unordered ones.
+        h.inject(|w| {
+            for k in 0..1 {
+                let id = 1 + (round * 7 + k) % 300;
+                reliable(w, Channel::ReliableOrdered, id, &big);
+            }
+        });
+        h.inject(|w| reliable(w, Channel::ReliableUnordered, round * 3 + 5, &big[..900]));
+        // Fragments of large messages: all reassembly slots, reliable and
+        // unreliable, each piece full-size.
+        h.inject(|w| {
+            let _ = Fragment {
+                channel: if round % 2 == 0 {
+                    Channel::ReliableOrdered
+                } else {
+                    Channel::Unreliable
+                },
+                message_id: 500 + round,
+                fragment_id: round as u16,
+                index: 0,
+                total_size: 200 * 1024,
+                data: &[1u8; FRAGMENT_PIECE_LEN],
+            }
+            .encode_frame(w);
+        });
+        // Floods of empty unreliable messages and pings.
+        h.inject(|w| {
+            while w.remaining() >= 2 {
+                unreliable(w, b"");
+            }
+        });
+        h.inject(|w| {
+            for id in 0..16 {
+                let _ = Ping { id }.encode_frame(w);
+            }
+        });
+        // The server application keeps sending; nothing is acknowledged.
+        let _ = h.server_mut().send(Channel::Unreliable, &big);
+        let _ = h.server_mut().send(Channel::ReliableOrdered, &big[..100]);
+        h.tick(Duration::from_millis(2), round % 50 == 49);
+        let m = h.server().memory_bytes();
+        peak = peak.max(m);
+        assert!(
+            m <= WORST_CASE_BUDGET,
+            "round {round}: {m} B (base {base} B): {:?}",
+            h.server().memory_parts()
+        );
+    }
+    eprintln!("hostile peak {peak} B, base {base} B");
+}
+
+#[test]
+fn an_honest_session_stays_within_the_typical_budget() {
+    // The real client, acknowledging as it should, at 60 Hz: an input per
+    // tick, now and then a reliable chat line; the server sends a snapshot
+    // per tick and a reliable message now and then.
+    let mut h = Hostile::new(TransportConfig::default());
+    let mut peak = 0;
+    let mut buf = [0u8; 1500];
+    let server = addr(3565);
+    for round in 0..600u64 {
+        let _ = h.client.send(Channel::Unreliable, &[1u8; 24]);
+        if round % 30 == 0 {
+            let _ = h.client.send(Channel::ReliableOrdered, b"hello there");
+            let _ = h.server_mut().send(Channel::ReliableOrdered, &[3u8; 200]);
+        }
+        let _ = h.server_mut().send(Channel::Unreliable, &[9u8; 900]);
+        h.now += Duration::from_millis(16);
+        let now = h.now;
+        h.client.handle_timeout(now);
+        while let Some(t) = h.client.poll_transmit(now, &mut buf) {
+            h.ep.handle_datagram(now, h.from, &mut buf[..t.size]);
+        }
+        h.ep.handle_timeout(now);
+        while let Some(t) = h.ep.poll_transmit(now, &mut buf) {
+            h.client.handle_datagram(now, server, &mut buf[..t.size]);
+        }
+        while h.client.poll_event().is_some() {}
+        while h.ep.poll_event().is_some() {}
+        peak = peak.max(h.server().memory_bytes());
+    }
+    assert!(h.server().is_established());
+    assert!(h.server().stats().packets_received > 500);
+    eprintln!("honest peak {peak} B: {:?}", h.server().memory_parts());
+    assert!(
+        peak <= TYPICAL_BUDGET,
+        "{peak} B: {:?}",
+        h.server().memory_parts()
+    );
+}

@@ -91,10 +91,16 @@ pub struct TransportConfig {
     pub send_queue_bytes: usize,
     /// Unreliable messages waiting to be sent; the oldest is dropped first.
     pub unreliable_queue_messages: usize,
+    /// Bytes of unreliable messages waiting to be sent; the oldest are
+    /// dropped first (a message alone in the queue may be larger).
+    pub unreliable_queue_bytes: usize,
     /// Message ids a receiver buffers ahead of the next in order.
     pub receive_window: u64,
-    /// Bytes of received messages held for the application (events not yet
-    /// polled plus out-of-order buffers); beyond it packets are refused.
+    /// Bytes of received messages held for the application: events not yet
+    /// polled, out-of-order buffers and pieces being reassembled; beyond it
+    /// packets are refused. It is the data part of the per-connection
+    /// memory budget (docs/SECURITY.md), so it is also the largest message
+    /// this side receives: a larger one is dropped as invalid.
     pub receive_buffer_bytes: usize,
     /// Longest wait before a standalone Ack.
     pub ack_delay: Duration,
@@ -132,10 +138,11 @@ impl Default for TransportConfig {
             max_reassemblies: 8,
             fragment_timeout: Duration::from_secs(10),
             send_queue_messages: 1024,
-            send_queue_bytes: 1024 * 1024,
+            send_queue_bytes: 8 * 1024,
             unreliable_queue_messages: 64,
+            unreliable_queue_bytes: 4 * 1024,
             receive_window: 256,
-            receive_buffer_bytes: 1024 * 1024,
+            receive_buffer_bytes: 12 * 1024,
             ack_delay: Duration::from_millis(5),
             initial_window: 64 * 1024,
             min_window: 4 * 1200,
@@ -471,7 +478,7 @@ const MAX_PENDING_PONGS: usize = 4;
 pub const MAX_MESSAGES_PER_PACKET: usize = 64;
 /// Message events queued for the application plus reliable messages
 /// buffered out of order, per connection.
-pub const MAX_QUEUED_MESSAGES: usize = 512;
+pub const MAX_QUEUED_MESSAGES: usize = 256;
 /// Capacity the event queue and event bytes keep once drained (above it
 /// they are shrunk, so a burst does not pin memory).
 const EVENTS_RETAIN: usize = 64;
@@ -848,7 +855,39 @@ impl Connection {
             + self.event_bytes.capacity()
             + self.events.capacity() * core::mem::size_of::<EventRecord>()
             + self.ordered_rx.memory()
+            + self.ordered_tx.memory()
+            + self.unordered_tx.memory()
+            + self.unreliable_frags.capacity() * core::mem::size_of::<FragmentedUnreliable>()
+            + self.pongs.capacity() * 4
             + self.config.receive_window.div_ceil(64) as usize * 8
+    }
+
+    /// [`Self::memory_bytes`] by part, for tests and docs/SECURITY.md.
+    #[cfg(test)]
+    pub(crate) fn memory_parts(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("struct", core::mem::size_of::<Self>()),
+            ("sent history", self.sent.memory()),
+            (
+                "pending pieces",
+                self.pending_pieces.capacity() * core::mem::size_of::<PieceRef>(),
+            ),
+            (
+                "unreliable queue",
+                self.unreliable.capacity() * 24 + self.unreliable_bytes.capacity(),
+            ),
+            ("reassembly", self.reassembly.memory()),
+            ("event bytes", self.event_bytes.capacity()),
+            (
+                "events",
+                self.events.capacity() * core::mem::size_of::<EventRecord>(),
+            ),
+            ("ordered rx", self.ordered_rx.memory()),
+            (
+                "reliable tx",
+                self.ordered_tx.memory() + self.unordered_tx.memory(),
+            ),
+        ]
     }
 
     /// Queues a message. Messages larger than one datagram are fragmented
@@ -866,8 +905,15 @@ impl Connection {
                 if data.len() > max {
                     return Err(SendError::TooLarge { max });
                 }
-                if self.unreliable.len() >= self.config.unreliable_queue_messages {
-                    // Stale state is worth less than fresh: drop the oldest.
+                // Stale state is worth less than fresh: drop the oldest while
+                // the queue is over its count or its bytes (a peer that
+                // acknowledges nothing keeps the congestion window shut, and
+                // the queue must not grow with it).
+                while self.unreliable.len() >= self.config.unreliable_queue_messages
+                    || (!self.unreliable.is_empty()
+                        && self.unreliable_queued_bytes() + data.len()
+                            > self.config.unreliable_queue_bytes)
+                {
                     if let Some((token, _, _)) = self.unreliable.pop_front() {
                         self.stats.unreliable_dropped += 1;
                         if self.unreliable_progress.take().is_some() {
@@ -879,10 +925,15 @@ impl Connection {
                         }
                     }
                 }
+                self.compact_unreliable_bytes();
                 let token = self.next_token;
                 self.next_token += 1;
                 let start = self.unreliable_bytes.len();
-                self.unreliable_bytes.extend_from_slice(data);
+                reliable::extend_bounded(
+                    &mut self.unreliable_bytes,
+                    data,
+                    self.config.unreliable_queue_bytes,
+                );
                 self.unreliable.push_back((token, start, data.len()));
                 Ok(token)
             }
@@ -891,6 +942,7 @@ impl Connection {
                 if data.len() > max {
                     return Err(SendError::TooLarge { max });
                 }
+                // Queued bytes include each message's slot (SEND_SLOT_COST).
                 let queued = self.ordered_tx.bytes_queued() + self.unordered_tx.bytes_queued();
                 let sender = if channel == Channel::ReliableOrdered {
                     &mut self.ordered_tx
@@ -898,7 +950,7 @@ impl Connection {
                     &mut self.unordered_tx
                 };
                 if sender.len() >= self.config.send_queue_messages
-                    || queued + data.len() > self.config.send_queue_bytes
+                    || queued + data.len() + reliable::SEND_SLOT_COST > self.config.send_queue_bytes
                 {
                     return Err(SendError::QueueFull);
                 }
@@ -909,6 +961,31 @@ impl Connection {
                     &mut self.next_fragment_id,
                     &mut self.pending_pieces,
                 ))
+            }
+        }
+    }
+
+    /// Bytes of unreliable messages still queued.
+    fn unreliable_queued_bytes(&self) -> usize {
+        self.unreliable
+            .front()
+            .map_or(0, |&(_, start, _)| self.unreliable_bytes.len() - start)
+    }
+
+    /// Drops the bytes of unreliable messages already sent or dropped: the
+    /// buffer used to be reset only when the queue ran empty, which a peer
+    /// that never acknowledges prevents forever. In steady state the queue
+    /// empties every tick and this is a `clear`; under a backlog it moves at
+    /// most `unreliable_queue_bytes`.
+    fn compact_unreliable_bytes(&mut self) {
+        let Some(&(_, dead, _)) = self.unreliable.front() else {
+            self.unreliable_bytes.clear();
+            return;
+        };
+        if dead > 0 {
+            self.unreliable_bytes.drain(..dead);
+            for m in &mut self.unreliable {
+                m.1 -= dead;
             }
         }
     }
@@ -1321,8 +1398,12 @@ impl Connection {
     }
 
     fn receive_room(&self, len: usize) -> bool {
-        self.event_bytes.len() + self.ordered_rx.buffered_bytes() + len
-            <= self.config.receive_buffer_bytes
+        self.received_bytes() + len <= self.config.receive_buffer_bytes
+    }
+
+    /// Received bytes held: the data part of the memory budget.
+    fn received_bytes(&self) -> usize {
+        self.event_bytes.len() + self.ordered_rx.buffered_bytes() + self.reassembly.held_bytes()
     }
 
     /// Whether one more message may be taken (counts, not bytes: see
@@ -1341,7 +1422,11 @@ impl Connection {
     fn push_message_event(&mut self, channel: Channel, data: &[u8]) {
         self.message_events += 1;
         let start = self.event_bytes.len();
-        self.event_bytes.extend_from_slice(data);
+        reliable::extend_bounded(
+            &mut self.event_bytes,
+            data,
+            self.config.receive_buffer_bytes,
+        );
         // Both fit: event bytes stay under `receive_buffer_bytes`.
         self.events.push_back(EventRecord::Message {
             channel,
@@ -1393,7 +1478,7 @@ impl Connection {
                 let room = self
                     .config
                     .receive_buffer_bytes
-                    .saturating_sub(self.event_bytes.len());
+                    .saturating_sub(self.event_bytes.len() + self.reassembly.held_bytes());
                 match self.ordered_rx.arrive(id, data, room) {
                     Arrival::Deliver => {
                         self.push_message_event(channel, data);
@@ -1422,7 +1507,17 @@ impl Connection {
         if done {
             return true;
         }
-        let max = self.config.max_message_bytes;
+        // A piece of a message being reassembled is charged to the receive
+        // budget like any held message (refused, so sent again, when full).
+        if !self.receive_room(f.data.len()) {
+            self.stats.fragments_dropped += 1;
+            return false;
+        }
+        // The largest message received is what the budget can hold.
+        let max = self
+            .config
+            .max_message_bytes
+            .min(self.config.receive_buffer_bytes);
         match self.reassembly.add(
             now,
             f.channel,
@@ -2122,9 +2217,7 @@ impl Connection {
         }
         self.ack_pending = 0;
         self.ack_deadline = None;
-        if self.unreliable.is_empty() {
-            self.unreliable_bytes.clear();
-        }
+        self.compact_unreliable_bytes();
         Some(size)
     }
 

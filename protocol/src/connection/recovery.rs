@@ -51,8 +51,10 @@ pub(crate) struct SentPacket {
 /// new ack-eliciting content is written (acks still go out): a peer that
 /// never acknowledges stalls its own connection instead of growing ours,
 /// and the retransmission timeout then declares the history lost, so it
-/// drains. 128 packets is over 1 s of 60 Hz traffic at any sane RTT.
-pub(crate) const MAX_SENT_PACKETS: usize = 128;
+/// drains. 256 packets is over 4 s of 60 Hz traffic. (Forgetting the
+/// oldest instead was tried: re-queued content refilled the history within
+/// one `poll_transmit` loop and never stopped.)
+pub(crate) const MAX_SENT_PACKETS: usize = 256;
 /// Most retransmittable frames tracked at once (same rule as packets).
 pub(crate) const MAX_SENT_FRAMES: usize = 256;
 
@@ -105,11 +107,12 @@ impl SentPackets {
     }
 
     /// Packets tracked.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.packets.len()
     }
 
-    /// Whether the history may take another ack-eliciting packet.
+    /// Whether the history is within its bounds.
     pub(crate) fn has_room(&self) -> bool {
         self.packets.len() < MAX_SENT_PACKETS && self.frames.len() < MAX_SENT_FRAMES
     }

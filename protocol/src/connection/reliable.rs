@@ -92,6 +92,16 @@ impl ReliableSender {
         self.bytes_queued
     }
 
+    /// Bytes held (capacity): queued slots and spares.
+    pub(crate) fn memory(&self) -> usize {
+        let slot = |s: &SendSlot| {
+            s.data.capacity() + s.pieces.capacity() * core::mem::size_of::<PieceState>()
+        };
+        self.slots.iter().map(slot).sum::<usize>()
+            + self.spare.iter().map(slot).sum::<usize>()
+            + (self.slots.capacity() + self.spare.capacity()) * core::mem::size_of::<SendSlot>()
+    }
+
     /// Queues a message; returns its id. The caller checked the limits.
     /// Every piece is pushed onto `pending` for its first transmission.
     pub(crate) fn push(
@@ -127,7 +137,7 @@ impl ReliableSender {
                 piece: piece as u16,
             });
         }
-        self.bytes_queued += data.len();
+        self.bytes_queued += data.len() + SEND_SLOT_COST;
         self.slots.push_back(slot);
         id
     }
@@ -154,19 +164,42 @@ impl ReliableSender {
         slot.unacked_pieces -= 1;
         while self.slots.front().is_some_and(|s| s.unacked_pieces == 0) {
             if let Some(done) = self.slots.pop_front() {
-                self.bytes_queued -= done.data.len();
+                self.bytes_queued -= done.data.len() + SEND_SLOT_COST;
                 self.base_id += 1;
-                self.spare.push(done);
+                // Keep a few small slots for reuse; a recycled slot used to
+                // keep whatever capacity its largest message gave it.
+                if self.spare.len() < SPARE_BUFFERS && done.data.capacity() <= SPARE_BUFFER_CAPACITY
+                {
+                    self.spare.push(done);
+                }
             }
         }
         true
     }
 }
 
+/// Appends `data`, growing the capacity by doubling but never past
+/// `limit` (unless the data itself needs more): buffers that count towards
+/// the memory budget must not overshoot it by the doubling slack.
+pub(crate) fn extend_bounded(v: &mut Vec<u8>, data: &[u8], limit: usize) {
+    let need = v.len() + data.len();
+    if need > v.capacity() {
+        let target = (v.capacity() * 2).max(64).min(limit).max(need);
+        v.reserve_exact(target - v.len());
+    }
+    v.extend_from_slice(data);
+}
+
 /// Spare out-of-order buffers kept for reuse.
-pub(crate) const SPARE_BUFFERS: usize = 8;
-/// Largest spare buffer kept (one unfragmented message).
-pub(crate) const SPARE_BUFFER_CAPACITY: usize = 1280;
+pub(crate) const SPARE_BUFFERS: usize = 4;
+/// Largest spare buffer kept: small messages (inputs, chat) reuse buffers
+/// without allocating; larger ones are rare and freed after use.
+pub(crate) const SPARE_BUFFER_CAPACITY: usize = 512;
+/// What a queued reliable message costs beyond its bytes (its slot and
+/// piece state), charged to `send_queue_bytes` so that many tiny messages
+/// cannot exceed the queue's memory.
+pub(crate) const SEND_SLOT_COST: usize =
+    core::mem::size_of::<SendSlot>() + core::mem::size_of::<PieceState>();
 
 /// Delivers reliable ordered messages in id order.
 #[derive(Debug)]
@@ -557,7 +590,7 @@ impl Reassembler {
         s.remaining -= 1;
         // Offsets stay below `total` ≤ the message limit (< 4 GiB).
         s.pieces.push((index, s.data.len() as u32));
-        s.data.extend_from_slice(data);
+        extend_bounded(&mut s.data, data, total);
         if s.remaining == 0 {
             s.put_in_order();
             return Ok(Some(slot_index));
