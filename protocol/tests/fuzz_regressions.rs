@@ -121,3 +121,60 @@ fn delta_records_out_of_range_are_errors() {
         assert_eq!(state, baseline, "a refused record changed the state");
     }
 }
+
+/// A fallback for cargo-fuzz where it cannot run: random and mutated inputs
+/// (seeded from the crash input, bytes flipped, spliced, truncated and
+/// grown) through the `datagram` target's decoders. Run once by hand:
+/// `FUZZ_ITERS=10000000 cargo test -p tos-protocol --test fuzz_regressions
+/// -- --ignored --nocapture`. Not coverage-guided: a weak substitute.
+#[test]
+#[ignore]
+fn random_and_mutated_inputs_never_panic() {
+    let iters: u64 = std::env::var("FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut rng = tos_protocol::rng::SplitMix64::new(0x11f0_22ed);
+    let seed = hex(
+        "060407070707070707f9f85b07070707003a2d07da0707f9f85b070707fff20cffffffff0f0707079999f85b07070707070707f9f85b5b070707000000fd070707079931999907070707993b80000007070707070707075bc2",
+    );
+    let mut corpus: Vec<Vec<u8>> = vec![seed, vec![0; 16], vec![0xff; 64]];
+    let mut buf = Vec::with_capacity(2048);
+    for i in 0..iters {
+        let r = rng.next_u64();
+        buf.clear();
+        if r % 4 == 0 {
+            // Fresh random bytes, short like real datagrams.
+            let len = (rng.next_u64() % 300) as usize;
+            buf.extend((0..len).map(|_| rng.next_u64() as u8));
+        } else {
+            let base = &corpus[(rng.next_u64() % corpus.len() as u64) as usize];
+            buf.extend_from_slice(base);
+            for _ in 0..1 + rng.next_u64() % 8 {
+                let op = rng.next_u64() % 5;
+                let at = if buf.is_empty() {
+                    0
+                } else {
+                    (rng.next_u64() % buf.len() as u64) as usize
+                };
+                match op {
+                    0 if !buf.is_empty() => buf[at] ^= 1 << (rng.next_u64() % 8),
+                    1 if !buf.is_empty() => buf[at] = rng.next_u64() as u8,
+                    2 => buf.insert(at.min(buf.len()), rng.next_u64() as u8),
+                    3 if !buf.is_empty() => {
+                        buf.truncate(at);
+                    }
+                    _ => {
+                        let v = [0x00, 0x7f, 0x80, 0xff][(rng.next_u64() % 4) as usize];
+                        buf.insert(at.min(buf.len()), v);
+                    }
+                }
+            }
+        }
+        datagram_target(&buf);
+        if i % 4096 == 0 && corpus.len() < 256 && !buf.is_empty() {
+            corpus.push(buf.clone());
+        }
+    }
+    eprintln!("{iters} inputs, no panic");
+}
