@@ -1067,7 +1067,10 @@ impl DeltaRecord {
         if f.contains(DeltaFlags::POSITION) {
             if f.contains(DeltaFlags::QUADRANT) {
                 out.position.quadrant = self.position_quadrant;
-                out.position.offset = self.position.map(|v| v as i16);
+                // Absolute offsets: the decoder read them as i16, but a
+                // record built by hand may hold anything, and a silent
+                // truncation would place the entity elsewhere.
+                out.position.offset = absolute_i16x3(self.position)?;
             } else {
                 out.position.offset = add_i16x3(base.position.offset, self.position)?;
             }
@@ -1092,16 +1095,32 @@ impl DeltaRecord {
 /// `i16` range names the error.
 #[inline(always)]
 fn add_i16x3(base: [i16; 3], delta: [i32; 3]) -> Result<[i16; 3], WireError> {
+    // The delta is any i32 the wire carried: in i32 arithmetic `base +
+    // delta` overflows (a panic with overflow checks, a wrapped and wrongly
+    // accepted value without). In i64 the sum is always exact, and still
+    // branch-free for the fast path.
     let sum = [
-        i32::from(base[0]) + delta[0],
-        i32::from(base[1]) + delta[1],
-        i32::from(base[2]) + delta[2],
+        i64::from(base[0]) + i64::from(delta[0]),
+        i64::from(base[1]) + i64::from(delta[1]),
+        i64::from(base[2]) + i64::from(delta[2]),
     ];
-    let fits = |v: i32| v == i32::from(v as i16);
+    let fits = |v: i64| v == i64::from(v as i16);
     if fits(sum[0]) && fits(sum[1]) && fits(sum[2]) {
         return Ok(sum.map(|v| v as i16));
     }
     Err(out_of_range(base, delta))
+}
+
+/// Absolute offsets carried as i32: each must fit an i16.
+fn absolute_i16x3(v: [i32; 3]) -> Result<[i16; 3], WireError> {
+    let mut out = [0i16; 3];
+    for (o, &x) in out.iter_mut().zip(&v) {
+        *o = i16::try_from(x).map_err(|_| WireError::InvalidValue {
+            field: "absolute offset out of range",
+            value: x.unsigned_abs().into(),
+        })?;
+    }
+    Ok(out)
 }
 
 #[cold]
@@ -1122,7 +1141,8 @@ fn out_of_range(base: [i16; 3], delta: [i32; 3]) -> WireError {
 }
 
 fn add_i16(base: i16, delta: i32) -> Result<i16, WireError> {
-    i16::try_from(i32::from(base) + delta).map_err(|_| WireError::InvalidValue {
+    // i64: exact for every wire delta (see `add_i16x3`).
+    i16::try_from(i64::from(base) + i64::from(delta)).map_err(|_| WireError::InvalidValue {
         field: "delta out of range",
         value: delta.unsigned_abs().into(),
     })

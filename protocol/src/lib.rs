@@ -33,6 +33,7 @@ pub mod endpoint;
 pub mod integrity;
 pub mod quant;
 pub mod replay;
+pub mod rng;
 pub mod wire;
 
 /// Which end of a connection a peer is.

@@ -414,6 +414,9 @@ fn steady_state_packet_path_does_not_allocate() {
 fn small_receive_buffer() -> TransportConfig {
     TransportConfig {
         receive_buffer_bytes: 4096,
+        // The sender queues 200 rounds of reliable messages without waiting
+        // for acks: above the default per-connection send budget.
+        send_queue_bytes: 1024 * 1024,
         ..TransportConfig::default()
     }
 }

@@ -374,7 +374,13 @@ fn large_messages_are_fragmented_and_reassembled() {
             reorder_delay: Duration::from_millis(20),
             ..LinkConfig::perfect(10)
         },
-        TransportConfig::default(),
+        // A 200 KB message needs budgets above the per-connection defaults
+        // (docs/SECURITY.md): a server opts in explicitly.
+        TransportConfig {
+            receive_buffer_bytes: 256 * 1024,
+            send_queue_bytes: 256 * 1024,
+            ..TransportConfig::default()
+        },
     );
     let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     sim.clients[0]
@@ -555,7 +561,14 @@ fn a_reassembled_message_refused_for_lack_of_room_is_delivered_later() {
 #[test]
 fn unreliable_messages_larger_than_a_datagram_arrive_whole_or_not_at_all() {
     // Perfect link: every one arrives whole and is reported acknowledged.
-    let mut sim = connected_pair(22, LinkConfig::perfect(10), TransportConfig::default());
+    // A 20 KB message is above the default per-connection budgets
+    // (docs/SECURITY.md): opt in.
+    let transport = TransportConfig {
+        receive_buffer_bytes: 64 * 1024,
+        unreliable_queue_bytes: 64 * 1024,
+        ..TransportConfig::default()
+    };
+    let mut sim = connected_pair(22, LinkConfig::perfect(10), transport);
     let mut rng = common::Rng(5);
     let sizes = [1_500usize, 5_000, 20_000];
     let mut sent = Vec::new();
@@ -592,7 +605,11 @@ fn unreliable_messages_larger_than_a_datagram_arrive_whole_or_not_at_all() {
             reorder_delay: Duration::from_millis(20),
             ..LinkConfig::perfect(10)
         },
-        TransportConfig::default(),
+        TransportConfig {
+            receive_buffer_bytes: 64 * 1024,
+            unreliable_queue_bytes: 64 * 1024,
+            ..TransportConfig::default()
+        },
     );
     let mut messages = Vec::new();
     for i in 0..60u32 {

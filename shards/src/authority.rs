@@ -50,7 +50,20 @@ pub struct MovementRules {
     pub gravity: f32,
     /// Seconds per tick.
     pub tick_dt: f32,
+    /// The most RTT (seconds) that widens the movement credit. A client
+    /// controls its measured RTT (it can delay Pongs and acks), so an
+    /// uncapped RTT let it stand still, bank seconds of movement and jump
+    /// tens of metres in one claim.
+    pub max_rtt_credit: f32,
 }
+
+/// Default cap on the RTT that earns movement credit, milliseconds.
+pub const MAX_RTT_CREDIT_MS: u32 = 250;
+
+/// Most heightfield samples along one claim's path. Claims are short (the
+/// credit is capped), so this is never reached by honest movement; a claim
+/// that would need more is refused rather than sampled sparsely.
+pub const MAX_PATH_SAMPLES: u32 = 1024;
 
 impl MovementRules {
     /// Rules from the `authority` section at a tick rate.
@@ -63,6 +76,7 @@ impl MovementRules {
             under_ground_tolerance: 10.0,
             gravity: 980.0,
             tick_dt: 1.0 / tick_hz.max(1) as f32,
+            max_rtt_credit: MAX_RTT_CREDIT_MS as f32 / 1000.0,
         }
     }
 
@@ -75,7 +89,8 @@ impl MovementRules {
     /// The movement credit bucket's size for a client RTT.
     #[inline]
     pub fn credit_cap(&self, rtt_ms: u32) -> f32 {
-        self.allowed_speed(1.0) * (self.tick_dt + self.rtt_allowance + rtt_ms as f32 / 1000.0)
+        let rtt = (rtt_ms as f32 / 1000.0).min(self.max_rtt_credit);
+        self.allowed_speed(1.0) * (self.tick_dt + self.rtt_allowance + rtt)
     }
 }
 
@@ -276,8 +291,15 @@ pub fn validate_claim(
     if !hf.is_flat() && horizontal > 0.0 && !airborne {
         // No slope along the way steeper than one step per sample spacing
         // (a cliff), however small the move.
+        // Sampled by distance, at half the grid spacing, so that a long
+        // claim cannot step over a cliff between two sparse samples (a
+        // fixed 16 samples let a long claim climb one cell's cliff).
         let steepest = f64::from(rules.max_step) / hf.spacing();
-        let samples = ((f64::from(horizontal) / hf.spacing()).ceil() as u32).clamp(1, 16);
+        let needed = (f64::from(horizontal) * 2.0 / hf.spacing()).ceil();
+        if needed > f64::from(MAX_PATH_SAMPLES) {
+            return Err(MoveRejection::Teleport);
+        }
+        let samples = (needed as u32).max(1);
         let run = f64::from(horizontal) / f64::from(samples);
         let mut last = hf.height_at(from[0], from[1]);
         for k in 1..=samples {
@@ -925,5 +947,56 @@ mod tests {
             assert_eq!(ActionRefusal::from_code(r.code()), Some(r));
         }
         assert_eq!(result_code(Ok(())), 0);
+    }
+
+    #[test]
+    fn rtt_credit_is_capped() {
+        // Finding 7: delaying Pongs and acks raised the measured RTT, and
+        // the credit grew with it without limit.
+        let (rules, _, _) = setup();
+        assert_eq!(rules.credit_cap(2_500), rules.credit_cap(MAX_RTT_CREDIT_MS));
+        assert_eq!(
+            rules.credit_cap(60_000),
+            rules.credit_cap(MAX_RTT_CREDIT_MS)
+        );
+        assert!(rules.credit_cap(50) < rules.credit_cap(MAX_RTT_CREDIT_MS));
+        // Standing still at a 2.5 s RTT banks no more than at the cap.
+        let mut mover = MoverState::new(&rules, 2_500);
+        for _ in 0..600 {
+            mover.accrue(&rules, 1.0, 2_500);
+        }
+        assert!(mover.credit <= rules.credit_cap(MAX_RTT_CREDIT_MS) + 1e-3);
+    }
+
+    #[test]
+    fn a_long_claim_cannot_skip_a_cliff_between_samples() {
+        // A one-cell ridge (1.5 steps up and down again) half-way along a
+        // claim of 32 cells: 16 samples two cells apart stepped over it.
+        let rules = MovementRules::new(&tos_config::AuthorityConfig::default(), 60);
+        let rise = rules.max_step * 1.5;
+        // A ridge: one grid point at x = 1700 stands `rise` high.
+        let mut heights = vec![0.0f32; 40];
+        heights[17] = rise;
+        let terrain = Terrain {
+            heightfield: Heightfield::new([0.0, 0.0], 100.0, [40, 1], heights).unwrap(),
+            obstacles: ObstacleIndex::new(vec![]).unwrap(),
+        };
+        let q = Quantizer::seed_default();
+        let mut mover = MoverState::new(&rules, 0);
+        // Credit as if banked (isolates the path check from the RTT cap).
+        mover.credit = 1e6;
+        let r = validate_claim(
+            &MoveContext {
+                rules: &rules,
+                quantizer: &q,
+                terrain: &terrain,
+            },
+            &mut mover,
+            [0.0, 0.0, 0.0],
+            &claim([3_200.0, 0.0, 0.0], [0.0; 3]),
+            1.0,
+            false,
+        );
+        assert_eq!(r, Err(MoveRejection::StepTooHigh));
     }
 }

@@ -42,10 +42,7 @@ impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
         // The SplitMix64 finaliser: both the low bits (bucket index) and the
         // high bits (control bytes) of hashbrown depend on every input bit.
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        tos_protocol::rng::mix64(self.0)
     }
 }
 
@@ -60,25 +57,22 @@ pub(crate) fn id_map<K, V>(capacity: usize) -> IdMap<K, V> {
     IdMap::with_capacity_and_hasher(capacity, IdBuildHasher::default())
 }
 
-/// SplitMix64: a tiny, seeded, deterministic random number generator (the
-/// world's wander AI and the crate's randomised tests use it).
+/// The workspace's one seeded generator, [`tos_protocol::rng::SplitMix64`],
+/// with the helpers the world's wander AI and the crate's randomised tests
+/// use.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(tos_protocol::rng::SplitMix64);
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(tos_protocol::rng::SplitMix64::new(seed))
     }
 
     /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A uniform `u32` in `0..n` (0 when `n` is 0).

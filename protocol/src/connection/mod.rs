@@ -25,6 +25,8 @@
 //! baseline.
 
 mod handshake;
+#[cfg(test)]
+mod hostile_tests;
 mod recovery;
 mod reliable;
 
@@ -89,10 +91,16 @@ pub struct TransportConfig {
     pub send_queue_bytes: usize,
     /// Unreliable messages waiting to be sent; the oldest is dropped first.
     pub unreliable_queue_messages: usize,
+    /// Bytes of unreliable messages waiting to be sent; the oldest are
+    /// dropped first (a message alone in the queue may be larger).
+    pub unreliable_queue_bytes: usize,
     /// Message ids a receiver buffers ahead of the next in order.
     pub receive_window: u64,
-    /// Bytes of received messages held for the application (events not yet
-    /// polled plus out-of-order buffers); beyond it packets are refused.
+    /// Bytes of received messages held for the application: events not yet
+    /// polled, out-of-order buffers and pieces being reassembled; beyond it
+    /// packets are refused. It is the data part of the per-connection
+    /// memory budget (docs/SECURITY.md), so it is also the largest message
+    /// this side receives: a larger one is dropped as invalid.
     pub receive_buffer_bytes: usize,
     /// Longest wait before a standalone Ack.
     pub ack_delay: Duration,
@@ -130,10 +138,11 @@ impl Default for TransportConfig {
             max_reassemblies: 8,
             fragment_timeout: Duration::from_secs(10),
             send_queue_messages: 1024,
-            send_queue_bytes: 1024 * 1024,
+            send_queue_bytes: 8 * 1024,
             unreliable_queue_messages: 64,
-            receive_window: 1024,
-            receive_buffer_bytes: 1024 * 1024,
+            unreliable_queue_bytes: 4 * 1024,
+            receive_window: 256,
+            receive_buffer_bytes: 12 * 1024,
             ack_delay: Duration::from_millis(5),
             initial_window: 64 * 1024,
             min_window: 4 * 1200,
@@ -303,6 +312,10 @@ pub struct ConnectionStats {
     pub rekeys: u64,
     /// Times the peer's address changed (NAT rebinding).
     pub path_changes: u64,
+    /// Received messages dropped (unreliable) or refused (reliable, sent
+    /// again by the peer) because the per-packet or per-connection event
+    /// count was reached.
+    pub events_dropped: u64,
     /// Current congestion window, bytes.
     pub congestion_window: u64,
     /// Bytes in flight.
@@ -393,16 +406,18 @@ struct RekeyState {
 #[derive(Debug, Clone, Copy)]
 enum EventRecord {
     Connected,
+    // Offsets as u32 and the learnt key outside the record keep a record
+    // at 16 bytes: the queue is part of the per-connection budget.
     Message {
         channel: Channel,
-        start: usize,
-        len: usize,
+        start: u32,
+        len: u32,
     },
     UnreliableAcked(u64),
     UnreliableLost(u64),
     ConnectionIdChanged(u32),
     KeysRotated(u32),
-    ServerKeyLearnt([u8; 32]),
+    ServerKeyLearnt,
     Denied(DenyReason),
     Disconnected {
         reason: DisconnectReason,
@@ -437,8 +452,37 @@ struct FragmentedUnreliable {
     failed: bool,
 }
 
+/// A peer address not yet proven after a path change. Until the peer
+/// acknowledges a packet sent to the new address (it can only acknowledge
+/// what it received there), at most [`PATH_AMPLIFICATION`] times the bytes
+/// received from that address are sent to it: authentic packets re-sent
+/// from a victim's address by an attacker on the path cannot turn the
+/// server into an amplifier towards the victim.
+#[derive(Debug, Clone, Copy)]
+struct PathCheck {
+    /// The first packet number sent to the new address.
+    first_pn: u64,
+    bytes_in: usize,
+    bytes_out: usize,
+}
+
+/// Bytes sent to an unproven address per byte received from it (QUIC's
+/// factor, RFC 9000 §8).
+const PATH_AMPLIFICATION: usize = 3;
+
 /// Limits on small queues that must not grow with a peer's behaviour.
 const MAX_PENDING_PONGS: usize = 4;
+/// Unreliable messages taken from one packet. A 1200-byte packet holds ~590 empty
+/// unreliable messages (2 bytes each), each an event: room counted in bytes
+/// alone does not bound the event queue.
+pub const MAX_MESSAGES_PER_PACKET: usize = 64;
+/// Message events queued for the application plus reliable messages
+/// buffered out of order, per connection.
+pub const MAX_QUEUED_MESSAGES: usize = 256;
+/// Capacity the event queue and event bytes keep once drained (above it
+/// they are shrunk, so a burst does not pin memory).
+const EVENTS_RETAIN: usize = 64;
+const EVENT_BYTES_RETAIN: usize = 4096;
 /// Standalone Acks are sent at once after this many ack-eliciting packets.
 const ACK_EAGERNESS: u32 = 2;
 
@@ -451,6 +495,8 @@ pub struct Connection {
     /// Server: the id being handed to the client, used once acknowledged.
     pending_id: Option<u32>,
     peer: SocketAddr,
+    /// Set while the current peer address is unproven (after a change).
+    path_check: Option<PathCheck>,
     rng: ChaCha20Rng,
     keys: Option<Keys>,
     rekey: RekeyState,
@@ -500,6 +546,16 @@ pub struct Connection {
     next_integrity: Option<Instant>,
     events: VecDeque<EventRecord>,
     event_bytes: Vec<u8>,
+    /// Message events in `events`.
+    message_events: usize,
+    /// The server key a `ServerKeyLearnt` event reports.
+    learnt_server_key: [u8; 32],
+    /// Message ids the peer buffers ahead (its ReliableHandshake; ours
+    /// until then): pieces beyond it are not sent, since the peer would
+    /// refuse them and every refusal costs a retry.
+    peer_window: u64,
+    /// Unreliable messages taken from the packet being processed.
+    packet_messages: usize,
     stats: ConnectionStats,
 }
 
@@ -534,6 +590,7 @@ impl Connection {
             connection_id: id,
             pending_id: None,
             peer,
+            path_check: None,
             rng: ChaCha20Rng::from_seed(seed),
             keys: None,
             rekey: RekeyState {
@@ -580,6 +637,10 @@ impl Connection {
             next_integrity: None,
             events: VecDeque::new(),
             event_bytes: Vec::new(),
+            message_events: 0,
+            learnt_server_key: [0; 32],
+            peer_window: config.receive_window,
+            packet_messages: 0,
             stats: ConnectionStats::default(),
             config,
         }
@@ -793,7 +854,40 @@ impl Connection {
             + self.reassembly.memory()
             + self.event_bytes.capacity()
             + self.events.capacity() * core::mem::size_of::<EventRecord>()
+            + self.ordered_rx.memory()
+            + self.ordered_tx.memory()
+            + self.unordered_tx.memory()
+            + self.unreliable_frags.capacity() * core::mem::size_of::<FragmentedUnreliable>()
+            + self.pongs.capacity() * 4
             + self.config.receive_window.div_ceil(64) as usize * 8
+    }
+
+    /// [`Self::memory_bytes`] by part, for tests and docs/SECURITY.md.
+    #[cfg(test)]
+    pub(crate) fn memory_parts(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("struct", core::mem::size_of::<Self>()),
+            ("sent history", self.sent.memory()),
+            (
+                "pending pieces",
+                self.pending_pieces.capacity() * core::mem::size_of::<PieceRef>(),
+            ),
+            (
+                "unreliable queue",
+                self.unreliable.capacity() * 24 + self.unreliable_bytes.capacity(),
+            ),
+            ("reassembly", self.reassembly.memory()),
+            ("event bytes", self.event_bytes.capacity()),
+            (
+                "events",
+                self.events.capacity() * core::mem::size_of::<EventRecord>(),
+            ),
+            ("ordered rx", self.ordered_rx.memory()),
+            (
+                "reliable tx",
+                self.ordered_tx.memory() + self.unordered_tx.memory(),
+            ),
+        ]
     }
 
     /// Queues a message. Messages larger than one datagram are fragmented
@@ -811,8 +905,15 @@ impl Connection {
                 if data.len() > max {
                     return Err(SendError::TooLarge { max });
                 }
-                if self.unreliable.len() >= self.config.unreliable_queue_messages {
-                    // Stale state is worth less than fresh: drop the oldest.
+                // Stale state is worth less than fresh: drop the oldest while
+                // the queue is over its count or its bytes (a peer that
+                // acknowledges nothing keeps the congestion window shut, and
+                // the queue must not grow with it).
+                while self.unreliable.len() >= self.config.unreliable_queue_messages
+                    || (!self.unreliable.is_empty()
+                        && self.unreliable_queued_bytes() + data.len()
+                            > self.config.unreliable_queue_bytes)
+                {
                     if let Some((token, _, _)) = self.unreliable.pop_front() {
                         self.stats.unreliable_dropped += 1;
                         if self.unreliable_progress.take().is_some() {
@@ -824,10 +925,15 @@ impl Connection {
                         }
                     }
                 }
+                self.compact_unreliable_bytes();
                 let token = self.next_token;
                 self.next_token += 1;
                 let start = self.unreliable_bytes.len();
-                self.unreliable_bytes.extend_from_slice(data);
+                reliable::extend_bounded(
+                    &mut self.unreliable_bytes,
+                    data,
+                    self.config.unreliable_queue_bytes,
+                );
                 self.unreliable.push_back((token, start, data.len()));
                 Ok(token)
             }
@@ -836,6 +942,7 @@ impl Connection {
                 if data.len() > max {
                     return Err(SendError::TooLarge { max });
                 }
+                // Queued bytes include each message's slot (SEND_SLOT_COST).
                 let queued = self.ordered_tx.bytes_queued() + self.unordered_tx.bytes_queued();
                 let sender = if channel == Channel::ReliableOrdered {
                     &mut self.ordered_tx
@@ -843,7 +950,7 @@ impl Connection {
                     &mut self.unordered_tx
                 };
                 if sender.len() >= self.config.send_queue_messages
-                    || queued + data.len() > self.config.send_queue_bytes
+                    || queued + data.len() + reliable::SEND_SLOT_COST > self.config.send_queue_bytes
                 {
                     return Err(SendError::QueueFull);
                 }
@@ -854,6 +961,31 @@ impl Connection {
                     &mut self.next_fragment_id,
                     &mut self.pending_pieces,
                 ))
+            }
+        }
+    }
+
+    /// Bytes of unreliable messages still queued.
+    fn unreliable_queued_bytes(&self) -> usize {
+        self.unreliable
+            .front()
+            .map_or(0, |&(_, start, _)| self.unreliable_bytes.len() - start)
+    }
+
+    /// Drops the bytes of unreliable messages already sent or dropped: the
+    /// buffer used to be reset only when the queue ran empty, which a peer
+    /// that never acknowledges prevents forever. In steady state the queue
+    /// empties every tick and this is a `clear`; under a backlog it moves at
+    /// most `unreliable_queue_bytes`.
+    fn compact_unreliable_bytes(&mut self) {
+        let Some(&(_, dead, _)) = self.unreliable.front() else {
+            self.unreliable_bytes.clear();
+            return;
+        };
+        if dead > 0 {
+            self.unreliable_bytes.drain(..dead);
+            for m in &mut self.unreliable {
+                m.1 -= dead;
             }
         }
     }
@@ -899,17 +1031,23 @@ impl Connection {
                 channel,
                 start,
                 len,
-            } => Event::Message {
-                channel,
-                data: &self.event_bytes[start..start + len],
-            },
+            } => {
+                self.message_events -= 1;
+                let (start, len) = (start as usize, len as usize);
+                Event::Message {
+                    channel,
+                    data: &self.event_bytes[start..start + len],
+                }
+            }
             EventRecord::UnreliableAcked(token) => Event::UnreliableAcked { token },
             EventRecord::UnreliableLost(token) => Event::UnreliableLost { token },
             EventRecord::ConnectionIdChanged(connection_id) => {
                 Event::ConnectionIdChanged { connection_id }
             }
             EventRecord::KeysRotated(generation) => Event::KeysRotated { generation },
-            EventRecord::ServerKeyLearnt(key) => Event::ServerKeyLearnt { key },
+            EventRecord::ServerKeyLearnt => Event::ServerKeyLearnt {
+                key: self.learnt_server_key,
+            },
             EventRecord::Denied(reason) => Event::Denied { reason },
             EventRecord::Disconnected { reason, by_peer } => {
                 Event::Disconnected { reason, by_peer }
@@ -922,6 +1060,14 @@ impl Connection {
     fn reclaim_event_bytes(&mut self) {
         if self.events.is_empty() {
             self.event_bytes.clear();
+            // A burst (or a hostile peer) may have grown them; steady state
+            // stays below the retained sizes and allocates nothing.
+            if self.event_bytes.capacity() > EVENT_BYTES_RETAIN {
+                self.event_bytes.shrink_to(EVENT_BYTES_RETAIN);
+            }
+            if self.events.capacity() > EVENTS_RETAIN * 2 {
+                self.events.shrink_to(EVENTS_RETAIN);
+            }
         }
     }
 
@@ -970,8 +1116,8 @@ impl Connection {
                 match waiting.accept(datagram, &header, &accepted, challenge) {
                     Ok(done) => {
                         if accepted.server_static.is_some() {
-                            self.events
-                                .push_back(EventRecord::ServerKeyLearnt(done.server_static));
+                            self.events.push_back(EventRecord::ServerKeyLearnt);
+                            self.learnt_server_key = done.server_static;
                         }
                         self.keys = Some(Keys {
                             generation: 0,
@@ -1061,7 +1207,12 @@ impl Connection {
             self.stats.auth_failures += 1;
             return;
         };
-        // Authentic from here on.
+        // Authentic from here on. Only the newest packet may move the peer
+        // (read before the commit below records it).
+        let newest = self
+            .replay
+            .largest()
+            .is_none_or(|largest| header.sequence > largest);
         self.replay.commit(header.sequence);
         if promoted {
             self.promote_next_keys(now);
@@ -1073,9 +1224,23 @@ impl Connection {
         self.stats.bytes_received += datagram.len() as u64;
         self.last_recv = now;
         if from != self.peer {
-            // A verified packet from a new address: NAT rebinding.
-            self.peer = from;
-            self.stats.path_changes += 1;
+            if newest {
+                // A verified packet, newer than any seen, from a new
+                // address: NAT rebinding. An older one is a reordered or
+                // replayed copy (an attacker on the path can re-send
+                // authentic packets from any source) and must not pull the
+                // connection back or away. The new address is unproven:
+                // see `PathCheck`.
+                self.peer = from;
+                self.stats.path_changes += 1;
+                self.path_check = Some(PathCheck {
+                    first_pn: self.next_pn,
+                    bytes_in: datagram.len(),
+                    bytes_out: 0,
+                });
+            }
+        } else if let Some(p) = self.path_check.as_mut() {
+            p.bytes_in = p.bytes_in.saturating_add(datagram.len());
         }
         let (ack_eliciting, refused) = if header.flags.contains(HeaderFlags::COMPRESSED) {
             // Only compressed packets pay for the scratch buffer.
@@ -1115,6 +1280,7 @@ impl Connection {
     /// Processes the frames of an authentic packet. Returns (ack-eliciting,
     /// refused): refused when reliable content could not be taken.
     fn process_frames(&mut self, now: Instant, plain: &[u8]) -> (bool, bool) {
+        self.packet_messages = 0;
         let mut ack_eliciting = false;
         let mut refused = false;
         let sender = self.side.peer();
@@ -1183,7 +1349,9 @@ impl Connection {
                         }
                     }
                 }
-                AnyFrame::ReliableHandshake(_) => {}
+                AnyFrame::ReliableHandshake(r) => {
+                    self.peer_window = u64::from(r.receive_window).max(1);
+                }
                 AnyFrame::IntegrityChallenge(c) if self.side == Side::Client => {
                     let key = self
                         .integrity_table
@@ -1230,17 +1398,40 @@ impl Connection {
     }
 
     fn receive_room(&self, len: usize) -> bool {
-        self.event_bytes.len() + self.ordered_rx.buffered_bytes() + len
-            <= self.config.receive_buffer_bytes
+        self.received_bytes() + len <= self.config.receive_buffer_bytes
+    }
+
+    /// Received bytes held: the data part of the memory budget.
+    fn received_bytes(&self) -> usize {
+        self.event_bytes.len() + self.ordered_rx.buffered_bytes() + self.reassembly.held_bytes()
+    }
+
+    /// Whether one more message may be taken (counts, not bytes: see
+    /// [`MAX_MESSAGES_PER_PACKET`]).
+    ///
+    /// The per-packet count applies to unreliable messages only: refusing a
+    /// reliable message leaves its whole packet unacknowledged, and an
+    /// honest sender packing many small reliable messages would then be
+    /// refused on every retransmission until it gave up. Reliable messages
+    /// are bounded by the queue count (and by the receive window and bytes).
+    fn message_room(&self, channel: Channel) -> bool {
+        (channel != Channel::Unreliable || self.packet_messages < MAX_MESSAGES_PER_PACKET)
+            && self.message_events + self.ordered_rx.buffered_count() < MAX_QUEUED_MESSAGES
     }
 
     fn push_message_event(&mut self, channel: Channel, data: &[u8]) {
+        self.message_events += 1;
         let start = self.event_bytes.len();
-        self.event_bytes.extend_from_slice(data);
+        reliable::extend_bounded(
+            &mut self.event_bytes,
+            data,
+            self.config.receive_buffer_bytes,
+        );
+        // Both fit: event bytes stay under `receive_buffer_bytes`.
         self.events.push_back(EventRecord::Message {
             channel,
-            start,
-            len: data.len(),
+            start: start as u32,
+            len: data.len() as u32,
         });
     }
 
@@ -1248,6 +1439,15 @@ impl Connection {
     fn accept_message(&mut self, channel: Channel, id: u64, data: &[u8]) -> bool {
         if self.is_closing() {
             return true;
+        }
+        if !self.message_room(channel) {
+            self.stats.events_dropped += 1;
+            // Unreliable: dropped (as when out of bytes). Reliable: refused,
+            // so not acknowledged, and the peer sends it again later.
+            return channel == Channel::Unreliable;
+        }
+        if channel == Channel::Unreliable {
+            self.packet_messages += 1;
         }
         match channel {
             Channel::Unreliable => {
@@ -1278,7 +1478,7 @@ impl Connection {
                 let room = self
                     .config
                     .receive_buffer_bytes
-                    .saturating_sub(self.event_bytes.len());
+                    .saturating_sub(self.event_bytes.len() + self.reassembly.held_bytes());
                 match self.ordered_rx.arrive(id, data, room) {
                     Arrival::Deliver => {
                         self.push_message_event(channel, data);
@@ -1307,7 +1507,17 @@ impl Connection {
         if done {
             return true;
         }
-        let max = self.config.max_message_bytes;
+        // A piece of a message being reassembled is charged to the receive
+        // budget like any held message (refused, so sent again, when full).
+        if !self.receive_room(f.data.len()) {
+            self.stats.fragments_dropped += 1;
+            return false;
+        }
+        // The largest message received is what the budget can hold.
+        let max = self
+            .config
+            .max_message_bytes
+            .min(self.config.receive_buffer_bytes);
         match self.reassembly.add(
             now,
             f.channel,
@@ -1377,6 +1587,13 @@ impl Connection {
             n += 1;
         }
         let acked_any = n > 0;
+        if self
+            .path_check
+            .is_some_and(|p| newly[..n].iter().any(|&pn| pn >= p.first_pn))
+        {
+            // The peer received a packet sent to its new address.
+            self.path_check = None;
+        }
         for &pn in &newly[..n] {
             if let Some(packet) = self.sent.get_mut(pn).map(|p| *p) {
                 self.on_packet_acked(
@@ -1845,7 +2062,23 @@ impl Connection {
                 buf[..n].copy_from_slice(&a.datagram[..n]);
                 n
             }
-            _ => self.write_sealed(now, buf)?,
+            _ => {
+                // Anti-amplification towards an unproven address: the
+                // datagram is cut to what is left of the allowance (smaller
+                // packets, never more bytes), so the acknowledgement that
+                // proves the path can still go out.
+                let room = self.path_check.map_or(buf.len(), |p| {
+                    p.bytes_in
+                        .saturating_mul(PATH_AMPLIFICATION)
+                        .saturating_sub(p.bytes_out)
+                        .min(buf.len())
+                });
+                let n = self.write_sealed(now, &mut buf[..room])?;
+                if let Some(p) = self.path_check.as_mut() {
+                    p.bytes_out += n;
+                }
+                n
+            }
         };
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += size as u64;
@@ -1902,8 +2135,13 @@ impl Connection {
                     }
                     .encode_frame(&mut w);
                 }
-                eliciting |= self.write_control(now, &mut w);
-                if matches!(self.state, State::Established) {
+                // A full sent history takes no more ack-eliciting content
+                // until acks or the retransmission timeout drain it.
+                let room = self.sent.has_room();
+                if room {
+                    eliciting |= self.write_control(now, &mut w);
+                }
+                if room && matches!(self.state, State::Established) {
                     let window_room = self
                         .congestion
                         .window
@@ -1979,9 +2217,7 @@ impl Connection {
         }
         self.ack_pending = 0;
         self.ack_deadline = None;
-        if self.unreliable.is_empty() {
-            self.unreliable_bytes.clear();
-        }
+        self.compact_unreliable_bytes();
         Some(size)
     }
 
@@ -2104,6 +2340,10 @@ impl Connection {
                 Channel::ReliableOrdered => &mut self.ordered_tx,
                 _ => &mut self.unordered_tx,
             };
+            if p.id >= sender.base_id().saturating_add(self.peer_window) {
+                // Flow control: wait for acks to move the window.
+                break;
+            }
             let Some(slot) = sender.slot_mut(p.id) else {
                 self.pending_pieces.pop_front();
                 continue;

@@ -47,13 +47,34 @@ pub(crate) struct SentPacket {
     pub(crate) lost: bool,
 }
 
+/// Most ack-eliciting packets tracked at once. When the history is full no
+/// new ack-eliciting content is written (acks still go out): a peer that
+/// never acknowledges stalls its own connection instead of growing ours,
+/// and the retransmission timeout then declares the history lost, so it
+/// drains. 256 packets is over 4 s of 60 Hz traffic. (Forgetting the
+/// oldest instead was tried: re-queued content refilled the history within
+/// one `poll_transmit` loop and never stopped.)
+pub(crate) const MAX_SENT_PACKETS: usize = 256;
+/// Most retransmittable frames tracked at once (same rule as packets).
+pub(crate) const MAX_SENT_FRAMES: usize = 256;
+
 /// Sent packets in packet-number order, with their frames.
+///
+/// Only packets that must be acknowledged or recovered are kept: an
+/// ack-only packet carries nothing to re-send and is never declared lost,
+/// so keeping it would pin the history's front forever if the peer never
+/// acknowledges it. Invariant (restored by [`Self::compact`] after every
+/// change): the front packet is unsettled, so the oldest packet in flight
+/// is found in O(1).
 #[derive(Debug, Default)]
 pub(crate) struct SentPackets {
     packets: VecDeque<SentPacket>,
     frames: VecDeque<SentFrame>,
     /// Absolute index of `frames[0]`.
     frames_base: u64,
+    /// The largest packet number sent, tracked or not (an ack naming a
+    /// larger one is forged).
+    largest_sent: Option<u64>,
     pub(crate) bytes_in_flight: usize,
 }
 
@@ -74,10 +95,26 @@ impl SentPackets {
     }
 
     pub(crate) fn push(&mut self, p: SentPacket) {
+        self.largest_sent = Some(p.pn);
+        if !p.ack_eliciting && p.frame_count == 0 {
+            // Ack-only: nothing to recover, nothing to track.
+            return;
+        }
         if p.ack_eliciting {
             self.bytes_in_flight += usize::from(p.bytes);
         }
         self.packets.push_back(p);
+    }
+
+    /// Packets tracked.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// Whether the history is within its bounds.
+    pub(crate) fn has_room(&self) -> bool {
+        self.packets.len() < MAX_SENT_PACKETS && self.frames.len() < MAX_SENT_FRAMES
     }
 
     pub(crate) fn frame(&self, absolute: u64) -> Option<SentFrame> {
@@ -87,8 +124,9 @@ impl SentPackets {
 
     /// The packet with number `pn`, if still tracked.
     pub(crate) fn get_mut(&mut self, pn: u64) -> Option<&mut SentPacket> {
-        let first = self.packets.front()?.pn;
-        let i = usize::try_from(pn.checked_sub(first)?).ok()?;
+        // Ack-only packets leave gaps in the numbers: search (the history
+        // is short and sorted).
+        let i = self.packets.binary_search_by_key(&pn, |p| p.pn).ok()?;
         self.packets.get_mut(i)
     }
 
@@ -96,14 +134,17 @@ impl SentPackets {
         self.packets.iter_mut()
     }
 
+    /// O(1): after [`Self::compact`] the front is the oldest unsettled
+    /// packet (only a packet with no retransmittable frame could be
+    /// non-eliciting, and none is tracked).
     pub(crate) fn oldest_in_flight(&self) -> Option<&SentPacket> {
         self.packets
-            .iter()
-            .find(|p| p.ack_eliciting && !p.acked && !p.lost)
+            .front()
+            .filter(|p| p.ack_eliciting && !p.acked && !p.lost)
     }
 
     pub(crate) fn largest_pn(&self) -> Option<u64> {
-        self.packets.back().map(|p| p.pn)
+        self.largest_sent
     }
 
     /// Forgets settled packets at the front, and their frames.

@@ -83,8 +83,23 @@ impl ReliableSender {
         self.slots.len()
     }
 
+    /// The oldest id not yet acknowledged.
+    pub(crate) fn base_id(&self) -> u64 {
+        self.base_id
+    }
+
     pub(crate) fn bytes_queued(&self) -> usize {
         self.bytes_queued
+    }
+
+    /// Bytes held (capacity): queued slots and spares.
+    pub(crate) fn memory(&self) -> usize {
+        let slot = |s: &SendSlot| {
+            s.data.capacity() + s.pieces.capacity() * core::mem::size_of::<PieceState>()
+        };
+        self.slots.iter().map(slot).sum::<usize>()
+            + self.spare.iter().map(slot).sum::<usize>()
+            + (self.slots.capacity() + self.spare.capacity()) * core::mem::size_of::<SendSlot>()
     }
 
     /// Queues a message; returns its id. The caller checked the limits.
@@ -122,7 +137,7 @@ impl ReliableSender {
                 piece: piece as u16,
             });
         }
-        self.bytes_queued += data.len();
+        self.bytes_queued += data.len() + SEND_SLOT_COST;
         self.slots.push_back(slot);
         id
     }
@@ -149,14 +164,42 @@ impl ReliableSender {
         slot.unacked_pieces -= 1;
         while self.slots.front().is_some_and(|s| s.unacked_pieces == 0) {
             if let Some(done) = self.slots.pop_front() {
-                self.bytes_queued -= done.data.len();
+                self.bytes_queued -= done.data.len() + SEND_SLOT_COST;
                 self.base_id += 1;
-                self.spare.push(done);
+                // Keep a few small slots for reuse; a recycled slot used to
+                // keep whatever capacity its largest message gave it.
+                if self.spare.len() < SPARE_BUFFERS && done.data.capacity() <= SPARE_BUFFER_CAPACITY
+                {
+                    self.spare.push(done);
+                }
             }
         }
         true
     }
 }
+
+/// Appends `data`, growing the capacity by doubling but never past
+/// `limit` (unless the data itself needs more): buffers that count towards
+/// the memory budget must not overshoot it by the doubling slack.
+pub(crate) fn extend_bounded(v: &mut Vec<u8>, data: &[u8], limit: usize) {
+    let need = v.len() + data.len();
+    if need > v.capacity() {
+        let target = (v.capacity() * 2).max(64).min(limit).max(need);
+        v.reserve_exact(target - v.len());
+    }
+    v.extend_from_slice(data);
+}
+
+/// Spare out-of-order buffers kept for reuse.
+pub(crate) const SPARE_BUFFERS: usize = 4;
+/// Largest spare buffer kept: small messages (inputs, chat) reuse buffers
+/// without allocating; larger ones are rare and freed after use.
+pub(crate) const SPARE_BUFFER_CAPACITY: usize = 512;
+/// What a queued reliable message costs beyond its bytes (its slot and
+/// piece state), charged to `send_queue_bytes` so that many tiny messages
+/// cannot exceed the queue's memory.
+pub(crate) const SEND_SLOT_COST: usize =
+    core::mem::size_of::<SendSlot>() + core::mem::size_of::<PieceState>();
 
 /// Delivers reliable ordered messages in id order.
 #[derive(Debug)]
@@ -166,6 +209,8 @@ pub(crate) struct OrderedReceiver {
     buffered: VecDeque<Option<Vec<u8>>>,
     spare: Vec<Vec<u8>>,
     buffered_bytes: usize,
+    /// Messages buffered (the `Some` entries of `buffered`).
+    buffered_count: usize,
     window: u64,
 }
 
@@ -189,12 +234,18 @@ impl OrderedReceiver {
             buffered: VecDeque::new(),
             spare: Vec::new(),
             buffered_bytes: 0,
+            buffered_count: 0,
             window,
         }
     }
 
     pub(crate) fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
+    }
+
+    /// Messages buffered out of order.
+    pub(crate) fn buffered_count(&self) -> usize {
+        self.buffered_count
     }
 
     /// Whether message `id` was delivered or is buffered.
@@ -242,6 +293,7 @@ impl OrderedReceiver {
         buf.clear();
         buf.extend_from_slice(data);
         self.buffered_bytes += buf.len();
+        self.buffered_count += 1;
         self.buffered[offset] = Some(buf);
         Arrival::Buffered
     }
@@ -253,7 +305,8 @@ impl OrderedReceiver {
             if let Some(Some(buf)) = self.buffered.pop_front() {
                 // Delivered directly although buffered: recycle.
                 self.buffered_bytes -= buf.len();
-                self.spare.push(buf);
+                self.buffered_count -= 1;
+                self.recycle(buf);
             }
         }
     }
@@ -264,6 +317,7 @@ impl OrderedReceiver {
         if let Some(Some(_)) = self.buffered.front() {
             let buf = self.buffered.pop_front().flatten()?;
             self.buffered_bytes -= buf.len();
+            self.buffered_count -= 1;
             self.next_deliver += 1;
             return Some(buf);
         }
@@ -271,8 +325,26 @@ impl OrderedReceiver {
     }
 
     /// Returns a buffer from [`Self::pop_ready`] for reuse.
+    /// Keeps at most [`SPARE_BUFFERS`] buffers of at most
+    /// [`SPARE_BUFFER_CAPACITY`] bytes: a burst of large out-of-order
+    /// messages must not leave its buffers pinned to the connection.
     pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
-        self.spare.push(buf);
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_BUFFER_CAPACITY {
+            self.spare.push(buf);
+        }
+    }
+
+    /// Bytes held (capacity of the index and of every buffer).
+    pub(crate) fn memory(&self) -> usize {
+        self.buffered.capacity() * core::mem::size_of::<Option<Vec<u8>>>()
+            + self
+                .buffered
+                .iter()
+                .flatten()
+                .map(Vec::capacity)
+                .sum::<usize>()
+            + self.spare.iter().map(Vec::capacity).sum::<usize>()
+            + self.spare.capacity() * core::mem::size_of::<Vec<u8>>()
     }
 }
 
@@ -351,8 +423,57 @@ pub(crate) struct Reassembly {
     pub(crate) total: usize,
     pub(crate) received: Vec<u64>,
     pub(crate) remaining: usize,
+    /// The pieces received so far, in arrival order (in message order once
+    /// complete). Never zero-filled to `total` up front: a peer announcing
+    /// a large message with one tiny piece costs us that piece, not the
+    /// whole announced size (the zero-fill was CPU amplification).
     pub(crate) data: Vec<u8>,
+    /// (piece index, offset in `data`) in arrival order.
+    pub(crate) pieces: Vec<(u16, u32)>,
     pub(crate) started: Option<Instant>,
+}
+
+/// A released reassembly keeps buffers up to this capacity (reused without
+/// allocating); larger ones are freed so that one large message, or a
+/// hostile peer, does not pin memory in every slot.
+pub(crate) const REASSEMBLY_RETAIN: usize = 2 * FRAGMENT_PIECE_LEN;
+
+impl Reassembly {
+    /// Puts the pieces, stored in arrival order, in message order. In-order
+    /// arrival (the common case) needs nothing; otherwise one copy of the
+    /// message, paid for by the bytes that arrived.
+    fn put_in_order(&mut self) {
+        if self.pieces.is_sorted_by_key(|&(i, _)| i) {
+            return;
+        }
+        self.pieces.sort_unstable_by_key(|&(i, _)| i);
+        let mut ordered = Vec::with_capacity(self.data.len());
+        let count = self.pieces.len();
+        for &(index, start) in &self.pieces {
+            let len = if usize::from(index) + 1 == count {
+                self.total - usize::from(index) * FRAGMENT_PIECE_LEN
+            } else {
+                FRAGMENT_PIECE_LEN
+            };
+            let start = start as usize;
+            ordered.extend_from_slice(&self.data[start..start + len]);
+        }
+        self.data = ordered;
+    }
+
+    /// Frees the slot; buffers over [`REASSEMBLY_RETAIN`] are released.
+    fn deactivate(&mut self) {
+        self.active = false;
+        if self.data.capacity() > REASSEMBLY_RETAIN {
+            self.data = Vec::new();
+        }
+        if self.pieces.capacity() > REASSEMBLY_RETAIN / FRAGMENT_PIECE_LEN * 4 {
+            self.pieces = Vec::new();
+        }
+        if self.received.capacity() > 1 {
+            self.received = Vec::new();
+        }
+    }
 }
 
 /// Why a fragment was dropped.
@@ -453,7 +574,7 @@ impl Reassembler {
                 s.received.clear();
                 s.received.resize(count.div_ceil(64), 0);
                 s.data.clear();
-                s.data.resize(total, 0);
+                s.pieces.clear();
                 s.started = Some(now);
                 i
             }
@@ -467,9 +588,24 @@ impl Reassembler {
         }
         s.received[w] |= 1 << b;
         s.remaining -= 1;
-        let start = idx * FRAGMENT_PIECE_LEN;
-        s.data[start..start + data.len()].copy_from_slice(data);
-        Ok((s.remaining == 0).then_some(slot_index))
+        // Offsets stay below `total` ≤ the message limit (< 4 GiB).
+        s.pieces.push((index, s.data.len() as u32));
+        extend_bounded(&mut s.data, data, total);
+        if s.remaining == 0 {
+            s.put_in_order();
+            return Ok(Some(slot_index));
+        }
+        Ok(None)
+    }
+
+    /// Bytes of pieces held by active reassemblies (what the receive budget
+    /// is charged).
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.active)
+            .map(|s| s.data.len())
+            .sum()
     }
 
     /// Takes a slot's buffer out (to deliver it without copying).
@@ -487,7 +623,7 @@ impl Reassembler {
     }
 
     pub(crate) fn release(&mut self, slot: usize) {
-        self.slots[slot].active = false;
+        self.slots[slot].deactivate();
     }
 
     /// Drops reassemblies older than `timeout`; returns how many.
@@ -498,7 +634,7 @@ impl Reassembler {
                 && s.started
                     .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
             {
-                s.active = false;
+                s.deactivate();
                 n += 1;
             }
         }
@@ -519,8 +655,13 @@ impl Reassembler {
     pub(crate) fn memory(&self) -> usize {
         self.slots
             .iter()
-            .map(|s| s.data.capacity() + s.received.capacity() * 8)
-            .sum()
+            .map(|s| {
+                s.data.capacity()
+                    + s.received.capacity() * 8
+                    + s.pieces.capacity() * core::mem::size_of::<(u16, u32)>()
+            })
+            .sum::<usize>()
+            + self.slots.capacity() * core::mem::size_of::<Reassembly>()
     }
 }
 
@@ -616,5 +757,32 @@ mod tests {
             r.add(now, Channel::ReliableOrdered, 3, 3, 0, 5000, &piece, 4096),
             Err(FragmentError::Invalid)
         );
+    }
+
+    #[test]
+    fn reassembly_out_of_order_is_put_back_in_order() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(1);
+        let total = 2 * FRAGMENT_PIECE_LEN + 5;
+        let msg: Vec<u8> = (0..total).map(|i| (i * 7 % 251) as u8).collect();
+        let piece =
+            |i: usize| &msg[i * FRAGMENT_PIECE_LEN..((i + 1) * FRAGMENT_PIECE_LEN).min(total)];
+        let ch = Channel::ReliableOrdered;
+        assert_eq!(
+            r.add(now, ch, 1, 1, 2, total as u32, piece(2), 4096),
+            Ok(None)
+        );
+        assert_eq!(r.held_bytes(), 5);
+        assert_eq!(
+            r.add(now, ch, 1, 1, 0, total as u32, piece(0), 4096),
+            Ok(None)
+        );
+        assert_eq!(
+            r.add(now, ch, 1, 1, 1, total as u32, piece(1), 4096),
+            Ok(Some(0))
+        );
+        assert_eq!(r.complete(0).data, msg);
+        r.release(0);
+        assert_eq!(r.held_bytes(), 0);
     }
 }

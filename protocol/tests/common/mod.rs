@@ -59,11 +59,10 @@ pub struct Rng(pub u64);
 
 impl Rng {
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        // SplitMix64: the crate's one copy (the state stays a public `u64`
+        // so tests can seed it as `Rng(seed)`).
+        self.0 = self.0.wrapping_add(tos_protocol::rng::GOLDEN_GAMMA);
+        tos_protocol::rng::mix64(self.0)
     }
     pub fn chance(&mut self, p: f64) -> bool {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
