@@ -49,16 +49,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// SplitMix64, for the players' walks.
-struct Rng(u64);
+/// The workspace's SplitMix64, for the players' walks.
+struct Rng(tos_protocol::rng::SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+        (self.0.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 
@@ -93,7 +89,7 @@ impl Scenario {
         };
         let mut shard = Shard::with_capacity(0, &config, &layout, WorldData::default(), capacity)
             .expect("shard");
-        let mut rng = Rng(7);
+        let mut rng = Rng(tos_protocol::rng::SplitMix64::new(7));
         let mut list = Vec::with_capacity(players as usize);
         for k in 0..players {
             let p = [

@@ -296,14 +296,11 @@ impl GameData {
         let Some(&(x, y, z)) = points.get((seed % points.len().max(1) as u64) as usize) else {
             return [0.0; 3];
         };
-        // Two well-mixed fractions from the seed (SplitMix64 finaliser).
-        let mix = |mut v: u64| {
-            v = (v ^ (v >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            v = (v ^ (v >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((v ^ (v >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let a = mix(seed.wrapping_add(0x9e37_79b9_7f4a_7c15)) * std::f64::consts::TAU;
-        let d = template.spawn_radius * mix(seed.wrapping_add(0x3c6e_f372_fe94_f82a)).sqrt();
+        // Two well-mixed fractions from the seed (the workspace's SplitMix64).
+        let mut rng = tos_protocol::rng::SplitMix64::new(seed);
+        let mut fraction = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let a = fraction() * std::f64::consts::TAU;
+        let d = template.spawn_radius * fraction().sqrt();
         [(x + d * a.cos()) as f32, (y + d * a.sin()) as f32, z as f32]
     }
 

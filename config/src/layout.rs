@@ -565,16 +565,12 @@ mod tests {
         all
     }
 
-    /// SplitMix64: a small deterministic generator for random cases.
-    struct SplitMix(u64);
+    /// The workspace's one seeded generator (SplitMix64), for random cases.
+    struct SplitMix(tos_protocol::rng::SplitMix64);
 
     impl SplitMix {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
+            self.0.next_u64()
         }
 
         /// Uniform-ish in `low..=high`.
@@ -811,7 +807,7 @@ mod tests {
 
     #[test]
     fn random_stripes_and_blocks_give_every_core_an_even_share() {
-        let mut rng = SplitMix(7);
+        let mut rng = SplitMix(tos_protocol::rng::SplitMix64::new(7));
         for _ in 0..500 {
             let grid = [rng.range(1, 24), rng.range(1, 24), rng.range(1, 3)];
             let cols = rng.range(1, grid[0]);
@@ -858,7 +854,7 @@ mod tests {
 
     #[test]
     fn random_explicit_layouts_resolve_to_their_own_table_or_name_the_fault() {
-        let mut rng = SplitMix(42);
+        let mut rng = SplitMix(tos_protocol::rng::SplitMix64::new(42));
         for _ in 0..300 {
             let grid = [rng.range(1, 12), rng.range(1, 12), rng.range(1, 2)];
             let all = quadrants(grid, |_| true);

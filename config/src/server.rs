@@ -499,17 +499,12 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A small deterministic generator (SplitMix64) for the fuzz-style test
-    /// below; no new dependency needed.
-    struct SplitMix(u64);
+    /// The workspace's one seeded generator, for the fuzz-style test below.
+    struct SplitMix(tos_protocol::rng::SplitMix64);
 
     impl SplitMix {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
+            self.0.next_u64()
         }
     }
 
@@ -519,7 +514,7 @@ mod tests {
         let digits: Vec<usize> = (0..text.len())
             .filter(|&i| text[i].is_ascii_digit())
             .collect();
-        let mut rng = SplitMix(0x5eed);
+        let mut rng = SplitMix(tos_protocol::rng::SplitMix64::new(0x5eed));
         let mut accepted = 0;
         for _ in 0..3000 {
             let mut mangled = text.to_vec();

@@ -99,7 +99,11 @@ pub const STATIC_KEY_FILE: &str = "server_static.key";
 pub const INTEGRITY_SECRET_FILE: &str = "integrity.secret";
 
 /// Reads a 32-byte secret from `path` in the data directory, creating it
-/// (random, mode 0600) on first start so that it survives restarts.
+/// (random, mode 0600) on first start so that it survives restarts. Two
+/// processes (or two servers of one test process) starting at once on the
+/// same directory agree on one secret: the file appears whole or not at
+/// all (written aside, then hard-linked into place, which fails if another
+/// got there first), and the loser reads the winner's.
 pub fn load_or_create(path: &Path) -> Result<[u8; 32], SecretError> {
     let name = path.display().to_string();
     match load_or_generate(Some(&name)) {
@@ -108,29 +112,42 @@ pub fn load_or_create(path: &Path) -> Result<[u8; 32], SecretError> {
             let mut s = [0u8; 32];
             OsRng.fill_bytes(&mut s);
             let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(path, format!("{hex}\n").as_bytes()).map_err(|source| {
-                SecretError::Io {
-                    path: name.clone(),
-                    source,
+            match create_whole(path, format!("{hex}\n").as_bytes()) {
+                Ok(()) => Ok(s),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_generate(Some(&name))
                 }
-            })?;
-            Ok(s)
+                Err(source) => Err(SecretError::Io { path: name, source }),
+            }
         }
         Err(e) => Err(e),
     }
 }
 
-/// Writes a new file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Creates `path` with `bytes`, readable by its owner only, atomically:
+/// `AlreadyExists` if it is there already.
+fn create_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    let mut nonce = [0u8; 8];
+    OsRng.fill_bytes(&mut nonce);
+    let aside = path.with_extension(format!(
+        "new-{}-{:016x}",
+        std::process::id(),
+        u64::from_le_bytes(nonce)
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&aside)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::hard_link(&aside, path)
+    })();
+    let _ = std::fs::remove_file(&aside);
+    result
 }
 
 impl Secrets {
@@ -216,4 +233,37 @@ pub fn endpoint_config(
     });
     e.tick_hz = config.runtime.tick_hz.min(u32::from(u16::MAX)) as u16;
     e
+}
+
+#[cfg(test)]
+mod secret_file_tests {
+    use super::load_or_create;
+
+    #[test]
+    fn servers_starting_at_once_agree_on_one_secret() {
+        let dir = std::env::temp_dir().join(format!("tos-secret-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server_static.key");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || load_or_create(&p).expect("loads or creates"))
+            })
+            .collect();
+        let secrets: Vec<[u8; 32]> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(
+            secrets.iter().all(|s| *s == secrets[0]),
+            "one secret for all"
+        );
+        // And the next start reads the same one back.
+        assert_eq!(load_or_create(&path).unwrap(), secrets[0]);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        // Nothing is left aside.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

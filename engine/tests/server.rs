@@ -23,9 +23,11 @@ fn config(backend: IoBackend, steering: Steering) -> ServerConfig {
     c.runtime.cores = CoreSelection::Count(2);
     c.runtime.pin_threads = false;
     c.runtime.echo_mode = true;
-    // Keys go to a directory of this test run, never into the source tree.
+    // Keys go to a directory of this test, never into the source tree.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     c.runtime.data_dir = std::env::temp_dir()
-        .join(format!("tos-engine-tests-{}", std::process::id()))
+        .join(format!("tos-engine-tests-{}-{n}", std::process::id()))
         .display()
         .to_string();
     c
