@@ -39,6 +39,9 @@ pub struct LoginSpec {
     /// Whether the connection carried a session ticket (the server then
     /// starts the session logged in and the flow skips the password).
     pub ticketed: bool,
+    /// Stop once logged in (a client that only needs its ticket, or a load
+    /// test of logins alone); otherwise list, create if none, and enter.
+    pub login_only: bool,
 }
 
 /// Where the character stands on entering.
@@ -114,6 +117,8 @@ enum State {
     Creating(Creating),
     Entering(Entering),
     InGame(InGame),
+    /// Logged in, and asked to go no further.
+    Done,
     Failed,
 }
 
@@ -219,7 +224,11 @@ impl LoginFlow {
                     expires_at,
                 },
             ) => {
-                self.list(false);
+                if self.spec.login_only {
+                    self.state = State::Done;
+                } else {
+                    self.list(false);
+                }
                 Some(FlowEvent::Authenticated {
                     account_id: *account_id,
                     ticket: ticket.to_vec(),

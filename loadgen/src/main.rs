@@ -57,6 +57,8 @@ loadgen: simulated players against a tos-server
                             registered on first use, logged in afterwards, and
                             gets a character when it has none
   --password PW             password of those accounts (default loadgen-password)
+  --login-only              players log in and stay connected without entering
+                            the world (to measure a login storm alone)
   --data-dir DIR            data directory of --spawn-server (default: a new
                             temporary one); reuse it to find the characters again
   --positions FILE          where players' last positions are remembered between
@@ -95,6 +97,7 @@ struct Args {
     password: String,
     data_dir: Option<String>,
     positions: Option<String>,
+    login_only: bool,
 }
 
 fn hex32(s: &str) -> Result<[u8; 32], String> {
@@ -144,6 +147,7 @@ fn parse_args() -> Result<Args, String> {
         password: "loadgen-password".into(),
         data_dir: None,
         positions: None,
+        login_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -198,6 +202,7 @@ fn parse_args() -> Result<Args, String> {
             "--password" => a.password = v("--password")?,
             "--data-dir" => a.data_dir = Some(v("--data-dir")?),
             "--positions" => a.positions = Some(v("--positions")?),
+            "--login-only" => a.login_only = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
@@ -408,6 +413,7 @@ fn run(args: &Args) -> Result<(), String> {
             deadline,
             apply_snapshots: !args.decode_only,
             account_prefix: args.account_prefix.clone(),
+            login_only: args.login_only,
             password: args.password.clone(),
             remembered: Arc::clone(&remembered_arc),
         };

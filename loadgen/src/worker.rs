@@ -39,6 +39,8 @@ pub(crate) struct Plan {
     pub(crate) account_prefix: String,
     /// The password of every loadgen account.
     pub(crate) password: String,
+    /// Players log in and go no further (a login storm alone).
+    pub(crate) login_only: bool,
     /// Where an earlier run left each player's character (by index).
     pub(crate) remembered: Arc<HashMap<usize, [f32; 3]>>,
 }
@@ -187,6 +189,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                                 template: template(global, b),
                                 appearance: vec![(global % 251) as u8; 4],
                                 ticketed: false,
+                                login_only: plan.login_only,
                             }
                         });
                         let mut p = Player::new(

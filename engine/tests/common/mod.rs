@@ -125,6 +125,7 @@ pub fn spec(account: &str, template: u16) -> LoginSpec {
         template,
         appearance: vec![1, 2, 3],
         ticketed: false,
+        login_only: false,
     }
 }
 
