@@ -9,14 +9,10 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Player, spec};
-use tos_client::LoginFlow;
-use tos_protocol::connection::{ClientConfig, Connection, ServerKey, TransportConfig};
-use tos_protocol::integrity::IntegrityTable;
 
 /// A `tos-server` child process.
 struct Server {
@@ -109,38 +105,13 @@ impl Drop for Server {
 }
 
 fn player(server: &Server, account: &str) -> Player {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_nonblocking(true).unwrap();
-    let cfg = ClientConfig {
-        transport: Arc::new(TransportConfig::default()),
-        server_key: ServerKey::Pinned(server.key),
-        ticket: Vec::new(),
-        integrity: Some(Arc::new(IntegrityTable::generate(
-            &server.integrity,
-            tos_engine::settings::CLIENT_VERSION,
-        ))),
-        seed: [account.len() as u8; 32],
-    };
-    let conn = Connection::connect(cfg, server.addr, Instant::now()).unwrap();
-    let mut p = Player {
-        socket,
-        conn,
-        flow: LoginFlow::new(spec(account, 1)),
-        entered: None,
-        ticket: None,
-        failed: None,
-        refusals: Vec::new(),
-        receiver: tos_shards::SnapshotReceiver::new(),
-        snapshots: 0,
-        corrections: Vec::new(),
-        position: [0.0; 3],
-        seq: 0,
-        disconnected: false,
-        denied: false,
-        inbox: Vec::new(),
-        manual: false,
-        claims: Default::default(),
-    };
+    let mut p = Player::to(
+        server.addr,
+        server.key,
+        server.integrity,
+        spec(account, 1),
+        Vec::new(),
+    );
     assert!(
         p.pump_until(Duration::from_secs(20), |p| p.entered.is_some()
             || p.failed.is_some()),

@@ -621,12 +621,6 @@ impl GameCore {
         if !(min..=max).contains(&password.len()) {
             return self.login_refused(handle, request, RefusalReason::PasswordInvalid);
         }
-        if !self.login_allowed(now, handle, name) {
-            return self.login_refused(handle, request, RefusalReason::RateLimited);
-        }
-        if self.store.saturated() {
-            return self.login_refused(handle, request, RefusalReason::StoreUnavailable);
-        }
         // Look the name up before paying for a hash: a taken name is
         // refused at once (registration reveals that a name exists anyway).
         let pending = Pending::RegisterLookup {
@@ -634,20 +628,7 @@ impl GameCore {
             name: name.to_string(),
             password: password.to_string(),
         };
-        if self.submit_store(
-            StoreRequest::AccountByName {
-                name: name.to_string(),
-            },
-            pending,
-        ) {
-            let name = name.to_string();
-            self.transition(handle, |s| match s {
-                Session::Connected(c) => Session::Authenticating(c.authenticating(name, true)),
-                other => other,
-            });
-        } else {
-            self.login_refused(handle, request, RefusalReason::ServerBusy);
-        }
+        self.look_up_account(now, handle, name, true, pending);
     }
 
     fn login(&mut self, now: Instant, handle: ConnectionHandle, name: &str, password: &str) {
@@ -657,25 +638,44 @@ impl GameCore {
         {
             return self.login_refused(handle, request, RefusalReason::BadCredentials);
         }
+        let pending = Pending::LoginLookup {
+            handle,
+            password: password.to_string(),
+        };
+        self.look_up_account(now, handle, name, false, pending);
+    }
+
+    /// The common start of Register and Login: rate limits, the store's
+    /// health, then the account lookup, the session moving to
+    /// Authenticating.
+    fn look_up_account(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        name: &str,
+        registering: bool,
+        pending: Pending,
+    ) {
+        let request = if registering {
+            client_type::REGISTER
+        } else {
+            client_type::LOGIN
+        };
         if !self.login_allowed(now, handle, name) {
             return self.login_refused(handle, request, RefusalReason::RateLimited);
         }
         if self.store.saturated() {
             return self.login_refused(handle, request, RefusalReason::StoreUnavailable);
         }
-        let pending = Pending::LoginLookup {
-            handle,
-            password: password.to_string(),
+        let lookup = StoreRequest::AccountByName {
+            name: name.to_string(),
         };
-        if self.submit_store(
-            StoreRequest::AccountByName {
-                name: name.to_string(),
-            },
-            pending,
-        ) {
+        if self.submit_store(lookup, pending) {
             let name = name.to_string();
             self.transition(handle, |s| match s {
-                Session::Connected(c) => Session::Authenticating(c.authenticating(name, false)),
+                Session::Connected(c) => {
+                    Session::Authenticating(c.authenticating(name, registering))
+                }
                 other => other,
             });
         } else {

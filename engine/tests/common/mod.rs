@@ -160,6 +160,25 @@ impl Player {
     }
 
     pub fn with_ticket(server: &ServerHandle, spec: LoginSpec, ticket: Vec<u8>) -> Self {
+        Self::to(
+            server.local_addr(),
+            server.static_public_key(),
+            server.integrity_secret(),
+            spec,
+            ticket,
+        )
+    }
+
+    /// A player of the server at `addr` with static key `key` whose
+    /// integrity tables come from `integrity` (a server in this process
+    /// or another one).
+    pub fn to(
+        addr: std::net::SocketAddr,
+        key: [u8; 32],
+        integrity: [u8; 32],
+        spec: LoginSpec,
+        ticket: Vec<u8>,
+    ) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let mut seed = [7u8; 32];
@@ -167,17 +186,17 @@ impl Player {
         seed[..2].copy_from_slice(&port.to_le_bytes());
         let cfg = ClientConfig {
             transport: Arc::new(TransportConfig::default()),
-            server_key: ServerKey::Pinned(server.static_public_key()),
+            server_key: ServerKey::Pinned(key),
             ticket,
             integrity: Some(Arc::new(IntegrityTable::generate(
-                &server.integrity_secret(),
+                &integrity,
                 tos_engine::settings::CLIENT_VERSION,
             ))),
             seed,
         };
         Self {
             socket,
-            conn: Connection::connect(cfg, server.local_addr(), Instant::now()).unwrap(),
+            conn: Connection::connect(cfg, addr, Instant::now()).unwrap(),
             flow: LoginFlow::new(spec),
             entered: None,
             ticket: None,
