@@ -11,7 +11,11 @@
 //! - [`flow`]: [`LoginFlow`], the account and character flow of one
 //!   client — log in (or register), list characters, create one if there
 //!   is none, enter the world — as a state machine whose states are types.
+//! - [`snapshot`]: [`SnapshotReceiver`], which applies the server's
+//!   snapshots against per-entity baselines.
 
 pub mod flow;
+pub mod snapshot;
 
 pub use flow::{Entered, FlowEvent, LoginFlow, LoginSpec};
+pub use snapshot::{RECEIVER_HISTORY, ReceiveError, ReceiverStats, SnapshotInfo, SnapshotReceiver};

@@ -60,7 +60,7 @@ pub(crate) struct Player {
     next_input: Instant,
     input_period: Duration,
     /// The world as this client sees it, from the snapshots.
-    receiver: tos_shards::SnapshotReceiver,
+    receiver: tos_client::SnapshotReceiver,
     /// Whether snapshots are applied (a full client) or only decoded.
     pub(crate) apply_snapshots: bool,
     rng: u64,
@@ -123,7 +123,7 @@ impl Player {
             waypoint: [0.0; 3],
             next_input: now,
             input_period: Duration::from_secs_f64(1.0 / f64::from(rate_hz.max(1))),
-            receiver: tos_shards::SnapshotReceiver::new(),
+            receiver: tos_client::SnapshotReceiver::new(),
             apply_snapshots: true,
             rng: seed | 1,
             done: false,

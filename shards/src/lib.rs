@@ -20,8 +20,8 @@
 //! - [`authority`]: movement claim validation ([`validate_claim`]), the
 //!   anti-cheat counters, and action checks ([`ActionRefusal`]).
 //! - [`snapshot`]: per-client replication ([`ClientView`]: priority
-//!   accumulator, acknowledged baselines, in-flight snapshots) and the
-//!   client side ([`SnapshotReceiver`]).
+//!   accumulator, acknowledged baselines, in-flight snapshots). The
+//!   client side that applies snapshots is `tos_client::SnapshotReceiver`.
 //! - [`handoff`]: ghosts ([`GhostBatch`]) and hand-offs ([`Handoff`])
 //!   between cores.
 //! - [`shard`]: [`Shard`], the per-core world the engine ticks.
@@ -56,5 +56,5 @@ pub use shard::{
     ActionOutcome, Character, Correction, EntityInfo, HandoffRejected, Shard, ShardCapacity,
     TickReport,
 };
-pub use snapshot::{ReceiveError, ReceiverStats, SnapshotInfo, SnapshotReceiver, ViewStats};
+pub use snapshot::ViewStats;
 pub use world::{Aabb, Heightfield, SpawnPoint, World, WorldData};

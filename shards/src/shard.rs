@@ -1589,10 +1589,7 @@ mod tests {
         let entity = Shard::bytes_per_entity_slot();
         let entry = ClientView::bytes_per_entry();
         let client = core::mem::size_of::<ClientState>();
-        let received = crate::snapshot::SnapshotReceiver::bytes_per_entity();
-        println!(
-            "entity slot {entity} B, view entry {entry} B, client state {client} B + view, receiver {received} B per entity"
-        );
+        println!("entity slot {entity} B, view entry {entry} B, client state {client} B + view");
         assert!(entity < 1024);
         assert!(entry <= 96);
     }

@@ -10,12 +10,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::{Cluster, layout};
+use tos_client::SnapshotReceiver;
 use tos_config::{LayoutKind, ServerConfig};
 use tos_protocol::wire::game::MovementClaim;
 use tos_shards::util::Rng;
-use tos_shards::{
-    Character, ClientId, EntityType, Faction, SnapshotReceiver, SpawnPoint, WorldData,
-};
+use tos_shards::{Character, ClientId, EntityType, Faction, SpawnPoint, WorldData};
 
 struct Counting;
 

@@ -7,12 +7,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Cluster, layout};
+use tos_client::SnapshotReceiver;
 use tos_config::{LayoutKind, ServerConfig};
 use tos_protocol::wire::game::MovementClaim;
 use tos_shards::util::Rng;
-use tos_shards::{
-    Character, ClientId, EntityType, Faction, Shard, SnapshotReceiver, SpawnPoint, WorldData,
-};
+use tos_shards::{Character, ClientId, EntityType, Faction, Shard, SpawnPoint, WorldData};
 
 fn walkers(rng: &mut Rng, n: usize, speed: f32) -> WorldData {
     let mut data = WorldData::default();

@@ -7,12 +7,12 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Link, Report, layout, small_capacity};
+use tos_client::SnapshotReceiver;
 use tos_config::{InterestDistances, LayoutKind, ServerConfig};
 use tos_protocol::wire::game::{MovementClaim, ServerMessage};
 use tos_shards::util::Rng;
 use tos_shards::{
-    Buff, Character, ClientId, EntityType, Faction, Shard, SnapshotReceiver, SpawnParams,
-    SpawnPoint, WorldData,
+    Buff, Character, ClientId, EntityType, Faction, Shard, SpawnParams, SpawnPoint, WorldData,
 };
 
 fn small_world_config() -> ServerConfig {
@@ -551,4 +551,17 @@ fn without_aoi_every_entity_is_in_view() {
         shard.on_snapshot_acked(id, now);
     }
     assert_eq!(receiver.visible_count(), 4);
+}
+
+/// The writer never names a baseline the client's receiver has dropped:
+/// its limit on records after a baseline stays below the states the
+/// receiver keeps per entity.
+#[test]
+fn writer_limits_fit_the_receiver() {
+    const {
+        assert!(
+            (tos_shards::snapshot::MAX_RECORDS_SINCE_BASELINE as usize)
+                < tos_client::RECEIVER_HISTORY
+        );
+    }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tos_client::SnapshotReceiver;
 use tos_client::{Entered, FlowEvent, LoginFlow, LoginSpec};
 use tos_config::{CoreSelection, ServerConfig};
 use tos_engine::runtime::{self, ServerHandle};
@@ -14,7 +15,6 @@ use tos_protocol::connection::{ClientConfig, Connection, Event, ServerKey, Trans
 use tos_protocol::integrity::IntegrityTable;
 use tos_protocol::wire::game::{ClientMessage, MovementClaim, RefusalReason, ServerMessage};
 use tos_protocol::wire::{Channel, Writer};
-use tos_shards::SnapshotReceiver;
 use tos_store::{Backend, CharacterId, CharacterState, SqliteBackend};
 
 /// A server and the data directory it owns (removed when dropped).
