@@ -384,6 +384,15 @@ impl SnapshotReceiver {
             .filter_map(|(&id, t)| t.newest().map(|(_, s)| (id, t.entity_type, *s)))
     }
 
+    /// Every entity in view with the tick of its newest state: network id,
+    /// type, tick, state.
+    pub fn visible_with_ticks(&self) -> impl Iterator<Item = (u32, u8, u32, QuantizedEntity)> + '_ {
+        self.entities
+            .iter()
+            .filter(|(_, t)| t.visible())
+            .filter_map(|(&id, t)| t.newest().map(|(tick, s)| (id, t.entity_type, tick, *s)))
+    }
+
     /// Entities in view.
     pub fn visible_count(&self) -> usize {
         self.entities.values().filter(|t| t.visible()).count()

@@ -1,0 +1,600 @@
+//! The sans-IO client session: one connection to a world server, from the
+//! handshake with the pinned key through login and character selection to
+//! the world — movement claims, actions, snapshots turned into entity
+//! events — on the caller's clock and socket, in the style of the protocol
+//! crate's [`Connection`]: feed datagrams and timeouts in with
+//! `handle_*`, take datagrams and events out with `poll_*`.
+//!
+//! It composes the pieces of this crate: [`LoginFlow`] (the account and
+//! character states, each a type), [`SnapshotReceiver`] and [`WorldView`]
+//! (snapshots to entity events), [`ServerClock`], [`Interpolator`] and
+//! [`Prediction`] (render time and reconciliation).
+//!
+//! Channels (PROTOCOL.md §6.4): login, character and EnterToWorld messages
+//! and Actions travel ReliableOrdered (channel 1); movement claims
+//! Unreliable (channel 0), since a newer claim supersedes a lost one.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tos_protocol::connection::{
+    ClientConfig, Connection, Event, SendError, ServerKey, Transmit, TransportConfig,
+};
+use tos_protocol::integrity::IntegrityTable;
+use tos_protocol::wire::control::{DenyReason, DisconnectReason};
+use tos_protocol::wire::game::{ClientMessage, MovementClaim, RefusalReason, ServerMessage};
+use tos_protocol::wire::{Channel, Writer};
+
+use crate::flow::{Entered, FlowEvent, LoginFlow, LoginSpec};
+use crate::interp::{Interpolator, PredictedInput, Prediction, ServerClock};
+use crate::snapshot::{EntityEvent, SnapshotReceiver, WorldView};
+
+/// What a session needs to start.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The server's static X25519 public key (the server logs it at start:
+    /// "server static public key (clients pin this)"). Always pinned: a
+    /// client that trusts any key can be sent anywhere.
+    pub server_key: [u8; 32],
+    /// Account, password and the character to create if there is none.
+    pub login: LoginSpec,
+    /// A session ticket from an earlier login (empty: log in with the
+    /// password). With a ticket the server starts the session logged in.
+    pub ticket: Vec<u8>,
+    /// This client build's integrity table, when the server checks
+    /// integrity (`security.integrity_check`, on by default).
+    pub integrity: Option<Arc<IntegrityTable>>,
+    /// Transport settings (the defaults match the server's).
+    pub transport: TransportConfig,
+    /// Seed of the connection's keys and nonces; `None` draws one from the
+    /// operating system (tests pass fixed seeds).
+    pub seed: Option<[u8; 32]>,
+    /// The server's tick rate (`runtime.tick_hz`), for the server clock.
+    pub tick_hz: f64,
+}
+
+impl SessionConfig {
+    /// A config with default transport settings, no ticket, no integrity
+    /// table, an OS seed and a 60 Hz server.
+    pub fn new(server_key: [u8; 32], login: LoginSpec) -> Self {
+        Self {
+            server_key,
+            login,
+            ticket: Vec::new(),
+            integrity: None,
+            transport: TransportConfig::default(),
+            seed: None,
+            tick_hz: 60.0,
+        }
+    }
+}
+
+/// Why a session call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// The connection is closing or closed.
+    Closed,
+    /// Not in the world yet (claims and actions need a character).
+    NotInWorld,
+    /// The transport refused the message.
+    Send(SendError),
+    /// The operating system had no randomness for the seed.
+    NoRandomness,
+}
+
+impl core::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the session is closed"),
+            Self::NotInWorld => f.write_str("not in the world yet"),
+            Self::Send(e) => write!(f, "cannot send: {e}"),
+            Self::NoRandomness => f.write_str("no randomness from the operating system"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+impl From<SendError> for SessionError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Closed => Self::Closed,
+            other => Self::Send(other),
+        }
+    }
+}
+
+/// What the game should know, in the order it happened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SessionEvent {
+    /// The handshake completed (the server proved it holds the pinned key).
+    Connected,
+    /// Logged in; [`Session::ticket`] holds the session ticket.
+    Authenticated {
+        /// The account id.
+        account_id: u64,
+        /// When the ticket expires, unix seconds.
+        expires_at: u64,
+    },
+    /// The account had no character, so one was created.
+    CharacterCreated {
+        /// Its id.
+        character_id: u64,
+    },
+    /// The character is in the world.
+    EnteredWorld(Entered),
+    /// An entity came into view, changed or left.
+    Entity(EntityEvent),
+    /// A snapshot was applied (after the entity events it caused).
+    Snapshot {
+        /// Its server tick.
+        tick: u32,
+        /// The newest claim of this client the server applied.
+        input_ack: u32,
+        /// It arrived after a newer one (its records still applied).
+        late: bool,
+    },
+    /// The server rejected a claim: the character is at `position`; the
+    /// predicted position after replaying later claims is `predicted`.
+    Correction {
+        /// The rejected claim's sequence.
+        input_seq: u32,
+        /// The authoritative position.
+        position: [f32; 3],
+        /// The authoritative velocity.
+        velocity: [f32; 3],
+        /// `position` plus the claims sent after the rejected one.
+        predicted: [f32; 3],
+    },
+    /// The outcome of an action.
+    ActionResult {
+        /// The action's sequence.
+        input_seq: u32,
+        /// 0 done, otherwise a refusal code (PROTOCOL.md §6.3).
+        result: u8,
+    },
+    /// The server refused a request (after login: the session goes on).
+    Refused {
+        /// The client message type refused.
+        request: u8,
+        /// Why.
+        reason: RefusalReason,
+    },
+    /// Login, character creation or entering failed for good.
+    LoginFailed {
+        /// The client message type refused.
+        request: u8,
+        /// Why.
+        reason: RefusalReason,
+    },
+    /// The server refused the connection.
+    Denied {
+        /// Why.
+        reason: DenyReason,
+    },
+    /// The connection ended.
+    Disconnected {
+        /// Why.
+        reason: DisconnectReason,
+        /// Whether the server ended it.
+        by_peer: bool,
+    },
+}
+
+/// Counters of a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Snapshots applied.
+    pub snapshots: u64,
+    /// Snapshots that did not apply (malformed).
+    pub bad_snapshots: u64,
+    /// Messages that did not decode.
+    pub bad_messages: u64,
+    /// Corrections received.
+    pub corrections: u64,
+}
+
+/// Events buffered at most; beyond it the oldest entity updates are
+/// dropped rather than memory growing without bound when a caller stops
+/// polling (state events are never dropped).
+const MAX_EVENTS: usize = 8192;
+
+fn push_event(events: &mut VecDeque<SessionEvent>, e: SessionEvent) {
+    if events.len() >= MAX_EVENTS {
+        if let Some(k) = events
+            .iter()
+            .position(|e| matches!(e, SessionEvent::Entity(EntityEvent::Updated(_))))
+        {
+            events.remove(k);
+        }
+    }
+    events.push_back(e);
+}
+
+/// One client's session with a world server.
+#[derive(Debug)]
+pub struct Session {
+    conn: Connection,
+    flow: LoginFlow,
+    receiver: SnapshotReceiver,
+    view: WorldView,
+    clock: ServerClock,
+    interp: Interpolator,
+    prediction: Prediction,
+    events: VecDeque<SessionEvent>,
+    entered: Option<Entered>,
+    ticket: Vec<u8>,
+    input_seq: u32,
+    ended: bool,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// Starts connecting to `server`; the first [`Session::poll_transmit`]
+    /// yields the Connect.
+    pub fn connect(
+        config: SessionConfig,
+        server: SocketAddr,
+        now: Instant,
+    ) -> Result<Self, SessionError> {
+        let seed = match config.seed {
+            Some(s) => s,
+            None => {
+                let mut s = [0u8; 32];
+                rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut s)
+                    .map_err(|_| SessionError::NoRandomness)?;
+                s
+            }
+        };
+        let mut login = config.login;
+        login.ticketed = !config.ticket.is_empty();
+        let conn = Connection::connect(
+            ClientConfig {
+                transport: Arc::new(config.transport),
+                server_key: ServerKey::Pinned(config.server_key),
+                ticket: config.ticket,
+                integrity: config.integrity,
+                seed,
+            },
+            server,
+            now,
+        )?;
+        Ok(Self {
+            conn,
+            flow: LoginFlow::new(login),
+            receiver: SnapshotReceiver::new(),
+            view: WorldView::new(),
+            clock: ServerClock::new(config.tick_hz),
+            interp: Interpolator::new(),
+            prediction: Prediction::new(),
+            events: VecDeque::with_capacity(256),
+            entered: None,
+            ticket: Vec::new(),
+            input_seq: 0,
+            ended: false,
+            stats: SessionStats::default(),
+        })
+    }
+
+    /// A datagram from the network.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        self.conn.handle_datagram(now, from, datagram);
+        self.process(now);
+    }
+
+    /// The moment [`Session::handle_timeout`] is due.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.conn.next_timeout()
+    }
+
+    /// Timers: retransmissions, heartbeats, the handshake and idle
+    /// timeouts. Calling it early does no harm.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.conn.next_timeout().is_some_and(|t| t <= now) {
+            self.conn.handle_timeout(now);
+        }
+        self.process(now);
+    }
+
+    /// The next datagram to send, written at the start of `buf` (at least
+    /// the MTU, 1,200 bytes).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.conn.poll_transmit(now, buf)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    fn push(&mut self, e: SessionEvent) {
+        push_event(&mut self.events, e);
+    }
+
+    fn process(&mut self, now: Instant) {
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                Event::Connected => {
+                    self.push(SessionEvent::Connected);
+                    self.flow.on_connected();
+                }
+                Event::Message { data, .. } => {
+                    // `data` borrows the connection; the handlers touch
+                    // every other field but not `conn`.
+                    let mut parts = Parts {
+                        flow: &mut self.flow,
+                        receiver: &mut self.receiver,
+                        view: &mut self.view,
+                        clock: &mut self.clock,
+                        interp: &mut self.interp,
+                        prediction: &mut self.prediction,
+                        events: &mut self.events,
+                        entered: &mut self.entered,
+                        ticket: &mut self.ticket,
+                        stats: &mut self.stats,
+                    };
+                    parts.on_message(data, now);
+                }
+                Event::Denied { reason } => {
+                    self.ended = true;
+                    self.push(SessionEvent::Denied { reason });
+                }
+                Event::Disconnected { reason, by_peer } => {
+                    self.ended = true;
+                    self.push(SessionEvent::Disconnected { reason, by_peer });
+                }
+                _ => {}
+            }
+        }
+        let mut buf = [0u8; 512];
+        while let Some(n) = self.flow.poll_send(&mut buf) {
+            let _ = self.conn.send(Channel::ReliableOrdered, &buf[..n]);
+        }
+    }
+
+    /// Claims a move (Unreliable, channel 0): the character is at
+    /// `position` moving at `velocity` (units per second), facing `yaw`
+    /// degrees, playing animation `anim` (0 idle, 1 walk); `dt` is the time
+    /// the move covered, kept for reconciliation. Returns its input
+    /// sequence, which snapshots acknowledge (`input_ack`).
+    pub fn send_move(
+        &mut self,
+        position: [f32; 3],
+        velocity: [f32; 3],
+        yaw: f32,
+        anim: u8,
+        dt: f32,
+    ) -> Result<u32, SessionError> {
+        if self.ended {
+            return Err(SessionError::Closed);
+        }
+        if self.entered.is_none() {
+            return Err(SessionError::NotInWorld);
+        }
+        let seq = self.input_seq.wrapping_add(1);
+        let claim = MovementClaim {
+            input_seq: seq,
+            position,
+            velocity,
+            yaw,
+            anim,
+        };
+        self.send(Channel::Unreliable, ClientMessage::SyncEntity(claim))?;
+        self.input_seq = seq;
+        self.prediction.push(PredictedInput {
+            input_seq: seq,
+            velocity,
+            dt,
+            position,
+        });
+        Ok(seq)
+    }
+
+    /// Asks for action `action_id` on `target` (0: none) — ReliableOrdered.
+    /// Returns its input sequence; an ActionResult answers it.
+    pub fn send_action(&mut self, action_id: u16, target: u32) -> Result<u32, SessionError> {
+        if self.ended {
+            return Err(SessionError::Closed);
+        }
+        if self.entered.is_none() {
+            return Err(SessionError::NotInWorld);
+        }
+        let seq = self.input_seq.wrapping_add(1);
+        self.send(
+            Channel::ReliableOrdered,
+            ClientMessage::Action {
+                input_seq: seq,
+                action_id,
+                target,
+            },
+        )?;
+        self.input_seq = seq;
+        Ok(seq)
+    }
+
+    fn send(&mut self, channel: Channel, msg: ClientMessage<'_>) -> Result<(), SessionError> {
+        let mut buf = [0u8; 128];
+        let mut w = Writer::new(&mut buf);
+        msg.encode(&mut w)
+            .map_err(|_| SessionError::Send(SendError::TooLarge { max: 128 }))?;
+        let n = w.position();
+        self.conn.send(channel, &buf[..n])?;
+        Ok(())
+    }
+
+    /// Closes the connection gracefully: the Disconnect goes out with the
+    /// next [`Session::poll_transmit`]. The server saves the character.
+    pub fn close(&mut self, now: Instant) {
+        self.ended = true;
+        self.conn.close(now, DisconnectReason::Graceful);
+    }
+
+    /// Whether the session ended (closed, denied or disconnected).
+    pub fn is_ended(&self) -> bool {
+        self.ended || self.conn.is_closed()
+    }
+
+    /// Whether the handshake completed and the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_established()
+    }
+
+    /// Where the character entered, once in the world.
+    pub fn entered(&self) -> Option<&Entered> {
+        self.entered.as_ref()
+    }
+
+    /// The session ticket from the last login (empty before it, or if the
+    /// server issued none): reconnect with it instead of the password.
+    pub fn ticket(&self) -> &[u8] {
+        &self.ticket
+    }
+
+    /// The snapshot receiver (the world as quantized states).
+    pub fn receiver(&self) -> &SnapshotReceiver {
+        &self.receiver
+    }
+
+    /// Entities in view.
+    pub fn entities_in_view(&self) -> usize {
+        self.view.len()
+    }
+
+    /// The server clock.
+    pub fn clock(&self) -> &ServerClock {
+        &self.clock
+    }
+
+    /// The interpolation buffers of the entities in view.
+    pub fn interpolator(&self) -> &Interpolator {
+        &self.interp
+    }
+
+    /// The claims the server has not acknowledged yet.
+    pub fn prediction(&self) -> &Prediction {
+        &self.prediction
+    }
+
+    /// The input sequence of the last claim or action sent.
+    pub fn last_input_seq(&self) -> u32 {
+        self.input_seq
+    }
+
+    /// The underlying connection (statistics, round-trip time).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+}
+
+/// The session's fields a message touches (all but the connection, which
+/// the message borrows from).
+struct Parts<'s> {
+    flow: &'s mut LoginFlow,
+    receiver: &'s mut SnapshotReceiver,
+    view: &'s mut WorldView,
+    clock: &'s mut ServerClock,
+    interp: &'s mut Interpolator,
+    prediction: &'s mut Prediction,
+    events: &'s mut VecDeque<SessionEvent>,
+    entered: &'s mut Option<Entered>,
+    ticket: &'s mut Vec<u8>,
+    stats: &'s mut SessionStats,
+}
+
+impl Parts<'_> {
+    fn push(&mut self, e: SessionEvent) {
+        push_event(self.events, e);
+    }
+
+    fn on_message(&mut self, data: &[u8], now: Instant) {
+        let Ok(msg) = ServerMessage::decode(data) else {
+            self.stats.bad_messages += 1;
+            return;
+        };
+        match msg {
+            ServerMessage::DeltaSync(d) => match self.receiver.apply(&d) {
+                Ok(info) => {
+                    self.stats.snapshots += 1;
+                    self.clock.on_snapshot(info.tick, now);
+                    if !info.late {
+                        self.prediction.ack(info.input_ack);
+                    }
+                    let (view, receiver, interp, events) = (
+                        &mut *self.view,
+                        &*self.receiver,
+                        &mut *self.interp,
+                        &mut *self.events,
+                    );
+                    view.diff(receiver, info.tick, |e| {
+                        interp.push(&e);
+                        push_event(events, SessionEvent::Entity(e));
+                    });
+                    self.push(SessionEvent::Snapshot {
+                        tick: info.tick,
+                        input_ack: self.receiver.input_ack(),
+                        late: info.late,
+                    });
+                }
+                Err(_) => self.stats.bad_snapshots += 1,
+            },
+            ServerMessage::Correction {
+                input_seq,
+                position,
+                velocity,
+            } => {
+                self.stats.corrections += 1;
+                let predicted = self.prediction.reconcile(input_seq, position);
+                self.push(SessionEvent::Correction {
+                    input_seq,
+                    position,
+                    velocity,
+                    predicted,
+                });
+            }
+            ServerMessage::ActionResult { input_seq, result } => {
+                self.push(SessionEvent::ActionResult { input_seq, result });
+            }
+            ServerMessage::Refused { request, reason } if self.entered.is_some() => {
+                self.push(SessionEvent::Refused { request, reason });
+            }
+            other => match self.flow.handle_message(&other) {
+                Some(FlowEvent::Authenticated {
+                    account_id,
+                    ticket,
+                    expires_at,
+                }) => {
+                    *self.ticket = ticket;
+                    self.push(SessionEvent::Authenticated {
+                        account_id,
+                        expires_at,
+                    });
+                }
+                Some(FlowEvent::Created { character_id }) => {
+                    self.push(SessionEvent::CharacterCreated { character_id });
+                }
+                Some(FlowEvent::Entered(e)) => {
+                    // Nonsense geometry leaves entities unreported rather
+                    // than misplaced.
+                    let _ = self.view.set_world(&e.world);
+                    *self.entered = Some(e);
+                    self.push(SessionEvent::EnteredWorld(e));
+                }
+                Some(FlowEvent::Failed { request, reason }) => {
+                    self.push(SessionEvent::LoginFailed { request, reason });
+                }
+                None => {
+                    if let ServerMessage::Refused { request, reason } = other {
+                        self.push(SessionEvent::Refused { request, reason });
+                    }
+                }
+            },
+        }
+    }
+}
