@@ -51,3 +51,11 @@ fn c_example_walks_a_square() {
     let second = run_walk(&walk, &server, "cwalker");
     assert!(!second.contains("created character"), "{second}");
 }
+
+#[test]
+fn cpp_example_walks_a_square() {
+    let walk = compile("c++", "c++20", "examples/walk.cpp", "walk_cpp");
+    let server = Server::start();
+    let out = run_walk(&walk, &server, "cppwalker");
+    assert!(out.contains("ticket: "), "{out}");
+}

@@ -1,0 +1,185 @@
+// Tales of Shadowland client SDK: a header-only C++20 wrapper over
+// tos_client.h (RAII handle, exceptions for errors, std::span and
+// std::string_view where they help). Nothing here adds behaviour: every
+// call is the C function of the same name. See docs/CLIENT.md.
+//
+// Ownership: tos::Client owns its TosClient handle and frees it in its
+// destructor (move-only). Spans and string views passed in are read during
+// the call only. Events returned by poll() live in the caller's buffer.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "tos_client.h"
+
+namespace tos {
+
+/// A failed call: the code and the library's message.
+class Error : public std::runtime_error {
+public:
+    Error(TosResult code, const std::string& what)
+        : std::runtime_error(what + ": " + tos_last_error()), code_(code) {}
+    /// The TOS_RESULT_* code.
+    TosResult code() const noexcept { return code_; }
+
+private:
+    TosResult code_;
+};
+
+namespace detail {
+inline void check(TosResult r, const char* what) {
+    if (r != TOS_RESULT_OK) {
+        throw Error(r, what);
+    }
+}
+}  // namespace detail
+
+/// A 32-byte key (the server's public key, an integrity secret).
+using Key = std::array<std::uint8_t, 32>;
+
+/// Parses the 64 hex digits the server logs.
+inline Key parse_key(std::string_view hex) {
+    Key key{};
+    const std::string s(hex);  // NUL-terminated copy
+    detail::check(tos_parse_key_hex(s.c_str(), key.data()), "tos_parse_key_hex");
+    return key;
+}
+
+/// How to connect (see TosConnectParams).
+struct ConnectOptions {
+    std::string server_addr;
+    Key server_key{};
+    std::string account;
+    std::string password;
+    std::string character_name;  // empty: the account name
+    std::uint16_t character_template = 1;
+    bool register_account = true;
+    std::vector<std::uint8_t> ticket;
+    std::optional<Key> integrity_secret;
+    std::uint16_t integrity_version = 1;
+    std::uint32_t tick_hz = 60;
+    std::uint32_t handshake_timeout_ms = 0;
+};
+
+/// One connection to a world server. Call poll() once per frame.
+class Client {
+public:
+    explicit Client(const ConnectOptions& o) {
+        TosConnectParams p{};
+        p.server_addr = o.server_addr.c_str();
+        p.server_key = o.server_key.data();
+        p.account = o.account.c_str();
+        p.password = o.password.c_str();
+        p.character_name = o.character_name.empty() ? nullptr : o.character_name.c_str();
+        p.character_template = o.character_template;
+        p.register_account = o.register_account ? 1 : 0;
+        p.ticket = o.ticket.empty() ? nullptr : o.ticket.data();
+        p.ticket_len = o.ticket.size();
+        p.integrity_secret = o.integrity_secret ? o.integrity_secret->data() : nullptr;
+        p.integrity_version = o.integrity_version;
+        p.tick_hz = o.tick_hz;
+        p.handshake_timeout_ms = o.handshake_timeout_ms;
+        detail::check(tos_client_connect(&p, &handle_), "tos_client_connect");
+    }
+    ~Client() { tos_client_free(handle_); }
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+    Client(Client&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    Client& operator=(Client&& other) noexcept {
+        if (this != &other) {
+            tos_client_free(handle_);
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+
+    /// Pumps the connection and fills `buffer` with events; returns the
+    /// filled part, or std::nullopt once the session has ended and every
+    /// event was handed out.
+    std::optional<std::span<TosEvent>> poll(std::span<TosEvent> buffer) {
+        std::size_t n = 0;
+        const TosResult r = tos_client_poll(handle_, buffer.data(), buffer.size(), &n);
+        if (r == TOS_RESULT_CLOSED) {
+            return std::nullopt;
+        }
+        detail::check(r, "tos_client_poll");
+        return buffer.first(n);
+    }
+
+    /// Claims a move; returns its input sequence. Throws tos::Error with
+    /// TOS_RESULT_SEND_FAILED when the send queue is full (skip a frame).
+    std::uint32_t move(std::span<const float, 3> position, std::span<const float, 3> velocity,
+                       float yaw, std::uint8_t anim, float dt) {
+        std::uint32_t seq = 0;
+        detail::check(
+            tos_client_move(handle_, position.data(), velocity.data(), yaw, anim, dt, &seq),
+            "tos_client_move");
+        return seq;
+    }
+
+    /// Asks for an action; returns its input sequence.
+    std::uint32_t action(std::uint16_t action_id, std::uint32_t target) {
+        std::uint32_t seq = 0;
+        detail::check(tos_client_action(handle_, action_id, target, &seq), "tos_client_action");
+        return seq;
+    }
+
+    /// The session ticket (empty before login).
+    std::vector<std::uint8_t> ticket() const {
+        std::size_t len = 0;
+        TosResult r = tos_client_ticket(handle_, nullptr, 0, &len);
+        if (r == TOS_RESULT_OK) {
+            return {};
+        }
+        if (r != TOS_RESULT_BUFFER_TOO_SMALL) {
+            detail::check(r, "tos_client_ticket");
+        }
+        std::vector<std::uint8_t> t(len);
+        detail::check(tos_client_ticket(handle_, t.data(), t.size(), &len), "tos_client_ticket");
+        t.resize(len);
+        return t;
+    }
+
+    /// An entity as it should be drawn now (interpolated `delay_ticks`
+    /// behind the estimated server time), if it is in view.
+    std::optional<TosEntity> sample(std::uint32_t entity_id, double delay_ticks) const {
+        TosEntity e{};
+        const TosResult r = tos_client_sample_entity(handle_, entity_id, delay_ticks, &e);
+        if (r == TOS_RESULT_NOT_FOUND) {
+            return std::nullopt;
+        }
+        detail::check(r, "tos_client_sample_entity");
+        return e;
+    }
+
+    /// Counters.
+    TosStats stats() const {
+        TosStats s{};
+        detail::check(tos_client_stats(handle_, &s), "tos_client_stats");
+        return s;
+    }
+
+    /// Leaves gracefully (the destructor frees the handle).
+    void close() {
+        const TosResult r = tos_client_close(handle_);
+        if (r != TOS_RESULT_CLOSED) {
+            detail::check(r, "tos_client_close");
+        }
+    }
+
+    /// The C handle, for calls this wrapper does not cover.
+    TosClient* get() const noexcept { return handle_; }
+
+private:
+    TosClient* handle_ = nullptr;
+};
+
+}  // namespace tos
