@@ -254,7 +254,8 @@ typedef struct TosEntity {
    */
   uint32_t id;
   /**
-   * Type (0 player, 1 monster, 2 NPC, ...).
+   * Type (0 player, 1 NPC, 2 monster, 3 projectile, 4 static building,
+   * 5 vehicle, 6 item, 7 effect).
    */
   uint32_t entity_type;
   /**

@@ -117,7 +117,8 @@ pub enum TosEventKind {
 pub struct TosEntity {
     /// Network id.
     pub id: u32,
-    /// Type (0 player, 1 monster, 2 NPC, ...).
+    /// Type (0 player, 1 NPC, 2 monster, 3 projectile, 4 static building,
+    /// 5 vehicle, 6 item, 7 effect).
     pub entity_type: u32,
     /// The server tick this state belongs to.
     pub tick: u32,

@@ -381,7 +381,7 @@ impl Session {
             yaw,
             anim,
         };
-        self.send(Channel::Unreliable, ClientMessage::SyncEntity(claim))?;
+        self.send(ClientMessage::SyncEntity(claim))?;
         self.input_seq = seq;
         self.prediction.push(PredictedInput {
             input_seq: seq,
@@ -402,25 +402,24 @@ impl Session {
             return Err(SessionError::NotInWorld);
         }
         let seq = self.input_seq.wrapping_add(1);
-        self.send(
-            Channel::ReliableOrdered,
-            ClientMessage::Action {
-                input_seq: seq,
-                action_id,
-                target,
-            },
-        )?;
+        self.send(ClientMessage::Action {
+            input_seq: seq,
+            action_id,
+            target,
+        })?;
         self.input_seq = seq;
         Ok(seq)
     }
 
-    fn send(&mut self, channel: Channel, msg: ClientMessage<'_>) -> Result<(), SessionError> {
+    /// Sends `msg` on its channel (`ClientMessage::channel`, PROTOCOL.md
+    /// §6.5).
+    fn send(&mut self, msg: ClientMessage<'_>) -> Result<(), SessionError> {
         let mut buf = [0u8; 128];
         let mut w = Writer::new(&mut buf);
         msg.encode(&mut w)
             .map_err(|_| SessionError::Send(SendError::TooLarge { max: 128 }))?;
         let n = w.position();
-        self.conn.send(channel, &buf[..n])?;
+        self.conn.send(msg.channel(), &buf[..n])?;
         Ok(())
     }
 

@@ -18,7 +18,9 @@ const MIN_REKEY_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtocolConfig {
-    /// Send a heartbeat when nothing else was sent for this long, in ms.
+    /// Each side sends a Ping (a heartbeat) this often, in ms, whether or not
+    /// it sent anything else (PROTOCOL.md §20.1); the Pong gives an RTT
+    /// sample and keeps NAT bindings alive.
     pub heartbeat_interval_ms: u32,
     /// Drop a connection that sent nothing for this long, in ms; must exceed
     /// the interval so a few lost heartbeats do not drop a client.

@@ -581,6 +581,18 @@ fn a_connect_flood_creates_no_state() {
         DatagramOutcome::Dropped(DropReason::ShortConnect)
     );
     assert!(replies(&mut ep, now).is_empty());
+    // A longer one (more zero padding, CRC at its end) is handled like a
+    // 1200-byte one, as PROTOCOL.md §4.2 says: it gets a Cookie, which is
+    // still smaller than the request.
+    let mut long = full[..1196].to_vec();
+    long.extend_from_slice(&[0; 54 + 4]);
+    tos_protocol::checksum::append(&mut long, 1250).unwrap();
+    assert_eq!(long.len(), 1254);
+    let issued = ep.stats().cookies_issued;
+    ep.handle_datagram(now, addr(10), &mut long);
+    assert_eq!(ep.stats().cookies_issued, issued + 1);
+    let sent = replies(&mut ep, now);
+    assert_eq!(sent.len(), 1);
 }
 
 #[test]

@@ -171,6 +171,37 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         delta::encode_update(w, 6, 6, &entity(), &moved).unwrap();
         delta::encode_remove(w, 7).unwrap();
     });
+    // A payload worth compressing (section 9): one unreliable message frame
+    // carrying a DeltaSync that creates 24 similar monsters.
+    let lz4_records = write(|w| {
+        for k in 0..24u32 {
+            let mut e = entity();
+            e.position.offset[0] = (k * 100) as i16;
+            delta::encode_create(w, 100 + k, 1, &e).unwrap();
+        }
+    });
+    let lz4_message = write(|w| {
+        ServerMessage::DeltaSync(DeltaSync {
+            tick: 1000,
+            baseline_tick: 990,
+            input_ack: 42,
+            record_count: 24,
+            records: &lz4_records,
+        })
+        .encode(w)
+        .unwrap()
+    });
+    let lz4_payload = write(|w| {
+        w.u8(16).unwrap();
+        w.varint(lz4_message.len() as u64).unwrap();
+        w.bytes(&lz4_message).unwrap();
+    });
+    let lz4_compressed = {
+        let mut out = vec![0u8; 2048];
+        let n = tos_protocol::compress::compress_into(&lz4_payload, &mut out).unwrap();
+        out.truncate(n);
+        out
+    };
     let full = FullEntityState {
         position: [1.0, 2.0, 3.0],
         rotation: [0.0, 90.0, 0.0],
@@ -545,6 +576,8 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("client-leave-world", client(ClientMessage::LeaveWorld)),
         ("delta-records", records),
+        ("lz4-payload", lz4_payload),
+        ("lz4-compressed", lz4_compressed),
         ("ticket-server-secret", TICKET_SERVER_SECRET.to_vec()),
         ("ticket-server-public", tv.server_public.to_vec()),
         ("ticket-client-secret", TICKET_CLIENT_SECRET.to_vec()),
@@ -625,6 +658,21 @@ fn vectors_decode_back() {
             }
             n if n.starts_with("ticket-") => {
                 // Checked by `ticket_functions_match_the_vector`.
+            }
+            "lz4-payload" => {
+                // Worth compressing by the rules of section 9.
+                assert!(tos_protocol::compress::should_compress(&bytes, 512));
+            }
+            "lz4-compressed" => {
+                let payload = vectors()
+                    .into_iter()
+                    .find(|(n, _)| *n == "lz4-payload")
+                    .unwrap()
+                    .1;
+                let mut out = vec![0u8; 4096];
+                let n = tos_protocol::compress::decompress_into(&bytes, &mut out, 4096).unwrap();
+                assert_eq!(&out[..n], &payload[..]);
+                assert!(bytes.len() < payload.len());
             }
             "delta-records" => {
                 let mut r = Reader::new(&bytes);

@@ -19,7 +19,8 @@ use super::receive::{IdMap, SnapshotReceiver};
 pub struct EntityState {
     /// The entity's network id.
     pub id: u32,
-    /// Its type byte (WORLD.md: 0 player, 1 monster, 2 NPC, 3 item, ...).
+    /// Its type byte (PROTOCOL.md §6.2: 0 player, 1 NPC, 2 monster, 3
+    /// projectile, 4 static building, 5 vehicle, 6 item, 7 effect).
     pub entity_type: u8,
     /// The server tick this state belongs to.
     pub tick: u32,
