@@ -6,10 +6,14 @@
  * Connects to the server pinning its key (the server logs it at start),
  * registers the account (or logs in if it exists), creates a character if
  * the account has none, enters the world, walks a square for four seconds
- * while printing the entities it sees, and disconnects cleanly. The
- * integrity secret (the server's data directory, integrity.secret) stands
- * for the integrity table a shipped client build carries; leave it out
- * when the server runs with security.integrity_check = false.
+ * while printing the entities it sees, and disconnects cleanly.
+ *
+ * Integrity: the server challenges clients with its integrity table
+ * (security.integrity_check, on by default). A shipped game carries the
+ * table of its build, made at build time by tos_integrity_table from the
+ * server's integrity.secret; this example makes it at start from the
+ * secret given on the command line, to stay one file. Leave it out when
+ * the server does not check integrity.
  *
  * Build (Linux; docs/CLIENT.md for the others):
  *   cargo build -p tos-client
@@ -69,12 +73,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "walk: bad server key: %s\n", tos_last_error());
         return 2;
     }
-    uint8_t integrity[32];
+    static uint8_t table[TOS_INTEGRITY_TABLE_BYTES];
     int has_integrity = argc >= 4 && argv[3][0] != '\0';
-    /* The integrity secret is 32 bytes in hex, like the key. */
-    if (has_integrity && tos_parse_key_hex(argv[3], integrity) != TOS_RESULT_OK) {
-        fprintf(stderr, "walk: bad integrity secret: %s\n", tos_last_error());
-        return 2;
+    if (has_integrity) {
+        /* The integrity secret is 32 bytes in hex, like the key. */
+        uint8_t secret[32];
+        if (tos_parse_key_hex(argv[3], secret) != TOS_RESULT_OK ||
+            tos_integrity_table(secret, 1, table, sizeof table) != TOS_RESULT_OK) {
+            fprintf(stderr, "walk: bad integrity secret: %s\n", tos_last_error());
+            return 2;
+        }
     }
     char account[32];
     if (argc >= 5) {
@@ -93,7 +101,7 @@ int main(int argc, char **argv) {
     params.character_template = 1;
     params.register_account = 1;
     if (has_integrity) {
-        params.integrity_secret = integrity;
+        params.integrity_table = table;
         params.integrity_version = 1;
     }
 

@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
         o.server_addr = argv[1];
         o.server_key = tos::parse_key(argv[2]);
         if (argc >= 4 && argv[3][0] != '\0') {
-            o.integrity_secret = tos::parse_key(argv[3]);
+            // A shipped game loads its build's table; this example makes it.
+            o.integrity_table = tos::integrity_table(tos::parse_key(argv[3]), 1);
         }
         o.account = argc >= 5 ? argv[4] : "cppwalker";
         o.password = "walk the square";

@@ -29,6 +29,11 @@
 #include <stdint.h>
 
 /**
+ * Bytes of an integrity table: 256 entries of 16 bytes.
+ */
+#define TOS_INTEGRITY_TABLE_BYTES 4096
+
+/**
  * What a call returned. Negative values are errors; the message of the
  * last one is [`tos_last_error`].
  */
@@ -227,10 +232,11 @@ typedef struct TosConnectParams {
    */
   size_t ticket_len;
   /**
-   * The integrity secret this client build's table derives from, 32
-   * bytes, or null when the server does not check integrity.
+   * This client build's integrity table, `TOS_INTEGRITY_TABLE_BYTES`
+   * bytes (made at build time by `tos_integrity_table`), or null when the
+   * server does not check integrity (`security.integrity_check`).
    */
-  const uint8_t *integrity_secret;
+  const uint8_t *integrity_table;
   /**
    * The client build version of that table (0: 1).
    */
@@ -393,6 +399,20 @@ typedef struct TosStats {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Writes the integrity table of client build `version` derived from the
+ * server's integrity secret (32 bytes; the server's data directory,
+ * `integrity.secret`) into `out` (`cap` bytes, at least
+ * `TOS_INTEGRITY_TABLE_BYTES`). Run it in the game's build pipeline and
+ * ship the table, never the secret: the secret would give every other
+ * version's table too.
+ *
+ * # Safety
+ * `secret` is null or points to 32 readable bytes; `out` is null or points
+ * to `cap` writable bytes.
+ */
+TosResult tos_integrity_table(const uint8_t *secret, uint16_t version, uint8_t *out, size_t cap);
 
 /**
  * The library's version, a static NUL-terminated string (never freed).

@@ -53,6 +53,16 @@ inline Key parse_key(std::string_view hex) {
     return key;
 }
 
+/// The integrity table of client build `version` from the server's
+/// integrity secret: for the game's build pipeline (ship the table, not the
+/// secret).
+inline std::vector<std::uint8_t> integrity_table(const Key& secret, std::uint16_t version) {
+    std::vector<std::uint8_t> t(TOS_INTEGRITY_TABLE_BYTES);
+    detail::check(tos_integrity_table(secret.data(), version, t.data(), t.size()),
+                  "tos_integrity_table");
+    return t;
+}
+
 /// How to connect (see TosConnectParams).
 struct ConnectOptions {
     std::string server_addr;
@@ -63,7 +73,9 @@ struct ConnectOptions {
     std::uint16_t character_template = 1;
     bool register_account = true;
     std::vector<std::uint8_t> ticket;
-    std::optional<Key> integrity_secret;
+    /// This build's integrity table (TOS_INTEGRITY_TABLE_BYTES), if the
+    /// server checks integrity; see integrity_table().
+    std::vector<std::uint8_t> integrity_table;
     std::uint16_t integrity_version = 1;
     std::uint32_t tick_hz = 60;
     std::uint32_t handshake_timeout_ms = 0;
@@ -83,7 +95,10 @@ public:
         p.register_account = o.register_account ? 1 : 0;
         p.ticket = o.ticket.empty() ? nullptr : o.ticket.data();
         p.ticket_len = o.ticket.size();
-        p.integrity_secret = o.integrity_secret ? o.integrity_secret->data() : nullptr;
+        if (!o.integrity_table.empty() && o.integrity_table.size() != TOS_INTEGRITY_TABLE_BYTES) {
+            throw std::invalid_argument("an integrity table is TOS_INTEGRITY_TABLE_BYTES bytes");
+        }
+        p.integrity_table = o.integrity_table.empty() ? nullptr : o.integrity_table.data();
         p.integrity_version = o.integrity_version;
         p.tick_hz = o.tick_hz;
         p.handshake_timeout_ms = o.handshake_timeout_ms;

@@ -30,7 +30,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tos_protocol::integrity::IntegrityTable;
+use tos_protocol::integrity::{IntegrityTable, TABLE_LEN};
 
 use crate::driver::{DriverError, UdpClient};
 use crate::flow::LoginSpec;
@@ -220,9 +220,10 @@ pub struct TosConnectParams {
     pub ticket: *const u8,
     /// Its length.
     pub ticket_len: usize,
-    /// The integrity secret this client build's table derives from, 32
-    /// bytes, or null when the server does not check integrity.
-    pub integrity_secret: *const u8,
+    /// This client build's integrity table, `TOS_INTEGRITY_TABLE_BYTES`
+    /// bytes (made at build time by `tos_integrity_table`), or null when the
+    /// server does not check integrity (`security.integrity_check`).
+    pub integrity_table: *const u8,
     /// The client build version of that table (0: 1).
     pub integrity_version: u16,
     /// The server's tick rate (0: 60).
@@ -471,6 +472,50 @@ fn driver_error(e: DriverError) -> Fail {
     }
 }
 
+/// Bytes of an integrity table: 256 entries of 16 bytes.
+pub const TOS_INTEGRITY_TABLE_BYTES: usize = 4096;
+const _: () = assert!(TOS_INTEGRITY_TABLE_BYTES == TABLE_LEN as usize * 16);
+
+/// Writes the integrity table of client build `version` derived from the
+/// server's integrity secret (32 bytes; the server's data directory,
+/// `integrity.secret`) into `out` (`cap` bytes, at least
+/// `TOS_INTEGRITY_TABLE_BYTES`). Run it in the game's build pipeline and
+/// ship the table, never the secret: the secret would give every other
+/// version's table too.
+///
+/// # Safety
+/// `secret` is null or points to 32 readable bytes; `out` is null or points
+/// to `cap` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tos_integrity_table(
+    secret: *const u8,
+    version: u16,
+    out: *mut u8,
+    cap: usize,
+) -> TosResult {
+    guard(|| {
+        if secret.is_null() || out.is_null() {
+            return fail(TosResult::NullPointer, "secret and out must not be null");
+        }
+        if cap < TOS_INTEGRITY_TABLE_BYTES {
+            return fail(
+                TosResult::BufferTooSmall,
+                format!("an integrity table needs {TOS_INTEGRITY_TABLE_BYTES} bytes"),
+            );
+        }
+        let mut s = [0u8; 32];
+        // SAFETY: `secret` points to 32 readable bytes.
+        unsafe { core::ptr::copy_nonoverlapping(secret, s.as_mut_ptr(), 32) };
+        let table = IntegrityTable::generate(&s, version);
+        for i in 0..TABLE_LEN {
+            let e = table.entry(i).unwrap_or([0; 16]);
+            // SAFETY: i * 16 + 16 <= TOS_INTEGRITY_TABLE_BYTES <= cap.
+            unsafe { core::ptr::copy_nonoverlapping(e.as_ptr(), out.add(usize::from(i) * 16), 16) };
+        }
+        Ok(())
+    })
+}
+
 /// The library's version, a static NUL-terminated string (never freed).
 #[unsafe(no_mangle)]
 pub extern "C" fn tos_version() -> *const c_char {
@@ -626,16 +671,28 @@ pub unsafe extern "C" fn tos_client_connect(
         };
         let mut config = SessionConfig::new(key, login);
         config.ticket = ticket;
-        if !p.integrity_secret.is_null() {
-            let mut secret = [0u8; 32];
-            // SAFETY: integrity_secret points to 32 readable bytes.
-            unsafe { core::ptr::copy_nonoverlapping(p.integrity_secret, secret.as_mut_ptr(), 32) };
+        if !p.integrity_table.is_null() {
+            // SAFETY: integrity_table points to TOS_INTEGRITY_TABLE_BYTES
+            // readable bytes.
+            let bytes = unsafe {
+                core::slice::from_raw_parts(p.integrity_table, TOS_INTEGRITY_TABLE_BYTES)
+            };
+            let entries: Vec<[u8; 16]> = bytes
+                .chunks_exact(16)
+                .map(|c| {
+                    let mut e = [0u8; 16];
+                    e.copy_from_slice(c);
+                    e
+                })
+                .collect();
             let version = if p.integrity_version == 0 {
                 1
             } else {
                 p.integrity_version
             };
-            config.integrity = Some(Arc::new(IntegrityTable::generate(&secret, version)));
+            let table = IntegrityTable::from_entries(version, &entries)
+                .ok_or_else(|| Fail(TosResult::InvalidArgument, "bad integrity table".into()))?;
+            config.integrity = Some(Arc::new(table));
         }
         if p.tick_hz != 0 {
             config.tick_hz = f64::from(p.tick_hz);

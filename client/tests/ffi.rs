@@ -35,7 +35,7 @@ fn params(
         reserved: 0,
         ticket: null(),
         ticket_len: 0,
-        integrity_secret: null(),
+        integrity_table: null(),
         integrity_version: 0,
         tick_hz: 0,
         handshake_timeout_ms: 0,
@@ -231,13 +231,29 @@ fn live_server_misuse() {
     let addr = CString::new(server.addr.clone()).unwrap();
     let account = CString::new("ffiuser").unwrap();
     let password = CString::new("correct horse battery").unwrap();
-    let integrity = server.integrity();
+    let mut integrity = vec![0u8; TOS_INTEGRITY_TABLE_BYTES];
+    let secret = server.integrity();
+    // SAFETY: a 32-byte secret, a buffer of the size given.
+    unsafe {
+        assert_eq!(
+            tos_integrity_table(secret.as_ptr(), 1, integrity.as_mut_ptr(), 100),
+            TosResult::BufferTooSmall
+        );
+        assert_eq!(
+            tos_integrity_table(null(), 1, integrity.as_mut_ptr(), integrity.len()),
+            TosResult::NullPointer
+        );
+        assert_eq!(
+            tos_integrity_table(secret.as_ptr(), 1, integrity.as_mut_ptr(), integrity.len()),
+            TosResult::Ok
+        );
+    }
 
     // A key the server does not hold: the handshake cannot complete, the
     // session ends with a handshake timeout, never Connected.
     let wrong = [7u8; 32];
     let mut p = params(&addr, &wrong, &account, &password);
-    p.integrity_secret = integrity.as_ptr();
+    p.integrity_table = integrity.as_ptr();
     p.handshake_timeout_ms = 1_500;
     let mut c: *mut TosClient = null_mut();
     // SAFETY: valid params.
@@ -279,7 +295,7 @@ fn live_server_misuse() {
     // entering, and calls after close.
     let key = server.key();
     let mut p = params(&addr, &key, &account, &password);
-    p.integrity_secret = integrity.as_ptr();
+    p.integrity_table = integrity.as_ptr();
     let mut c: *mut TosClient = null_mut();
     // SAFETY: valid params.
     assert_eq!(unsafe { tos_client_connect(&p, &mut c) }, TosResult::Ok);
@@ -367,6 +383,7 @@ fn struct_layouts_are_stable() {
     if size_of::<usize>() == 8 {
         assert_eq!(size_of::<TosConnectParams>(), 88);
         assert_eq!(offset_of!(TosConnectParams, ticket), 48);
+        assert_eq!(offset_of!(TosConnectParams, integrity_table), 64);
         assert_eq!(offset_of!(TosConnectParams, tick_hz), 76);
     }
 }

@@ -46,6 +46,17 @@ impl IntegrityTable {
         Self { version, entries }
     }
 
+    /// A table from its entries, as a client build ships it (the client
+    /// never needs the secret, which would let it compute every other
+    /// version's table too). `None` unless there are exactly
+    /// [`TABLE_LEN`] entries.
+    pub fn from_entries(version: u16, entries: &[[u8; 16]]) -> Option<Self> {
+        (entries.len() == usize::from(TABLE_LEN)).then(|| Self {
+            version,
+            entries: entries.to_vec(),
+        })
+    }
+
     /// The client version this table belongs to.
     pub fn version(&self) -> u16 {
         self.version
@@ -79,5 +90,8 @@ mod tests {
         assert!(a.check(3, &a.entry(3).unwrap()));
         assert!(!a.check(3, &a.entry(4).unwrap()));
         assert!(!a.check(TABLE_LEN, &[0; 16]));
+        let entries: Vec<[u8; 16]> = (0..TABLE_LEN).map(|i| a.entry(i).unwrap()).collect();
+        assert_eq!(IntegrityTable::from_entries(7, &entries), Some(a));
+        assert_eq!(IntegrityTable::from_entries(7, &entries[1..]), None);
     }
 }

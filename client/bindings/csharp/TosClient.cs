@@ -128,7 +128,7 @@ namespace Tos
         public byte Reserved;
         public IntPtr Ticket;
         public UIntPtr TicketLen;
-        public IntPtr IntegritySecret;
+        public IntPtr IntegrityTable;
         public ushort IntegrityVersion;
         public uint TickHz;
         public uint HandshakeTimeoutMs;
@@ -143,7 +143,11 @@ namespace Tos
         public const string LibraryName = "tos_client";
 #endif
 
+        /// <summary>TOS_INTEGRITY_TABLE_BYTES.</summary>
+        public const int IntegrityTableBytes = 4096;
+
         [DllImport(LibraryName)] public static extern IntPtr tos_version();
+        [DllImport(LibraryName)] public static extern TosResult tos_integrity_table(byte[] secret32, ushort version, byte[] out4096, UIntPtr cap);
         [DllImport(LibraryName)] public static extern IntPtr tos_last_error();
         [DllImport(LibraryName)] public static extern TosResult tos_parse_key_hex(byte[] hexNulTerminated, byte[] out32);
         [DllImport(LibraryName)] internal static extern TosResult tos_client_connect(ref TosConnectParams p, out IntPtr client);
@@ -207,11 +211,11 @@ namespace Tos
         /// <summary>Connects; login and entering proceed as Poll is called.</summary>
         public Client(string serverAddr, byte[] serverKey, string account, string password,
                       bool registerAccount = true, string characterName = null, ushort characterTemplate = 1,
-                      byte[] ticket = null, byte[] integritySecret = null, ushort integrityVersion = 1,
+                      byte[] ticket = null, byte[] integrityTable = null, ushort integrityVersion = 1,
                       uint tickHz = 60)
         {
             if (serverKey == null || serverKey.Length != 32) throw new ArgumentException("serverKey must be 32 bytes");
-            if (integritySecret != null && integritySecret.Length != 32) throw new ArgumentException("integritySecret must be 32 bytes");
+            if (integrityTable != null && integrityTable.Length != Native.IntegrityTableBytes) throw new ArgumentException("integrityTable must be 4096 bytes");
             var pins = new System.Collections.Generic.List<GCHandle>();
             IntPtr Pin(object o)
             {
@@ -233,7 +237,7 @@ namespace Tos
                     RegisterAccount = (byte)(registerAccount ? 1 : 0),
                     Ticket = ticket == null || ticket.Length == 0 ? IntPtr.Zero : Pin(ticket),
                     TicketLen = (UIntPtr)(ticket == null ? 0 : ticket.Length),
-                    IntegritySecret = Pin(integritySecret),
+                    IntegrityTable = Pin(integrityTable),
                     IntegrityVersion = integrityVersion,
                     TickHz = tickHz,
                 };
