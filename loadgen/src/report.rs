@@ -2,6 +2,7 @@
 //! and the final outputs (table, JSON, CSV time series, SVG chart).
 
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ fn hist() -> Histogram<u64> {
 pub(crate) struct Recorder {
     /// Input-to-observed latency (world) or echo round trip (echo), µs.
     pub(crate) latency_us: Histogram<u64>,
+    /// The same, since the worker last published (moved into
+    /// [`Live::window_latency_us`] and cleared then), for per-second p99s.
+    pub(crate) window_us: Histogram<u64>,
     /// Time from first Connect to Connected, µs.
     pub(crate) handshake_us: Histogram<u64>,
     /// Smoothed RTT per player at the end, µs.
@@ -62,6 +66,7 @@ impl Default for Recorder {
     fn default() -> Self {
         Self {
             latency_us: hist(),
+            window_us: hist(),
             handshake_us: hist(),
             rtt_us: hist(),
             entities: hist(),
@@ -93,7 +98,9 @@ impl Default for Recorder {
 
 impl Recorder {
     pub(crate) fn latency(&mut self, d: Duration) {
-        let _ = self.latency_us.record(d.as_micros().max(1) as u64);
+        let us = d.as_micros().max(1) as u64;
+        let _ = self.latency_us.record(us);
+        let _ = self.window_us.record(us);
     }
 
     pub(crate) fn handshake(&mut self, d: Duration) {
@@ -142,32 +149,84 @@ impl Recorder {
     }
 }
 
-/// Live counters every worker publishes for the progress line and the
-/// time series (relaxed atomics, written about once per millisecond turn).
-#[derive(Debug, Default)]
+/// Live counters every worker publishes (every 100 ms) for the progress
+/// line and the time series: relaxed atomics, and the latencies recorded
+/// since the main thread last took them.
+#[derive(Debug)]
 pub(crate) struct Live {
+    /// Handshakes completed.
     pub(crate) connected: AtomicU64,
+    /// Connection attempts denied by the server (counted in
+    /// `disconnected` too, but never connected).
+    pub(crate) denied: AtomicU64,
     pub(crate) packets_out: AtomicU64,
     pub(crate) packets_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
-    /// Each worker's latency p99 so far, µs; the line shows the worst.
-    pub(crate) p99_us: AtomicU64,
     pub(crate) disconnected: AtomicU64,
+    /// Latencies of every worker since the last [`Live::take_window_p99_ms`].
+    pub(crate) window_latency_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            connected: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
+            packets_out: AtomicU64::new(0),
+            packets_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            disconnected: AtomicU64::new(0),
+            window_latency_us: Mutex::new(hist()),
+        }
+    }
 }
 
 impl Live {
     pub(crate) fn add(&self, field: &AtomicU64, v: u64) {
         field.fetch_add(v, Ordering::Relaxed);
     }
+
+    /// Adds a worker's window of latencies.
+    pub(crate) fn add_window(&self, window: &Histogram<u64>) {
+        if let Ok(mut h) = self.window_latency_us.lock() {
+            let _ = h.add(window);
+        }
+    }
+
+    /// The p99 of the latencies published since the last call, ms (0 when
+    /// none), and starts a new window.
+    pub(crate) fn take_window_p99_ms(&self) -> f64 {
+        let Ok(mut h) = self.window_latency_us.lock() else {
+            return 0.0;
+        };
+        let p99 = q(&h, 0.99) / 1000.0;
+        h.reset();
+        p99
+    }
+
+    /// Players connected now: connected and not yet disconnected.
+    pub(crate) fn players_now(&self) -> u64 {
+        let gone = self
+            .disconnected
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.denied.load(Ordering::Relaxed));
+        self.connected.load(Ordering::Relaxed).saturating_sub(gone)
+    }
 }
 
-/// One row of the time series.
+/// One row of the time series: the second that ended at `t`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Sample {
     pub(crate) t: f64,
+    /// Players connected at `t`.
     pub(crate) connected: u64,
-    pub(crate) packets_per_s: f64,
+    /// Datagrams loadgen sent (client to server) per second.
+    pub(crate) packets_out_per_s: f64,
+    /// Datagrams loadgen received (server to client) per second.
+    pub(crate) packets_in_per_s: f64,
+    /// Latency p99 of this second alone (not of the run so far), ms.
     pub(crate) p99_ms: f64,
     /// The in-process server's worst core tick p99 over its last stats
     /// interval (one second), when loadgen spawned the server.
@@ -408,7 +467,7 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
 /// The time series as CSV.
 pub(crate) fn csv(series: &[Sample]) -> String {
     let mut s = String::from(
-        "seconds,players_connected,packets_per_second,latency_p99_ms,server_tick_p99_ms\n",
+        "seconds,players_connected,packets_out_per_second,packets_in_per_second,latency_p99_ms,server_tick_p99_ms\n",
     );
     for x in series {
         let tick = x
@@ -416,71 +475,159 @@ pub(crate) fn csv(series: &[Sample]) -> String {
             .map_or(String::new(), |v| format!("{v:.3}"));
         let _ = writeln!(
             s,
-            "{:.1},{},{:.0},{:.3},{tick}",
-            x.t, x.connected, x.packets_per_s, x.p99_ms
+            "{:.1},{},{:.0},{:.0},{:.3},{tick}",
+            x.t, x.connected, x.packets_out_per_s, x.packets_in_per_s, x.p99_ms
         );
     }
     s
 }
 
-/// An SVG chart of players, packets/s and p99 latency over time, each
-/// scaled to its own maximum (three panels).
+/// The smallest 1, 2 or 5 × 10^k at or above `v` (a round axis top).
+fn nice_ceil(v: f64) -> f64 {
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
+        return 1.0;
+    }
+    let base = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * base)
+        .find(|&x| x >= v * (1.0 - 1e-9))
+        .unwrap_or(10.0 * base)
+}
+
+/// An axis label: whole numbers when large, a few decimals when small.
+fn label(v: f64) -> String {
+    if v >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// One line of a panel: its legend, colour and value.
+type Line = (&'static str, &'static str, fn(&Sample) -> Option<f64>);
+
+/// An SVG chart a person reads: one panel per quantity over the run's
+/// seconds — players connected; packets per second each way; latency p99
+/// of each second; and, when loadgen ran the server in-process, the
+/// server's core tick p99 — each with a labelled value axis from 0 to a
+/// round maximum, grid lines, a legend, and a shared time axis in seconds.
 pub(crate) fn svg(series: &[Sample], title: &str) -> String {
-    let (w, h, pad) = (800.0, 600.0, 50.0);
-    let panel_h = (h - 2.0 * pad) / 3.0;
-    let t_max = series.last().map_or(1.0, |s| s.t).max(1e-9);
+    let with_ticks = series.iter().any(|s| s.server_tick_p99_ms.is_some());
+    let mut panels: Vec<(&'static str, Vec<Line>)> = vec![
+        (
+            "players connected",
+            vec![("players", "#1f77b4", |s| Some(s.connected as f64))],
+        ),
+        (
+            "packets per second",
+            vec![
+                ("client to server", "#2ca02c", |s| Some(s.packets_out_per_s)),
+                ("server to client", "#9467bd", |s| Some(s.packets_in_per_s)),
+            ],
+        ),
+        (
+            "latency p99 of each second (ms)",
+            vec![("input to observed / echo", "#d62728", |s| Some(s.p99_ms))],
+        ),
+    ];
+    if with_ticks {
+        panels.push((
+            "server tick p99 (ms, worst core, in-process server)",
+            vec![("tick p99", "#ff7f0e", |s| s.server_tick_p99_ms)],
+        ));
+    }
+    let (w, left, right, top_pad, panel_h, gap) = (900.0, 80.0, 30.0, 45.0, 150.0, 40.0);
+    let h = top_pad + panels.len() as f64 * (panel_h + gap) + 20.0;
+    let plot_w = w - left - right;
+    let t_max = nice_ceil(series.last().map_or(1.0, |s| s.t).max(1.0));
+    let x_of = |t: f64| left + t / t_max * plot_w;
     let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{pad}\" y=\"25\" font-size=\"16\">{}</text>\n",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"25\" font-size=\"16\">{}</text>\n",
         xml_escape(title)
     );
-    type Panel = (&'static str, &'static str, fn(&Sample) -> f64);
-    let panels: [Panel; 3] = [
-        ("players connected", "#1f77b4", |s| s.connected as f64),
-        ("packets/s (both ways)", "#2ca02c", |s| s.packets_per_s),
-        ("latency p99 (ms)", "#d62728", |s| s.p99_ms),
-    ];
-    for (i, (name, color, f)) in panels.iter().enumerate() {
-        let top = pad + i as f64 * panel_h;
-        let bottom = top + panel_h - 20.0;
-        let max = series.iter().map(f).fold(0.0f64, f64::max).max(1e-9);
-        let _ = writeln!(
-            out,
-            "<line x1=\"{pad}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"#888\"/>",
-            w - pad
-        );
-        let _ = writeln!(
-            out,
-            "<line x1=\"{pad}\" y1=\"{top}\" x2=\"{pad}\" y2=\"{bottom}\" stroke=\"#888\"/>"
-        );
-        let _ = writeln!(
-            out,
-            "<text x=\"{}\" y=\"{}\">{name} (max {:.1})</text>",
-            pad + 5.0,
-            top + 12.0,
-            max
-        );
-        let points: Vec<String> = series
+    for (i, (name, lines)) in panels.iter().enumerate() {
+        let top = top_pad + i as f64 * (panel_h + gap) + 15.0;
+        let bottom = top + panel_h - 15.0;
+        let max = series
             .iter()
-            .map(|s| {
-                format!(
-                    "{:.1},{:.1}",
-                    pad + s.t / t_max * (w - 2.0 * pad),
-                    bottom - f(s) / max * (bottom - top - 15.0)
-                )
-            })
-            .collect();
+            .flat_map(|s| lines.iter().filter_map(|(_, _, f)| f(s)))
+            .fold(0.0f64, f64::max);
+        let y_max = nice_ceil(max);
+        let y_of = |v: f64| bottom - v / y_max * (bottom - top);
         let _ = writeln!(
             out,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-            points.join(" ")
+            "<text x=\"{left}\" y=\"{}\" font-weight=\"bold\">{name}</text>",
+            top - 6.0
         );
+        // Value axis: 0, ¼, ½, ¾ and the round maximum, with grid lines.
+        for k in 0..=4 {
+            let v = y_max * f64::from(k) / 4.0;
+            let y = y_of(v);
+            let _ = writeln!(
+                out,
+                "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"{}\"/>",
+                w - right,
+                if k == 0 { "#888" } else { "#e4e4e4" }
+            );
+            let _ = writeln!(
+                out,
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+                left - 6.0,
+                y + 4.0,
+                label(v)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{bottom}\" stroke=\"#888\"/>"
+        );
+        // Time axis: ten steps over the round run length.
+        for k in 0..=10 {
+            let t = t_max * f64::from(k) / 10.0;
+            let x = x_of(t);
+            let _ = writeln!(
+                out,
+                "<line x1=\"{x:.1}\" y1=\"{bottom}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#888\"/>",
+                bottom + 4.0
+            );
+            let _ = writeln!(
+                out,
+                "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                bottom + 16.0,
+                label(t)
+            );
+        }
+        for (k, (legend, color, f)) in lines.iter().enumerate() {
+            let points: Vec<String> = series
+                .iter()
+                .filter_map(|s| f(s).map(|v| format!("{:.1},{:.1}", x_of(s.t), y_of(v))))
+                .collect();
+            let _ = writeln!(
+                out,
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+                points.join(" ")
+            );
+            let lx = w - right - 200.0;
+            let ly = top - 6.0 - 14.0 * (lines.len() - 1 - k) as f64;
+            let _ = writeln!(
+                out,
+                "<line x1=\"{lx}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{ly:.1}\">{legend} (max {})</text>",
+                ly - 4.0,
+                lx + 20.0,
+                ly - 4.0,
+                lx + 25.0,
+                label(series.iter().filter_map(f).fold(0.0f64, f64::max))
+            );
+        }
     }
     let _ = writeln!(
         out,
-        "<text x=\"{}\" y=\"{}\">time (s), 0 to {:.0}</text>",
-        w / 2.0 - 40.0,
-        h - 15.0,
-        t_max
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">time since the start (s)</text>",
+        left + plot_w / 2.0,
+        h - 8.0
     );
     out.push_str("</svg>\n");
     out
@@ -530,17 +677,51 @@ mod tests {
             Sample {
                 t: 1.0,
                 connected: 2,
-                packets_per_s: 100.0,
+                packets_out_per_s: 100.0,
+                packets_in_per_s: 120.0,
                 p99_ms: 4.0,
                 server_tick_p99_ms: Some(1.5),
             },
         ];
         assert_eq!(csv(&series).lines().count(), 3);
+        assert!(csv(&series).contains("1.0,2,100,120,4.000,1.500"));
         let svg = svg(&series, "a < b");
         assert!(
             svg.starts_with("<svg")
                 && svg.trim_end().ends_with("</svg>")
                 && svg.contains("a &lt; b")
         );
+        // Axes carry values; every quantity has its panel.
+        for text in [
+            ">players connected<",
+            "client to server",
+            "server to client",
+            "latency p99 of each second",
+            "server tick p99",
+            ">5<",
+            ">200<",
+            "time since the start (s)",
+        ] {
+            assert!(svg.contains(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn round_axis_tops() {
+        assert_eq!(nice_ceil(0.0), 1.0);
+        assert_eq!(nice_ceil(0.7), 1.0);
+        assert_eq!(nice_ceil(1.2), 2.0);
+        assert_eq!(nice_ceil(3.0), 5.0);
+        assert_eq!(nice_ceil(120.0), 200.0);
+        assert_eq!(nice_ceil(5000.0), 5000.0);
+        assert_eq!(label(0.25), "0.25");
+        assert_eq!(label(2.5), "2.5");
+        assert_eq!(label(1500.0), "1500");
+        let live = Live::default();
+        let mut r = Recorder::default();
+        r.latency(Duration::from_millis(3));
+        live.add_window(&r.window_us);
+        assert!((live.take_window_p99_ms() - 3.0).abs() < 0.01);
+        assert_eq!(live.take_window_p99_ms(), 0.0);
     }
 }

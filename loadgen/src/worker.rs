@@ -252,7 +252,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
             let _ = io.flush();
         }
         if now.duration_since(last_publish) >= Duration::from_millis(100) {
-            publish(&live, &rec, &mut published);
+            publish(&live, &mut rec, &mut published);
             last_publish = now;
         }
         if got == 0 {
@@ -283,11 +283,11 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
     for io in &mut sockets {
         let _ = io.flush();
     }
-    publish(&live, &rec, &mut published);
+    publish(&live, &mut rec, &mut published);
     (rec, positions)
 }
 
-fn publish(live: &Live, rec: &Recorder, last: &mut Recorder) {
+fn publish(live: &Live, rec: &mut Recorder, last: &mut Recorder) {
     live.add(&live.connected, rec.connected - last.connected);
     live.add(&live.packets_out, rec.packets_out - last.packets_out);
     live.add(&live.packets_in, rec.packets_in - last.packets_in);
@@ -295,9 +295,10 @@ fn publish(live: &Live, rec: &Recorder, last: &mut Recorder) {
     live.add(&live.bytes_in, rec.bytes_in - last.bytes_in);
     let d: u64 = rec.disconnects.iter().sum::<u64>() - last.disconnects.iter().sum::<u64>();
     live.add(&live.disconnected, d);
-    if !rec.latency_us.is_empty() {
-        live.p99_us
-            .fetch_max(rec.latency_us.value_at_quantile(0.99), Ordering::Relaxed);
+    live.add(&live.denied, rec.denied - last.denied);
+    if !rec.window_us.is_empty() {
+        live.add_window(&rec.window_us);
+        rec.window_us.reset();
     }
     last.connected = rec.connected;
     last.packets_out = rec.packets_out;
@@ -305,4 +306,5 @@ fn publish(live: &Live, rec: &Recorder, last: &mut Recorder) {
     last.bytes_out = rec.bytes_out;
     last.bytes_in = rec.bytes_in;
     last.disconnects = rec.disconnects;
+    last.denied = rec.denied;
 }
