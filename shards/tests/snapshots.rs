@@ -1,15 +1,17 @@
-//! Snapshots against a simulated client: baselines stay correct under
-//! random acknowledgements, losses, silence and reordering; the budget is
-//! never exceeded; every record always decodes; the input ack comes back.
+//! Snapshots against a simulated client — the client SDK's receiver and
+//! its entity events (`tos_client`) — baselines stay correct under random
+//! acknowledgements, losses, silence and reordering; the entity events a
+//! game gets rebuild the server's view in world units; the budget is never
+//! exceeded; every record always decodes; the input ack comes back.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use common::{Link, Report, layout, small_capacity};
-use tos_client::SnapshotReceiver;
+use tos_client::{EntityEvent, EntityState, SnapshotReceiver, WorldView};
 use tos_config::{InterestDistances, LayoutKind, ServerConfig};
-use tos_protocol::wire::game::{MovementClaim, ServerMessage};
+use tos_protocol::wire::game::{MovementClaim, ServerMessage, WorldParams};
 use tos_shards::util::Rng;
 use tos_shards::{
     Buff, Character, ClientId, EntityType, Faction, Shard, SpawnParams, SpawnPoint, WorldData,
@@ -58,8 +60,63 @@ struct Client {
     net: u32,
     link: Link,
     receiver: SnapshotReceiver,
+    /// The SDK's entity events, and the world a game builds from them.
+    view: WorldView,
+    world: BTreeMap<u32, EntityState>,
     seq: u32,
     heading: f32,
+}
+
+impl Client {
+    fn new(shard: &Shard, id: ClientId, link: Link, heading: f32) -> Self {
+        let mut view = WorldView::new();
+        view.set_world(&WorldParams::from_quantizer(
+            shard.world().quantizer(),
+            1.0,
+            shard.movement_rules().max_speed,
+        ))
+        .unwrap();
+        Self {
+            id,
+            net: shard.player_of(id).unwrap(),
+            link,
+            receiver: SnapshotReceiver::new(),
+            view,
+            world: BTreeMap::new(),
+            seq: 0,
+            heading,
+        }
+    }
+
+    /// Applies the events of the last snapshot as a game would, checking
+    /// they are consistent: created once, updated and removed only when
+    /// known, never a state older than the one held.
+    fn apply_events(&mut self, tick: u32) {
+        let world = &mut self.world;
+        self.view.diff(&self.receiver, tick, |e| match e {
+            EntityEvent::Created(s) => {
+                assert!(
+                    world.insert(s.id, s).is_none(),
+                    "entity {} created twice",
+                    s.id
+                );
+            }
+            EntityEvent::Updated(s) => {
+                let old = world.get_mut(&s.id).expect("update of an unknown entity");
+                assert!(
+                    (s.tick.wrapping_sub(old.tick) as i32) > 0,
+                    "entity {} went back from tick {} to {}",
+                    s.id,
+                    old.tick,
+                    s.tick
+                );
+                *old = s;
+            }
+            EntityEvent::Removed { id, .. } => {
+                assert!(world.remove(&id).is_some(), "removal of unknown {id}");
+            }
+        });
+    }
 }
 
 /// Delivers arrivals and reports due at `now` for every client.
@@ -74,6 +131,7 @@ fn deliver(shard: &mut Shard, clients: &mut [Client], now: u32) {
                 info.missing_baselines, 0,
                 "the server named a baseline the client does not have"
             );
+            c.apply_events(info.tick);
         }
         for r in c.link.due_reports(now) {
             match r {
@@ -119,7 +177,29 @@ fn assert_in_sync(shard: &Shard, c: &Client, config: &ServerConfig) {
             *s, info.quantized,
             "entity {id} state differs at the client"
         );
+        // What the game holds from the events: the same entity, in world
+        // units (the server's state, quantized and back).
+        let game = c.world.get(id).expect("the events created it");
+        let q = shard.world().quantizer();
+        assert_eq!(game.entity_type, *t);
+        assert_eq!(
+            game.position,
+            q.dequantize_position(info.quantized.position).unwrap()
+        );
+        let p = info.record.position;
+        for k in 0..3 {
+            assert!(
+                (game.position[k] - p[k]).abs() <= q.step()[k] as f32,
+                "entity {id} at {:?}, the server has it at {p:?}",
+                game.position
+            );
+        }
     }
+    assert_eq!(
+        c.world.keys().collect::<Vec<_>>(),
+        seen.keys().collect::<Vec<_>>(),
+        "the game's entities are the receiver's"
+    );
     let me = shard.entity(c.net).unwrap().record.position;
     for id in shard.local_net_ids() {
         let info = shard.entity(id).unwrap();
@@ -165,14 +245,8 @@ fn baselines_survive_random_acks_losses_and_reordering() {
             link.ack_loss = 0.1;
             link.silence = 0.05;
             link.max_delay = 3;
-            clients.push(Client {
-                id,
-                net: shard.player_of(id).unwrap(),
-                link,
-                receiver: SnapshotReceiver::new(),
-                seq: 0,
-                heading: rng.range(0.0, std::f32::consts::TAU),
-            });
+            let heading = rng.range(0.0, std::f32::consts::TAU);
+            clients.push(Client::new(&shard, id, link, heading));
         }
         let mut projectiles = Vec::new();
         for now in 1..=900u32 {
