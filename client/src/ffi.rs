@@ -411,6 +411,7 @@ fn event(e: &SessionEvent) -> TosEvent {
             tick,
             input_ack,
             late,
+            ..
         } => TosEvent {
             tick,
             input_seq: input_ack,
@@ -698,7 +699,7 @@ pub unsafe extern "C" fn tos_client_connect(
             config.tick_hz = f64::from(p.tick_hz);
         }
         if p.handshake_timeout_ms != 0 {
-            config.transport.handshake_timeout =
+            Arc::make_mut(&mut config.transport).handshake_timeout =
                 Duration::from_millis(u64::from(p.handshake_timeout_ms));
         }
         let inner = UdpClient::connect(server, config, Instant::now()).map_err(driver_error)?;

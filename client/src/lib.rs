@@ -38,7 +38,9 @@ pub mod snapshot;
 pub use driver::{DriverError, UdpClient};
 pub use flow::{Entered, FlowEvent, LoginFlow, LoginSpec};
 pub use interp::{Interpolator, PredictedInput, Prediction, ServerClock};
-pub use session::{Session, SessionConfig, SessionError, SessionEvent, SessionStats};
+pub use session::{
+    Session, SessionConfig, SessionError, SessionEvent, SessionStats, SnapshotHandling,
+};
 pub use snapshot::{
     EntityEvent, EntityState, RECEIVER_HISTORY, ReceiveError, ReceiverStats, SnapshotInfo,
     SnapshotReceiver, WorldView,

@@ -31,6 +31,21 @@ use crate::flow::{Entered, FlowEvent, LoginFlow, LoginSpec};
 use crate::interp::{Interpolator, PredictedInput, Prediction, ServerClock};
 use crate::snapshot::{EntityEvent, SnapshotReceiver, WorldView};
 
+/// How much a session does with each snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotHandling {
+    /// Apply it, and report entity events and keep interpolation buffers:
+    /// what a game needs.
+    #[default]
+    Events,
+    /// Apply it to the receiver only (the world as quantized states, the
+    /// input ack): a headless client such as a load generator's player.
+    Apply,
+    /// Only check that every record decodes, keep no world: the lightest
+    /// client.
+    DecodeOnly,
+}
+
 /// What a session needs to start.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -46,13 +61,16 @@ pub struct SessionConfig {
     /// This client build's integrity table, when the server checks
     /// integrity (`security.integrity_check`, on by default).
     pub integrity: Option<Arc<IntegrityTable>>,
-    /// Transport settings (the defaults match the server's).
-    pub transport: TransportConfig,
+    /// Transport settings (the defaults match the server's; shared by the
+    /// sessions of a process that runs many).
+    pub transport: Arc<TransportConfig>,
     /// Seed of the connection's keys and nonces; `None` draws one from the
     /// operating system (tests pass fixed seeds).
     pub seed: Option<[u8; 32]>,
     /// The server's tick rate (`runtime.tick_hz`), for the server clock.
     pub tick_hz: f64,
+    /// What is done with snapshots.
+    pub snapshots: SnapshotHandling,
 }
 
 impl SessionConfig {
@@ -64,9 +82,10 @@ impl SessionConfig {
             login,
             ticket: Vec::new(),
             integrity: None,
-            transport: TransportConfig::default(),
+            transport: Arc::new(TransportConfig::default()),
             seed: None,
             tick_hz: 60.0,
+            snapshots: SnapshotHandling::Events,
         }
     }
 }
@@ -131,10 +150,17 @@ pub enum SessionEvent {
     Snapshot {
         /// Its server tick.
         tick: u32,
-        /// The newest claim of this client the server applied.
+        /// The newest claim of this client the server applied (this
+        /// snapshot's; with a late snapshot, older than the newest).
         input_ack: u32,
         /// It arrived after a newer one (its records still applied).
         late: bool,
+        /// Records in it.
+        records: u32,
+        /// Bytes of the DeltaSync message.
+        bytes: u32,
+        /// Update records skipped for want of their baseline.
+        missing_baselines: u32,
     },
     /// The server rejected a claim: the character is at `position`; the
     /// predicted position after replaying later claims is `predicted`.
@@ -229,6 +255,7 @@ pub struct Session {
     input_seq: u32,
     ended: bool,
     stats: SessionStats,
+    handling: SnapshotHandling,
 }
 
 impl Session {
@@ -252,7 +279,7 @@ impl Session {
         login.ticketed = !config.ticket.is_empty();
         let conn = Connection::connect(
             ClientConfig {
-                transport: Arc::new(config.transport),
+                transport: config.transport,
                 server_key: ServerKey::Pinned(config.server_key),
                 ticket: config.ticket,
                 integrity: config.integrity,
@@ -275,6 +302,7 @@ impl Session {
             input_seq: 0,
             ended: false,
             stats: SessionStats::default(),
+            handling: config.snapshots,
         })
     }
 
@@ -334,6 +362,7 @@ impl Session {
                         entered: &mut self.entered,
                         ticket: &mut self.ticket,
                         stats: &mut self.stats,
+                        handling: self.handling,
                     };
                     parts.on_message(data, now);
                 }
@@ -505,6 +534,7 @@ struct Parts<'s> {
     entered: &'s mut Option<Entered>,
     ticket: &'s mut Vec<u8>,
     stats: &'s mut SessionStats,
+    handling: SnapshotHandling,
 }
 
 impl Parts<'_> {
@@ -518,6 +548,26 @@ impl Parts<'_> {
             return;
         };
         match msg {
+            ServerMessage::DeltaSync(d) if self.handling == SnapshotHandling::DecodeOnly => {
+                let mut r = tos_protocol::wire::Reader::new(d.records);
+                let decodes = (0..d.record_count)
+                    .all(|_| tos_protocol::delta::DeltaRecord::decode(&mut r).is_ok());
+                if !decodes {
+                    self.stats.bad_snapshots += 1;
+                    return;
+                }
+                self.stats.snapshots += 1;
+                self.clock.on_snapshot(d.tick, now);
+                self.prediction.ack(d.input_ack);
+                self.push(SessionEvent::Snapshot {
+                    tick: d.tick,
+                    input_ack: d.input_ack,
+                    late: false,
+                    records: d.record_count,
+                    bytes: data.len() as u32,
+                    missing_baselines: 0,
+                });
+            }
             ServerMessage::DeltaSync(d) => match self.receiver.apply(&d) {
                 Ok(info) => {
                     self.stats.snapshots += 1;
@@ -525,20 +575,25 @@ impl Parts<'_> {
                     if !info.late {
                         self.prediction.ack(info.input_ack);
                     }
-                    let (view, receiver, interp, events) = (
-                        &mut *self.view,
-                        &*self.receiver,
-                        &mut *self.interp,
-                        &mut *self.events,
-                    );
-                    view.diff(receiver, info.tick, |e| {
-                        interp.push(&e);
-                        push_event(events, SessionEvent::Entity(e));
-                    });
+                    if self.handling == SnapshotHandling::Events {
+                        let (view, receiver, interp, events) = (
+                            &mut *self.view,
+                            &*self.receiver,
+                            &mut *self.interp,
+                            &mut *self.events,
+                        );
+                        view.diff(receiver, info.tick, |e| {
+                            interp.push(&e);
+                            push_event(events, SessionEvent::Entity(e));
+                        });
+                    }
                     self.push(SessionEvent::Snapshot {
                         tick: info.tick,
-                        input_ack: self.receiver.input_ack(),
+                        input_ack: info.input_ack,
                         late: info.late,
+                        records: info.records,
+                        bytes: data.len() as u32,
+                        missing_baselines: info.missing_baselines,
                     });
                 }
                 Err(_) => self.stats.bad_snapshots += 1,

@@ -1,27 +1,20 @@
-//! One simulated player: the client side of the protocol plus a little
-//! game behaviour (enter the world, walk between waypoints or converge on
-//! a battle, send movement claims at the input rate, occasional reliable
-//! actions) and the measurements it takes.
+//! One simulated player: a client of the client SDK (`tos_client::Session`:
+//! login, characters, entering, claims, snapshots) plus a little game
+//! behaviour (walk between waypoints or converge on a battle, movement
+//! claims at the input rate, occasional reliable actions) and the
+//! measurements it takes. Echo mode, which measures the protocol path
+//! alone, drives a bare connection instead.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tos_client::{FlowEvent, LoginFlow, LoginSpec};
-use tos_protocol::connection::{Connection, Event};
+use tos_client::{Session, SessionEvent};
+use tos_protocol::connection::{Connection, Event, Transmit};
+use tos_protocol::wire::Channel;
 use tos_protocol::wire::control::DisconnectReason;
-use tos_protocol::wire::game::{ClientMessage, FullEntityState, MovementClaim, ServerMessage};
-use tos_protocol::wire::{Channel, Writer};
+use tos_protocol::wire::game::FullEntityState;
 
 use crate::report::Recorder;
-
-/// What the load asks players to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Enter the world and play.
-    World,
-    /// Send probes the server echoes back (server in echo mode).
-    Echo,
-}
 
 /// How a player behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,35 +27,94 @@ pub(crate) enum Behaviour {
     Cheater,
 }
 
+/// What the load asks players to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Enter the world and play.
+    World,
+    /// Send probes the server echoes back (server in echo mode).
+    Echo,
+}
+
 /// Per-player input history for latency: send time by input sequence.
 const HISTORY: usize = 512;
 
+/// A player's link to the server: a game session (world mode) or a bare
+/// connection carrying echo probes.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "every player of a run is in the same mode, and players live inline in the worker's slots: boxing would add a pointer chase per datagram for nothing"
+)]
+pub(crate) enum Link {
+    /// The SDK's session.
+    World(Session),
+    /// A bare connection (the server echoes what it gets).
+    Echo(Connection),
+}
+
+impl Link {
+    /// The connection underneath.
+    pub(crate) fn connection(&self) -> &Connection {
+        match self {
+            Self::World(s) => s.connection(),
+            Self::Echo(c) => c,
+        }
+    }
+
+    pub(crate) fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &mut [u8]) {
+        match self {
+            Self::World(s) => s.handle_datagram(now, from, data),
+            Self::Echo(c) => c.handle_datagram(now, from, data),
+        }
+    }
+
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        self.connection().next_timeout()
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Self::World(s) => s.handle_timeout(now),
+            Self::Echo(c) => c.handle_timeout(now),
+        }
+    }
+
+    pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        match self {
+            Self::World(s) => s.poll_transmit(now, buf),
+            Self::Echo(c) => c.poll_transmit(now, buf),
+        }
+    }
+
+    pub(crate) fn close(&mut self, now: Instant) {
+        match self {
+            Self::World(s) => s.close(now),
+            Self::Echo(c) => c.close(now, DisconnectReason::Graceful),
+        }
+    }
+}
+
 /// A simulated player.
 pub(crate) struct Player {
-    pub(crate) conn: Connection,
+    pub(crate) link: Link,
     pub(crate) key: u32,
     pub(crate) socket: usize,
     behaviour: Behaviour,
-    mode: Mode,
     started: Instant,
     connected_at: Option<Instant>,
     authenticated_at: Option<Instant>,
     entity: Option<u32>,
-    /// The account and character flow (world mode).
-    flow: Option<LoginFlow>,
     /// Where an earlier run left this player's character, if remembered.
     remembered: Option<[f32; 3]>,
-    input_seq: u32,
+    /// Echo probes' sequence (world mode uses the session's).
+    probe_seq: u32,
     sent_at: Box<[(u32, Option<Instant>); HISTORY]>,
     last_acked_input: u32,
     position: [f32; 3],
     waypoint: [f32; 3],
     next_input: Instant,
     input_period: Duration,
-    /// The world as this client sees it, from the snapshots.
-    receiver: tos_client::SnapshotReceiver,
-    /// Whether snapshots are applied (a full client) or only decoded.
-    pub(crate) apply_snapshots: bool,
     rng: u64,
     pub(crate) done: bool,
 }
@@ -89,42 +141,32 @@ const RESUME_TOLERANCE: f32 = 200.0;
 pub(crate) const WALK_SPEED: f32 = 600.0;
 
 impl Player {
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one constructor call site, in the worker"
-    )]
     pub(crate) fn new(
-        conn: Connection,
+        link: Link,
         socket: usize,
         behaviour: Behaviour,
-        mode: Mode,
         rate_hz: u32,
         seed: u64,
-        login: Option<LoginSpec>,
         remembered: Option<[f32; 3]>,
         now: Instant,
     ) -> Self {
         let mut p = Self {
-            key: conn.connection_id(),
-            conn,
+            key: link.connection().connection_id(),
+            link,
             socket,
             behaviour,
-            mode,
             started: now,
             connected_at: None,
             authenticated_at: None,
             entity: None,
-            flow: login.map(LoginFlow::new),
             remembered,
-            input_seq: 0,
+            probe_seq: 0,
             sent_at: Box::new([(0, None); HISTORY]),
             last_acked_input: 0,
             position: [0.0; 3],
             waypoint: [0.0; 3],
             next_input: now,
             input_period: Duration::from_secs_f64(1.0 / f64::from(rate_hz.max(1))),
-            receiver: tos_client::SnapshotReceiver::new(),
-            apply_snapshots: true,
             rng: seed | 1,
             done: false,
         };
@@ -189,19 +231,13 @@ impl Player {
 
     /// The server's address.
     pub(crate) fn server(&self) -> SocketAddr {
-        self.conn.remote_address()
+        self.link.connection().remote_address()
     }
 
     /// Game behaviour for this moment: inputs at the configured rate.
     pub(crate) fn act(&mut self, now: Instant, rec: &mut Recorder) {
-        if self.done || !self.conn.is_established() {
+        if self.done || !self.link.connection().is_established() {
             return;
-        }
-        if let Some(flow) = self.flow.as_mut() {
-            let mut buf = [0u8; 512];
-            while let Some(n) = flow.poll_send(&mut buf) {
-                let _ = self.conn.send(Channel::ReliableOrdered, &buf[..n]);
-            }
         }
         while now >= self.next_input {
             self.next_input += self.input_period;
@@ -209,26 +245,29 @@ impl Player {
                 // Far behind (the machine is saturated): skip, don't burst.
                 self.next_input = now + self.input_period;
             }
-            match self.mode {
-                Mode::Echo => self.send_probe(now, rec),
-                Mode::World if self.entity.is_some() => self.send_claim(now, rec),
-                Mode::World => {}
+            match self.link {
+                Link::Echo(_) => self.send_probe(now, rec),
+                Link::World(_) if self.entity.is_some() => self.send_claim(now, rec),
+                Link::World(_) => {}
             }
         }
     }
 
-    fn remember(&mut self, now: Instant) -> u32 {
-        self.input_seq = self.input_seq.wrapping_add(1);
-        self.sent_at[self.input_seq as usize % HISTORY] = (self.input_seq, Some(now));
-        self.input_seq
+    fn remember(&mut self, seq: u32, now: Instant) {
+        self.sent_at[seq as usize % HISTORY] = (seq, Some(now));
     }
 
     fn send_probe(&mut self, now: Instant, rec: &mut Recorder) {
-        let seq = self.remember(now);
+        let Link::Echo(conn) = &mut self.link else {
+            return;
+        };
+        self.probe_seq = self.probe_seq.wrapping_add(1);
+        let seq = self.probe_seq;
         let mut payload = [0u8; 64];
         payload[..4].copy_from_slice(&seq.to_le_bytes());
-        if self.conn.send(Channel::Unreliable, &payload).is_ok() {
+        if conn.send(Channel::Unreliable, &payload).is_ok() {
             rec.inputs_sent += 1;
+            self.remember(seq, now);
         }
     }
 
@@ -254,32 +293,20 @@ impl Player {
             self.position[0] += velocity[0] * dt;
             self.position[1] += velocity[1] * dt;
         }
-        let seq = self.remember(now);
-        let claim = MovementClaim {
-            input_seq: seq,
-            position: self.position,
-            velocity,
-            yaw: velocity[1].atan2(velocity[0]).to_degrees(),
-            anim: u8::from(dist > step),
-        };
-        let mut buf = [0u8; 64];
-        let mut w = Writer::new(&mut buf);
-        let _ = ClientMessage::SyncEntity(claim).encode(&mut w);
-        let n = w.position();
-        if self.conn.send(Channel::Unreliable, &buf[..n]).is_ok() {
-            rec.inputs_sent += 1;
-        }
+        let yaw = velocity[1].atan2(velocity[0]).to_degrees();
+        // Animation 1 is walking, 0 standing (PROTOCOL.md §6.2).
+        let anim = u8::from(dist > step);
         // Occasionally a reliable action (1 in 120 inputs: every 2 s at 60 Hz).
-        if self.rand() % 120 == 0 {
-            let mut w = Writer::new(&mut buf);
-            let _ = ClientMessage::Action {
-                input_seq: seq,
-                action_id: 1,
-                target: 0,
-            }
-            .encode(&mut w);
-            let n = w.position();
-            let _ = self.conn.send(Channel::ReliableOrdered, &buf[..n]);
+        let act = self.rand() % 120 == 0;
+        let Link::World(session) = &mut self.link else {
+            return;
+        };
+        if let Ok(seq) = session.send_move(self.position, velocity, yaw, anim, dt) {
+            rec.inputs_sent += 1;
+            self.sent_at[seq as usize % HISTORY] = (seq, Some(now));
+        }
+        if act {
+            let _ = session.send_action(1, 0);
         }
     }
 
@@ -287,7 +314,7 @@ impl Player {
     /// a garbage datagram: returns its length in `out`.
     pub(crate) fn maybe_garbage(&mut self, out: &mut [u8]) -> Option<usize> {
         if self.behaviour != Behaviour::Cheater
-            || !self.conn.is_established()
+            || !self.link.connection().is_established()
             || self.rand() % 60 != 0
         {
             return None;
@@ -302,7 +329,7 @@ impl Player {
         }
         // Half of it wears this player's connection id (bad tags).
         if self.rand() % 2 == 0 {
-            out[..4].copy_from_slice(&self.conn.connection_id().to_le_bytes());
+            out[..4].copy_from_slice(&self.link.connection().connection_id().to_le_bytes());
             out[4] = 0;
             out[5] = 0x03;
         }
@@ -325,124 +352,32 @@ impl Player {
 
     /// Handles this player's events.
     pub(crate) fn handle_events(&mut self, now: Instant, rec: &mut Recorder) {
-        while let Some(e) = self.conn.poll_event() {
+        match &mut self.link {
+            Link::Echo(_) => self.echo_events(now, rec),
+            Link::World(_) => self.world_events(now, rec),
+        }
+    }
+
+    fn echo_events(&mut self, now: Instant, rec: &mut Recorder) {
+        let Link::Echo(conn) = &mut self.link else {
+            return;
+        };
+        while let Some(e) = conn.poll_event() {
             match e {
                 Event::Connected => {
                     self.connected_at = Some(now);
                     rec.handshake(now.saturating_duration_since(self.started));
                     rec.connected += 1;
-                    if let Some(flow) = self.flow.as_mut() {
-                        flow.on_connected();
+                }
+                Event::Message { data, .. } if data.len() >= 4 => {
+                    let seq = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+                    let (s, at) = self.sent_at[seq as usize % HISTORY];
+                    if s == seq {
+                        if let Some(at) = at {
+                            rec.latency(now.saturating_duration_since(at));
+                        }
                     }
                 }
-                Event::Message { data, .. } => match self.mode {
-                    Mode::Echo => {
-                        if data.len() >= 4 {
-                            let seq = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-                            let (s, at) = self.sent_at[seq as usize % HISTORY];
-                            if s == seq {
-                                if let Some(at) = at {
-                                    rec.latency(now.saturating_duration_since(at));
-                                }
-                            }
-                        }
-                    }
-                    Mode::World => match ServerMessage::decode(data) {
-                        Ok(
-                            msg @ (ServerMessage::Authenticated { .. }
-                            | ServerMessage::CharacterList(_)
-                            | ServerMessage::CharacterDone { .. }
-                            | ServerMessage::WorldEntered { .. }
-                            | ServerMessage::Refused { .. }),
-                        ) => {
-                            if let ServerMessage::Refused { reason, .. } = msg {
-                                if let Some(c) = rec.refusals.get_mut(reason as usize) {
-                                    *c += 1;
-                                }
-                            }
-                            let event = self.flow.as_mut().and_then(|f| f.handle_message(&msg));
-                            match event {
-                                Some(FlowEvent::Authenticated { .. }) => {
-                                    self.authenticated_at = Some(now);
-                                    if let Some(c) = self.connected_at {
-                                        rec.login_us
-                                            .record(
-                                                now.saturating_duration_since(c).as_micros().max(1)
-                                                    as u64,
-                                            )
-                                            .ok();
-                                    }
-                                }
-                                Some(FlowEvent::Created { .. }) => rec.characters_created += 1,
-                                Some(FlowEvent::Entered(e)) => {
-                                    self.entity = Some(e.entity_id);
-                                    self.position = e.position;
-                                    self.waypoint = self.pick_waypoint();
-                                    if let Some(a) = self.authenticated_at {
-                                        rec.enter_us
-                                            .record(
-                                                now.saturating_duration_since(a).as_micros().max(1)
-                                                    as u64,
-                                            )
-                                            .ok();
-                                    }
-                                    if let Some(r) = self.remembered {
-                                        rec.resumed_known += 1;
-                                        let d = ((r[0] - e.position[0]).powi(2)
-                                            + (r[1] - e.position[1]).powi(2))
-                                        .sqrt();
-                                        if d <= RESUME_TOLERANCE {
-                                            rec.resumed_in_place += 1;
-                                        }
-                                    }
-                                }
-                                Some(FlowEvent::Failed { .. }) => {
-                                    rec.logins_failed += 1;
-                                    self.done = true;
-                                }
-                                None => {}
-                            }
-                        }
-                        Ok(ServerMessage::DeltaSync(d)) => {
-                            rec.snapshots += 1;
-                            rec.entities_per_snapshot(u64::from(d.record_count));
-                            rec.snapshot_bytes += data.len() as u64;
-                            // Apply it as a game client would: baselines,
-                            // creates, removes; the client's view of the world.
-                            if self.apply_snapshots {
-                                match self.receiver.apply(&d) {
-                                    Ok(info) => {
-                                        rec.missing_baselines += u64::from(info.missing_baselines)
-                                    }
-                                    Err(_) => rec.decode_errors += 1,
-                                }
-                            } else {
-                                // Lighter: check every record decodes, keep no state.
-                                let mut r = tos_protocol::wire::Reader::new(d.records);
-                                for _ in 0..d.record_count {
-                                    if tos_protocol::delta::DeltaRecord::decode(&mut r).is_err() {
-                                        rec.decode_errors += 1;
-                                        break;
-                                    }
-                                }
-                            }
-                            // What the same records would cost at full precision.
-                            rec.naive_bytes += 1
-                                + 12
-                                + u64::from(d.record_count) * (4 + FullEntityState::LEN as u64);
-
-                            let ack = d.input_ack;
-                            self.observe_input(ack, now, rec);
-                        }
-                        Ok(ServerMessage::Correction { position, .. }) => {
-                            // The server is authoritative: continue from there.
-                            rec.corrections += 1;
-                            self.position = position;
-                        }
-                        Ok(_) => {}
-                        Err(_) => rec.decode_errors += 1,
-                    },
-                },
                 Event::Disconnected { reason, .. } => {
                     rec.disconnect(reason);
                     self.done = true;
@@ -454,6 +389,102 @@ impl Player {
                 }
                 _ => {}
             }
+        }
+    }
+
+    fn world_events(&mut self, now: Instant, rec: &mut Recorder) {
+        loop {
+            let Link::World(session) = &mut self.link else {
+                return;
+            };
+            let Some(e) = session.poll_event() else {
+                return;
+            };
+            match e {
+                SessionEvent::Connected => {
+                    self.connected_at = Some(now);
+                    rec.handshake(now.saturating_duration_since(self.started));
+                    rec.connected += 1;
+                }
+                SessionEvent::Authenticated { .. } => {
+                    self.authenticated_at = Some(now);
+                    if let Some(c) = self.connected_at {
+                        let us = now.saturating_duration_since(c).as_micros().max(1);
+                        rec.login_us.record(us as u64).ok();
+                    }
+                }
+                SessionEvent::CharacterCreated { .. } => rec.characters_created += 1,
+                SessionEvent::EnteredWorld(e) => {
+                    self.entity = Some(e.entity_id);
+                    self.position = e.position;
+                    self.waypoint = self.pick_waypoint();
+                    if let Some(a) = self.authenticated_at {
+                        let us = now.saturating_duration_since(a).as_micros().max(1);
+                        rec.enter_us.record(us as u64).ok();
+                    }
+                    if let Some(r) = self.remembered {
+                        rec.resumed_known += 1;
+                        let d = ((r[0] - e.position[0]).powi(2) + (r[1] - e.position[1]).powi(2))
+                            .sqrt();
+                        if d <= RESUME_TOLERANCE {
+                            rec.resumed_in_place += 1;
+                        }
+                    }
+                }
+                SessionEvent::Snapshot {
+                    input_ack,
+                    records,
+                    bytes,
+                    missing_baselines,
+                    ..
+                } => {
+                    rec.snapshots += 1;
+                    rec.entities_per_snapshot(u64::from(records));
+                    rec.snapshot_bytes += u64::from(bytes);
+                    rec.missing_baselines += u64::from(missing_baselines);
+                    // What the same records would cost at full precision.
+                    rec.naive_bytes +=
+                        1 + 12 + u64::from(records) * (4 + FullEntityState::LEN as u64);
+                    self.observe_input(input_ack, now, rec);
+                }
+                SessionEvent::Correction { predicted, .. } => {
+                    // The server is authoritative: continue from where it
+                    // says the character is, plus the claims it has not seen.
+                    rec.corrections += 1;
+                    self.position = predicted;
+                }
+                SessionEvent::Refused { reason, .. } => {
+                    if let Some(c) = rec.refusals.get_mut(reason as usize) {
+                        *c += 1;
+                    }
+                }
+                SessionEvent::LoginFailed { reason, .. } => {
+                    if let Some(c) = rec.refusals.get_mut(reason as usize) {
+                        *c += 1;
+                    }
+                    rec.logins_failed += 1;
+                    self.done = true;
+                }
+                SessionEvent::Denied { .. } => {
+                    rec.disconnect(DisconnectReason::Kicked);
+                    rec.denied += 1;
+                    self.done = true;
+                }
+                SessionEvent::Disconnected { reason, .. } => {
+                    rec.disconnect(reason);
+                    self.done = true;
+                }
+                SessionEvent::ActionResult { .. } | SessionEvent::Entity(_) => {}
+            }
+        }
+    }
+
+    /// Messages and snapshots that did not decode (world mode), for the
+    /// final count.
+    pub(crate) fn decode_errors(&self) -> u64 {
+        match &self.link {
+            Link::World(s) => s.stats().bad_messages + s.stats().bad_snapshots,
+            Link::Echo(_) => 0,
         }
     }
 }

@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tos_engine::io::{Backend, BackendChoice, DatagramIo, IoConfig, select_backend};
-use tos_protocol::connection::{ClientConfig, Connection};
-use tos_protocol::wire::control::DisconnectReason;
+use tos_protocol::connection::{ClientConfig, Connection, ServerKey};
 
-use tos_client::LoginSpec;
+use tos_client::{LoginSpec, Session, SessionConfig, SnapshotHandling};
 
-use crate::player::{Behaviour, Mode, Player};
+use crate::player::{Behaviour, Link, Mode, Player};
 use crate::report::{Live, Recorder};
 
 /// What one worker thread runs.
@@ -64,6 +63,29 @@ fn character_name(account: &str) -> String {
         Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
         None => String::new(),
     }
+}
+
+/// The SDK session settings of a world-mode player: the loadgen's client
+/// settings (pinned key, integrity table, seed) and its login.
+fn session_config(cfg: ClientConfig, login: LoginSpec, apply_snapshots: bool) -> SessionConfig {
+    let key = match cfg.server_key {
+        ServerKey::Pinned(k) => k,
+        // loadgen always pins (main.rs); an all-zero key fails the
+        // handshake rather than trusting any server.
+        ServerKey::Unpinned => [0; 32],
+    };
+    let mut c = SessionConfig::new(key, login);
+    c.transport = cfg.transport;
+    c.integrity = cfg.integrity;
+    c.seed = Some(cfg.seed);
+    // A headless player: the world as the receiver holds it, no entity
+    // events or interpolation buffers (no one draws them).
+    c.snapshots = if apply_snapshots {
+        SnapshotHandling::Apply
+    } else {
+        SnapshotHandling::DecodeOnly
+    };
+    c
 }
 
 /// What a worker measured, and where its players' characters ended.
@@ -156,7 +178,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                 let id = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
                 if let Some(&pi) = routes.get(&(si, id)) {
                     if let Some(p) = slots[pi].player.as_mut() {
-                        p.conn.handle_datagram(now, from, data);
+                        p.link.handle_datagram(now, from, data);
                         dirty.push(pi);
                     }
                 }
@@ -176,38 +198,48 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                 let mut seed = cfg.seed;
                 seed[..8].copy_from_slice(&(global as u64).to_le_bytes());
                 cfg.seed = seed;
-                match Connection::connect(cfg, plan.server, now) {
-                    Ok(conn) => {
-                        let b = behaviour(global, plan.battle_fraction, plan.cheater_fraction);
-                        let login = (plan.mode == Mode::World).then(|| {
-                            let account = format!("{}{global}", plan.account_prefix);
-                            LoginSpec {
-                                character_name: character_name(&account),
-                                account,
-                                password: plan.password.clone(),
-                                register: true,
-                                template: template(global, b),
-                                appearance: vec![(global % 251) as u8; 4],
-                                ticketed: false,
-                                login_only: plan.login_only,
-                            }
-                        });
-                        let mut p = Player::new(
-                            conn,
+                let b = behaviour(global, plan.battle_fraction, plan.cheater_fraction);
+                let link = match plan.mode {
+                    Mode::Echo => Connection::connect(cfg, plan.server, now)
+                        .map(Link::Echo)
+                        .ok(),
+                    Mode::World => {
+                        let account = format!("{}{global}", plan.account_prefix);
+                        let login = LoginSpec {
+                            character_name: character_name(&account),
+                            account,
+                            password: plan.password.clone(),
+                            register: true,
+                            template: template(global, b),
+                            appearance: vec![(global % 251) as u8; 4],
+                            ticketed: false,
+                            login_only: plan.login_only,
+                        };
+                        Session::connect(
+                            session_config(cfg, login, plan.apply_snapshots),
+                            plan.server,
+                            now,
+                        )
+                        .map(Link::World)
+                        .ok()
+                    }
+                };
+                // Only a configuration error fails here: this player idles.
+                match link {
+                    Some(link) => {
+                        let p = Player::new(
+                            link,
                             pi % sockets.len(),
                             b,
-                            plan.mode,
                             plan.rate_hz,
                             global as u64 * 0x9e37_79b9 + 7,
-                            login,
                             plan.remembered.get(&global).copied(),
                             now,
                         );
-                        p.apply_snapshots = plan.apply_snapshots;
                         routes.insert((p.socket, p.key), pi);
                         slot.player = Some(p);
                     }
-                    Err(_) => {
+                    None => {
                         slot.wake = plan.deadline;
                         continue;
                     }
@@ -216,12 +248,12 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
             let Some(p) = slot.player.as_mut() else {
                 continue;
             };
-            if p.conn.next_timeout().is_some_and(|t| t <= now) {
-                p.conn.handle_timeout(now);
+            if p.link.next_timeout().is_some_and(|t| t <= now) {
+                p.link.handle_timeout(now);
             }
             p.act(now, &mut rec);
             let io = &mut sockets[p.socket];
-            while let Some(t) = p.conn.poll_transmit(now, &mut buf) {
+            while let Some(t) = p.link.poll_transmit(now, &mut buf) {
                 if io.queue_send(t.destination, &buf[..t.size]).is_err() {
                     let _ = io.flush();
                     let _ = io.queue_send(t.destination, &buf[..t.size]);
@@ -234,7 +266,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                 rec.garbage_sent += 1;
             }
             p.handle_events(now, &mut rec);
-            let id = p.conn.connection_id();
+            let id = p.link.connection().connection_id();
             if id != p.key {
                 // New id (cookie or migration): route both until the end.
                 p.key = id;
@@ -243,7 +275,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
             slot.wake = if p.done {
                 plan.deadline
             } else {
-                let mut w = p.conn.next_timeout().unwrap_or(plan.deadline);
+                let mut w = p.link.next_timeout().unwrap_or(plan.deadline);
                 w = w.min(now + Duration::from_secs_f64(1.0 / f64::from(plan.rate_hz.max(1))));
                 w
             };
@@ -267,13 +299,14 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
             if let Some(at) = p.position() {
                 positions.push((plan.first_player + pi, at));
             }
-            let s = p.conn.stats();
-            if p.conn.is_established() {
+            let s = p.link.connection().stats();
+            if p.link.connection().is_established() {
                 let _ = rec.rtt_us.record(s.rtt_us.max(1));
             }
-            p.conn.close(now, DisconnectReason::Graceful);
+            rec.decode_errors += p.decode_errors();
+            p.link.close(now);
             let io = &mut sockets[p.socket];
-            while let Some(t) = p.conn.poll_transmit(now, &mut buf) {
+            while let Some(t) = p.link.poll_transmit(now, &mut buf) {
                 if io.queue_send(t.destination, &buf[..t.size]).is_err() {
                     let _ = io.flush();
                 }
