@@ -449,6 +449,8 @@ TosResult tos_parse_key_hex(const char *hex, uint8_t *out);
  * Starts connecting and, on success, writes a new handle to `*out`. The
  * handshake, login and entering the world proceed as `tos_client_poll`
  * is called; watch its events. Free the handle with `tos_client_free`.
+ * A host name in `server_addr` is resolved here, which may block on DNS:
+ * pass an IP address to avoid that, or call it off the frame loop.
  *
  * # Safety
  * `params` is null or points to a `TosConnectParams` whose pointers are

@@ -599,6 +599,8 @@ fn parse_key(text: &str) -> Result<[u8; 32], Fail> {
 /// Starts connecting and, on success, writes a new handle to `*out`. The
 /// handshake, login and entering the world proceed as `tos_client_poll`
 /// is called; watch its events. Free the handle with `tos_client_free`.
+/// A host name in `server_addr` is resolved here, which may block on DNS:
+/// pass an IP address to avoid that, or call it off the frame loop.
 ///
 /// # Safety
 /// `params` is null or points to a `TosConnectParams` whose pointers are

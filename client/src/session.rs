@@ -457,6 +457,8 @@ impl Session {
     pub fn close(&mut self, now: Instant) {
         self.ended = true;
         self.conn.close(now, DisconnectReason::Graceful);
+        // The connection reports its own Disconnected at once: hand it on.
+        self.process(now);
     }
 
     /// Whether the session ended (closed, denied or disconnected).
