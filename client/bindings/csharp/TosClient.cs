@@ -236,7 +236,7 @@ namespace Tos
                     CharacterTemplate = characterTemplate,
                     RegisterAccount = (byte)(registerAccount ? 1 : 0),
                     Ticket = ticket == null || ticket.Length == 0 ? IntPtr.Zero : Pin(ticket),
-                    TicketLen = (UIntPtr)(ticket == null ? 0 : ticket.Length),
+                    TicketLen = new UIntPtr((uint)(ticket == null ? 0 : ticket.Length)),
                     IntegrityTable = Pin(integrityTable),
                     IntegrityVersion = integrityVersion,
                     TickHz = tickHz,
@@ -253,10 +253,10 @@ namespace Tos
         /// internal buffer, valid until the next Poll), or null once the session ended.</summary>
         public ArraySegment<TosEvent>? Poll()
         {
-            var r = Native.tos_client_poll(handle, buffer, (UIntPtr)buffer.Length, out UIntPtr n);
+            var r = Native.tos_client_poll(handle, buffer, new UIntPtr((uint)buffer.Length), out UIntPtr n);
             if (r == TosResult.Closed) return null;
             Check(r, "tos_client_poll");
-            return new ArraySegment<TosEvent>(buffer, 0, (int)n);
+            return new ArraySegment<TosEvent>(buffer, 0, (int)n.ToUInt64());
         }
 
         /// <summary>Claims a move; returns its input sequence.</summary>
@@ -280,8 +280,8 @@ namespace Tos
             var r = Native.tos_client_ticket(handle, null, UIntPtr.Zero, out UIntPtr len);
             if (r == TosResult.Ok) return new byte[0];
             if (r != TosResult.BufferTooSmall) Check(r, "tos_client_ticket");
-            var t = new byte[(int)len];
-            Check(Native.tos_client_ticket(handle, t, (UIntPtr)t.Length, out len), "tos_client_ticket");
+            var t = new byte[(int)len.ToUInt64()];
+            Check(Native.tos_client_ticket(handle, t, new UIntPtr((uint)t.Length), out len), "tos_client_ticket");
             return t;
         }
 
