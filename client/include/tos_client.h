@@ -88,6 +88,11 @@ enum TosResult
    * A bug inside the library was caught; the handle should be freed.
    */
   TOS_RESULT_PANIC = -10,
+  /**
+   * Not at the character list (entering or creating a character needs
+   * it: `choose_character` and a `CHARACTER_LIST` event).
+   */
+  TOS_RESULT_NOT_SELECTING = -11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -170,6 +175,12 @@ enum TosEventKind
    * server ended it.
    */
   TOS_EVENT_KIND_DISCONNECTED = 14,
+  /**
+   * The account's characters are listed (only with `choose_character`):
+   * `code` = how many; read them with `tos_client_character`, then call
+   * `tos_client_enter_character` or `tos_client_create_character`.
+   */
+  TOS_EVENT_KIND_CHARACTER_LIST = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -220,9 +231,11 @@ typedef struct TosConnectParams {
    */
   uint8_t register_account;
   /**
-   * Padding, 0.
+   * Nonzero: stop at the character list for the player to choose
+   * (`CHARACTER_LIST` event); zero: enter the first live character,
+   * creating one named `character_name` if there is none.
    */
-  uint8_t reserved;
+  uint8_t choose_character;
   /**
    * A session ticket from an earlier login, or null.
    */
@@ -363,6 +376,45 @@ typedef struct TosEvent {
 } TosEvent;
 
 /**
+ * One character of the account.
+ */
+typedef struct TosCharacter {
+  /**
+   * Its id.
+   */
+  uint64_t character_id;
+  /**
+   * Its name, NUL-terminated UTF-8 (at most 32 bytes before the NUL).
+   */
+  uint8_t name[48];
+  /**
+   * Its template.
+   */
+  uint16_t template_;
+  /**
+   * Its level.
+   */
+  uint16_t level;
+  /**
+   * Its faction.
+   */
+  uint8_t faction;
+  /**
+   * Padding, 0.
+   */
+  uint8_t reserved[3];
+  /**
+   * When it was deleted, unix seconds (0: not deleted; deleted
+   * characters cannot enter).
+   */
+  uint64_t deleted_at;
+  /**
+   * Where it last was, world units.
+   */
+  float position[3];
+} TosCharacter;
+
+/**
  * Counters of a client.
  */
 typedef struct TosStats {
@@ -474,6 +526,39 @@ TosResult tos_client_poll(struct TosClient *client,
                           struct TosEvent *events,
                           size_t cap,
                           size_t *count);
+
+/**
+ * Character `index` (0 ..< the `CHARACTER_LIST` event's count) into
+ * `*out`; `TOS_RESULT_NOT_FOUND` past the end or when not at the list.
+ *
+ * # Safety
+ * `client` is a handle or null; `out` is null or writable.
+ */
+TosResult tos_client_character(struct TosClient *client, size_t index, struct TosCharacter *out);
+
+/**
+ * Enters the world with character `character_id` (at the character
+ * list); `ENTERED_WORLD` or `REFUSED` (then the list again) follows.
+ *
+ * # Safety
+ * `client` is a handle or null.
+ */
+TosResult tos_client_enter_character(struct TosClient *client, uint64_t character_id);
+
+/**
+ * Creates a character named `name` (NUL-terminated UTF-8) of `template`
+ * with `appearance_len` appearance bytes (null for none), at the character
+ * list; `CHARACTER_CREATED` and the list again follow, or `REFUSED`.
+ *
+ * # Safety
+ * `client` is a handle or null; `name` is null or NUL-terminated;
+ * `appearance` is null or points to `appearance_len` readable bytes.
+ */
+TosResult tos_client_create_character(struct TosClient *client,
+                                      const char *name,
+                                      uint16_t template_,
+                                      const uint8_t *appearance,
+                                      size_t appearance_len);
 
 /**
  * Claims a move (sent unreliably on the next poll): `position` and

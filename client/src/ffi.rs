@@ -66,6 +66,9 @@ pub enum TosResult {
     SendFailed = -9,
     /// A bug inside the library was caught; the handle should be freed.
     Panic = -10,
+    /// Not at the character list (entering or creating a character needs
+    /// it: `choose_character` and a `CHARACTER_LIST` event).
+    NotSelecting = -11,
 }
 
 /// What an event is.
@@ -109,6 +112,33 @@ pub enum TosEventKind {
     /// 6 protocol violation, 7 handshake timeout), `request` = 1 if the
     /// server ended it.
     Disconnected = 14,
+    /// The account's characters are listed (only with `choose_character`):
+    /// `code` = how many; read them with `tos_client_character`, then call
+    /// `tos_client_enter_character` or `tos_client_create_character`.
+    CharacterList = 15,
+}
+
+/// One character of the account.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TosCharacter {
+    /// Its id.
+    pub character_id: u64,
+    /// Its name, NUL-terminated UTF-8 (at most 32 bytes before the NUL).
+    pub name: [u8; 48],
+    /// Its template.
+    pub template: u16,
+    /// Its level.
+    pub level: u16,
+    /// Its faction.
+    pub faction: u8,
+    /// Padding, 0.
+    pub reserved: [u8; 3],
+    /// When it was deleted, unix seconds (0: not deleted; deleted
+    /// characters cannot enter).
+    pub deleted_at: u64,
+    /// Where it last was, world units.
+    pub position: [f32; 3],
 }
 
 /// One entity's state in world units.
@@ -214,8 +244,10 @@ pub struct TosConnectParams {
     pub character_template: u16,
     /// Nonzero: register the account first (logging in if it exists).
     pub register_account: u8,
-    /// Padding, 0.
-    pub reserved: u8,
+    /// Nonzero: stop at the character list for the player to choose
+    /// (`CHARACTER_LIST` event); zero: enter the first live character,
+    /// creating one named `character_name` if there is none.
+    pub choose_character: u8,
     /// A session ticket from an earlier login, or null.
     pub ticket: *const u8,
     /// Its length.
@@ -362,6 +394,10 @@ fn event(e: &SessionEvent) -> TosEvent {
     use TosEventKind as K;
     match *e {
         SessionEvent::Connected => TosEvent::new(K::Connected),
+        SessionEvent::Characters { count } => TosEvent {
+            code: count,
+            ..TosEvent::new(K::CharacterList)
+        },
         SessionEvent::Authenticated {
             account_id,
             expires_at,
@@ -461,6 +497,8 @@ fn session_error(e: SessionError) -> Fail {
     match e {
         SessionError::Closed => Fail(TosResult::Closed, e.to_string()),
         SessionError::NotInWorld => Fail(TosResult::NotInWorld, e.to_string()),
+        SessionError::NotSelecting => Fail(TosResult::NotSelecting, e.to_string()),
+        SessionError::Invalid(_) => Fail(TosResult::InvalidArgument, e.to_string()),
         SessionError::Send(_) => Fail(TosResult::SendFailed, e.to_string()),
         SessionError::NoRandomness => Fail(TosResult::Io, e.to_string()),
     }
@@ -674,6 +712,7 @@ pub unsafe extern "C" fn tos_client_connect(
         };
         let mut config = SessionConfig::new(key, login);
         config.ticket = ticket;
+        config.choose_character = p.choose_character != 0;
         if !p.integrity_table.is_null() {
             // SAFETY: integrity_table points to TOS_INTEGRITY_TABLE_BYTES
             // readable bytes.
@@ -760,6 +799,108 @@ pub unsafe extern "C" fn tos_client_poll(
             return fail(TosResult::Closed, "the session is closed");
         }
         Ok(())
+    })
+}
+
+/// Character `index` (0 ..< the `CHARACTER_LIST` event's count) into
+/// `*out`; `TOS_RESULT_NOT_FOUND` past the end or when not at the list.
+///
+/// # Safety
+/// `client` is a handle or null; `out` is null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tos_client_character(
+    client: *mut TosClient,
+    index: usize,
+    out: *mut TosCharacter,
+) -> TosResult {
+    guard(|| {
+        // SAFETY: forwarded.
+        let c = unsafe { self::client(client)? };
+        if out.is_null() {
+            return fail(TosResult::NullPointer, "out is null");
+        }
+        let Some(ch) = c.inner.session().characters().get(index) else {
+            return fail(TosResult::NotFound, format!("no character {index}"));
+        };
+        let mut name = [0u8; 48];
+        let n = ch.name.len().min(name.len() - 1);
+        name[..n].copy_from_slice(&ch.name.as_bytes()[..n]);
+        let info = TosCharacter {
+            character_id: ch.character_id,
+            name,
+            template: ch.template,
+            level: ch.level,
+            faction: ch.faction,
+            reserved: [0; 3],
+            deleted_at: ch.deleted_at,
+            position: ch.position,
+        };
+        // SAFETY: non-null and writable.
+        unsafe { *out = info };
+        Ok(())
+    })
+}
+
+/// Enters the world with character `character_id` (at the character
+/// list); `ENTERED_WORLD` or `REFUSED` (then the list again) follows.
+///
+/// # Safety
+/// `client` is a handle or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tos_client_enter_character(
+    client: *mut TosClient,
+    character_id: u64,
+) -> TosResult {
+    guard(|| {
+        // SAFETY: forwarded.
+        let c = unsafe { self::client(client)? };
+        if c.closed {
+            return fail(TosResult::Closed, "the session is closed");
+        }
+        c.inner
+            .session_mut()
+            .enter_character(character_id)
+            .map_err(session_error)
+    })
+}
+
+/// Creates a character named `name` (NUL-terminated UTF-8) of `template`
+/// with `appearance_len` appearance bytes (null for none), at the character
+/// list; `CHARACTER_CREATED` and the list again follow, or `REFUSED`.
+///
+/// # Safety
+/// `client` is a handle or null; `name` is null or NUL-terminated;
+/// `appearance` is null or points to `appearance_len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tos_client_create_character(
+    client: *mut TosClient,
+    name: *const c_char,
+    template: u16,
+    appearance: *const u8,
+    appearance_len: usize,
+) -> TosResult {
+    guard(|| {
+        // SAFETY: forwarded.
+        let c = unsafe { self::client(client)? };
+        // SAFETY: NUL-terminated or null.
+        let Some(name) = (unsafe { string(name, "name")? }) else {
+            return fail(TosResult::NullPointer, "name is null");
+        };
+        if c.closed {
+            return fail(TosResult::Closed, "the session is closed");
+        }
+        let appearance = if appearance.is_null() || appearance_len == 0 {
+            &[][..]
+        } else if appearance_len > tos_protocol::wire::game::MAX_APPEARANCE_LEN {
+            return fail(TosResult::InvalidArgument, "appearance_len is too large");
+        } else {
+            // SAFETY: `appearance` points to `appearance_len` readable bytes.
+            unsafe { core::slice::from_raw_parts(appearance, appearance_len) }
+        };
+        c.inner
+            .session_mut()
+            .create_character(&name, template, appearance)
+            .map_err(session_error)
     })
 }
 

@@ -8,6 +8,11 @@
 //!            +-- (login_first) --> LoggingIn                         |
 //!   Listing --no character--> Creating --done--> Listing             |
 //!   Listing --a character--> Entering --WorldEntered--> InGame  <----+
+//!
+//! With the player choosing ([`LoginFlow::with_selection`]):
+//!   Listing --list--> Selecting --enter(id)--> Entering --WorldEntered--> InGame
+//!                     Selecting --create(..)--> Creating --done--> Listing
+//!   Creating / Entering --Refused--> Selecting (the same list)
 //! ```
 //!
 //! Each state is its own type holding what it needs; a server message
@@ -61,6 +66,26 @@ pub struct Entered {
     pub world: WorldParams,
 }
 
+/// One character of the account, as the server listed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CharacterInfo {
+    /// Its id.
+    pub character_id: u64,
+    /// Its name.
+    pub name: String,
+    /// Its template.
+    pub template: u16,
+    /// Its level.
+    pub level: u16,
+    /// Its faction.
+    pub faction: u8,
+    /// When it was deleted, unix seconds (0: not deleted; a deleted one
+    /// can be restored for a while, not entered).
+    pub deleted_at: u64,
+    /// Where it last was, world units.
+    pub position: [f32; 3],
+}
+
 /// What the flow reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FlowEvent {
@@ -77,6 +102,18 @@ pub enum FlowEvent {
     Created {
         /// Its id.
         character_id: u64,
+    },
+    /// The account's characters, for the player to choose from (only with
+    /// [`LoginFlow::with_selection`]): answer with [`LoginFlow::enter`] or
+    /// [`LoginFlow::create`].
+    Characters(Vec<CharacterInfo>),
+    /// A choice was refused (a name taken, a character in use); the flow
+    /// is back at the list (only with [`LoginFlow::with_selection`]).
+    Refused {
+        /// The client message type refused.
+        request: u8,
+        /// Why.
+        reason: RefusalReason,
     },
     /// In the world.
     Entered(Entered),
@@ -100,6 +137,10 @@ struct Listing {
     created: bool,
 }
 #[derive(Debug)]
+struct Selecting {
+    characters: Vec<CharacterInfo>,
+}
+#[derive(Debug)]
 struct Creating;
 #[derive(Debug)]
 struct Entering {
@@ -114,6 +155,7 @@ enum State {
     Registering(Registering),
     LoggingIn(LoggingIn),
     Listing(Listing),
+    Selecting(Selecting),
     Creating(Creating),
     Entering(Entering),
     InGame(InGame),
@@ -126,6 +168,11 @@ enum State {
 #[derive(Debug)]
 pub struct LoginFlow {
     spec: LoginSpec,
+    /// The player chooses the character (otherwise: the first, or a new
+    /// one if there is none).
+    manual: bool,
+    /// The list while the player chooses, kept for a refused choice.
+    last_list: Vec<CharacterInfo>,
     state: State,
     /// Encoded messages waiting to be sent.
     outgoing: Vec<Vec<u8>>,
@@ -137,9 +184,65 @@ impl LoginFlow {
     pub fn new(spec: LoginSpec) -> Self {
         Self {
             spec,
+            manual: false,
+            last_list: Vec::new(),
             state: State::Start(Start),
             outgoing: Vec::new(),
         }
+    }
+
+    /// A flow that stops at the character list
+    /// ([`FlowEvent::Characters`]) for the player to choose: then
+    /// [`LoginFlow::enter`] or [`LoginFlow::create`]. The spec's character
+    /// name, template and appearance are unused.
+    pub fn with_selection(spec: LoginSpec) -> Self {
+        Self {
+            manual: true,
+            ..Self::new(spec)
+        }
+    }
+
+    /// Whether the flow waits for the player to choose a character.
+    pub fn selecting(&self) -> bool {
+        matches!(self.state, State::Selecting(_))
+    }
+
+    /// The characters to choose from while selecting (empty otherwise).
+    pub fn characters(&self) -> &[CharacterInfo] {
+        match &self.state {
+            State::Selecting(s) => &s.characters,
+            _ => &[],
+        }
+    }
+
+    /// Enters the world with `character_id` (while selecting); false if the
+    /// flow is not at the character list.
+    pub fn enter(&mut self, character_id: u64) -> bool {
+        let State::Selecting(_) = self.state else {
+            return false;
+        };
+        let name = String::new();
+        self.queue(ClientMessage::EnterToWorld {
+            character_id,
+            name: &name,
+        });
+        self.state = State::Entering(Entering { character_id });
+        true
+    }
+
+    /// Creates a character (while selecting); the list comes again once it
+    /// exists. False if the flow is not at the character list.
+    pub fn create(&mut self, name: &str, template: u16, appearance: &[u8]) -> bool {
+        let State::Selecting(_) = self.state else {
+            return false;
+        };
+        self.queue(ClientMessage::CharacterCreate {
+            name,
+            template,
+            appearance,
+        });
+        self.state = State::Creating(Creating);
+        true
     }
 
     /// Whether the character is in the world.
@@ -280,6 +383,20 @@ impl LoginFlow {
                 }))
             }
             (
+                State::Creating(_) | State::Entering(_),
+                ServerMessage::Refused { request, reason },
+            ) if self.manual => {
+                // The player chose something the server refused: back to
+                // the list they chose from.
+                self.state = State::Selecting(Selecting {
+                    characters: self.last_list.clone(),
+                });
+                Some(FlowEvent::Refused {
+                    request: *request,
+                    reason: *reason,
+                })
+            }
+            (
                 State::Registering(_)
                 | State::LoggingIn(_)
                 | State::Listing(_)
@@ -295,6 +412,30 @@ impl LoginFlow {
     }
 
     fn on_list(&mut self, listing: Listing, list: &CharacterList<'_>) -> Option<FlowEvent> {
+        if self.manual {
+            let mut characters = Vec::new();
+            for entry in list.entries() {
+                match entry {
+                    Ok(c) => characters.push(CharacterInfo {
+                        character_id: c.character_id,
+                        name: c.name.to_string(),
+                        template: c.template,
+                        level: c.level,
+                        faction: c.faction,
+                        deleted_at: c.deleted_at,
+                        position: c.position,
+                    }),
+                    Err(_) => {
+                        return self.fail(client_type::CHARACTER_LIST, RefusalReason::Malformed);
+                    }
+                }
+            }
+            self.last_list.clone_from(&characters);
+            self.state = State::Selecting(Selecting {
+                characters: characters.clone(),
+            });
+            return Some(FlowEvent::Characters(characters));
+        }
         // The first live character (deleted ones wait for a restore).
         let mut first = None;
         for entry in list.entries() {

@@ -36,7 +36,7 @@ pub mod session;
 pub mod snapshot;
 
 pub use driver::{DriverError, UdpClient};
-pub use flow::{Entered, FlowEvent, LoginFlow, LoginSpec};
+pub use flow::{CharacterInfo, Entered, FlowEvent, LoginFlow, LoginSpec};
 pub use interp::{Interpolator, PredictedInput, Prediction, ServerClock};
 pub use session::{
     Session, SessionConfig, SessionError, SessionEvent, SessionStats, SnapshotHandling,

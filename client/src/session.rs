@@ -71,6 +71,11 @@ pub struct SessionConfig {
     pub tick_hz: f64,
     /// What is done with snapshots.
     pub snapshots: SnapshotHandling,
+    /// The player chooses the character: the session stops at the list
+    /// ([`SessionEvent::Characters`]) until [`Session::enter_character`] or
+    /// [`Session::create_character`]. Otherwise it enters the first live
+    /// character, creating one from the login spec if there is none.
+    pub choose_character: bool,
 }
 
 impl SessionConfig {
@@ -86,6 +91,7 @@ impl SessionConfig {
             seed: None,
             tick_hz: 60.0,
             snapshots: SnapshotHandling::Events,
+            choose_character: false,
         }
     }
 }
@@ -97,6 +103,10 @@ pub enum SessionError {
     Closed,
     /// Not in the world yet (claims and actions need a character).
     NotInWorld,
+    /// Not at the character list (entering or creating needs it).
+    NotSelecting,
+    /// An argument the protocol cannot carry.
+    Invalid(&'static str),
     /// The transport refused the message.
     Send(SendError),
     /// The operating system had no randomness for the seed.
@@ -108,6 +118,8 @@ impl core::fmt::Display for SessionError {
         match self {
             Self::Closed => f.write_str("the session is closed"),
             Self::NotInWorld => f.write_str("not in the world yet"),
+            Self::NotSelecting => f.write_str("not at the character list"),
+            Self::Invalid(what) => f.write_str(what),
             Self::Send(e) => write!(f, "cannot send: {e}"),
             Self::NoRandomness => f.write_str("no randomness from the operating system"),
         }
@@ -137,7 +149,14 @@ pub enum SessionEvent {
         /// When the ticket expires, unix seconds.
         expires_at: u64,
     },
-    /// The account had no character, so one was created.
+    /// The account's characters are listed ([`Session::characters`]); the
+    /// session waits for a choice (only with `choose_character`).
+    Characters {
+        /// How many.
+        count: u32,
+    },
+    /// A character was created (the account had none, or the player
+    /// asked for one).
     CharacterCreated {
         /// Its id.
         character_id: u64,
@@ -290,7 +309,11 @@ impl Session {
         )?;
         Ok(Self {
             conn,
-            flow: LoginFlow::new(login),
+            flow: if config.choose_character {
+                LoginFlow::with_selection(login)
+            } else {
+                LoginFlow::new(login)
+            },
             receiver: SnapshotReceiver::new(),
             view: WorldView::new(),
             clock: ServerClock::new(config.tick_hz),
@@ -377,10 +400,60 @@ impl Session {
                 _ => {}
             }
         }
+        self.flush_flow();
+    }
+
+    /// Sends what the login flow queued (reliable ordered, like every
+    /// account and character message).
+    fn flush_flow(&mut self) {
         let mut buf = [0u8; 512];
         while let Some(n) = self.flow.poll_send(&mut buf) {
             let _ = self.conn.send(Channel::ReliableOrdered, &buf[..n]);
         }
+    }
+
+    /// The characters to choose from (with `choose_character`, after
+    /// [`SessionEvent::Characters`]; empty otherwise).
+    pub fn characters(&self) -> &[crate::flow::CharacterInfo] {
+        self.flow.characters()
+    }
+
+    /// Enters the world with one of [`Session::characters`].
+    pub fn enter_character(&mut self, character_id: u64) -> Result<(), SessionError> {
+        if self.ended {
+            return Err(SessionError::Closed);
+        }
+        if !self.flow.enter(character_id) {
+            return Err(SessionError::NotSelecting);
+        }
+        self.flush_flow();
+        Ok(())
+    }
+
+    /// Creates a character; the list comes again
+    /// ([`SessionEvent::Characters`]) once it exists.
+    pub fn create_character(
+        &mut self,
+        name: &str,
+        template: u16,
+        appearance: &[u8],
+    ) -> Result<(), SessionError> {
+        if self.ended {
+            return Err(SessionError::Closed);
+        }
+        if name.is_empty()
+            || name.len() > tos_protocol::wire::game::MAX_NAME_LEN
+            || appearance.len() > tos_protocol::wire::game::MAX_APPEARANCE_LEN
+        {
+            return Err(SessionError::Invalid(
+                "a character name is 1 to 32 bytes, an appearance at most 32",
+            ));
+        }
+        if !self.flow.create(name, template, appearance) {
+            return Err(SessionError::NotSelecting);
+        }
+        self.flush_flow();
+        Ok(())
     }
 
     /// Claims a move (Unreliable, channel 0): the character is at
@@ -644,6 +717,14 @@ impl Parts<'_> {
                 }
                 Some(FlowEvent::Failed { request, reason }) => {
                     self.push(SessionEvent::LoginFailed { request, reason });
+                }
+                Some(FlowEvent::Characters(list)) => {
+                    self.push(SessionEvent::Characters {
+                        count: list.len() as u32,
+                    });
+                }
+                Some(FlowEvent::Refused { request, reason }) => {
+                    self.push(SessionEvent::Refused { request, reason });
                 }
                 None => {
                     if let ServerMessage::Refused { request, reason } = other {

@@ -32,7 +32,7 @@ fn params(
         character_name: null(),
         character_template: 0,
         register_account: 1,
-        reserved: 0,
+        choose_character: 0,
         ticket: null(),
         ticket_len: 0,
         integrity_table: null(),
@@ -368,6 +368,78 @@ fn live_server_misuse() {
     }
 }
 
+#[test]
+fn choosing_a_character_through_the_c_abi() {
+    let server = common::Server::start();
+    let addr = CString::new(server.addr.clone()).unwrap();
+    let account = CString::new("cchooser").unwrap();
+    let password = CString::new("correct horse battery").unwrap();
+    let key = server.key();
+    let mut table = vec![0u8; TOS_INTEGRITY_TABLE_BYTES];
+    let secret = server.integrity();
+    let mut p = params(&addr, &key, &account, &password);
+    p.integrity_table = table.as_ptr();
+    p.choose_character = 1;
+    let mut c: *mut TosClient = null_mut();
+    // SAFETY: valid pointers and sizes throughout; the handle is freed once.
+    unsafe {
+        assert_eq!(
+            tos_integrity_table(secret.as_ptr(), 1, table.as_mut_ptr(), table.len()),
+            TosResult::Ok
+        );
+        assert_eq!(tos_client_connect(&p, &mut c), TosResult::Ok);
+        assert_eq!(tos_client_enter_character(c, 1), TosResult::NotSelecting);
+        let (events, _) = poll_until(c, Duration::from_secs(20), |e| {
+            e.kind == TosEventKind::CharacterList
+        });
+        assert_eq!(
+            events.last().map(|e| (e.kind, e.code)),
+            Some((TosEventKind::CharacterList, 0))
+        );
+        let mut ch = core::mem::zeroed::<TosCharacter>();
+        assert_eq!(tos_client_character(c, 0, &mut ch), TosResult::NotFound);
+        assert_eq!(
+            tos_client_character(c, 0, null_mut()),
+            TosResult::NullPointer
+        );
+        let name = CString::new("Cchooser").unwrap();
+        assert_eq!(
+            tos_client_create_character(c, null(), 1, null(), 0),
+            TosResult::NullPointer
+        );
+        assert_eq!(
+            tos_client_create_character(c, name.as_ptr(), 1, key.as_ptr(), 1 << 20),
+            TosResult::InvalidArgument
+        );
+        assert_eq!(
+            tos_client_create_character(c, name.as_ptr(), 1, null(), 0),
+            TosResult::Ok
+        );
+        let (events, _) = poll_until(c, Duration::from_secs(20), |e| {
+            e.kind == TosEventKind::CharacterList
+        });
+        let list = events
+            .iter()
+            .rfind(|e| e.kind == TosEventKind::CharacterList);
+        assert_eq!(list.map(|e| e.code), Some(1), "{events:?}");
+        assert_eq!(tos_client_character(c, 0, &mut ch), TosResult::Ok);
+        assert_eq!(
+            CStr::from_ptr(ch.name.as_ptr().cast()).to_str(),
+            Ok("Cchooser")
+        );
+        assert_eq!(
+            tos_client_enter_character(c, ch.character_id),
+            TosResult::Ok
+        );
+        let (events, _) = poll_until(c, Duration::from_secs(20), |e| {
+            e.kind == TosEventKind::EnteredWorld
+        });
+        let entered = events.iter().find(|e| e.kind == TosEventKind::EnteredWorld);
+        assert_eq!(entered.map(|e| e.id), Some(ch.character_id));
+        tos_client_free(c);
+    }
+}
+
 /// The C structs keep the layout the header, the C++ wrapper and the C#
 /// binding were written against.
 #[test]
@@ -380,6 +452,8 @@ fn struct_layouts_are_stable() {
     assert_eq!(offset_of!(TosEvent, entity), 40);
     assert_eq!(offset_of!(TosEvent, position), 100);
     assert_eq!(size_of::<TosStats>(), 40);
+    assert_eq!(size_of::<TosCharacter>(), 88);
+    assert_eq!(offset_of!(TosCharacter, deleted_at), 64);
     if size_of::<usize>() == 8 {
         assert_eq!(size_of::<TosConnectParams>(), 88);
         assert_eq!(offset_of!(TosConnectParams, ticket), 48);

@@ -160,3 +160,86 @@ fn login_walk_interpolate_and_come_back_with_the_ticket() {
     );
     again.close(Instant::now()).unwrap();
 }
+
+#[test]
+fn the_player_chooses_the_character() {
+    let server = common::Server::start();
+    let addr: SocketAddr = server.addr.parse().unwrap();
+    let mut c = config(&server, spec("chooser"));
+    c.choose_character = true;
+    let mut client = UdpClient::connect(addr, c, Instant::now()).expect("connects");
+    // A new account: an empty list, and the session waits.
+    let events = pump(
+        &mut client,
+        |_| {},
+        |e| matches!(e, SessionEvent::Characters { .. }),
+    );
+    assert!(matches!(
+        events.last(),
+        Some(SessionEvent::Characters { count: 0 })
+    ));
+    assert!(client.session().characters().is_empty());
+    // Claims need a character; a name the protocol cannot carry is refused
+    // here, not sent.
+    assert!(
+        client
+            .session_mut()
+            .send_move([0.0; 3], [0.0; 3], 0.0, 0, 0.016)
+            .is_err()
+    );
+    assert!(
+        client
+            .session_mut()
+            .create_character(&"x".repeat(40), 1, &[])
+            .is_err()
+    );
+    client
+        .session_mut()
+        .create_character("Chooser", 2, &[7, 7])
+        .unwrap();
+    let events = pump(
+        &mut client,
+        |_| {},
+        |e| matches!(e, SessionEvent::Characters { .. }),
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::CharacterCreated { .. }))
+    );
+    let list = client.session().characters().to_vec();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].name, "Chooser");
+    assert_eq!(list[0].template, 2);
+    // A character that is not the account's is refused; the list stays.
+    client.session_mut().enter_character(u64::MAX).unwrap();
+    let events = pump(
+        &mut client,
+        |_| {},
+        |e| matches!(e, SessionEvent::Refused { .. }),
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::LoginFailed { .. }))
+    );
+    assert_eq!(client.session().characters().len(), 1);
+    client
+        .session_mut()
+        .enter_character(list[0].character_id)
+        .unwrap();
+    let events = pump(
+        &mut client,
+        |_| {},
+        |e| matches!(e, SessionEvent::EnteredWorld(_)),
+    );
+    let Some(SessionEvent::EnteredWorld(e)) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(e.character_id, list[0].character_id);
+    assert!(
+        client.session_mut().enter_character(1).is_err(),
+        "not at the list any more"
+    );
+    client.close(Instant::now()).unwrap();
+}

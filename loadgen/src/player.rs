@@ -474,7 +474,9 @@ impl Player {
                     rec.disconnect(reason);
                     self.done = true;
                 }
-                SessionEvent::ActionResult { .. } | SessionEvent::Entity(_) => {}
+                SessionEvent::ActionResult { .. }
+                | SessionEvent::Entity(_)
+                | SessionEvent::Characters { .. } => {}
             }
         }
     }

@@ -54,9 +54,34 @@ pub fn artifacts() -> &'static Artifacts {
             &["-p", "tos-client", "--lib"][..],
             &["-p", "tos-engine", "--bin", "tos-server"][..],
         ] {
-            let status = Command::new(&cargo)
+            let mut cmd = Command::new(&cargo);
+            // The variables cargo sets for this test are not the nested
+            // build's: some build scripts track them (ring reruns when
+            // CARGO_MANIFEST_DIR changes), which would rebuild half the
+            // tree on every test run and again on the next plain build.
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy();
+                if [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_CRATE_",
+                    "CARGO_BIN_",
+                ]
+                .iter()
+                .any(|p| k.starts_with(p))
+                    || [
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                        "CARGO_RUSTC_CURRENT_DIR",
+                        "CARGO_TARGET_DIR",
+                    ]
+                    .contains(&&*k)
+                {
+                    cmd.env_remove(&*k);
+                }
+            }
+            let status = cmd
                 .current_dir(&workspace)
-                .env_remove("CARGO_TARGET_DIR")
                 .arg("build")
                 .args(args)
                 .arg("--profile")

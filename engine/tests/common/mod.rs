@@ -338,7 +338,7 @@ impl Player {
                 self.position = e.position;
             }
             Some(FlowEvent::Failed { request, reason }) => self.failed = Some((request, reason)),
-            Some(FlowEvent::Created { .. }) | None => {}
+            _ => {}
         }
         match msg {
             ServerMessage::DeltaSync(d) => {
