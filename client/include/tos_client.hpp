@@ -72,6 +72,9 @@ struct ConnectOptions {
     std::string character_name;  // empty: the account name
     std::uint16_t character_template = 1;
     bool register_account = true;
+    /// Stop at the character list (CHARACTER_LIST event) for the player
+    /// to choose with characters() / enter_character() / create_character().
+    bool choose_character = false;
     std::vector<std::uint8_t> ticket;
     /// This build's integrity table (TOS_INTEGRITY_TABLE_BYTES), if the
     /// server checks integrity; see integrity_table().
@@ -93,6 +96,7 @@ public:
         p.character_name = o.character_name.empty() ? nullptr : o.character_name.c_str();
         p.character_template = o.character_template;
         p.register_account = o.register_account ? 1 : 0;
+        p.choose_character = o.choose_character ? 1 : 0;
         p.ticket = o.ticket.empty() ? nullptr : o.ticket.data();
         p.ticket_len = o.ticket.size();
         if (!o.integrity_table.empty() && o.integrity_table.size() != TOS_INTEGRITY_TABLE_BYTES) {
@@ -138,6 +142,35 @@ public:
             tos_client_move(handle_, position.data(), velocity.data(), yaw, anim, dt, &seq),
             "tos_client_move");
         return seq;
+    }
+
+    /// The characters listed by the last CHARACTER_LIST event.
+    std::vector<TosCharacter> characters(std::size_t count) const {
+        std::vector<TosCharacter> out;
+        for (std::size_t i = 0; i < count; ++i) {
+            TosCharacter c{};
+            if (tos_client_character(handle_, i, &c) != TOS_RESULT_OK) {
+                break;
+            }
+            out.push_back(c);
+        }
+        return out;
+    }
+
+    /// Enters the world with a listed character.
+    void enter_character(std::uint64_t character_id) {
+        detail::check(tos_client_enter_character(handle_, character_id),
+                      "tos_client_enter_character");
+    }
+
+    /// Creates a character; the list comes again once it exists.
+    void create_character(std::string_view name, std::uint16_t character_template,
+                          std::span<const std::uint8_t> appearance = {}) {
+        const std::string n(name);
+        detail::check(tos_client_create_character(handle_, n.c_str(), character_template,
+                                                  appearance.empty() ? nullptr : appearance.data(),
+                                                  appearance.size()),
+                      "tos_client_create_character");
     }
 
     /// Asks for an action; returns its input sequence.

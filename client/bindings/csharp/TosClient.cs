@@ -12,6 +12,9 @@
 // LibraryName = "__Internal"), this file anywhere under Assets/, and call
 // Client.Poll once per frame from a MonoBehaviour's Update.
 //
+// TosCharacter uses a fixed buffer: enable "Allow 'unsafe' code" in the
+// assembly (Unity: Player Settings) or move it to an asmdef that allows it.
+//
 // Ownership: a Client owns its native handle and frees it in Dispose (or
 // the finalizer). Arrays and strings passed in are copied or pinned for
 // the call only.
@@ -35,6 +38,7 @@ namespace Tos
         Io = -8,
         SendFailed = -9,
         Panic = -10,
+        NotSelecting = -11,
     }
 
     /// <summary>TosEventKind.</summary>
@@ -54,6 +58,32 @@ namespace Tos
         LoginFailed = 12,
         Denied = 13,
         Disconnected = 14,
+        CharacterList = 15,
+    }
+
+    /// <summary>TosCharacter (88 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct TosCharacter
+    {
+        public ulong CharacterId;
+        /// <summary>NUL-terminated UTF-8; read it with Name().</summary>
+        public fixed byte NameBytes[48];
+        public ushort Template;
+        public ushort Level;
+        public byte Faction;
+        public byte Reserved0, Reserved1, Reserved2;
+        public ulong DeletedAt;
+        public TosVec3 Position;
+
+        public string Name()
+        {
+            fixed (byte* p = NameBytes)
+            {
+                int n = 0;
+                while (n < 48 && p[n] != 0) n++;
+                return Encoding.UTF8.GetString(p, n);
+            }
+        }
     }
 
     /// <summary>float[3] (world units; Unity: new Vector3(X, Z, Y) / 100 for metres, Y up).</summary>
@@ -125,7 +155,7 @@ namespace Tos
         public IntPtr CharacterName;
         public ushort CharacterTemplate;
         public byte RegisterAccount;
-        public byte Reserved;
+        public byte ChooseCharacter;
         public IntPtr Ticket;
         public UIntPtr TicketLen;
         public IntPtr IntegrityTable;
@@ -153,6 +183,9 @@ namespace Tos
         [DllImport(LibraryName)] internal static extern TosResult tos_client_connect(ref TosConnectParams p, out IntPtr client);
         [DllImport(LibraryName)] public static extern TosResult tos_client_poll(IntPtr client, [Out] TosEvent[] events, UIntPtr cap, out UIntPtr count);
         [DllImport(LibraryName)] public static extern TosResult tos_client_move(IntPtr client, float[] position3, float[] velocity3, float yaw, byte anim, float dt, out uint seq);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_character(IntPtr client, UIntPtr index, out TosCharacter character);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_enter_character(IntPtr client, ulong characterId);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_create_character(IntPtr client, byte[] nameNulTerminated, ushort template, byte[] appearance, UIntPtr appearanceLen);
         [DllImport(LibraryName)] public static extern TosResult tos_client_action(IntPtr client, ushort actionId, uint target, out uint seq);
         [DllImport(LibraryName)] public static extern TosResult tos_client_ticket(IntPtr client, byte[] buf, UIntPtr cap, out UIntPtr len);
         [DllImport(LibraryName)] public static extern TosResult tos_client_sample_entity(IntPtr client, uint entityId, double delayTicks, out TosEntity entity);
@@ -212,7 +245,7 @@ namespace Tos
         public Client(string serverAddr, byte[] serverKey, string account, string password,
                       bool registerAccount = true, string characterName = null, ushort characterTemplate = 1,
                       byte[] ticket = null, byte[] integrityTable = null, ushort integrityVersion = 1,
-                      uint tickHz = 60)
+                      uint tickHz = 60, bool chooseCharacter = false)
         {
             if (serverKey == null || serverKey.Length != 32) throw new ArgumentException("serverKey must be 32 bytes");
             if (integrityTable != null && integrityTable.Length != Native.IntegrityTableBytes) throw new ArgumentException("integrityTable must be 4096 bytes");
@@ -235,6 +268,7 @@ namespace Tos
                     CharacterName = characterName == null ? IntPtr.Zero : Pin(Native.Utf8z(characterName)),
                     CharacterTemplate = characterTemplate,
                     RegisterAccount = (byte)(registerAccount ? 1 : 0),
+                    ChooseCharacter = (byte)(chooseCharacter ? 1 : 0),
                     Ticket = ticket == null || ticket.Length == 0 ? IntPtr.Zero : Pin(ticket),
                     TicketLen = new UIntPtr((uint)(ticket == null ? 0 : ticket.Length)),
                     IntegrityTable = Pin(integrityTable),
@@ -265,6 +299,29 @@ namespace Tos
             Check(Native.tos_client_move(handle, new[] { position.X, position.Y, position.Z },
                 new[] { velocity.X, velocity.Y, velocity.Z }, yawDegrees, anim, dt, out uint seq), "tos_client_move");
             return seq;
+        }
+
+        /// <summary>The characters of the last CharacterList event (its Code is the count).</summary>
+        public TosCharacter[] Characters(uint count)
+        {
+            var list = new System.Collections.Generic.List<TosCharacter>();
+            for (uint i = 0; i < count; i++)
+            {
+                if (Native.tos_client_character(handle, new UIntPtr(i), out TosCharacter c) != TosResult.Ok) break;
+                list.Add(c);
+            }
+            return list.ToArray();
+        }
+
+        public void EnterCharacter(ulong characterId)
+        {
+            Check(Native.tos_client_enter_character(handle, characterId), "tos_client_enter_character");
+        }
+
+        public void CreateCharacter(string name, ushort template, byte[] appearance = null)
+        {
+            Check(Native.tos_client_create_character(handle, Native.Utf8z(name), template, appearance,
+                new UIntPtr((uint)(appearance == null ? 0 : appearance.Length))), "tos_client_create_character");
         }
 
         /// <summary>Asks for an action; returns its input sequence.</summary>
