@@ -10,7 +10,7 @@
 //! (snapshots to entity events), [`ServerClock`], [`Interpolator`] and
 //! [`Prediction`] (render time and reconciliation).
 //!
-//! Channels (PROTOCOL.md §6.4): login, character and EnterToWorld messages
+//! Channels (PROTOCOL.md §6.5): login, character and EnterToWorld messages
 //! and Actions travel ReliableOrdered (channel 1); movement claims
 //! Unreliable (channel 0), since a newer claim supersedes a lost one.
 
