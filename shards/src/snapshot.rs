@@ -631,12 +631,11 @@ impl ClientView {
                     if newer
                         && tick_after(f.tick, c.epoch_tick)
                         && ents.generation[h.index as usize] == h.generation
+                        && ents.has_history(h.index, now, f.tick)
                     {
-                        if ents.has_history(h.index, now, f.tick) {
-                            c.baseline_tick = f.tick;
-                            c.baseline_seq = r.seq;
-                            c.has_baseline = true;
-                        }
+                        c.baseline_tick = f.tick;
+                        c.baseline_seq = r.seq;
+                        c.has_baseline = true;
                     }
                 }
                 (_, None) => h.flags |= RESEND,
