@@ -163,6 +163,11 @@ fn scenario(c: &mut Criterion, name: &str, players: u32, centre: [f32; 2], sprea
         s.step();
     }
     let allocs = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let (hits, encoded) = s.shard.record_cache_counts();
+    eprintln!(
+        "{name}: {:.1}% of snapshot records copied from the shared per-tick cache",
+        100.0 * hits as f64 / (hits + encoded).max(1) as f64
+    );
     eprintln!(
         "{name}: {players} players: {:.2} heap allocations per tick over 100 steady-state ticks; {:.0} snapshot bytes per player per tick",
         allocs as f64 / 100.0,

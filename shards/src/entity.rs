@@ -758,15 +758,18 @@ impl Entities {
     /// entity then and the tick is still in the history ring.
     #[inline]
     pub(crate) fn history_at(&self, index: u32, now: u32, tick: u32) -> Option<QuantizedEntity> {
+        self.has_history(index, now, tick)
+            .then(|| self.history[tick as usize % HISTORY][index as usize])
+    }
+
+    /// Whether [`Self::history_at`] would find a state (without reading
+    /// it).
+    pub(crate) fn has_history(&self, index: u32, now: u32, tick: u32) -> bool {
         let i = index as usize;
         let age = now.wrapping_sub(tick);
-        if !self.live[i]
-            || age as usize >= HISTORY
-            || crate::util::tick_after(self.created_tick[i], tick)
-        {
-            return None;
-        }
-        Some(self.history[tick as usize % HISTORY][i])
+        self.live[i]
+            && (age as usize) < HISTORY
+            && !crate::util::tick_after(self.created_tick[i], tick)
     }
 }
 

@@ -36,6 +36,7 @@ pub mod data;
 pub mod entity;
 mod error;
 pub mod handoff;
+mod record_cache;
 pub mod shard;
 pub mod snapshot;
 pub mod util;

@@ -583,6 +583,7 @@ impl Shard {
 
     /// Spawns a local entity; fails when the pool is full.
     pub fn spawn(&mut self, params: SpawnParams) -> Result<EntityId, ShardError> {
+        self.scratch.entities_changed();
         if self.ents.len() >= self.ents.capacity() as usize {
             return Err(ShardError::PoolFull {
                 capacity: self.ents.capacity(),
@@ -646,6 +647,7 @@ impl Shard {
 
     /// Removes a local entity.
     pub fn despawn(&mut self, net_id: u32) -> Result<(), ShardError> {
+        self.scratch.entities_changed();
         match self.ents.by_net_id(net_id) {
             Some(i) if self.ents.is_local(i) => {
                 self.free_slot(i);
@@ -669,6 +671,7 @@ impl Shard {
 
     /// Moves a local entity at once (an admin teleport; no validation).
     pub fn teleport(&mut self, net_id: u32, position: [f32; 3]) -> Result<(), ShardError> {
+        self.scratch.entities_changed();
         let i = self
             .ents
             .by_net_id(net_id)
@@ -689,6 +692,7 @@ impl Shard {
         duration_ticks: u32,
         intensity: u8,
     ) -> Result<(), ShardError> {
+        self.scratch.entities_changed();
         let i = self
             .ents
             .by_net_id(net_id)
@@ -707,6 +711,7 @@ impl Shard {
         client: ClientId,
         character: &Character,
     ) -> Result<EntityId, ShardError> {
+        self.scratch.entities_changed();
         if self.clients.contains_key(&client) {
             return Err(ShardError::DuplicateClient(client));
         }
@@ -766,6 +771,7 @@ impl Shard {
 
     /// Removes a client and its player.
     pub fn remove_player(&mut self, client: ClientId) -> Result<(), ShardError> {
+        self.scratch.entities_changed();
         let state = self
             .clients
             .remove(&client)
@@ -838,6 +844,7 @@ impl Shard {
 
     /// Runs one tick.
     pub fn tick(&mut self, tick: u32) -> TickReport {
+        self.scratch.entities_changed();
         let elapsed = if self.started {
             tick.wrapping_sub(self.tick).clamp(1, 5)
         } else {
@@ -1091,6 +1098,7 @@ impl Shard {
 
     /// Applies an action's effect shipped from another core.
     pub fn apply_remote_effect(&mut self, effect: RemoteEffect) -> Result<(), ShardError> {
+        self.scratch.entities_changed();
         let t = self
             .ents
             .by_net_id(effect.target)
@@ -1322,6 +1330,7 @@ impl Shard {
     /// Accepts an entity from another core. On failure the hand-off comes
     /// back untouched, so the entity is never lost.
     pub fn accept_handoff(&mut self, handoff: Handoff) -> Result<EntityId, Box<HandoffRejected>> {
+        self.scratch.entities_changed();
         let reject = |error, handoff| Err(Box::new(HandoffRejected { error, handoff }));
         if let Some(c) = &handoff.client {
             let id = c.client();
@@ -1426,6 +1435,7 @@ impl Shard {
 
     /// Applies a neighbour's ghost batch; its vector is kept for reuse.
     pub fn accept_ghosts(&mut self, mut batch: GhostBatch) {
+        self.scratch.entities_changed();
         let from = batch.from_core;
         if usize::from(from) < self.last_batch_tick.len() && from != self.core {
             let last = &mut self.last_batch_tick[usize::from(from)];
@@ -1506,6 +1516,7 @@ impl Shard {
             position: self.ents.position[pu],
             faction: self.ents.faction[pu],
         };
+        self.scratch.refresh_summary(&self.ents, &self.sync);
         let world = WorldView {
             ents: &self.ents,
             aoi: &self.aoi,
@@ -1566,7 +1577,13 @@ impl Shard {
             + (size_of::<u32>() + size_of::<u32>()) * 2; // net id map (≈)
         let aoi =
             size_of::<u64>() + size_of::<u32>() * 5 + 2 + 2 * (size_of::<u64>() + size_of::<u32>());
-        columns + aoi
+        columns + aoi + crate::snapshot::Scratch::bytes_per_entity_slot()
+    }
+
+    /// Snapshot records copied from the per-tick shared cache, and records
+    /// encoded (since the shard started).
+    pub fn record_cache_counts(&self) -> (u64, u64) {
+        self.scratch.record_counts()
     }
 
     /// Bytes a client's server-side state takes now (its view at its

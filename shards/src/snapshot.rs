@@ -27,22 +27,35 @@
 //!   Create.
 //!
 //! An Active entry is sent as an Update against its acknowledged baseline
-//! when it has one, that baseline is at most [`MAX_BASELINE_AGE`] ticks old,
-//! at most [`MAX_RECORDS_SINCE_BASELINE`] records were sent for it since,
-//! and its last Create is younger than `full_sync_interval_ms`; otherwise as
-//! a Create (a full refresh).
+//! when it has one, that baseline is at most [`MAX_BASELINE_AGE`] ticks old
+//! and still in the shard's history ([`crate::entity::HISTORY`] ticks), at
+//! most [`MAX_RECORDS_SINCE_BASELINE`] records were sent for it since, and
+//! its last Create is younger than `full_sync_interval_ms`; otherwise as a
+//! Create (a full refresh).
+//!
+//! # Shared work
+//!
+//! A view names each baseline by its tick only; the state is read from the
+//! shard's history, so no view holds a copy of any entity state. Clients
+//! whose baseline for an entity is the same tick need the same record
+//! bytes, so each (entity, baseline tick) record is encoded once per tick
+//! and copied from the shard's [`RecordCache`] into every other snapshot
+//! that needs it. What the per-entry pass reads of an entity (position,
+//! generation, change tick, speed, visibility) is gathered once per tick
+//! into one 32-byte [`Summary`] per slot. Selection takes a priority
+//! threshold (a selection over the priorities alone) and walks the due
+//! entries in slot order, which ascends through the view's memory.
 //!
 //! # Acknowledgements
 //!
 //! Up to [`IN_FLIGHT`] snapshots per client are remembered, by `tick %
 //! IN_FLIGHT`, each as a compact list of (entry, record kind, sequence) in a
-//! per-client ring of records; the states they carried are read back from
-//! the shard's per-entity state history ([`crate::entity::HISTORY`] ticks)
-//! when an acknowledgement arrives. An acknowledgement promotes each
-//! record's state to the entry's baseline if it is newer than the current
-//! one; a loss marks the entries for resending. A snapshot that is
-//! neither acknowledged nor lost before its slot is needed again counts as
-//! lost.
+//! per-client ring of records. An acknowledgement makes each record's tick
+//! the entry's baseline if it is newer than the current one and the
+//! history still holds that state; a loss marks the entries for resending.
+//! A snapshot that is neither acknowledged nor lost before its slot is
+//! needed again counts as lost. After a migration to another core, the
+//! baselines are forgotten (they name the old shard's history).
 //!
 //! # The receiver
 //!
@@ -54,13 +67,14 @@
 //! (`shards/tests/snapshots.rs` checks the two constants against each other).
 
 use tos_config::ServerConfig;
-use tos_protocol::delta::{QuantizedEntity, encode_create, encode_remove, encode_update};
+use tos_protocol::delta::{encode_create, encode_remove, encode_update};
 use tos_protocol::wire::Writer;
 use tos_protocol::wire::game::{DeltaSync, ServerMessage};
 
 use crate::aoi::AoiGrid;
 use crate::entity::{Entities, EntityState, EntityType, Faction, FactionTable, HISTORY};
-use crate::util::{IdMap, dist2, id_map, tick_after};
+use crate::record_cache::{CREATE, RecordCache};
+use crate::util::{IdMap, dist2, id_map, prefetch, tick_after};
 
 /// Snapshots per client that can await an acknowledgement.
 pub const IN_FLIGHT: usize = HISTORY;
@@ -92,13 +106,11 @@ pub const REFRESH_TICKS: u32 = 6;
 /// once.
 const REFRESH_DISTANCE: f64 = 2_000.0;
 
+/// How many entries ahead the writer's walks start fetching memory.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Consecutive records that did not fit before a snapshot is closed.
 const MAX_MISSES: u32 = 8;
-
-#[inline]
-fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros()).div_ceil(7)) as usize
-}
 
 /// The sync settings in the form the writer uses.
 #[derive(Debug, Clone)]
@@ -109,7 +121,7 @@ pub(crate) struct SyncParams {
     full_sync_ticks: u32,
     exit_d2: [f64; 8],
     distant_d2: [f64; 8],
-    distance: [f64; 8],
+    inv_distance: [f64; 8],
     max_speed: f32,
     aoi_enabled: bool,
 }
@@ -136,7 +148,7 @@ impl SyncParams {
                 }
             }),
             distant_d2: distance.map(|d| (d * sync.distant_fraction).powi(2)),
-            distance,
+            inv_distance: distance.map(|d| 1.0 / d.max(f64::MIN_POSITIVE)),
             max_speed: (config.authority.max_speed as f32).max(1.0),
             aoi_enabled: enabled,
         }
@@ -179,10 +191,12 @@ struct Hot {
     flags: u8,
 }
 
-/// The rest of a view entry.
+/// The rest of a view entry. The baseline is named by its tick only: its
+/// state is read from the shard's per-entity history when an update is
+/// encoded, so a client's view holds no copy of any entity state (a copy
+/// per client and entity was most of the memory the pass streamed).
 #[derive(Debug, Clone, Copy)]
 struct Cold {
-    baseline: QuantizedEntity,
     net_id: u32,
     /// Tick of the last Create sent.
     last_full: u32,
@@ -274,12 +288,41 @@ pub(crate) struct Viewer {
     pub(crate) faction: Faction,
 }
 
-/// Scratch buffers shared by all clients of a shard.
+/// What the per-tick pass reads of one entity (32 bytes), gathered once per
+/// tick for every client of the shard: one load per view entry instead of
+/// six scattered columns (generation, position, change tick, velocity,
+/// state, faction).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Summary {
+    position: [f32; 3],
+    generation: u32,
+    changed_tick: u32,
+    /// `1 + min(speed / max_speed, 1)`: faster entities first.
+    fast: f32,
+    faction: Faction,
+    /// Invisible to all but friends.
+    hidden: bool,
+}
+
+/// Scratch buffers shared by all clients of a shard, and the per-tick
+/// entity summary.
 #[derive(Debug)]
 pub(crate) struct Scratch {
     query: Vec<u32>,
+    /// Due entries (priority, slot), in slot order.
     candidates: Vec<(f32, u16)>,
+    /// Entries whose Remove is due, in slot order.
+    removes: Vec<u16>,
+    /// Priorities, for selecting the best of the candidates.
+    keys: Vec<f32>,
+    /// The candidates of one batch, in slot order.
+    chosen: Vec<u16>,
     records: Vec<u8>,
+    summary: Vec<Summary>,
+    /// The summary describes the entities as they are now.
+    summary_fresh: bool,
+    /// Records encoded this tick, shared by the clients.
+    cache: RecordCache,
 }
 
 impl Scratch {
@@ -287,7 +330,56 @@ impl Scratch {
         Self {
             query: Vec::with_capacity(entities as usize),
             candidates: Vec::with_capacity(4096),
+            removes: Vec::with_capacity(4096),
+            keys: Vec::with_capacity(4096),
+            chosen: Vec::with_capacity(4096),
             records: vec![0; 64 * 1024],
+            summary: vec![Summary::default(); entities as usize],
+            summary_fresh: false,
+            cache: RecordCache::new(entities),
+        }
+    }
+
+    /// The entities changed: the summary is rebuilt before the next
+    /// snapshot.
+    pub(crate) fn entities_changed(&mut self) {
+        self.summary_fresh = false;
+        self.cache.new_epoch();
+    }
+
+    /// Records served from the shared cache and records encoded.
+    pub(crate) fn record_counts(&self) -> (u64, u64) {
+        self.cache.counts()
+    }
+
+    /// Bytes per entity slot of the shared per-shard state (summary and
+    /// record cache ways; the cache's 1 MiB arena is per shard).
+    pub(crate) const fn bytes_per_entity_slot() -> usize {
+        core::mem::size_of::<Summary>() + RecordCache::bytes_per_slot()
+    }
+
+    /// Rebuilds the summary if the entities changed since it was built:
+    /// O(slots), once per tick rather than once per client and entry.
+    pub(crate) fn refresh_summary(&mut self, ents: &Entities, params: &SyncParams) {
+        if self.summary_fresh {
+            return;
+        }
+        self.summary_fresh = true;
+        // Every slot's generation, so that a freed slot never matches an
+        // entry that named its old entity.
+        for (s, &g) in self.summary.iter_mut().zip(&ents.generation) {
+            s.generation = g;
+        }
+        for &i in &ents.dense {
+            let iu = i as usize;
+            let v = ents.velocity[iu];
+            let speed = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+            let s = &mut self.summary[iu];
+            s.position = ents.position[iu];
+            s.changed_tick = ents.changed_tick[iu];
+            s.fast = 1.0 + (speed / params.max_speed).min(1.0);
+            s.faction = ents.faction[iu];
+            s.hidden = ents.state[iu].contains(EntityState::INVISIBLE);
         }
     }
 }
@@ -406,7 +498,6 @@ impl ClientView {
                     flags: 0,
                 });
                 self.cold.push(Cold {
-                    baseline: QuantizedEntity::default(),
                     net_id: 0,
                     last_full: 0,
                     epoch_tick: 0,
@@ -439,11 +530,16 @@ impl ClientView {
 
     /// Handles of the entries in the shard this view is now on (after a
     /// migration): looked up again by network id.
+    ///
+    /// Baselines are forgotten: they name states in the old shard's
+    /// history, which this one does not hold (the next records are
+    /// Creates).
     pub(crate) fn rebind(&mut self, ents: &Entities) {
-        for (h, c) in self.hot.iter_mut().zip(&self.cold) {
+        for (h, c) in self.hot.iter_mut().zip(&mut self.cold) {
             if h.phase == Phase::Free {
                 continue;
             }
+            c.has_baseline = false;
             match ents.by_net_id(c.net_id) {
                 Some(i) => {
                     h.index = i;
@@ -499,6 +595,16 @@ impl ClientView {
             self.stats.lost += 1;
         }
         for k in 0..u64::from(f.len) {
+            if k + (PREFETCH_AHEAD as u64) < u64::from(f.len) {
+                let ahead = self.ring
+                    [((f.start + k + PREFETCH_AHEAD as u64) % RECORD_RING as u64) as usize];
+                if let Some(c) = self.cold.get(usize::from(ahead.slot)) {
+                    prefetch(c);
+                }
+                if let Some(h) = self.hot.get(usize::from(ahead.slot)) {
+                    prefetch(h);
+                }
+            }
             let r = self.ring[((f.start + k) % RECORD_RING as u64) as usize];
             let slot = usize::from(r.slot);
             if slot >= self.hot.len() {
@@ -532,13 +638,11 @@ impl ClientView {
                     if newer
                         && tick_after(f.tick, c.epoch_tick)
                         && ents.generation[h.index as usize] == h.generation
+                        && ents.has_history(h.index, now, f.tick)
                     {
-                        if let Some(q) = ents.history_at(h.index, now, f.tick) {
-                            c.baseline = q;
-                            c.baseline_tick = f.tick;
-                            c.baseline_seq = r.seq;
-                            c.has_baseline = true;
-                        }
+                        c.baseline_tick = f.tick;
+                        c.baseline_seq = r.seq;
+                        c.has_baseline = true;
                     }
                 }
                 (_, None) => h.flags |= RESEND,
@@ -643,7 +747,6 @@ impl ClientView {
             };
             let incarnation = self.cold[s].incarnation;
             self.cold[s] = Cold {
-                baseline: QuantizedEntity::default(),
                 net_id: net,
                 last_full: tick,
                 epoch_tick: tick.wrapping_sub(1),
@@ -688,7 +791,7 @@ pub(crate) fn write_snapshot(
     }
     let avail = budget - DELTA_SYNC_HEADER;
     // Every record takes at least 2 bytes, so the count fits this many.
-    let count_len = varint_len((avail / 2) as u64);
+    let count_len = tos_protocol::wire::buf::varint_len((avail / 2) as u64);
     if avail <= count_len {
         return 0;
     }
@@ -698,183 +801,85 @@ pub(crate) fn write_snapshot(
     if view.needs_refresh(tick, viewer.position) {
         view.refresh(w, viewer, tick, scratch);
     }
-    let ents = w.ents;
-    let p = w.params;
-
-    // Accumulate priorities; collect due entries and due Removes. Entries
-    // are visited in slot order, streaming through the hot array.
-    scratch.candidates.clear();
-    for slot in 0..view.hot.len() {
-        let h = &mut view.hot[slot];
-        match h.phase {
-            Phase::Free | Phase::RemoveSent => continue,
-            Phase::Leaving => {
-                scratch.candidates.push((f32::INFINITY, slot as u16));
-                continue;
-            }
-            Phase::Active => {}
-        }
-        let mut i = h.index as usize;
-        // A generation match means the slot still holds the entity.
-        let mut alive = ents.generation[i] == h.generation;
-        if !alive {
-            // The same entity may live on in another slot (a ghost that
-            // was dropped and received again).
-            if let Some(j) = ents.by_net_id(view.cold[slot].net_id) {
-                if ents.kind[j as usize] == h.kind {
-                    h.index = j;
-                    h.generation = ents.generation[j as usize];
-                    i = j as usize;
-                    alive = true;
-                }
-            }
-        }
-        let t = h.kind.index();
-        let mut d2 = 0.0;
-        if alive && i as u32 != viewer.index {
-            d2 = dist2(viewer.position, ents.position[i]);
-            alive = d2 <= p.exit_d2[t] && visible_to(ents, i, viewer, w.factions);
-        }
-        let leave = if alive {
-            Leave::Stay
-        } else if h.flags & KNOWN != 0 {
-            Leave::Remove
-        } else if h.flags & REMOVE_PENDING != 0 {
-            Leave::Await
-        } else {
-            Leave::Forget
-        };
-        match leave {
-            Leave::Stay => {}
-            Leave::Remove => {
-                h.phase = Phase::Leaving;
-                scratch.candidates.push((f32::INFINITY, slot as u16));
-                continue;
-            }
-            Leave::Await => {
-                // Never sent since its Remove, which is still in flight:
-                // wait for that Remove's fate.
-                h.phase = Phase::RemoveSent;
-                continue;
-            }
-            Leave::Forget => {
-                view.free_entry(slot as u16);
-                continue;
-            }
-        }
-        let changed =
-            h.flags & (KNOWN | RESEND) != KNOWN || tick_after(ents.changed_tick[i], h.last_sent);
-        let mut rate = if changed {
-            p.moving_rate
-        } else {
-            p.stationary_rate
-        };
-        if d2 > p.distant_d2[t] {
-            rate = rate.min(p.distant_rate);
-        }
-        h.credit += rate;
-        if h.credit >= 1.0 {
-            let near = 2.0 - ((d2.sqrt() / p.distance[t]) as f32).min(1.0);
-            let v = ents.velocity[i];
-            let speed = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-            let fast = 1.0 + (speed / p.max_speed).min(1.0);
-            scratch
-                .candidates
-                .push((h.credit * near * fast, slot as u16));
-        }
-    }
+    prioritize(view, w, viewer, scratch);
 
     // Removes first, then the highest priorities in batches sized by the
     // recent mean record size (usually one or two batches).
-    let mut removes = 0;
-    for k in 0..scratch.candidates.len() {
-        if scratch.candidates[k].0 == f32::INFINITY {
-            scratch.candidates.swap(k, removes);
-            removes += 1;
-        }
-    }
-    let mut wr = Writer::new(&mut scratch.records[..records_budget]);
+    let Scratch {
+        removes,
+        candidates,
+        chosen,
+        keys,
+        records,
+        cache,
+        ..
+    } = scratch;
+    let mut wr = Writer::new(&mut records[..records_budget]);
     let mut count = 0u32;
     let mut misses = 0u32;
-    let mut start = 0;
-    let mut batch_end = removes;
-    let total = scratch.candidates.len();
-    let per_record = view.record_bytes.max(2.0);
-    while start < total && misses < MAX_MISSES && (count as usize) < max_records {
-        if start == batch_end {
-            let rest = &mut scratch.candidates[start..];
-            let k = ((wr.remaining() as f32 / per_record) as usize + 4).min(rest.len());
-            if k < rest.len() {
-                rest.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-            }
-            // Within a batch the order does not matter (each batch is the
-            // best of the rest); slot order makes the entry accesses, here
-            // and when the snapshot is acknowledged, ascend through memory.
-            rest[..k].sort_unstable_by_key(|c| c.1);
-            batch_end = start + k;
+    let full = |count: u32, misses: u32| misses >= MAX_MISSES || count as usize >= max_records;
+    for &slot in removes.iter() {
+        if full(count, misses) {
+            break;
         }
-        let slot = scratch.candidates[start].1;
-        start += 1;
-        let su = usize::from(slot);
-        let (h, c) = (&mut view.hot[su], &mut view.cold[su]);
-        let record = if h.phase == Phase::Leaving {
-            if encode_remove(&mut wr, c.net_id).is_err() {
-                misses += 1;
-                continue;
+        match view.send_remove(slot, &mut wr, tick) {
+            Some(record) => {
+                misses = 0;
+                count += 1;
+                view.push_record(s, record);
             }
-            h.phase = Phase::RemoveSent;
-            h.flags = (h.flags & !KNOWN) | REMOVE_PENDING;
-            c.remove_tick = tick;
-            c.has_baseline = false;
-            c.epoch_tick = tick;
-            view.stats.removes += 1;
-            SentRecord {
-                slot,
-                incarnation: c.incarnation,
-                seq: c.sent_seq,
-                kind: SentKind::Remove,
-            }
+            None => misses += 1,
+        }
+    }
+    let per_record = view.record_bytes.max(2.0);
+    let mut pending = candidates.len();
+    while pending > 0 && !full(count, misses) {
+        // The best `k` of what is pending: a threshold from a selection
+        // over the priorities alone, then one walk in slot order, which
+        // is ascending through the view's memory (no sort).
+        let k = ((wr.remaining() as f32 / per_record) as usize + 4).min(pending);
+        let threshold = if k < pending {
+            keys.clear();
+            keys.extend(candidates[..pending].iter().map(|c| c.0));
+            let (_, nth, _) = keys.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+            *nth
         } else {
-            let q = &ents.qstate[h.index as usize];
-            let age = tick.wrapping_sub(c.baseline_tick);
-            let update = c.has_baseline
-                && (1..=MAX_BASELINE_AGE).contains(&age)
-                && c.sent_seq.wrapping_sub(c.baseline_seq) <= MAX_RECORDS_SINCE_BASELINE
-                && tick.wrapping_sub(c.last_full) < p.full_sync_ticks;
-            let result = if update {
-                encode_update(&mut wr, c.net_id, age, &c.baseline, q)
-            } else {
-                encode_create(&mut wr, c.net_id, h.kind.to_u8(), q)
-            };
-            if result.is_err() {
-                misses += 1;
-                continue;
-            }
-            if update {
-                view.stats.updates += 1;
-            } else {
-                view.stats.creates += 1;
-                c.last_full = tick;
-            }
-            h.credit = 0.0;
-            h.flags = (h.flags & !RESEND) | KNOWN;
-            h.last_sent = tick;
-            let seq = c.sent_seq;
-            c.sent_seq = c.sent_seq.wrapping_add(1);
-            SentRecord {
-                slot,
-                incarnation: c.incarnation,
-                seq,
-                kind: if update {
-                    SentKind::Update
-                } else {
-                    SentKind::Create
-                },
-            }
+            f32::NEG_INFINITY
         };
-        misses = 0;
-        count += 1;
-        view.push_record(s, record);
+        // Split the pending list: the chosen (in slot order) out, the
+        // rest compacted in place.
+        chosen.clear();
+        let mut kept = 0;
+        for j in 0..pending {
+            let (priority, slot) = candidates[j];
+            if chosen.len() < k && priority >= threshold {
+                chosen.push(slot);
+            } else {
+                candidates[kept] = (priority, slot);
+                kept += 1;
+            }
+        }
+        for j in 0..chosen.len() {
+            if full(count, misses) {
+                break;
+            }
+            if let Some(&ahead) = chosen.get(j + 2 * PREFETCH_AHEAD) {
+                view.prefetch_entry(ahead);
+            }
+            if let Some(&ahead) = chosen.get(j + PREFETCH_AHEAD) {
+                prefetch(cache.slot_ptr(view.hot[usize::from(ahead)].index));
+            }
+            match view.send_entity(chosen[j], w, tick, &mut wr, cache) {
+                Some(record) => {
+                    misses = 0;
+                    count += 1;
+                    view.push_record(s, record);
+                }
+                // Did not fit: keeps its credit for a later snapshot.
+                None => misses += 1,
+            }
+        }
+        pending = kept;
     }
     let len = wr.position();
     if count > 0 {
@@ -885,7 +890,7 @@ pub(crate) fn write_snapshot(
         baseline_tick: view.newest_acked,
         input_ack,
         record_count: count,
-        records: &scratch.records[..len],
+        records: &records[..len],
     });
     let mut ow = Writer::new(&mut out[..budget]);
     if message.encode(&mut ow).is_err() {
@@ -900,16 +905,183 @@ pub(crate) fn write_snapshot(
     ow.position()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The per-tick pass over one view: accumulates credit, finds entries that
+/// left interest, and collects due Removes and due entries (the latter in
+/// slot order, with their priorities) into the scratch lists.
+#[inline(never)]
+fn prioritize(view: &mut ClientView, w: &WorldView<'_>, viewer: &Viewer, scratch: &mut Scratch) {
+    let ents = w.ents;
+    let p = w.params;
+    let summary = &scratch.summary;
+    scratch.removes.clear();
+    scratch.candidates.clear();
+    let n = view.hot.len();
+    for slot in 0..n {
+        if slot + PREFETCH_AHEAD < n {
+            let ahead = view.hot[slot + PREFETCH_AHEAD].index as usize;
+            if let Some(e) = summary.get(ahead) {
+                prefetch(e);
+            }
+        }
+        let h = &mut view.hot[slot];
+        match h.phase {
+            Phase::Free | Phase::RemoveSent => continue,
+            Phase::Leaving => {
+                scratch.removes.push(slot as u16);
+                continue;
+            }
+            Phase::Active => {}
+        }
+        let mut i = h.index as usize;
+        let mut e = &summary[i];
+        // A generation match means the slot still holds the entity.
+        let mut alive = e.generation == h.generation;
+        if !alive {
+            // The same entity may live on in another slot (a ghost that
+            // was dropped and received again).
+            if let Some(j) = ents.by_net_id(view.cold[slot].net_id) {
+                if ents.kind[j as usize] == h.kind {
+                    h.index = j;
+                    h.generation = ents.generation[j as usize];
+                    i = j as usize;
+                    e = &summary[i];
+                    alive = true;
+                }
+            }
+        }
+        let t = h.kind.index();
+        let mut d2 = 0.0;
+        if alive && i as u32 != viewer.index {
+            d2 = dist2(viewer.position, e.position);
+            alive = d2 <= p.exit_d2[t]
+                && (!e.hidden || w.factions.is_friend(viewer.faction, e.faction));
+        }
+        let leave = if alive {
+            Leave::Stay
+        } else if h.flags & KNOWN != 0 {
+            Leave::Remove
+        } else if h.flags & REMOVE_PENDING != 0 {
+            Leave::Await
+        } else {
+            Leave::Forget
+        };
+        match leave {
+            Leave::Stay => {}
+            Leave::Remove => {
+                h.phase = Phase::Leaving;
+                scratch.removes.push(slot as u16);
+                continue;
+            }
+            Leave::Await => {
+                // Never sent since its Remove, which is still in flight:
+                // wait for that Remove's fate.
+                h.phase = Phase::RemoveSent;
+                continue;
+            }
+            Leave::Forget => {
+                view.free_entry(slot as u16);
+                continue;
+            }
+        }
+        let changed =
+            h.flags & (KNOWN | RESEND) != KNOWN || tick_after(e.changed_tick, h.last_sent);
+        let mut rate = if changed {
+            p.moving_rate
+        } else {
+            p.stationary_rate
+        };
+        if d2 > p.distant_d2[t] {
+            rate = rate.min(p.distant_rate);
+        }
+        h.credit += rate;
+        if h.credit >= 1.0 {
+            let near = 2.0 - ((d2.sqrt() * p.inv_distance[t]) as f32).min(1.0);
+            scratch
+                .candidates
+                .push((h.credit * near * e.fast, slot as u16));
+        }
+    }
+}
 
-    #[test]
-    fn varint_lengths() {
-        assert_eq!(varint_len(0), 1);
-        assert_eq!(varint_len(127), 1);
-        assert_eq!(varint_len(128), 2);
-        assert_eq!(varint_len(16_383), 2);
-        assert_eq!(varint_len(16_384), 3);
+impl ClientView {
+    /// Starts fetching entry `slot`'s cold part.
+    #[inline]
+    fn prefetch_entry(&self, slot: u16) {
+        prefetch(&raw const self.cold[usize::from(slot)]);
+    }
+
+    /// Encodes the Remove of entry `slot`; `None` if it did not fit.
+    fn send_remove(&mut self, slot: u16, wr: &mut Writer<'_>, tick: u32) -> Option<SentRecord> {
+        let su = usize::from(slot);
+        let (h, c) = (&mut self.hot[su], &mut self.cold[su]);
+        encode_remove(wr, c.net_id).ok()?;
+        h.phase = Phase::RemoveSent;
+        h.flags = (h.flags & !KNOWN) | REMOVE_PENDING;
+        c.remove_tick = tick;
+        c.has_baseline = false;
+        c.epoch_tick = tick;
+        self.stats.removes += 1;
+        Some(SentRecord {
+            slot,
+            incarnation: c.incarnation,
+            seq: c.sent_seq,
+            kind: SentKind::Remove,
+        })
+    }
+
+    /// Encodes entry `slot` as an Update against its acknowledged baseline
+    /// (read from the shard's history) or as a Create, or copies the same
+    /// record from the shared cache; `None` if it did not fit.
+    fn send_entity(
+        &mut self,
+        slot: u16,
+        w: &WorldView<'_>,
+        tick: u32,
+        wr: &mut Writer<'_>,
+        cache: &mut RecordCache,
+    ) -> Option<SentRecord> {
+        let su = usize::from(slot);
+        let (h, c) = (&mut self.hot[su], &mut self.cold[su]);
+        let ents = w.ents;
+        let age = tick.wrapping_sub(c.baseline_tick);
+        let update = c.has_baseline
+            && (1..=MAX_BASELINE_AGE).contains(&age)
+            && c.sent_seq.wrapping_sub(c.baseline_seq) <= MAX_RECORDS_SINCE_BASELINE
+            && tick.wrapping_sub(c.last_full) < w.params.full_sync_ticks
+            && ents.has_history(h.index, tick, c.baseline_tick);
+        let key = if update { c.baseline_tick } else { CREATE };
+        if let Some(bytes) = cache.get(h.index, key) {
+            wr.bytes(bytes).ok()?;
+        } else {
+            let start = wr.position();
+            let q = &ents.qstate[h.index as usize];
+            let result = match update.then(|| ents.history_at(h.index, tick, c.baseline_tick)) {
+                Some(Some(b)) => encode_update(wr, c.net_id, age, &b, q),
+                _ => encode_create(wr, c.net_id, h.kind.to_u8(), q),
+            };
+            result.ok()?;
+            cache.put(h.index, key, &wr.written()[start..]);
+        }
+        if update {
+            self.stats.updates += 1;
+        } else {
+            self.stats.creates += 1;
+            c.last_full = tick;
+        }
+        h.credit = 0.0;
+        h.flags = (h.flags & !RESEND) | KNOWN;
+        h.last_sent = tick;
+        let seq = c.sent_seq;
+        c.sent_seq = c.sent_seq.wrapping_add(1);
+        Some(SentRecord {
+            slot,
+            incarnation: c.incarnation,
+            seq,
+            kind: if update {
+                SentKind::Update
+            } else {
+                SentKind::Create
+            },
+        })
     }
 }
