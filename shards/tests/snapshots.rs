@@ -639,3 +639,78 @@ fn writer_limits_fit_the_receiver() {
         );
     }
 }
+
+/// Records are encoded once per (entity, baseline tick) and copied into
+/// every snapshot that needs the same record: with clients whose
+/// acknowledgements and losses differ (so their baselines differ), every
+/// record each client decodes must equal the server's state at that tick.
+#[test]
+fn shared_records_decode_to_the_servers_state_for_every_client() {
+    let config = small_world_config();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let mut rng = Rng::new(11);
+    let data = crowd(&mut rng, 200, 4_000.0, 3_000.0, 1_500.0);
+    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+    let ids: Vec<ClientId> = (0..6u32).map(|k| ClientId(200 + k)).collect();
+    for (k, id) in ids.iter().enumerate() {
+        let pos = [
+            rng.range(-1_000.0, 1_000.0),
+            rng.range(-1_000.0, 1_000.0),
+            0.0,
+        ];
+        shard
+            .add_player(*id, &Character::new(k as u64, pos, Faction::ALLIANCE))
+            .unwrap();
+    }
+    let mut receivers: Vec<SnapshotReceiver> =
+        ids.iter().map(|_| SnapshotReceiver::new()).collect();
+    // (client, tick, deliver at, acked) reports waiting for their time.
+    let mut reports: Vec<(usize, u32, u32, bool)> = Vec::new();
+    let mut buf = [0u8; 1500];
+    let mut checked = 0u64;
+    for now in 1..=400u32 {
+        reports.retain(|&(k, tick, at, acked)| {
+            if at > now {
+                return true;
+            }
+            if acked {
+                shard.on_snapshot_acked(ids[k], tick);
+            } else {
+                shard.on_snapshot_lost(ids[k], tick);
+            }
+            false
+        });
+        shard.tick(now);
+        for (k, id) in ids.iter().enumerate() {
+            let n = shard.write_snapshot(*id, now, 700, &mut buf);
+            assert!(n > 0);
+            // Client k loses a k-dependent share and acknowledges after a
+            // k-dependent delay, so the clients' baselines differ.
+            let lost = rng.chance(0.05 * k as f32);
+            let delay = (k as u32 % 3) + rng.below(3);
+            reports.push((k, now, now + delay, !lost));
+            if lost {
+                continue;
+            }
+            let info = receivers[k].apply_message(&buf[..n]).unwrap();
+            assert_eq!(info.missing_baselines, 0);
+            for (net, _, tick, state) in receivers[k].visible_with_ticks() {
+                if tick != now {
+                    continue;
+                }
+                let server = shard.entity(net).expect("entity exists").quantized;
+                assert_eq!(state, server, "client {k}: entity {net} at tick {now}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 10_000, "too few records checked: {checked}");
+    let (shared, encoded) = shard.record_cache_counts();
+    // Six clients with deliberately different baselines still share
+    // some records (a crowd of clients with similar links shares most:
+    // see the shard bench).
+    assert!(
+        shared * 4 > encoded,
+        "the clients should share records: {shared} shared, {encoded} encoded"
+    );
+}
