@@ -240,11 +240,18 @@ impl Player {
             return;
         }
         while now >= self.next_input {
+            let due = self.next_input;
             self.next_input += self.input_period;
             if now.saturating_duration_since(self.next_input) > self.input_period * 4 {
-                // Far behind (the machine is saturated): skip, don't burst.
+                // Far behind (the machine is saturated): skip, don't burst,
+                // and count what was skipped.
+                let behind = now.saturating_duration_since(due).as_secs_f64();
+                rec.inputs_skipped += (behind / self.input_period.as_secs_f64()) as u64;
                 self.next_input = now + self.input_period;
             }
+            let _ = rec
+                .send_lag_us
+                .record(now.saturating_duration_since(due).as_micros().max(1) as u64);
             match self.link {
                 Link::Echo(_) => self.send_probe(now, rec),
                 Link::World(_) if self.entity.is_some() => self.send_claim(now, rec),

@@ -60,6 +60,14 @@ pub(crate) struct Recorder {
     pub(crate) resumed_known: u64,
     /// Of those, found within the tolerance of where they were left.
     pub(crate) resumed_in_place: u64,
+    /// How late each input went out after its scheduled time, µs: the
+    /// loadgen's own lag (a saturated loadgen measures itself).
+    pub(crate) send_lag_us: Histogram<u64>,
+    /// Inputs not sent because the player was more than four periods
+    /// behind its schedule.
+    pub(crate) inputs_skipped: u64,
+    /// CPU time of the loadgen's worker threads (user + system), µs.
+    pub(crate) cpu_us: u64,
 }
 
 impl Default for Recorder {
@@ -92,6 +100,9 @@ impl Default for Recorder {
             characters_created: 0,
             resumed_known: 0,
             resumed_in_place: 0,
+            send_lag_us: hist(),
+            inputs_skipped: 0,
+            cpu_us: 0,
         }
     }
 }
@@ -146,6 +157,17 @@ impl Recorder {
         self.characters_created += o.characters_created;
         self.resumed_known += o.resumed_known;
         self.resumed_in_place += o.resumed_in_place;
+        let _ = self.send_lag_us.add(&o.send_lag_us);
+        self.inputs_skipped += o.inputs_skipped;
+        self.cpu_us += o.cpu_us;
+    }
+
+    /// Whether the loadgen kept its input rate: nothing skipped and 99% of
+    /// inputs out within one input period of their time. A capacity figure
+    /// counts only when this holds.
+    pub(crate) fn kept_rate(&self, rate_hz: u32) -> bool {
+        let period_us = 1e6 / f64::from(rate_hz.max(1));
+        self.inputs_skipped == 0 && q(&self.send_lag_us, 0.99) <= period_us
     }
 }
 
@@ -311,6 +333,20 @@ pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
         row("enter world", &r.enter_us, 1000.0, "ms");
         row("entities per snapshot", &r.entities, 1.0, "count");
     }
+    row("loadgen input send lag", &r.send_lag_us, 1000.0, "ms");
+    let _ = writeln!(
+        s,
+        "loadgen: CPU {:.2} cores ({:.1} s over {:.1} s), inputs skipped {}, kept its rate: {}",
+        r.cpu_us as f64 / 1e6 / secs,
+        r.cpu_us as f64 / 1e6,
+        secs,
+        r.inputs_skipped,
+        if r.kept_rate(info.rate_hz) {
+            "yes"
+        } else {
+            "NO (the figures measure the loadgen too)"
+        }
+    );
     let _ = writeln!(
         s,
         "players connected: {} (denied {})",
@@ -423,7 +459,7 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
         0.0
     };
     format!(
-        "{{\"mode\":\"{}\",\"players\":{},\"seconds\":{:.3},\"rate_hz\":{},\"server\":\"{}\",\"latency_ms\":{},\"rtt_ms\":{},\"handshake_ms\":{},\"entities_per_snapshot\":{},\"login_ms\":{},\"enter_ms\":{},\"logins_failed\":{},\"characters_created\":{},\"resumed_known\":{},\"resumed_in_place\":{},\"connected\":{},\"denied\":{},\"packets_out_per_s\":{:.1},\"packets_in_per_s\":{:.1},\"bytes_out_per_s\":{:.1},\"bytes_in_per_s\":{:.1},\"snapshots\":{},\"snapshot_bytes\":{},\"naive_bytes\":{},\"bandwidth_saved\":{:.4},\"corrections\":{},\"decode_errors\":{},\"missing_baselines\":{},\"disconnects\":[{}]{}}}",
+        "{{\"mode\":\"{}\",\"players\":{},\"seconds\":{:.3},\"rate_hz\":{},\"server\":\"{}\",\"latency_ms\":{},\"rtt_ms\":{},\"handshake_ms\":{},\"entities_per_snapshot\":{},\"login_ms\":{},\"enter_ms\":{},\"logins_failed\":{},\"characters_created\":{},\"resumed_known\":{},\"resumed_in_place\":{},\"connected\":{},\"denied\":{},\"packets_out_per_s\":{:.1},\"packets_in_per_s\":{:.1},\"bytes_out_per_s\":{:.1},\"bytes_in_per_s\":{:.1},\"snapshots\":{},\"snapshot_bytes\":{},\"naive_bytes\":{},\"bandwidth_saved\":{:.4},\"corrections\":{},\"decode_errors\":{},\"missing_baselines\":{},\"send_lag_ms\":{},\"inputs_skipped\":{},\"loadgen_cpu_cores\":{:.3},\"kept_rate\":{},\"disconnects\":[{}]{}}}",
         info.mode,
         info.players,
         info.seconds,
@@ -452,6 +488,10 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
         r.corrections,
         r.decode_errors,
         r.missing_baselines,
+        json_hist(&r.send_lag_us, 1000.0),
+        r.inputs_skipped,
+        r.cpu_us as f64 / 1e6 / secs,
+        r.kept_rate(info.rate_hz),
         r.disconnects
             .iter()
             .map(u64::to_string)

@@ -317,6 +317,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
         let _ = io.flush();
     }
     publish(&live, &mut rec, &mut published);
+    rec.cpu_us = thread_cpu_us();
     (rec, positions)
 }
 
@@ -340,4 +341,20 @@ fn publish(live: &Live, rec: &mut Recorder, last: &mut Recorder) {
     last.bytes_in = rec.bytes_in;
     last.disconnects = rec.disconnects;
     last.denied = rec.denied;
+}
+
+/// CPU time (user + system) of the calling thread so far, µs (0 where the
+/// kernel cannot say).
+fn thread_cpu_us() -> u64 {
+    let mut usage = core::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage into the pointer it is given,
+    // which points to a zeroed, properly aligned value owned here.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
+    }
+    // SAFETY: zero-initialised and, on success, filled by the kernel.
+    let u = unsafe { usage.assume_init() };
+    let us = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+    us(u.ru_utime) + us(u.ru_stime)
 }

@@ -54,6 +54,12 @@ fn world_mode_measures_latency_and_bandwidth() {
     assert!(field(latency, "p50") > 0.0, "{json}");
     // Cheaters' speed hacks are corrected.
     assert!(field(json, "corrections") > 0.0, "{json}");
+    // The loadgen measures itself: how late its inputs went out and the
+    // CPU its workers used (a dozen players leave it mostly idle).
+    let lag = &json[json.find("\"send_lag_ms\"").unwrap()..];
+    assert!(field(lag, "count") > 100.0, "{json}");
+    assert!(field(json, "loadgen_cpu_cores") > 0.0, "{json}");
+    assert!(json.contains("\"kept_rate\":"), "{json}");
     assert!(
         stdout.contains("input-to-observed latency"),
         "the human table is printed too"
