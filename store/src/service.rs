@@ -530,12 +530,19 @@ impl Worker {
         request_id: RequestId,
         result: Result<StoreResponse, StoreError>,
     ) {
-        if reply.try_send(StoreReply { request_id, result }).is_err() {
-            self.metrics.replies_dropped_total.fetch_add(1, Relaxed);
-            tracing::warn!(
-                request_id,
-                "store reply dropped: reply channel full or closed"
-            );
+        match reply.try_send(StoreReply { request_id, result }) {
+            Ok(()) => {}
+            Err(crossbeam_channel::TrySendError::Full(_)) => {
+                self.metrics.replies_dropped_total.fetch_add(1, Relaxed);
+                tracing::warn!(request_id, "store reply dropped: reply channel full");
+            }
+            // The requester is gone (the game layer stopped before the
+            // store, as at shutdown): the write itself is unaffected, only
+            // its acknowledgement has nobody to go to.
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                self.metrics.replies_dropped_total.fetch_add(1, Relaxed);
+                tracing::debug!(request_id, "store reply dropped: requester gone");
+            }
         }
     }
 
