@@ -321,6 +321,10 @@ pub(crate) struct Scratch {
     summary: Vec<Summary>,
     /// The summary describes the entities as they are now.
     summary_fresh: bool,
+    /// Per entity slot: (refresh epoch, view entry) of the view being
+    /// refreshed.
+    stamps: Vec<(u32, u16)>,
+    stamp_epoch: u32,
     /// Records encoded this tick, shared by the clients.
     cache: RecordCache,
 }
@@ -336,6 +340,8 @@ impl Scratch {
             records: vec![0; 64 * 1024],
             summary: vec![Summary::default(); entities as usize],
             summary_fresh: false,
+            stamps: vec![(0, 0); entities as usize],
+            stamp_epoch: 0,
             cache: RecordCache::new(entities),
         }
     }
@@ -355,7 +361,9 @@ impl Scratch {
     /// Bytes per entity slot of the shared per-shard state (summary and
     /// record cache ways; the cache's 1 MiB arena is per shard).
     pub(crate) const fn bytes_per_entity_slot() -> usize {
-        core::mem::size_of::<Summary>() + RecordCache::bytes_per_slot()
+        core::mem::size_of::<Summary>()
+            + core::mem::size_of::<(u32, u16)>()
+            + RecordCache::bytes_per_slot()
     }
 
     /// Rebuilds the summary if the entities changed since it was built:
@@ -391,12 +399,6 @@ pub(crate) struct WorldView<'a> {
     pub(crate) aoi: &'a AoiGrid,
     pub(crate) factions: &'a FactionTable,
     pub(crate) params: &'a SyncParams,
-}
-
-#[inline]
-fn visible_to(ents: &Entities, i: usize, viewer: &Viewer, factions: &FactionTable) -> bool {
-    !ents.state[i].contains(EntityState::INVISIBLE)
-        || factions.is_friend(viewer.faction, ents.faction[i])
 }
 
 impl ClientView {
@@ -703,9 +705,40 @@ impl ClientView {
         } else {
             scratch.query.extend_from_slice(&ents.dense);
         }
+        // Stamp the entity slot of every entry that still holds its entity
+        // with this entry's slot: a queried entity finds its entry in the
+        // shard-wide stamp array (in cache, shared by every client) instead
+        // of probing this client's map (a miss per probe once the views of
+        // all clients exceed the cache). Entries the stamps miss (stale
+        // slots, new entities) fall back to the map.
+        scratch.stamp_epoch = scratch.stamp_epoch.wrapping_add(1).max(1);
+        let epoch = scratch.stamp_epoch;
+        for (slot, h) in self.hot.iter().enumerate() {
+            if h.phase != Phase::Free && ents.generation[h.index as usize] == h.generation {
+                scratch.stamps[h.index as usize] = (epoch, slot as u16);
+            }
+        }
         for &i in &scratch.query {
             let iu = i as usize;
-            if i != viewer.index && !visible_to(ents, iu, viewer, w.factions) {
+            let e = &scratch.summary[iu];
+            if i != viewer.index && e.hidden && !w.factions.is_friend(viewer.faction, e.faction) {
+                continue;
+            }
+            let (stamp, stamped) = scratch.stamps[iu];
+            let hit = stamp == epoch
+                && self.hot.get(usize::from(stamped)).is_some_and(|h| {
+                    // Checked, so that a stamp left from an epoch long ago
+                    // (the counter wraps) can never name a wrong entry.
+                    h.phase != Phase::Free && h.index == i && h.generation == ents.generation[iu]
+                });
+            if hit {
+                // Same slot, same generation: the same entity, so neither
+                // its handle nor its type changed.
+                let h = &mut self.hot[usize::from(stamped)];
+                if h.phase != Phase::Active {
+                    h.phase = Phase::Active;
+                    h.credit = h.credit.max(1.0);
+                }
                 continue;
             }
             let net = ents.net_id[iu];
