@@ -353,6 +353,14 @@ fn run(args: &Args) -> Result<(), String> {
         // Every player logs in from 127.0.0.1: the per-address login limit
         // is for the internet, not for this run.
         c.accounts.login_attempts_per_minute_per_address = 1_000_000;
+        // Likewise the per-address connection and handshake limits (attack
+        // modes come from other 127/8 addresses, which stay limited), and
+        // runs may go past the default per-core capacity.
+        c.protocol.admission_exempt_addresses = vec!["127.0.0.1".into()];
+        c.protocol.max_connections_per_core = c
+            .protocol
+            .max_connections_per_core
+            .max(args.players as u32 + 64);
         // Tick percentiles once a second, for the time series.
         c.runtime.stats_interval_ms = 1_000;
         Some(tos_engine::runtime::start(&c).map_err(|e| format!("cannot start the server: {e}"))?)

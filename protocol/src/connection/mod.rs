@@ -557,6 +557,10 @@ pub struct Connection {
     /// Unreliable messages taken from the packet being processed.
     packet_messages: usize,
     stats: ConnectionStats,
+    /// Server: the source address this connection was admitted under (its
+    /// place in the per-address count of [`crate::endpoint::Admission`]),
+    /// carried along when the connection moves to another core.
+    pub(crate) admitted_ip: Option<std::net::IpAddr>,
 }
 
 impl core::fmt::Debug for Connection {
@@ -585,6 +589,7 @@ impl Connection {
     ) -> Self {
         let congestion = Congestion::new(config.initial_window, config.min_window, config.mtu);
         Self {
+            admitted_ip: None,
             side,
             state,
             connection_id: id,
