@@ -173,7 +173,33 @@ pub struct CoreRunner {
     echo_buf: Vec<u8>,
     game_buf: Box<[u8; 2048]>,
     game: Option<tos_game::GameCore>,
+    /// Debug builds only: panic at a tick once this file exists (set by
+    /// `TOS_TEST_PANIC_CORE=N:PATH` for core N), to test the panic policy.
+    test_panic: Option<std::path::PathBuf>,
     _not_send: core::marker::PhantomData<*const ()>,
+}
+
+/// Reads `TOS_TEST_PANIC_CORE=N:PATH`: core N panics once PATH exists.
+/// Honoured only in debug builds (the tests' `tos-server`); a release
+/// build ignores it.
+fn test_panic_trigger(core: u8) -> Option<std::path::PathBuf> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let v = std::env::var("TOS_TEST_PANIC_CORE").ok()?;
+    let (n, path) = v.split_once(':')?;
+    (n.trim().parse::<u8>().ok()? == core).then(|| path.into())
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".into()
+    }
 }
 
 impl core::fmt::Debug for CoreRunner {
@@ -199,6 +225,7 @@ impl CoreRunner {
         let period = settings.tick_period;
         let elapsed = now.saturating_duration_since(settings.epoch);
         let tick = (elapsed.as_nanos() / period.as_nanos().max(1)) as u64 + 1;
+        let test_panic = test_panic_trigger(settings.core);
         Self {
             next_tick: settings.epoch + period * tick as u32,
             tick,
@@ -220,30 +247,70 @@ impl CoreRunner {
             echo_buf: Vec::with_capacity(2048),
             game_buf: Box::new([0u8; 2048]),
             game,
+            test_panic,
             _not_send: core::marker::PhantomData,
         }
     }
 
     /// Runs until the stop flag is set, then says goodbye to every client.
-    pub fn run(mut self) {
+    ///
+    /// Panic policy (issue 11, finding 11): a panic in the loop is caught
+    /// here, at the core's thread boundary. The core logs it, saves every
+    /// character it holds (best effort: the game state is whatever the
+    /// panic left), says goodbye to its clients, sets the stop flag so that
+    /// every other core does the same, and returns `false`; the runtime
+    /// then flushes the store and `tos-server` exits non-zero. Restarting
+    /// the core in place is not attempted: its state after a panic cannot
+    /// be trusted, and a restarted core would serve it.
+    pub fn run(mut self) -> bool {
         tracing::info!(core = self.settings.core, backend = %self.io.kind(), "core running");
-        while !self.stop.load(Ordering::Relaxed) {
-            let received = self.turn();
-            let now = Instant::now();
-            // Under load, go straight to the next turn: more is likely queued.
-            if received == 0 && now < self.next_tick {
-                let _ = self
-                    .io
-                    .wait((self.next_tick - now).min(Duration::from_millis(5)));
+        let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            while !self.stop.load(Ordering::Relaxed) {
+                let received = self.turn();
+                let now = Instant::now();
+                // Under load, go straight to the next turn: more is likely queued.
+                if received == 0 && now < self.next_tick {
+                    let _ = self
+                        .io
+                        .wait((self.next_tick - now).min(Duration::from_millis(5)));
+                }
             }
+        }));
+        let core = self.settings.core;
+        let Err(payload) = looped else {
+            self.shutdown();
+            return true;
+        };
+        tracing::error!(
+            core,
+            "core {core} panicked: {}; saving its players and stopping the server",
+            panic_message(payload.as_ref())
+        );
+        self.stop.store(true, Ordering::SeqCst);
+        let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shutdown()));
+        match saved {
+            Ok(()) => tracing::error!(core, "core {core} saved its players after the panic"),
+            Err(p) => tracing::error!(
+                core,
+                "core {core} panicked again while saving: {}",
+                panic_message(p.as_ref())
+            ),
         }
-        self.shutdown();
+        false
     }
 
     /// One loop turn.
     /// Returns how many datagrams arrived.
     pub fn turn(&mut self) -> usize {
         let now = Instant::now();
+        if let Some(path) = &self.test_panic {
+            if self.tick % 6 == 0 && path.exists() {
+                panic!(
+                    "TOS_TEST_PANIC_CORE: test panic on core {}",
+                    self.settings.core
+                );
+            }
+        }
         let received = self.receive(now);
         self.drain_inbox(now);
         self.handle_events(now);

@@ -117,9 +117,19 @@ pub struct ServerHandle {
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
     steering: &'static str,
     game: Option<Box<Boot>>,
+    panicked: Arc<std::sync::Mutex<Vec<usize>>>,
 }
 
 impl ServerHandle {
+    /// Cores whose loop panicked (each saved what it could and set the
+    /// stop flag; see [`CoreRunner::run`]).
+    pub fn panicked_cores(&self) -> Vec<usize> {
+        self.panicked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The UDP address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -433,6 +443,8 @@ pub fn start_with_layout(
         Mode::World
     };
     let mut threads = Vec::with_capacity(cores.len());
+    let panicked_all = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let panicked = Arc::clone(&panicked_all);
     let (ready_tx, ready_rx) = bounded::<Result<(), String>>(cores.len());
     for (index, (socket, mesh)) in sockets.into_iter().zip(meshes).enumerate() {
         let core_id = cores[index];
@@ -450,6 +462,7 @@ pub fn start_with_layout(
             mode,
         };
         let ready = ready_tx.clone();
+        let panicked = Arc::clone(&panicked_all);
         let (cfg, layout, data, next_client) = (
             Arc::clone(&config_arc),
             resolved.clone(),
@@ -502,7 +515,12 @@ pub fn start_with_layout(
                     stop,
                     world,
                 );
-                runner.run();
+                if !runner.run() {
+                    panicked
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(index);
+                }
             })
             .map_err(|e| StartError::Thread(e.to_string()))?;
         threads.push(t);
@@ -561,6 +579,7 @@ pub fn start_with_layout(
         metrics,
         steering,
         game,
+        panicked,
     })
 }
 
