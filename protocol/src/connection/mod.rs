@@ -563,6 +563,48 @@ pub struct Connection {
     pub(crate) admitted_ip: Option<std::net::IpAddr>,
 }
 
+#[cfg(feature = "hostile-peer")]
+impl Connection {
+    /// Attack tools only (`loadgen --attack`, feature `hostile-peer`):
+    /// seals `frames` — frame bytes the caller encoded, any types, ids and
+    /// lengths — as this client connection's next packet, bypassing every
+    /// rule the connection keeps for itself (acks, flow control, fragment
+    /// sizes). Needs keys (an established connection); returns the
+    /// datagram's size in `out`, or `None` without keys, on the server
+    /// side, or when it does not fit.
+    pub fn seal_raw_frames(&mut self, frames: &[u8], out: &mut [u8]) -> Option<usize> {
+        if self.side != Side::Client {
+            return None;
+        }
+        let size = HEADER_LEN + frames.len() + TAG_LEN;
+        if size > out.len() || size > self.config.mtu {
+            return None;
+        }
+        let keys = self.keys.as_ref()?;
+        let pn = self.next_pn;
+        self.next_pn += 1;
+        let mut flags = SEALED_FLAGS;
+        flags.set(HeaderFlags::REKEY, keys.phase_bit());
+        PacketHeader {
+            connection_id: self.connection_id,
+            channel: Channel::Unreliable,
+            flags,
+            sequence: pn,
+        }
+        .emit(&mut Packet::new_unchecked(&mut out[..HEADER_LEN]));
+        let (head, rest) = out.split_at_mut(HEADER_LEN);
+        rest[..frames.len()].copy_from_slice(frames);
+        let tag = keys.send_key(Side::Client).seal(
+            self.connection_id,
+            pn,
+            head,
+            &mut rest[..frames.len()],
+        );
+        rest[frames.len()..frames.len() + TAG_LEN].copy_from_slice(&tag);
+        Some(size)
+    }
+}
+
 impl core::fmt::Debug for Connection {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Connection")
