@@ -59,6 +59,7 @@ use tos_config::ServerConfig;
 use tos_protocol::delta::{
     DeltaRecord, QuantizedEntity, RecordKind, encode_create, encode_remove, encode_update,
 };
+use tos_protocol::wire::buf::varint_len;
 use tos_protocol::wire::game::{DeltaSync, ServerMessage};
 use tos_protocol::wire::{Reader, WireError, Writer};
 
@@ -100,11 +101,6 @@ const REFRESH_DISTANCE: f64 = 2_000.0;
 
 /// Consecutive records that did not fit before a snapshot is closed.
 const MAX_MISSES: u32 = 8;
-
-#[inline]
-fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros()).div_ceil(7)) as usize
-}
 
 /// The sync settings in the form the writer uses.
 #[derive(Debug, Clone)]
