@@ -74,8 +74,9 @@ loadgen: simulated players against a tos-server
                             silent-peer, rtt-inflation (docs/SECURITY.md)
   --attack-rate PPS         the attack's datagrams per second (default 50000)
   --attack-start S          seconds after the start (default: --ramp + 1)
-  --attack-settle S         after the run, wait this long and count what the
-                            spawned server still holds (default 16)
+  --attack-settle S         after the run, wait up to this long for the server
+                            to drop every connection (default 25: one idle
+                            timeout plus the closing period)
   --attack-cpu N            pin the attack thread (default: the first --cpus)
   --server-pid PID          with --server: read the server's memory from this
                             process (default: loadgen's own, with --spawn-server)
@@ -171,7 +172,7 @@ fn parse_args() -> Result<Args, String> {
         attack: None,
         attack_rate: 50_000,
         attack_start: None,
-        attack_settle: 16.0,
+        attack_settle: 25.0,
         attack_cpu: None,
         server_pid: None,
         server_metrics: None,
@@ -493,7 +494,9 @@ fn run(args: &Args) -> Result<(), String> {
                 cpu: args.attack_cpu.or_else(|| args.cpus.first().copied()),
                 start: start
                     + Duration::from_secs_f64(args.attack_start.unwrap_or(args.ramp + 1.0)),
-                stop_at: deadline,
+                // A second before the players stop, so that their
+                // goodbyes are not drowned in the flood.
+                stop_at: deadline - Duration::from_secs(1),
             };
             let stop = Arc::clone(&stop);
             Some(
