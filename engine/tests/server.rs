@@ -410,6 +410,59 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(server.shutdown(Duration::from_secs(2)));
 }
 
+/// The metrics text of a running server.
+fn metrics(server: &ServerHandle) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.metrics_addr().unwrap()).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// A counter summed over the cores.
+fn counter(body: &str, name: &str) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_full_server_refuses_with_full_and_counts_it() {
+    // Issue 11, finding 4: a clear "server full" refusal at a configured
+    // capacity, counted in the metrics.
+    let mut c = config(IoBackend::Auto, Steering::Auto);
+    c.protocol.max_connections_per_process = 2;
+    let server = runtime::start(&c).unwrap();
+    let mut clients = connect(&server, 2);
+    let mut third = vec![Client::new(&server, 9)];
+    assert!(
+        pump_until(&mut third, Duration::from_secs(10), |cs| cs[0]
+            .events
+            .iter()
+            .any(|e| e.contains("Denied"))),
+        "{:?}",
+        third[0].events
+    );
+    assert!(
+        third[0].events.iter().any(|e| e.contains("Full")),
+        "{:?}",
+        third[0].events
+    );
+    assert!(!third[0].connected);
+    std::thread::sleep(Duration::from_millis(50));
+    let body = metrics(&server);
+    assert!(
+        counter(&body, "tos_refused_process_full_total") >= 1,
+        "{body}"
+    );
+    assert!(body.contains("# TYPE tos_refused_rate_limited_total counter"));
+    // The two players are unharmed.
+    echo_round(&mut clients, 3);
+    assert!(server.shutdown(Duration::from_secs(2)));
+}
+
 #[test]
 fn startup_errors_are_clear() {
     let mut c = config(IoBackend::Auto, Steering::Auto);
