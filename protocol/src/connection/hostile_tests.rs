@@ -469,3 +469,26 @@ fn an_inflated_rtt_cannot_stretch_the_closing_period() {
     }
     assert_eq!(h.ep.connection_count(), 0);
 }
+
+#[cfg(feature = "hostile-peer")]
+#[test]
+fn raw_frames_sealed_by_a_hostile_client_reach_the_server() {
+    // `Connection::seal_raw_frames` (loadgen --attack) seals what the
+    // caller wrote under the client's keys: the server opens it like any
+    // packet of that client.
+    let mut h = Hostile::new(TransportConfig::default());
+    let before = h.server().stats().packets_received;
+    let mut frames = [0u8; 64];
+    let len = {
+        let mut w = Writer::new(&mut frames);
+        let _ = Ping { id: 7 }.encode_frame(&mut w);
+        w.position()
+    };
+    let mut out = [0u8; 1500];
+    let n = h.client.seal_raw_frames(&frames[..len], &mut out).unwrap();
+    let (now, from) = (h.now, h.from);
+    h.ep.handle_datagram(now, from, &mut out[..n]);
+    assert_eq!(h.server().stats().packets_received, before + 1);
+    // Too large for the MTU: refused, nothing sealed.
+    assert!(h.client.seal_raw_frames(&[0; 1200], &mut out).is_none());
+}
