@@ -453,15 +453,8 @@ fn packet<M: Measurement<Value = Duration>>(c: &mut Criterion<M>) {
         let mut client = server.client(1);
         let handle = server.handshake(&mut client, addr, None);
         // Incompressible, like quantized state after delta coding.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let payload: Vec<u8> = (0..size)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut rng = tos_protocol::rng::SplitMix64::new(0x9e37_79b9_7f4a_7c15);
+        let payload: Vec<u8> = (0..size).map(|_| rng.next_u64() as u8).collect();
         let mut received = 0u64;
         let mut acked = 0u64;
         group.bench_with_input(BenchmarkId::new("send+recv", size), &size, |b, _| {

@@ -17,6 +17,10 @@ pub struct AuthorityConfig {
     /// Extra time allowed for a move to arrive, in ms, on top of the
     /// client's measured round trip.
     pub rtt_tolerance_ms: u32,
+    /// Most of the client's measured round trip, in ms, that widens its
+    /// movement credit. A client controls its measured RTT (it can delay
+    /// its Pongs and acks), so this caps what delaying them can earn.
+    pub max_rtt_credit_ms: u32,
     /// Highest step a walking player may climb in one move, in units.
     pub max_step_height: f64,
     /// Terrain heights used to check moves; `None` checks speed only.
@@ -31,6 +35,7 @@ impl Default for AuthorityConfig {
             max_speed: 1000.0,
             speed_tolerance: 1.25,
             rtt_tolerance_ms: 100,
+            max_rtt_credit_ms: 250,
             max_step_height: 60.0,
             heightfield_file: None,
             obstacles_file: None,
@@ -46,6 +51,12 @@ impl AuthorityConfig {
             "authority.speed_tolerance",
             "a finite number of at least 1.0",
             self.speed_tolerance,
+        )?;
+        check.in_range(
+            "authority.max_rtt_credit_ms",
+            self.max_rtt_credit_ms,
+            0,
+            5_000,
         )?;
         check.require(
             self.max_step_height.is_finite() && self.max_step_height >= 0.0,

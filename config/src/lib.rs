@@ -70,7 +70,7 @@ pub use game_data::{
 pub use layout::{LayoutError, LayoutKind, ResolvedLayout, ShardLayout, ShardSpec};
 pub use network::{IoBackend, NetworkConfig, Steering};
 pub use protocol::ProtocolConfig;
-pub use runtime::{CoreSelection, RuntimeConfig};
+pub use runtime::{CoreSelection, MAX_CHANNEL_CAPACITY, MIN_CHANNEL_CAPACITY, RuntimeConfig};
 pub use security::SecurityConfig;
 pub use server::ServerConfig;
 pub use store::{StoreBackend, StoreConfig};

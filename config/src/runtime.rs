@@ -8,6 +8,12 @@ use crate::check::Checker;
 use crate::{ConfigError, MAX_CORES};
 
 /// Threads, cores and the tick.
+/// Smallest cross-core channel: a burst of hand-offs in one tick needs room.
+pub const MIN_CHANNEL_CAPACITY: u32 = 16;
+/// Largest cross-core channel (each forwarded datagram slot is ~1.3 KB and
+/// the channels are preallocated: 16,384 slots are ~21 MB per core).
+pub const MAX_CHANNEL_CAPACITY: u32 = 16_384;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
@@ -68,10 +74,11 @@ impl RuntimeConfig {
         self.cores.validate(check)?;
         check.in_range("runtime.tick_hz", self.tick_hz, 1, 1000)?;
         check.at_least("runtime.stats_interval_ms", self.stats_interval_ms, 1)?;
-        check.at_least(
+        check.in_range(
             "runtime.cross_core_channel_capacity",
             self.cross_core_channel_capacity,
-            1,
+            MIN_CHANNEL_CAPACITY,
+            MAX_CHANNEL_CAPACITY,
         )?;
         if self.data_dir.trim().is_empty() {
             return Err(check.invalid("runtime.data_dir", "a directory path", "an empty string"));

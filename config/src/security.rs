@@ -11,14 +11,12 @@ use crate::check::Checker;
 pub struct SecurityConfig {
     /// Encrypt and authenticate every packet after the handshake
     /// (ChaCha20-Poly1305). Turn off only on a closed test network.
-    pub encryption: bool,
     /// Ask clients for periodic integrity proofs and drop those that fail.
     pub integrity_check: bool,
     /// Seconds between two integrity challenges to one client.
     pub integrity_interval_secs: u32,
     /// Drop malformed, oversized or flooding traffic before it reaches the
     /// protocol state machines (the seeds' "WAF").
-    pub waf: bool,
     /// Accept only handshakes that mix in the server's long-term X25519 key
     /// (the key clients pin); `false` also accepts ephemeral-only
     /// handshakes, which a man in the middle can intercept.
@@ -39,10 +37,8 @@ pub struct SecurityConfig {
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
-            encryption: true,
             integrity_check: true,
             integrity_interval_secs: 300,
-            waf: true,
             require_pinned_server_key: true,
             server_static_key_file: None,
             cookie_secret_file: None,

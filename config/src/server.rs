@@ -123,6 +123,10 @@ mod tests {
         ("runtime.cross_core_channel_capacity", |c| {
             c.runtime.cross_core_channel_capacity = 0;
         }),
+        // Was silently clamped to 1,024 at start; now refused.
+        ("runtime.cross_core_channel_capacity", |c| {
+            c.runtime.cross_core_channel_capacity = 100_000;
+        }),
         ("protocol.heartbeat_interval_ms", |c| {
             c.protocol.heartbeat_interval_ms = 0
         }),
@@ -134,9 +138,6 @@ mod tests {
         }),
         ("protocol.reliable_max_retries", |c| {
             c.protocol.reliable_max_retries = 0
-        }),
-        ("protocol.bundle_timeout_ms", |c| {
-            c.protocol.bundle_timeout_ms = 1001
         }),
         ("protocol.max_message_bytes", |c| {
             c.protocol.max_message_bytes = 0
@@ -170,8 +171,11 @@ mod tests {
         ("protocol.cookie_rotation_ms", |c| {
             c.protocol.cookie_rotation_ms = 0
         }),
-        ("protocol.max_decompressed_bytes", |c| {
-            c.protocol.max_decompressed_bytes = 0
+        ("protocol.admission_exempt_addresses[1]", |c| {
+            c.protocol.admission_exempt_addresses = vec!["127.0.0.1".into(), "localhost".into()];
+        }),
+        ("authority.max_rtt_credit_ms", |c| {
+            c.authority.max_rtt_credit_ms = 60_000
         }),
         ("security.integrity_interval_secs", |c| {
             c.security.integrity_interval_secs = 0;
@@ -304,7 +308,9 @@ mod tests {
         assert_eq!(config.protocol.heartbeat_timeout_ms, 15_000);
         assert_eq!(config.protocol.reliable_rto_min_ms, 250);
         assert_eq!(config.protocol.reliable_max_retries, 10);
-        assert_eq!(config.protocol.bundle_timeout_ms, 50);
+        assert_eq!(config.protocol.max_connections_per_core, 1_000);
+        assert_eq!(config.protocol.max_connections_per_address, 16);
+        assert_eq!(config.authority.max_rtt_credit_ms, 250);
         assert_eq!(config.protocol.rekey_after_bytes, 1 << 30);
         assert_eq!(config.aoi.cell_size, 500.0);
         assert_eq!(config.aoi.distances.projectile, 200_000.0);
@@ -424,6 +430,22 @@ mod tests {
         let (_, _, message, _) = parse_error("(netwrok: ())");
         assert!(message.contains("unknown field `netwrok`"), "{message}");
         assert!(message.contains("top level"), "{message}");
+
+        // Keys that used to exist but did nothing are refused, not ignored
+        // (issue 11, finding 10).
+        for (section, key) in [
+            ("security", "waf: true"),
+            ("security", "encryption: true"),
+            ("protocol", "bundle_timeout_ms: 50"),
+            ("protocol", "max_decompressed_bytes: 262144"),
+        ] {
+            let (_, _, message, _) = parse_error(&format!("({section}: ({key}))"));
+            let name = key.split(':').next().unwrap();
+            assert!(
+                message.contains(&format!("unknown field `{name}`")),
+                "{message}"
+            );
+        }
 
         let (_, _, message, _) = parse_error("(aoi: (distances: (dragon: 1.0)))");
         assert!(message.contains("`dragon`"), "{message}");

@@ -44,14 +44,9 @@ pub struct ForwardedDatagram {
     pub bytes: [u8; FORWARD_MAX],
 }
 
-/// What one core sends another.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "forwarded datagrams travel inline so forwarding allocates nothing; channels are bounded and preallocated"
-)]
+/// What one core sends another (datagrams travel on a channel of their
+/// own: [`Mesh`]).
 pub enum CoreMessage {
-    /// A datagram for a connection this core owns.
-    Datagram(ForwardedDatagram),
     /// A connection moving to this core.
     Migrate(Box<Connection>),
     /// A message for this core's game layer, with the player's connection
@@ -85,7 +80,6 @@ impl core::fmt::Debug for ForwardedDatagram {
 impl core::fmt::Debug for CoreMessage {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Datagram(d) => write!(f, "Datagram({} bytes from {})", d.len, d.from),
             Self::Migrate(c) => write!(f, "Migrate({:#x})", c.connection_id()),
             Self::MigrateRequest {
                 connection_id,
@@ -96,6 +90,42 @@ impl core::fmt::Debug for CoreMessage {
             }
         }
     }
+}
+
+/// One core's ends of the channels between cores. Each core has two
+/// inboxes: hand-offs, enters and migrations on one, datagrams forwarded
+/// by other cores on the other, so that a flood of forwarded datagrams can
+/// fill only its own channel and never delays or bounces a hand-off.
+#[derive(Debug)]
+pub struct Mesh {
+    /// Every core's control inbox, by core number.
+    pub peers: Vec<Sender<CoreMessage>>,
+    /// This core's control inbox.
+    pub inbox: Receiver<CoreMessage>,
+    /// Every core's datagram inbox, by core number.
+    pub datagram_peers: Vec<Sender<ForwardedDatagram>>,
+    /// This core's datagram inbox.
+    pub datagrams: Receiver<ForwardedDatagram>,
+}
+
+/// The channels of `cores` cores, each inbox holding `capacity` messages.
+pub fn mesh(cores: usize, capacity: usize) -> Vec<Mesh> {
+    let (peers, inboxes): (Vec<_>, Vec<_>) = (0..cores)
+        .map(|_| crossbeam_channel::bounded::<CoreMessage>(capacity))
+        .unzip();
+    let (datagram_peers, datagrams): (Vec<_>, Vec<_>) = (0..cores)
+        .map(|_| crossbeam_channel::bounded::<ForwardedDatagram>(capacity))
+        .unzip();
+    inboxes
+        .into_iter()
+        .zip(datagrams)
+        .map(|(inbox, datagrams)| Mesh {
+            peers: peers.clone(),
+            inbox,
+            datagram_peers: datagram_peers.clone(),
+            datagrams,
+        })
+        .collect()
 }
 
 /// What the core does with the game layer.
@@ -130,6 +160,8 @@ pub struct CoreRunner {
     endpoint: Endpoint,
     peers: Vec<Sender<CoreMessage>>,
     inbox: Receiver<CoreMessage>,
+    datagram_peers: Vec<Sender<ForwardedDatagram>>,
+    datagrams: Receiver<ForwardedDatagram>,
     shared: Arc<CoreStats>,
     stop: Arc<AtomicBool>,
     local: CoreSnapshot,
@@ -141,7 +173,33 @@ pub struct CoreRunner {
     echo_buf: Vec<u8>,
     game_buf: Box<[u8; 2048]>,
     game: Option<tos_game::GameCore>,
+    /// Debug builds only: panic at a tick once this file exists (set by
+    /// `TOS_TEST_PANIC_CORE=N:PATH` for core N), to test the panic policy.
+    test_panic: Option<std::path::PathBuf>,
     _not_send: core::marker::PhantomData<*const ()>,
+}
+
+/// Reads `TOS_TEST_PANIC_CORE=N:PATH`: core N panics once PATH exists.
+/// Honoured only in debug builds (the tests' `tos-server`); a release
+/// build ignores it.
+fn test_panic_trigger(core: u8) -> Option<std::path::PathBuf> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let v = std::env::var("TOS_TEST_PANIC_CORE").ok()?;
+    let (n, path) = v.split_once(':')?;
+    (n.trim().parse::<u8>().ok()? == core).then(|| path.into())
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".into()
+    }
 }
 
 impl core::fmt::Debug for CoreRunner {
@@ -158,7 +216,7 @@ impl CoreRunner {
         settings: CoreSettings,
         io: Backend,
         endpoint: Endpoint,
-        (peers, inbox): (Vec<Sender<CoreMessage>>, Receiver<CoreMessage>),
+        mesh: Mesh,
         shared: Arc<CoreStats>,
         stop: Arc<AtomicBool>,
         game: Option<tos_game::GameCore>,
@@ -167,6 +225,7 @@ impl CoreRunner {
         let period = settings.tick_period;
         let elapsed = now.saturating_duration_since(settings.epoch);
         let tick = (elapsed.as_nanos() / period.as_nanos().max(1)) as u64 + 1;
+        let test_panic = test_panic_trigger(settings.core);
         Self {
             next_tick: settings.epoch + period * tick as u32,
             tick,
@@ -174,8 +233,10 @@ impl CoreRunner {
             settings,
             io,
             endpoint,
-            peers,
-            inbox,
+            peers: mesh.peers,
+            inbox: mesh.inbox,
+            datagram_peers: mesh.datagram_peers,
+            datagrams: mesh.datagrams,
             shared,
             stop,
             local: CoreSnapshot::default(),
@@ -186,30 +247,70 @@ impl CoreRunner {
             echo_buf: Vec::with_capacity(2048),
             game_buf: Box::new([0u8; 2048]),
             game,
+            test_panic,
             _not_send: core::marker::PhantomData,
         }
     }
 
     /// Runs until the stop flag is set, then says goodbye to every client.
-    pub fn run(mut self) {
+    ///
+    /// Panic policy (issue 11, finding 11): a panic in the loop is caught
+    /// here, at the core's thread boundary. The core logs it, saves every
+    /// character it holds (best effort: the game state is whatever the
+    /// panic left), says goodbye to its clients, sets the stop flag so that
+    /// every other core does the same, and returns `false`; the runtime
+    /// then flushes the store and `tos-server` exits non-zero. Restarting
+    /// the core in place is not attempted: its state after a panic cannot
+    /// be trusted, and a restarted core would serve it.
+    pub fn run(mut self) -> bool {
         tracing::info!(core = self.settings.core, backend = %self.io.kind(), "core running");
-        while !self.stop.load(Ordering::Relaxed) {
-            let received = self.turn();
-            let now = Instant::now();
-            // Under load, go straight to the next turn: more is likely queued.
-            if received == 0 && now < self.next_tick {
-                let _ = self
-                    .io
-                    .wait((self.next_tick - now).min(Duration::from_millis(5)));
+        let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            while !self.stop.load(Ordering::Relaxed) {
+                let received = self.turn();
+                let now = Instant::now();
+                // Under load, go straight to the next turn: more is likely queued.
+                if received == 0 && now < self.next_tick {
+                    let _ = self
+                        .io
+                        .wait((self.next_tick - now).min(Duration::from_millis(5)));
+                }
             }
+        }));
+        let core = self.settings.core;
+        let Err(payload) = looped else {
+            self.shutdown();
+            return true;
+        };
+        tracing::error!(
+            core,
+            "core {core} panicked: {}; saving its players and stopping the server",
+            panic_message(payload.as_ref())
+        );
+        self.stop.store(true, Ordering::SeqCst);
+        let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shutdown()));
+        match saved {
+            Ok(()) => tracing::error!(core, "core {core} saved its players after the panic"),
+            Err(p) => tracing::error!(
+                core,
+                "core {core} panicked again while saving: {}",
+                panic_message(p.as_ref())
+            ),
         }
-        self.shutdown();
+        false
     }
 
     /// One loop turn.
     /// Returns how many datagrams arrived.
     pub fn turn(&mut self) -> usize {
         let now = Instant::now();
+        if let Some(path) = &self.test_panic {
+            if self.tick % 6 == 0 && path.exists() {
+                panic!(
+                    "TOS_TEST_PANIC_CORE: test panic on core {}",
+                    self.settings.core
+                );
+            }
+        }
         let received = self.receive(now);
         self.drain_inbox(now);
         self.handle_events(now);
@@ -231,7 +332,7 @@ impl CoreRunner {
         let Self {
             io,
             endpoint,
-            peers,
+            datagram_peers: peers,
             local,
             ..
         } = self;
@@ -250,21 +351,26 @@ impl CoreRunner {
     }
 
     fn drain_inbox(&mut self, now: Instant) {
+        // Datagrams: at most one channel's worth per turn, so other cores
+        // forwarding without pause cannot hold this loop.
+        for _ in 0..self.datagrams.capacity().unwrap_or(1024) {
+            let Ok(mut d) = self.datagrams.try_recv() else {
+                break;
+            };
+            self.local.forwarded_in += 1;
+            let len = usize::from(d.len).min(FORWARD_MAX);
+            match self
+                .endpoint
+                .handle_datagram(now, d.from, &mut d.bytes[..len])
+            {
+                // Never bounce a datagram between cores.
+                DatagramOutcome::WrongCore(_) => self.local.drop_unknown_connection += 1,
+                DatagramOutcome::Dropped(reason) => count_drop(&mut self.local, reason),
+                _ => {}
+            }
+        }
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
-                CoreMessage::Datagram(mut d) => {
-                    self.local.forwarded_in += 1;
-                    let len = usize::from(d.len).min(FORWARD_MAX);
-                    match self
-                        .endpoint
-                        .handle_datagram(now, d.from, &mut d.bytes[..len])
-                    {
-                        // Never bounce a datagram between cores.
-                        DatagramOutcome::WrongCore(_) => self.local.drop_unknown_connection += 1,
-                        DatagramOutcome::Dropped(reason) => count_drop(&mut self.local, reason),
-                        _ => {}
-                    }
-                }
                 CoreMessage::Migrate(conn) => {
                     self.local.migrations_in += 1;
                     self.endpoint.insert_migrated(*conn, now);
@@ -529,23 +635,25 @@ impl CoreRunner {
         let io = *self.io.stats();
         self.local.connections = self.endpoint.connection_count() as u64;
         self.local.cookies_issued = ep.cookies_issued;
+        // The endpoint folds every connection's failures into its totals as
+        // they happen: counters that never go down, published every tick.
+        self.local.drop_auth = ep.auth_failures;
+        self.local.drop_replay = ep.replays;
+        self.local.refused_core_full = ep.full_refused;
+        self.local.refused_process_full = ep.process_full;
+        self.local.refused_address_full = ep.address_full;
+        self.local.refused_rate_limited = ep.rate_limited;
+        self.local.refused_pending_full = ep.pending_refused;
+        self.local.refused_bad_cookie = ep.bad_cookies;
+        self.local.refused_version = ep.version_refused + ep.unpinned_refused;
+        self.local.refused_ticket = ep.tickets_rejected + ep.refused;
+        self.local.drop_bad_client_key = ep.bad_client_keys;
         self.local.drop_truncated = io.truncated;
         self.local.syscalls = io.syscalls;
         self.shared.publish(&self.local);
     }
 
     fn log_stats(&mut self, now: Instant) {
-        // Summing per-connection counters is O(connections): once per interval.
-        let (mut auth, mut replay) = (0, 0);
-        for h in self.endpoint.handles().collect::<Vec<_>>() {
-            if let Some(c) = self.endpoint.connection(h) {
-                let s = c.stats();
-                auth += s.auth_failures;
-                replay += s.replays;
-            }
-        }
-        self.local.drop_auth = auth;
-        self.local.drop_replay = replay;
         self.local.tick_p50_us = self.tick_hist.value_at_quantile(0.5);
         self.local.tick_p99_us = self.tick_hist.value_at_quantile(0.99);
         self.local.tick_max_us = self.tick_hist.max();
@@ -586,7 +694,7 @@ impl CoreRunner {
 }
 
 fn forward(
-    peers: &[Sender<CoreMessage>],
+    peers: &[Sender<ForwardedDatagram>],
     local: &mut CoreSnapshot,
     core: usize,
     from: SocketAddr,
@@ -606,7 +714,7 @@ fn forward(
         bytes: [0; FORWARD_MAX],
     };
     d.bytes[..data.len()].copy_from_slice(data);
-    match peer.try_send(CoreMessage::Datagram(d)) {
+    match peer.try_send(d) {
         Ok(()) => local.forwarded_out += 1,
         Err(_) => local.drop_forward_full += 1,
     }
@@ -619,5 +727,35 @@ fn count_drop(local: &mut CoreSnapshot, reason: DropReason) {
         }
         DropReason::ShortConnect => local.drop_short_connect += 1,
         DropReason::UnknownConnection => local.drop_unknown_connection += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_datagram_flood_cannot_fill_the_hand_off_channel() {
+        // Core 0 forwards datagrams to core 1 until core 1's datagram inbox
+        // is full; hand-offs to core 1 still go through (they shared one
+        // channel before, so a forwarded flood bounced them).
+        let meshes = mesh(2, 16);
+        let mut local = CoreSnapshot::default();
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for _ in 0..100 {
+            forward(&meshes[0].datagram_peers, &mut local, 1, from, &[1, 2, 3]);
+        }
+        assert_eq!(local.forwarded_out, 16);
+        assert_eq!(local.drop_forward_full, 84);
+        for i in 0..16 {
+            meshes[0].peers[1]
+                .try_send(CoreMessage::MigrateRequest {
+                    connection_id: i,
+                    target: 0,
+                })
+                .expect("the control channel has its own room");
+        }
+        assert_eq!(meshes[1].inbox.len(), 16);
+        assert_eq!(meshes[1].datagrams.len(), 16);
     }
 }

@@ -67,6 +67,9 @@ pub enum StartError {
     /// The game layer (data directory, store, keys, game data) could not
     /// start.
     Game(BootError),
+    /// A setting is out of its allowed range (a config built in code that
+    /// skipped validation).
+    Config(String),
 }
 
 impl core::fmt::Display for StartError {
@@ -93,6 +96,7 @@ impl core::fmt::Display for StartError {
             Self::Layout(e) => write!(f, "bad shard layout: {e}"),
             Self::World(e) => write!(f, "cannot build the world: {e}"),
             Self::Game(e) => write!(f, "{e}"),
+            Self::Config(e) => write!(f, "bad configuration: {e}"),
         }
     }
 }
@@ -113,9 +117,19 @@ pub struct ServerHandle {
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
     steering: &'static str,
     game: Option<Box<Boot>>,
+    panicked: Arc<std::sync::Mutex<Vec<usize>>>,
 }
 
 impl ServerHandle {
+    /// Cores whose loop panicked (each saved what it could and set the
+    /// stop flag; see [`CoreRunner::run`]).
+    pub fn panicked_cores(&self) -> Vec<usize> {
+        self.panicked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The UDP address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -293,6 +307,16 @@ pub fn start_with_layout(
         .bind_addr()
         .map_err(|_| StartError::BadAddress(config.network.bind.clone()))?;
     let cores = select_cores(&config.runtime.cores)?;
+    // Validated at load (16..=16384) and honoured as configured; a config
+    // built in code is checked here rather than silently clamped.
+    let capacity = config.runtime.cross_core_channel_capacity;
+    if !(tos_config::MIN_CHANNEL_CAPACITY..=tos_config::MAX_CHANNEL_CAPACITY).contains(&capacity) {
+        return Err(StartError::Config(format!(
+            "runtime.cross_core_channel_capacity must be {}..={}, not {capacity}",
+            tos_config::MIN_CHANNEL_CAPACITY,
+            tos_config::MAX_CHANNEL_CAPACITY
+        )));
+    }
     let layout = match layout {
         Some(l) => l.clone(),
         None => ShardLayout {
@@ -373,10 +397,10 @@ pub fn start_with_layout(
 
     let epoch = Instant::now();
     let transport = Arc::new(transport_config(config));
-    let capacity = config.runtime.cross_core_channel_capacity.clamp(16, 1024) as usize;
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores.len())
-        .map(|_| bounded::<CoreMessage>(capacity))
-        .unzip();
+    let capacity = capacity as usize;
+    let meshes = crate::core::mesh(cores.len(), capacity);
+    let senders = meshes.first().map(|m| m.peers.clone()).unwrap_or_default();
+    let admission = crate::settings::admission(config);
     let stop = Arc::new(AtomicBool::new(false));
     let stats: Arc<Vec<Arc<CoreStats>>> = Arc::new(
         (0..cores.len())
@@ -419,15 +443,17 @@ pub fn start_with_layout(
         Mode::World
     };
     let mut threads = Vec::with_capacity(cores.len());
+    let panicked_all = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let panicked = Arc::clone(&panicked_all);
     let (ready_tx, ready_rx) = bounded::<Result<(), String>>(cores.len());
-    for (index, (socket, inbox)) in sockets.into_iter().zip(receivers).enumerate() {
+    for (index, (socket, mesh)) in sockets.into_iter().zip(meshes).enumerate() {
         let core_id = cores[index];
         let pin = config.runtime.pin_threads;
-        let peers = senders.clone();
         let shared = Arc::clone(&stats[index]);
         let stop = Arc::clone(&stop);
-        let endpoint_cfg =
+        let mut endpoint_cfg =
             endpoint_config(config, &secrets, index as u8, epoch, Arc::clone(&transport));
+        endpoint_cfg.admission = Arc::clone(&admission);
         let settings = CoreSettings {
             core: index as u8,
             tick_period: config.runtime.tick_period(),
@@ -436,6 +462,7 @@ pub fn start_with_layout(
             mode,
         };
         let ready = ready_tx.clone();
+        let panicked = Arc::clone(&panicked_all);
         let (cfg, layout, data, next_client) = (
             Arc::clone(&config_arc),
             resolved.clone(),
@@ -483,12 +510,17 @@ pub fn start_with_layout(
                     settings,
                     io,
                     Endpoint::new(endpoint_cfg),
-                    (peers, inbox),
+                    mesh,
                     shared,
                     stop,
                     world,
                 );
-                runner.run();
+                if !runner.run() {
+                    panicked
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(index);
+                }
             })
             .map_err(|e| StartError::Thread(e.to_string()))?;
         threads.push(t);
@@ -547,6 +579,7 @@ pub fn start_with_layout(
         metrics,
         steering,
         game,
+        panicked,
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand_core::{OsRng, RngCore};
 use tos_config::ServerConfig;
 use tos_protocol::connection::TransportConfig;
-use tos_protocol::endpoint::EndpointConfig;
+use tos_protocol::endpoint::{Admission, EndpointConfig};
 use tos_protocol::integrity::IntegrityTable;
 
 /// The client build version whose integrity table the server challenges.
@@ -208,7 +208,24 @@ pub fn transport_config(config: &ServerConfig) -> TransportConfig {
     }
 }
 
-/// The endpoint settings of core `core_id`.
+/// The process-wide admission limits a config describes (one for all
+/// cores: the runtime shares it).
+pub fn admission(config: &ServerConfig) -> Arc<Admission> {
+    let p = &config.protocol;
+    let max = match p.max_connections_per_process {
+        0 => usize::MAX,
+        n => n as usize,
+    };
+    let exempt = p
+        .admission_exempt_addresses
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    Arc::new(Admission::new(max, p.max_connections_per_address).with_exempt(exempt))
+}
+
+/// The endpoint settings of core `core_id` (with an admission of its own:
+/// the runtime replaces it with the one all cores share).
 pub fn endpoint_config(
     config: &ServerConfig,
     secrets: &Secrets,
@@ -224,6 +241,9 @@ pub fn endpoint_config(
     e.cookie_ttl = Duration::from_millis(u64::from(config.protocol.cookie_ttl_ms));
     e.cookie_rotation = Duration::from_millis(u64::from(config.protocol.cookie_rotation_ms));
     e.max_connections = config.protocol.max_connections_per_core as usize;
+    e.handshake_rate = config.protocol.handshakes_per_sec_per_address;
+    e.handshake_burst = config.protocol.handshake_burst_per_address;
+    e.admission = admission(config);
     e.allow_unpinned = !config.security.require_pinned_server_key;
     e.integrity = config.security.integrity_check.then(|| {
         Arc::new(IntegrityTable::generate(

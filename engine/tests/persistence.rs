@@ -20,6 +20,8 @@ struct Server {
     addr: SocketAddr,
     key: [u8; 32],
     integrity: [u8; 32],
+    /// Every line it logged (stdout) so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn hex32(s: &str) -> [u8; 32] {
@@ -38,8 +40,13 @@ fn free_port() -> u16 {
 
 impl Server {
     fn start(dir: &std::path::Path, port: u16) -> Self {
+        Self::start_with_env(dir, port, &[])
+    }
+
+    fn start_with_env(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Self {
         let config = dir.join("server.ron");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tos-server"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["--config", config.to_str().unwrap()])
             .args(["--data-dir", dir.to_str().unwrap()])
             .args(["--cores", "1", "--port", &port.to_string()])
@@ -77,12 +84,19 @@ impl Server {
             &std::fs::read_to_string(dir.join("integrity.secret")).expect("integrity secret"),
         );
         // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            while let Ok(line) = rx.recv() {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             key: key.expect("the log names the public key"),
             integrity,
+            log,
         }
     }
 
@@ -209,6 +223,73 @@ fn sigterm_loses_nothing() {
         assert!(
             *d <= 20.0,
             "after SIGTERM every character is where it was acknowledged: {distances:?}"
+        );
+    }
+}
+
+#[test]
+fn a_core_panic_saves_every_character_and_exits_non_zero() {
+    // Panic policy (issue 11, finding 11): the panic is caught at the core
+    // thread's boundary, logged, the core's characters are saved, the
+    // store is flushed and the process exits with status 3. The periodic
+    // save is slowed to a minute so that only the save after the panic can
+    // have stored where the players ended.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::config(1, dir.path());
+    c.network.bind = "127.0.0.1:0".into();
+    c.store.save_interval_ms = 60_000;
+    std::fs::write(
+        dir.path().join("server.ron"),
+        ron::ser::to_string_pretty(&c, Default::default()).unwrap(),
+    )
+    .unwrap();
+    let port = free_port();
+    let trigger = dir.path().join("panic-now");
+    let accounts: Vec<String> = (0..2).map(|i| format!("panic{i}")).collect();
+    let mut server = Server::start_with_env(
+        dir.path(),
+        port,
+        &[("TOS_TEST_PANIC_CORE", format!("0:{}", trigger.display()))],
+    );
+    let players = walk(&server, &accounts, 2.0);
+    let acked: Vec<[f32; 3]> = players
+        .iter()
+        .map(|p| p.acked_position().expect("claims acknowledged"))
+        .collect();
+    for at in &acked {
+        assert!(at[0].hypot(at[1]) > 100.0, "the players moved: {acked:?}");
+    }
+    std::fs::write(&trigger, b"now").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after the panic"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3), "{status:?}");
+    // The drain thread may still hold the last lines for a moment.
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("core 0 panicked: TOS_TEST_PANIC_CORE: test panic on core 0"),
+        "{log}"
+    );
+    assert!(log.contains("saved its players after the panic"), "{log}");
+    assert!(log.contains("store flushed"), "{log}");
+    drop(players);
+    drop(server);
+    let server = Server::start(dir.path(), port);
+    for (a, at) in accounts.iter().zip(&acked) {
+        let p = player(&server, a);
+        let d = (p.position[0] - at[0]).hypot(p.position[1] - at[1]);
+        assert!(
+            d <= 20.0,
+            "{a} found {d} units from where it was acknowledged"
         );
     }
 }

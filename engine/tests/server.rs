@@ -410,6 +410,104 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(server.shutdown(Duration::from_secs(2)));
 }
 
+/// The metrics text of a running server.
+fn metrics(server: &ServerHandle) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.metrics_addr().unwrap()).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// A counter summed over the cores.
+fn counter(body: &str, name: &str) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_full_server_refuses_with_full_and_counts_it() {
+    // Issue 11, finding 4: a clear "server full" refusal at a configured
+    // capacity, counted in the metrics.
+    let mut c = config(IoBackend::Auto, Steering::Auto);
+    c.protocol.max_connections_per_process = 2;
+    let server = runtime::start(&c).unwrap();
+    let mut clients = connect(&server, 2);
+    let mut third = vec![Client::new(&server, 9)];
+    assert!(
+        pump_until(&mut third, Duration::from_secs(10), |cs| cs[0]
+            .events
+            .iter()
+            .any(|e| e.contains("Denied"))),
+        "{:?}",
+        third[0].events
+    );
+    assert!(
+        third[0].events.iter().any(|e| e.contains("Full")),
+        "{:?}",
+        third[0].events
+    );
+    assert!(!third[0].connected);
+    std::thread::sleep(Duration::from_millis(50));
+    let body = metrics(&server);
+    assert!(
+        counter(&body, "tos_refused_process_full_total") >= 1,
+        "{body}"
+    );
+    assert!(body.contains("# TYPE tos_refused_rate_limited_total counter"));
+    // The two players are unharmed.
+    echo_round(&mut clients, 3);
+    assert!(server.shutdown(Duration::from_secs(2)));
+}
+
+#[test]
+fn failure_counters_never_go_down_when_their_connection_closes() {
+    // Issue 11, finding 9: tos_drop_auth_total was a sum over the live
+    // connections, so it fell when the connection that caused it closed.
+    let server = runtime::start(&config(IoBackend::Auto, Steering::Auto)).unwrap();
+    let mut clients = connect(&server, 1);
+    // Tampered copies of one of the client's packets: each fails its tag.
+    clients[0]
+        .conn
+        .send(Channel::ReliableOrdered, b"tamper me")
+        .unwrap();
+    let now = Instant::now();
+    let mut buf = [0u8; 2048];
+    let t = clients[0].conn.poll_transmit(now, &mut buf).unwrap();
+    for i in 0..5 {
+        let mut bad = buf[..t.size].to_vec();
+        let at = bad.len() - 1 - i;
+        bad[at] ^= 0x40;
+        clients[0].socket.send_to(&bad, t.destination).unwrap();
+    }
+    let _ = clients[0].socket.send_to(&buf[..t.size], t.destination);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter(&metrics(&server), "tos_drop_auth_total") < 5 {
+        assert!(Instant::now() < deadline, "{}", metrics(&server));
+        clients[0].pump();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The client leaves; the connection is removed; the count stays.
+    clients[0]
+        .conn
+        .close(Instant::now(), DisconnectReason::Graceful);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        clients[0].pump();
+        let body = metrics(&server);
+        if counter(&body, "tos_connections") == 0 {
+            assert_eq!(counter(&body, "tos_drop_auth_total"), 5, "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the connection was not removed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.shutdown(Duration::from_secs(2)));
+}
+
 #[test]
 fn startup_errors_are_clear() {
     let mut c = config(IoBackend::Auto, Steering::Auto);

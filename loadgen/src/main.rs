@@ -12,6 +12,7 @@
 //! ```
 //! Run `loadgen --help` for every option.
 
+mod attack;
 mod player;
 mod report;
 mod worker;
@@ -67,7 +68,20 @@ loadgen: simulated players against a tos-server
   --json FILE|-             write the summary as JSON
   --csv FILE                write the per-second time series
   --svg FILE                write a chart of players, packets/s and p99 latency
-  --log-level LEVEL         default warn";
+  --log-level LEVEL         default warn
+  --attack KIND             attack while the players play: fragment-bomb,
+                            connect-flood, handshake-flood, garbage,
+                            silent-peer, rtt-inflation (docs/SECURITY.md)
+  --attack-rate PPS         the attack's datagrams per second (default 50000)
+  --attack-start S          seconds after the start (default: --ramp + 1)
+  --attack-settle S         after the run, wait up to this long for the server
+                            to drop every connection (default 25: one idle
+                            timeout plus the closing period)
+  --attack-cpu N            pin the attack thread (default: the first --cpus)
+  --server-pid PID          with --server: read the server's memory from this
+                            process (default: loadgen's own, with --spawn-server)
+  --server-metrics ADDR     with --server: its metrics endpoint, for the
+                            connections it holds after an attack";
 
 #[derive(Debug)]
 struct Args {
@@ -98,6 +112,13 @@ struct Args {
     data_dir: Option<String>,
     positions: Option<String>,
     login_only: bool,
+    attack: Option<attack::Kind>,
+    attack_rate: u64,
+    attack_start: Option<f64>,
+    attack_settle: f64,
+    attack_cpu: Option<usize>,
+    server_pid: Option<u32>,
+    server_metrics: Option<SocketAddr>,
 }
 
 fn hex32(s: &str) -> Result<[u8; 32], String> {
@@ -148,6 +169,13 @@ fn parse_args() -> Result<Args, String> {
         data_dir: None,
         positions: None,
         login_only: false,
+        attack: None,
+        attack_rate: 50_000,
+        attack_start: None,
+        attack_settle: 25.0,
+        attack_cpu: None,
+        server_pid: None,
+        server_metrics: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -203,6 +231,27 @@ fn parse_args() -> Result<Args, String> {
             "--data-dir" => a.data_dir = Some(v("--data-dir")?),
             "--positions" => a.positions = Some(v("--positions")?),
             "--login-only" => a.login_only = true,
+            "--attack" => {
+                let k = v("--attack")?;
+                a.attack = Some(
+                    attack::Kind::parse(&k)
+                        .ok_or_else(|| format!("bad --attack {k:?}\n\n{USAGE}"))?,
+                );
+            }
+            "--attack-rate" => a.attack_rate = num(v("--attack-rate")?, "--attack-rate")? as u64,
+            "--attack-start" => a.attack_start = Some(num(v("--attack-start")?, "--attack-start")?),
+            "--attack-settle" => a.attack_settle = num(v("--attack-settle")?, "--attack-settle")?,
+            "--server-pid" => a.server_pid = Some(num(v("--server-pid")?, "--server-pid")? as u32),
+            "--server-metrics" => {
+                a.server_metrics = Some(
+                    v("--server-metrics")?
+                        .parse()
+                        .map_err(|_| "bad --server-metrics (HOST:PORT)".to_string())?,
+                )
+            }
+            "--attack-cpu" => {
+                a.attack_cpu = Some(num(v("--attack-cpu")?, "--attack-cpu")? as usize)
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
@@ -353,6 +402,14 @@ fn run(args: &Args) -> Result<(), String> {
         // Every player logs in from 127.0.0.1: the per-address login limit
         // is for the internet, not for this run.
         c.accounts.login_attempts_per_minute_per_address = 1_000_000;
+        // Likewise the per-address connection and handshake limits (attack
+        // modes come from other 127/8 addresses, which stay limited), and
+        // runs may go past the default per-core capacity.
+        c.protocol.admission_exempt_addresses = vec!["127.0.0.1".into()];
+        c.protocol.max_connections_per_core = c
+            .protocol
+            .max_connections_per_core
+            .max(args.players as u32 + 64);
         // Tick percentiles once a second, for the time series.
         c.runtime.stats_interval_ms = 1_000;
         Some(tos_engine::runtime::start(&c).map_err(|e| format!("cannot start the server: {e}"))?)
@@ -425,6 +482,39 @@ fn run(args: &Args) -> Result<(), String> {
                 .map_err(|e| e.to_string())?,
         );
     }
+    // The attack, on a thread of its own, until the end of the run.
+    let attack_thread = match args.attack {
+        None => None,
+        Some(kind) => {
+            let plan = attack::Plan {
+                kind,
+                rate: args.attack_rate,
+                server,
+                client: client.clone(),
+                cpu: args.attack_cpu.or_else(|| args.cpus.first().copied()),
+                start: start
+                    + Duration::from_secs_f64(args.attack_start.unwrap_or(args.ramp + 1.0)),
+                // A second before the players stop, so that their
+                // goodbyes are not drowned in the flood.
+                stop_at: deadline - Duration::from_secs(1),
+            };
+            let stop = Arc::clone(&stop);
+            Some(
+                std::thread::Builder::new()
+                    .name("loadgen-attack".into())
+                    .spawn(move || attack::run(plan, stop))
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+    };
+    let mut server_after = attack::ServerAfter::default();
+    let probe = attack::Probe {
+        pid: args.server_pid,
+        metrics: args.server_metrics,
+    };
+    let watched = args.attack.is_some() && (spawned.is_some() || args.server_pid.is_some());
+    let rss_before_at =
+        start + Duration::from_secs_f64(args.attack_start.unwrap_or(args.ramp + 1.0));
     // Progress line and time series, once a second.
     let mut series = vec![Sample::default()];
     let (mut last_out, mut last_in) = (0u64, 0u64);
@@ -466,6 +556,13 @@ fn run(args: &Args) -> Result<(), String> {
         series.push(sample);
         (last_out, last_in) = (out, inn);
         last_t = now;
+        if watched {
+            let rss = probe.rss_kib();
+            if now <= rss_before_at {
+                server_after.rss_before_kib = rss;
+            }
+            server_after.rss_peak_kib = server_after.rss_peak_kib.max(rss);
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let mut total = Recorder::default();
@@ -487,6 +584,28 @@ fn run(args: &Args) -> Result<(), String> {
         let overruns = s.stats().iter().map(|c| c.tick_overruns).sum();
         (worst, overruns)
     });
+    let attack_counts = attack_thread.and_then(|t| t.join().ok());
+    if attack_counts.is_some() && watched {
+        // What the attack left behind: connections when it stopped, and
+        // after the settle time (idle connections time out in 15 s).
+        let connections = || -> u64 {
+            match &spawned {
+                Some(s) => s.stats().iter().map(|c| c.connections).sum(),
+                None => probe.metrics_connections().unwrap_or(0),
+            }
+        };
+        server_after.connections_at_attack_end = connections();
+        server_after.legit_connected_after = live.connected.load(Ordering::Relaxed);
+        let settle_start = Instant::now();
+        let settle = Duration::from_secs_f64(args.attack_settle.max(0.0));
+        while settle_start.elapsed() < settle && connections() > 0 {
+            std::thread::sleep(Duration::from_millis(200));
+            server_after.rss_peak_kib = server_after.rss_peak_kib.max(probe.rss_kib());
+        }
+        server_after.settle_seconds = settle_start.elapsed().as_secs_f64();
+        server_after.connections_after = connections();
+        server_after.rss_after_kib = probe.rss_kib();
+    }
     if let Some(s) = spawned {
         s.shutdown(Duration::from_secs(2));
     }
@@ -507,8 +626,22 @@ fn run(args: &Args) -> Result<(), String> {
         server_ticks,
     };
     print!("{}", report::table(&info, &total));
+    let attack_json = match (args.attack, &attack_counts) {
+        (Some(kind), Some(c)) => {
+            print!("{}", attack::table(kind, args.attack_rate, c));
+            if watched {
+                print!("{}", server_after.line());
+            }
+            Some(attack::json(kind, args.attack_rate, c, &server_after))
+        }
+        _ => None,
+    };
     if let Some(p) = &args.json {
-        write_out(p, &report::json(&info, &total))?;
+        let mut j = report::json(&info, &total);
+        if let (Some(a), Some(end)) = (&attack_json, j.rfind('}')) {
+            j.insert_str(end, &format!(",\"attack\":{a}"));
+        }
+        write_out(p, &j)?;
     }
     if let Some(p) = &args.csv {
         write_out(p, &report::csv(&series))?;

@@ -163,15 +163,8 @@ mod tests {
         let m = decompress_into(&out[..n], &mut back, 4096).unwrap();
         assert_eq!(&back[..m], &low[..]);
 
-        let mut x = 0x1234_5678u32;
-        let noise: Vec<u8> = (0..1000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
+        let mut rng = crate::rng::SplitMix64::new(0x1234_5678);
+        let noise: Vec<u8> = (0..1000).map(|_| rng.next_u64() as u8).collect();
         assert!(entropy_bits_per_byte(&noise) > ENTROPY_LIMIT_BITS);
         assert!(!should_compress(&noise, DEFAULT_THRESHOLD));
     }

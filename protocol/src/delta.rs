@@ -50,54 +50,38 @@ use crate::wire::buf::{MAX_VARINT_SLOT, VarintSlot};
 use crate::wire::game::server_type;
 use crate::wire::{EncodeError, Mark, Reader, WireError, Writer};
 
-/// Which fields a delta record carries. Every bit has a meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct DeltaFlags(u8);
+crate::flags! {
+    /// Which fields a delta record carries. Every bit has a meaning.
+    pub struct DeltaFlags(u8) {
+        /// Position changed (seed value).
+        POSITION = 0x01,
+        /// Rotation changed (seed value).
+        ROTATION = 0x02,
+        /// Animation state changed (seed value).
+        ANIM_STATE = 0x04,
+        /// State flags, buffs, HP or MP changed (seed value).
+        FLAGS = 0x08,
+        /// Velocity changed (seed value).
+        VELOCITY = 0x10,
+        /// Extension: the rotation is sent in full (pitch, yaw, roll).
+        FULL_ROTATION = 0x20,
+        /// Extension: the position is absolute, with its quadrant.
+        QUADRANT = 0x40,
+        /// Extension: the entity enters the receiver's view; a type byte follows.
+        CREATE = 0x80,
+    }
+}
 
 impl DeltaFlags {
-    /// Position changed (seed value).
-    pub const POSITION: Self = Self(0x01);
-    /// Rotation changed (seed value).
-    pub const ROTATION: Self = Self(0x02);
-    /// Animation state changed (seed value).
-    pub const ANIM_STATE: Self = Self(0x04);
-    /// State flags, buffs, HP or MP changed (seed value).
-    pub const FLAGS: Self = Self(0x08);
-    /// Velocity changed (seed value).
-    pub const VELOCITY: Self = Self(0x10);
     /// All five seed fields.
     pub const ALL: Self = Self(0x1f);
-    /// Extension: the rotation is sent in full (pitch, yaw, roll).
-    pub const FULL_ROTATION: Self = Self(0x20);
-    /// Extension: the position is absolute, with its quadrant.
-    pub const QUADRANT: Self = Self(0x40);
-    /// Extension: the entity enters the receiver's view; a type byte follows.
-    pub const CREATE: Self = Self(0x80);
-
     /// The empty set, which on the wire means Remove.
     pub const REMOVE: Self = Self(0);
 
-    /// Flags from a wire byte.
+    /// Flags from a wire byte (every bit has a meaning).
     #[inline]
     pub const fn from_bits(bits: u8) -> Self {
         Self(bits)
-    }
-
-    /// The wire byte.
-    #[inline]
-    pub const fn bits(self) -> u8 {
-        self.0
-    }
-
-    /// Whether every bit of `other` is set.
-    #[inline]
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    #[inline]
-    fn insert(&mut self, other: Self) {
-        self.0 |= other.0;
     }
 }
 

@@ -31,10 +31,27 @@
 //! The endpoint remembers the cookie's connection id of a rejected ticket
 //! for the cookie's lifetime (at most 4,096 ids), so that replaying that
 //! Connect is denied again without another X25519.
+//!
+//! # Admission control
+//!
+//! Before the X25519 of a cookie-verified Connect (the address is proven,
+//! so a spoofed source cannot spend a victim's allowance), three limits
+//! apply, each refusal counted in [`EndpointStats`]:
+//!
+//! - a token bucket per source IP address: at most
+//!   [`EndpointConfig::handshake_rate`] verified Connects per second, with
+//!   bursts of [`EndpointConfig::handshake_burst`] (ConnectionDenied
+//!   `Busy`, [`EndpointStats::rate_limited`]);
+//! - this core's [`EndpointConfig::max_connections`] (`Full`,
+//!   [`EndpointStats::full_refused`]);
+//! - the process-wide [`Admission`] shared by every core: at most
+//!   [`Admission::max_connections`] connections in the process and
+//!   [`Admission::max_per_address`] per source IP address (`Full`,
+//!   [`EndpointStats::process_full`] / [`EndpointStats::address_full`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
@@ -81,6 +98,150 @@ pub struct EndpointConfig {
     pub migration_grace: Duration,
     /// Seed of the endpoint's random numbers.
     pub seed: [u8; 32],
+    /// Cookie-verified Connects per second allowed from one IP address
+    /// (token bucket refill rate; 0 turns the limit off).
+    pub handshake_rate: u32,
+    /// Token bucket size: verified Connects one address may send at once.
+    pub handshake_burst: u32,
+    /// Process-wide limits, shared by every core's endpoint.
+    pub admission: Arc<Admission>,
+}
+
+/// Process-wide admission limits: the connections of every core together,
+/// and per source IP address. Shared by the endpoints of all cores
+/// (touched once per admitted and once per removed connection).
+#[derive(Debug)]
+pub struct Admission {
+    max_connections: usize,
+    max_per_address: u32,
+    /// Addresses the per-address limits (connections and handshake rate)
+    /// do not apply to: an operator's own test or bot hosts.
+    exempt: Vec<IpAddr>,
+    state: Mutex<AdmissionState>,
+}
+
+#[derive(Debug, Default)]
+struct AdmissionState {
+    live: usize,
+    per_address: HashMap<IpAddr, u32>,
+}
+
+/// Why [`Admission::try_admit`] said no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmissionRefusal {
+    /// The process holds its most connections.
+    ProcessFull,
+    /// This address holds its most connections.
+    AddressFull,
+}
+
+impl Admission {
+    /// Limits: `max_connections` in the process, `max_per_address` per IP
+    /// address (0: no per-address limit).
+    pub fn new(max_connections: usize, max_per_address: u32) -> Self {
+        Self {
+            max_connections,
+            max_per_address,
+            exempt: Vec::new(),
+            state: Mutex::new(AdmissionState::default()),
+        }
+    }
+
+    /// The same limits, with addresses the per-address limits do not apply
+    /// to (the process-wide count still does).
+    pub fn with_exempt(mut self, exempt: Vec<IpAddr>) -> Self {
+        self.exempt = exempt;
+        self
+    }
+
+    /// Whether the per-address limits skip `ip`.
+    pub fn is_exempt(&self, ip: IpAddr) -> bool {
+        self.exempt.contains(&ip)
+    }
+
+    /// Most connections in the process.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Most connections per IP address (0: unlimited).
+    pub fn max_per_address(&self) -> u32 {
+        self.max_per_address
+    }
+
+    /// Connections admitted and not yet removed, all cores together.
+    pub fn live(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .live
+    }
+
+    /// Connections admitted from `ip` and not yet removed.
+    pub fn live_from(&self, ip: IpAddr) -> u32 {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.per_address.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Counts a new connection from `ip`, or says why not.
+    pub fn try_admit(&self, ip: IpAddr) -> Result<(), AdmissionRefusal> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.live >= self.max_connections {
+            return Err(AdmissionRefusal::ProcessFull);
+        }
+        let limit = if self.is_exempt(ip) {
+            0
+        } else {
+            self.max_per_address
+        };
+        let n = state.per_address.entry(ip).or_insert(0);
+        if limit != 0 && *n >= limit {
+            return Err(AdmissionRefusal::AddressFull);
+        }
+        *n += 1;
+        state.live += 1;
+        Ok(())
+    }
+
+    /// Forgets a connection counted by [`Admission::try_admit`].
+    pub fn release(&self, ip: IpAddr) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.live = state.live.saturating_sub(1);
+        if let Some(n) = state.per_address.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                state.per_address.remove(&ip);
+            }
+        }
+    }
+}
+
+impl Default for Admission {
+    /// No process-wide limit beyond the cores' own; 16 per address.
+    fn default() -> Self {
+        Self::new(usize::MAX, DEFAULT_MAX_PER_ADDRESS)
+    }
+}
+
+/// Default most connections per IP address (NAT'd households and cafés
+/// share one; a flood from one address is held at this many).
+pub const DEFAULT_MAX_PER_ADDRESS: u32 = 16;
+/// Default verified Connects per second per IP address.
+pub const DEFAULT_HANDSHAKE_RATE: u32 = 20;
+/// Default burst of verified Connects per IP address.
+pub const DEFAULT_HANDSHAKE_BURST: u32 = 40;
+/// Default most connections per core: near the measured capacity of a
+/// core (about 900 players, PERFORMANCE.md), not what fits in memory.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CORE: usize = 1_000;
+/// Most source addresses whose handshake buckets an endpoint remembers;
+/// full buckets (idle addresses) are forgotten every second.
+pub const MAX_BUCKETS: usize = 16_384;
+
+/// A token bucket of one source address.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f32,
+    last: Instant,
 }
 
 impl core::fmt::Debug for EndpointConfig {
@@ -109,13 +270,16 @@ impl EndpointConfig {
             cookie_ttl: Duration::from_secs(10),
             cookie_rotation: Duration::from_secs(5),
             epoch,
-            max_connections: 16_384,
+            max_connections: DEFAULT_MAX_CONNECTIONS_PER_CORE,
             max_pending: 1_024,
             allow_unpinned: false,
             integrity: None,
             tick_hz: 60,
             migration_grace: Duration::from_secs(5),
             seed,
+            handshake_rate: DEFAULT_HANDSHAKE_RATE,
+            handshake_burst: DEFAULT_HANDSHAKE_BURST,
+            admission: Arc::new(Admission::default()),
         }
     }
 }
@@ -185,8 +349,26 @@ pub struct EndpointStats {
     pub version_refused: u64,
     /// Connects refused for a missing key pin.
     pub unpinned_refused: u64,
-    /// Connects refused because the core is full.
+    /// Connects refused because the core is full (`Full`).
     pub full_refused: u64,
+    /// Connects refused because too many await the application's decision
+    /// (`Busy`).
+    pub pending_refused: u64,
+    /// Connects refused because the process holds its most connections.
+    pub process_full: u64,
+    /// Connects refused because their address holds its most connections.
+    pub address_full: u64,
+    /// Verified Connects refused by their address's handshake rate limit.
+    pub rate_limited: u64,
+    /// Connects with a cookie naming another core whose cookie did not
+    /// verify here (dropped, not forwarded).
+    pub bad_forward_cookies: u64,
+    /// Authentication failures of every connection this endpoint held,
+    /// closed ones included (never goes down).
+    pub auth_failures: u64,
+    /// Replays refused by every connection this endpoint held, closed ones
+    /// included (never goes down).
+    pub replays: u64,
     /// Connections accepted by the application.
     pub accepted: u64,
     /// Connections refused by the application.
@@ -276,6 +458,9 @@ pub struct Endpoint {
     transmit_cursor: usize,
     transmit_left: Option<usize>,
     stats: EndpointStats,
+    /// Handshake token buckets by source IP address.
+    buckets: HashMap<IpAddr, Bucket>,
+    next_bucket_sweep: Option<Instant>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -313,6 +498,8 @@ impl Endpoint {
             transmit_cursor: 0,
             transmit_left: None,
             stats: EndpointStats::default(),
+            buckets: HashMap::new(),
+            next_bucket_sweep: None,
             config,
         }
     }
@@ -468,14 +655,20 @@ impl Endpoint {
                     self.stats.cookies_issued += 1;
                     return self.queue_reply(from, Handshake::Cookie(cookie), header.connection_id);
                 };
+                // The cookie's MAC first, whichever core it names (the
+                // cookie secret is shared): a spoofed Connect is refused
+                // here and never fills another core's inbox.
+                if let Err(e) = self.cookies.verify(now_ms, from, &c.client_nonce, &cookie) {
+                    let _: CookieError = e;
+                    if cookie.connection_id as u8 != self.config.core_id {
+                        self.stats.bad_forward_cookies += 1;
+                    }
+                    self.stats.bad_cookies += 1;
+                    return self.deny(from, header.connection_id, DenyReason::BadCookie);
+                }
                 if cookie.connection_id as u8 != self.config.core_id {
                     self.stats.wrong_core += 1;
                     return DatagramOutcome::WrongCore(cookie.connection_id as u8);
-                }
-                if let Err(e) = self.cookies.verify(now_ms, from, &c.client_nonce, &cookie) {
-                    let _: CookieError = e;
-                    self.stats.bad_cookies += 1;
-                    return self.deny(from, header.connection_id, DenyReason::BadCookie);
                 }
                 // The address is proven from here on.
                 if let Some(&index) = self.by_id.get(&cookie.connection_id) {
@@ -492,7 +685,7 @@ impl Endpoint {
                     return self.deny(from, cookie.connection_id, DenyReason::Full);
                 }
                 if self.pending >= self.config.max_pending {
-                    self.stats.full_refused += 1;
+                    self.stats.pending_refused += 1;
                     return self.deny(from, cookie.connection_id, DenyReason::Busy);
                 }
                 if self
@@ -504,9 +697,26 @@ impl Endpoint {
                     self.stats.tickets_rejected += 1;
                     return self.deny(from, cookie.connection_id, DenyReason::TicketRejected);
                 }
+                // Per-address rate, then the process-wide counts, all
+                // before the X25519 below.
+                if !self.take_handshake_token(from.ip(), now) {
+                    self.stats.rate_limited += 1;
+                    return self.deny(from, cookie.connection_id, DenyReason::Busy);
+                }
+                match self.config.admission.try_admit(from.ip()) {
+                    Ok(()) => {}
+                    Err(refusal) => {
+                        match refusal {
+                            AdmissionRefusal::ProcessFull => self.stats.process_full += 1,
+                            AdmissionRefusal::AddressFull => self.stats.address_full += 1,
+                        }
+                        return self.deny(from, cookie.connection_id, DenyReason::Full);
+                    }
+                }
                 // es once, here: it opens the ticket and later keys the
                 // connection (accept does not compute it again).
                 let Ok(es) = self.static_key.agree(&c.client_public) else {
+                    self.config.admission.release(from.ip());
                     self.stats.bad_client_keys += 1;
                     return DatagramOutcome::Dropped(DropReason::Malformed);
                 };
@@ -527,6 +737,7 @@ impl Endpoint {
                     }
                 };
                 let Ok(ticket_len) = ticket_len else {
+                    self.config.admission.release(from.ip());
                     self.stats.tickets_rejected += 1;
                     self.remember_rejected(cookie.connection_id, now);
                     return self.deny(from, cookie.connection_id, DenyReason::TicketRejected);
@@ -540,7 +751,7 @@ impl Endpoint {
                     es,
                     deadline: now + self.config.transport.handshake_timeout,
                 };
-                let conn = Connection::new_server_pending(
+                let mut conn = Connection::new_server_pending(
                     Arc::clone(&self.config.transport),
                     pending,
                     cookie.connection_id,
@@ -549,6 +760,7 @@ impl Endpoint {
                     self.config.integrity.clone(),
                     now,
                 );
+                conn.admitted_ip = Some(from.ip());
                 let handle = self.insert(conn, &ticket[..ticket_len], true);
                 return DatagramOutcome::Connection(handle);
             }
@@ -578,12 +790,61 @@ impl Endpoint {
         };
         let handle = self.handle_of(index);
         if let Some(conn) = self.slots[index as usize].connection.as_mut() {
+            let before = conn.stats();
             conn.handle_datagram(now, from, datagram);
+            let after = conn.stats();
+            // Folded into the endpoint's totals as they happen, so the
+            // totals never go down when a connection closes.
+            self.stats.auth_failures += after.auth_failures - before.auth_failures;
+            self.stats.replays += after.replays - before.replays;
             if conn.has_events() || conn.is_closed() {
                 self.dirty.push_back(index);
             }
         }
         DatagramOutcome::Connection(handle)
+    }
+
+    /// Takes one handshake token of `ip`'s bucket; false if it is empty or
+    /// no bucket can be kept for it.
+    fn take_handshake_token(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let rate = self.config.handshake_rate;
+        if rate == 0 || self.config.admission.is_exempt(ip) {
+            return true;
+        }
+        let burst = self.config.handshake_burst.max(1) as f32;
+        if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_BUCKETS {
+            self.sweep_buckets(now);
+            if self.buckets.len() >= MAX_BUCKETS {
+                return false;
+            }
+        }
+        let bucket = self.buckets.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f32();
+        bucket.tokens = (bucket.tokens + elapsed * rate as f32).min(burst);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets the buckets that have refilled (their addresses are idle).
+    fn sweep_buckets(&mut self, now: Instant) {
+        let rate = self.config.handshake_rate as f32;
+        let burst = self.config.handshake_burst.max(1) as f32;
+        self.buckets.retain(|_, b| {
+            b.tokens + now.saturating_duration_since(b.last).as_secs_f32() * rate < burst
+        });
+    }
+
+    /// Source addresses with a handshake bucket (bounded by [`MAX_BUCKETS`]).
+    pub fn handshake_buckets(&self) -> usize {
+        self.buckets.len()
     }
 
     fn remember_rejected(&mut self, id: u32, now: Instant) {
@@ -707,6 +968,9 @@ impl Endpoint {
         self.unmap(index, &conn, alias);
         self.free.push(index);
         self.live -= 1;
+        if let Some(ip) = conn.admitted_ip {
+            self.config.admission.release(ip);
+        }
     }
 
     /// Forgets every id routing to slot `index`: the connection's current
@@ -799,6 +1063,10 @@ impl Endpoint {
             }
         }
         self.forwards.retain(|_, (_, until)| now < *until);
+        if self.next_bucket_sweep.is_none_or(|t| now >= t) {
+            self.sweep_buckets(now);
+            self.next_bucket_sweep = Some(now + Duration::from_secs(1));
+        }
         while let Some(&(id, until)) = self.rejected_order.front() {
             if now < until {
                 break;

@@ -30,6 +30,7 @@ pub mod cookie;
 pub mod crypto;
 pub mod delta;
 pub mod endpoint;
+pub mod flags;
 pub mod integrity;
 pub mod quant;
 pub mod replay;

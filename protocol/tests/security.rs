@@ -286,6 +286,23 @@ fn replayed_truncated_and_tampered_packets_are_rejected_and_counted() {
         .send(Channel::ReliableOrdered, b"still here")
         .unwrap();
     assert!(sim.drive(Duration::from_secs(2), |s| s.server_messages().len() == 2));
+    // The endpoint's totals count them too, and keep them when the
+    // connection is gone (Prometheus counters never go down, issue 11 #9).
+    let conn = sim.servers[0].connection(h).unwrap().stats();
+    let totals = sim.servers[0].stats();
+    assert_eq!(totals.auth_failures, conn.auth_failures);
+    assert_eq!(totals.replays, conn.replays);
+    sim.servers[0]
+        .connection_mut(h)
+        .unwrap()
+        .close(sim.now, DisconnectReason::Kicked);
+    assert!(
+        sim.drive(Duration::from_secs(5), |s| s.servers[0].connection_count()
+            == 0)
+    );
+    let after_close = sim.servers[0].stats();
+    assert_eq!(after_close.auth_failures, totals.auth_failures);
+    assert_eq!(after_close.replays, totals.replays);
 }
 
 fn integrity_sim(client_table: Option<IntegrityTable>) -> Sim {

@@ -721,7 +721,7 @@ fn plaintext_fields(plain: &[u8], sender: Side) -> Vec<Field> {
         let f = f.unwrap();
         let decoded = decode_frame(&f, sender).unwrap();
         // Type byte and the length varint, then the body.
-        let head_len = 1 + varint_len(f.body.len());
+        let head_len = 1 + tos_protocol::wire::buf::varint_len(f.body.len() as u64);
         out.push(field(
             &plain[at..at + head_len + f.body.len()],
             frame_comment(&decoded),
@@ -730,16 +730,6 @@ fn plaintext_fields(plain: &[u8], sender: Side) -> Vec<Field> {
     }
     assert_eq!(at, plain.len());
     out
-}
-
-fn varint_len(v: usize) -> usize {
-    let mut n = 1;
-    let mut v = v >> 7;
-    while v > 0 {
-        n += 1;
-        v >>= 7;
-    }
-    n
 }
 
 /// Prints every block for docs/PROTOCOL.md:

@@ -57,7 +57,8 @@ pub struct MovementRules {
     pub max_rtt_credit: f32,
 }
 
-/// Default cap on the RTT that earns movement credit, milliseconds.
+/// Default cap on the RTT that earns movement credit, milliseconds
+/// (`authority.max_rtt_credit_ms`).
 pub const MAX_RTT_CREDIT_MS: u32 = 250;
 
 /// Most heightfield samples along one claim's path. Claims are short (the
@@ -76,7 +77,7 @@ impl MovementRules {
             under_ground_tolerance: 10.0,
             gravity: 980.0,
             tick_dt: 1.0 / tick_hz.max(1) as f32,
-            max_rtt_credit: MAX_RTT_CREDIT_MS as f32 / 1000.0,
+            max_rtt_credit: config.max_rtt_credit_ms as f32 / 1000.0,
         }
     }
 
@@ -966,6 +967,19 @@ mod tests {
             mover.accrue(&rules, 1.0, 2_500);
         }
         assert!(mover.credit <= rules.credit_cap(MAX_RTT_CREDIT_MS) + 1e-3);
+    }
+
+    #[test]
+    fn the_rtt_credit_cap_is_the_configured_one() {
+        let config = tos_config::AuthorityConfig {
+            max_rtt_credit_ms: 100,
+            ..tos_config::AuthorityConfig::default()
+        };
+        let rules = MovementRules::new(&config, 60);
+        assert_eq!(rules.credit_cap(250), rules.credit_cap(100));
+        assert!(rules.credit_cap(50) < rules.credit_cap(100));
+        let default = MovementRules::new(&tos_config::AuthorityConfig::default(), 60);
+        assert_eq!(default.max_rtt_credit, MAX_RTT_CREDIT_MS as f32 / 1000.0);
     }
 
     #[test]

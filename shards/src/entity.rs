@@ -110,59 +110,9 @@ impl EntityType {
     }
 }
 
-macro_rules! flags {
-    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $flag:ident = $bit:expr),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-        pub struct $name(pub u8);
-
-        impl $name {
-            $($(#[$fdoc])* pub const $flag: Self = Self($bit);)*
-            /// No flag set.
-            pub const NONE: Self = Self(0);
-
-            /// Whether every bit of `other` is set.
-            #[inline]
-            pub const fn contains(self, other: Self) -> bool {
-                self.0 & other.0 == other.0
-            }
-
-            /// Whether any bit of `other` is set.
-            #[inline]
-            pub const fn intersects(self, other: Self) -> bool {
-                self.0 & other.0 != 0
-            }
-
-            /// The union of two sets.
-            #[inline]
-            pub const fn union(self, other: Self) -> Self {
-                Self(self.0 | other.0)
-            }
-
-            /// Sets or clears the bits of `other`.
-            #[inline]
-            pub fn set(&mut self, other: Self, on: bool) {
-                if on {
-                    self.0 |= other.0;
-                } else {
-                    self.0 &= !other.0;
-                }
-            }
-        }
-
-        impl core::ops::BitOr for $name {
-            type Output = Self;
-            #[inline]
-            fn bitor(self, other: Self) -> Self {
-                self.union(other)
-            }
-        }
-    };
-}
-
-flags! {
+tos_protocol::flags! {
     /// EntityState bits (seed §5.1), sent in the Flags field of records.
-    EntityState {
+    pub struct EntityState(pub u8) {
         /// The entity is alive.
         ALIVE = 0x01,
         /// It is in combat.
@@ -180,9 +130,9 @@ flags! {
     }
 }
 
-flags! {
+tos_protocol::flags! {
     /// Buff and debuff bits (seed §9.1), sent in the Flags field of records.
-    BuffFlags {
+    pub struct BuffFlags(pub u8) {
         /// Frozen: cannot move or act.
         FROZEN = 0x01,
         /// Poisoned: loses `intensity` HP per second.

@@ -58,6 +58,7 @@ use tos_config::{CoreSelection, IoBackend, ServerConfig, Steering};
 use tos_engine::runtime::{self, ServerHandle};
 use tos_protocol::connection::{ClientConfig, Connection, Event, ServerKey, TransportConfig};
 use tos_protocol::integrity::IntegrityTable;
+use tos_protocol::rng::SplitMix64;
 use tos_protocol::wire::Channel;
 
 /// Socket buffers of every server socket (the engine's default).
@@ -365,15 +366,16 @@ fn unix_now() -> Duration {
         .unwrap_or_default()
 }
 
-/// A small xorshift for payload bytes and keys (no cryptographic use).
-struct XorShift(u64);
+/// Payload bytes and keys (no cryptographic use): the one SplitMix64.
+struct Rng(SplitMix64);
 
-impl XorShift {
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(SplitMix64::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0.next_u64()
     }
 
     fn bytes<const N: usize>(&mut self) -> [u8; N] {
@@ -441,7 +443,7 @@ impl Server {
     fn start(mode: Mode, cpu: usize) -> Result<Self, String> {
         match mode {
             Mode::Floor => Self::spawn(cpu, None),
-            Mode::Renet => Self::spawn(cpu, Some(XorShift(seed()).bytes::<32>())),
+            Mode::Renet => Self::spawn(cpu, Some(Rng::new(seed()).bytes::<32>())),
             Mode::EngineUring => Self::engine(IoBackend::IoUring, cpu),
             Mode::EngineMmsg => Self::engine(IoBackend::Mmsg, cpu),
         }
@@ -921,7 +923,7 @@ struct Load {
     /// The next message's bytes, fresh random for every message (so that
     /// echoes bundled in one datagram never look compressible).
     payload: Vec<u8>,
-    rng: XorShift,
+    rng: Rng,
     count: ClientCount,
     tos_channel: Channel,
     renet_channel: u8,
@@ -944,7 +946,7 @@ fn send_counted(sock: &UdpSocket, data: &[u8], count: &mut ClientCount) {
 impl Load {
     fn new(mode: Mode, server: &Server, args: &Args, floor_size: usize) -> Result<Self, String> {
         let addr = server.addr();
-        let mut rng = XorShift(seed());
+        let mut rng = Rng::new(seed());
         // SAFETY: plain syscall; the descriptor is closed in Drop.
         let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epoll < 0 {
@@ -961,7 +963,7 @@ impl Load {
             } else {
                 args.size
             }),
-            rng: XorShift(seed() ^ 0x9e37_79b9_7f4a_7c15),
+            rng: Rng::new(seed() ^ 0x9e37_79b9_7f4a_7c15),
             count: ClientCount::default(),
             tos_channel: if args.reliable {
                 Channel::ReliableOrdered

@@ -10,7 +10,10 @@
 //! keys, created on first start. Exit codes: 0 after a clean shutdown
 //! (SIGINT / SIGTERM, every character saved) and for `--help`, 1 when the
 //! server cannot start (bad config, busy port, too few cores, database,
-//! ...), 2 for bad arguments.
+//! ...) or a core stopped for another reason, 2 for bad arguments, 3 when a
+//! core panicked: the panic is logged (`core N panicked: ...`), that core
+//! and every other one save their characters, the store is flushed, and
+//! the process exits (panic policy: SECURITY.md).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -161,9 +164,20 @@ fn main() -> ExitCode {
         std::thread::sleep(Duration::from_millis(20));
     }
     let failed = !signals::requested();
+    let panicked = server.panicked_cores();
     tracing::info!("shutting down");
     let grace = Duration::from_millis(u64::from(config.runtime.shutdown_grace_ms));
     let clean = server.shutdown(grace);
+    if !panicked.is_empty() {
+        tracing::error!(
+            cores = ?panicked,
+            "exiting after a panic on core(s) {panicked:?}: characters saved and the store flushed"
+        );
+        eprintln!(
+            "tos-server: core(s) {panicked:?} panicked; characters saved, store flushed, exiting with status 3"
+        );
+        return ExitCode::from(3);
+    }
     if failed || !clean {
         eprintln!(
             "tos-server: {}",

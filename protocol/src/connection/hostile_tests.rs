@@ -444,3 +444,51 @@ fn an_honest_session_stays_within_the_typical_budget() {
         h.server().memory_parts()
     );
 }
+
+#[test]
+fn an_inflated_rtt_cannot_stretch_the_closing_period() {
+    // A peer that delays its acks by seconds inflates the measured RTT and
+    // its variance. Closing lasted three uncapped RTOs, so such a
+    // connection, once closed, held its slot for as long as the peer
+    // wished (loadgen --attack rtt-inflation left 16 connections behind
+    // 16 s after the attack). Now it is three capped RTOs.
+    let mut h = Hostile::new(TransportConfig::default());
+    for rtt in [20u64, 1, 40, 2, 60] {
+        h.server_mut().rtt.sample(Duration::from_secs(rtt));
+    }
+    let now = h.now;
+    let rto_max = h.server().config.rto_max;
+    h.server_mut().close(now, DisconnectReason::Kicked);
+    let State::Closing { until } = h.server().state else {
+        panic!("closing")
+    };
+    assert!(until <= now + rto_max * 3, "{:?}", until - now);
+    // And the slot is freed by then.
+    for _ in 0..70 {
+        h.tick(Duration::from_millis(100), true);
+    }
+    assert_eq!(h.ep.connection_count(), 0);
+}
+
+#[cfg(feature = "hostile-peer")]
+#[test]
+fn raw_frames_sealed_by_a_hostile_client_reach_the_server() {
+    // `Connection::seal_raw_frames` (loadgen --attack) seals what the
+    // caller wrote under the client's keys: the server opens it like any
+    // packet of that client.
+    let mut h = Hostile::new(TransportConfig::default());
+    let before = h.server().stats().packets_received;
+    let mut frames = [0u8; 64];
+    let len = {
+        let mut w = Writer::new(&mut frames);
+        let _ = Ping { id: 7 }.encode_frame(&mut w);
+        w.position()
+    };
+    let mut out = [0u8; 1500];
+    let n = h.client.seal_raw_frames(&frames[..len], &mut out).unwrap();
+    let (now, from) = (h.now, h.from);
+    h.ep.handle_datagram(now, from, &mut out[..n]);
+    assert_eq!(h.server().stats().packets_received, before + 1);
+    // Too large for the MTU: refused, nothing sealed.
+    assert!(h.client.seal_raw_frames(&[0; 1200], &mut out).is_none());
+}

@@ -29,6 +29,7 @@ mod handshake;
 mod hostile_tests;
 mod recovery;
 mod reliable;
+mod timer;
 
 pub use handshake::{HandshakeError, ServerKey};
 
@@ -61,6 +62,7 @@ use recovery::{Congestion, ControlKind, RttEstimator, SentFrame, SentPacket, Sen
 use reliable::{
     Arrival, OrderedReceiver, PieceRef, Reassembler, ReliableSender, UnorderedReceiver,
 };
+use timer::{Timer, TimerTable};
 
 /// Transport settings shared by the connections of an endpoint.
 #[derive(Debug, Clone)]
@@ -557,6 +559,52 @@ pub struct Connection {
     /// Unreliable messages taken from the packet being processed.
     packet_messages: usize,
     stats: ConnectionStats,
+    /// Server: the source address this connection was admitted under (its
+    /// place in the per-address count of [`crate::endpoint::Admission`]),
+    /// carried along when the connection moves to another core.
+    pub(crate) admitted_ip: Option<std::net::IpAddr>,
+}
+
+#[cfg(feature = "hostile-peer")]
+impl Connection {
+    /// Attack tools only (`loadgen --attack`, feature `hostile-peer`):
+    /// seals `frames` — frame bytes the caller encoded, any types, ids and
+    /// lengths — as this client connection's next packet, bypassing every
+    /// rule the connection keeps for itself (acks, flow control, fragment
+    /// sizes). Needs keys (an established connection); returns the
+    /// datagram's size in `out`, or `None` without keys, on the server
+    /// side, or when it does not fit.
+    pub fn seal_raw_frames(&mut self, frames: &[u8], out: &mut [u8]) -> Option<usize> {
+        if self.side != Side::Client {
+            return None;
+        }
+        let size = HEADER_LEN + frames.len() + TAG_LEN;
+        if size > out.len() || size > self.config.mtu {
+            return None;
+        }
+        let keys = self.keys.as_ref()?;
+        let pn = self.next_pn;
+        self.next_pn += 1;
+        let mut flags = SEALED_FLAGS;
+        flags.set(HeaderFlags::REKEY, keys.phase_bit());
+        PacketHeader {
+            connection_id: self.connection_id,
+            channel: Channel::Unreliable,
+            flags,
+            sequence: pn,
+        }
+        .emit(&mut Packet::new_unchecked(&mut out[..HEADER_LEN]));
+        let (head, rest) = out.split_at_mut(HEADER_LEN);
+        rest[..frames.len()].copy_from_slice(frames);
+        let tag = keys.send_key(Side::Client).seal(
+            self.connection_id,
+            pn,
+            head,
+            &mut rest[..frames.len()],
+        );
+        rest[frames.len()..frames.len() + TAG_LEN].copy_from_slice(&tag);
+        Some(size)
+    }
 }
 
 impl core::fmt::Debug for Connection {
@@ -585,6 +633,7 @@ impl Connection {
     ) -> Self {
         let congestion = Congestion::new(config.initial_window, config.min_window, config.mtu);
         Self {
+            admitted_ip: None,
             side,
             state,
             connection_id: id,
@@ -1001,8 +1050,12 @@ impl Connection {
         });
         if self.keys.is_some() {
             self.closing_reason = Some(reason);
+            // Three retransmission timeouts, capped like every RTO: the
+            // peer controls its measured RTT (it can delay its acks), and
+            // an uncapped RTO let a closed connection hold its slot for
+            // minutes (found by loadgen --attack rtt-inflation).
             self.state = State::Closing {
-                until: now + self.rtt.rto(self.config.rto_min) * 3,
+                until: now + self.current_rto() * 3,
             };
         } else {
             self.state = State::Closed;
@@ -1898,53 +1951,60 @@ impl Connection {
 
     /// The next instant `handle_timeout` must be called.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let mut t: Option<Instant> = None;
-        let mut at = |i: Instant| t = Some(t.map_or(i, |x| x.min(i)));
+        self.timers().next_timeout()
+    }
+
+    /// Every deadline of the connection, from its state: the one place
+    /// where when-is-what-due is defined (both `next_timeout` and
+    /// `handle_timeout` read it).
+    pub(crate) fn timers(&self) -> TimerTable {
+        let mut t = TimerTable::default();
         match &self.state {
-            State::Closed => return None,
+            State::Closed => return t,
             State::Closing { until } => {
-                at(*until);
+                t.set(Timer::Close, *until);
                 return t;
             }
             State::ClientInitial(s) => {
-                at(s.next_send);
-                at(s.deadline);
+                t.set(Timer::HandshakeResend, s.next_send);
+                t.set(Timer::HandshakeDeadline, s.deadline);
             }
             State::ClientCookie(s) => {
-                at(s.inner.next_send);
-                at(s.inner.deadline);
+                t.set(Timer::HandshakeResend, s.inner.next_send);
+                t.set(Timer::HandshakeDeadline, s.inner.deadline);
             }
-            State::ServerPending(p) => at(p.deadline),
-            State::ServerAccepted(a) => at(a.deadline),
+            State::ServerPending(p) => t.set(Timer::HandshakeDeadline, p.deadline),
+            State::ServerAccepted(a) => t.set(Timer::HandshakeDeadline, a.deadline),
             State::ClientKeyed(_) | State::Established => {}
         }
-        at(self.last_recv + self.config.idle_timeout);
-        if self.keys.is_some() {
+        t.set(Timer::Idle, self.last_recv + self.config.idle_timeout);
+        if let Some(k) = &self.keys {
             if matches!(self.state, State::Established) {
-                at(self.last_ping + self.config.heartbeat_interval);
+                t.set(
+                    Timer::KeepAlive,
+                    self.last_ping + self.config.heartbeat_interval,
+                );
             }
             if let Some(d) = self.ack_deadline {
-                at(d);
+                t.set(Timer::Ack, d);
             }
             if let Some(p) = self.sent.oldest_in_flight() {
-                at(p.time + self.current_rto());
+                t.set(Timer::Rto, p.time + self.current_rto());
             }
             if let Some(e) = self.reassembly.next_expiry(self.config.fragment_timeout) {
-                at(e);
+                t.set(Timer::Reassembly, e);
             }
-            if let Some(k) = &self.keys {
-                if let Some((_, until)) = &k.previous {
-                    at(*until);
-                }
-                if self.side == Side::Server {
-                    at(k.since + self.config.rekey_after);
-                }
+            if let Some((_, until)) = &k.previous {
+                t.set(Timer::KeyDiscard, *until);
+            }
+            if self.side == Side::Server {
+                t.set(Timer::Rekey, k.since + self.config.rekey_after);
             }
             if let Some((_, deadline)) = &self.integrity_pending {
-                at(*deadline);
+                t.set(Timer::IntegrityAnswer, *deadline);
             }
             if let Some(n) = self.next_integrity {
-                at(n);
+                t.set(Timer::IntegrityNext, n);
             }
         }
         t
@@ -1959,68 +2019,64 @@ impl Connection {
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.reclaim_event_bytes();
+        let timers = self.timers();
         match &self.state {
             State::Closed => return,
-            State::Closing { until } => {
-                if now >= *until {
+            State::Closing { .. } => {
+                if timers.is_expired(Timer::Close, now) {
                     self.state = State::Closed;
                 }
                 return;
             }
-            State::ClientInitial(s) if now >= s.deadline => return self.fail_handshake(),
-            State::ClientCookie(s) if now >= s.inner.deadline => return self.fail_handshake(),
-            State::ServerPending(p) if now >= p.deadline => return self.fail_handshake(),
-            State::ServerAccepted(a) if now >= a.deadline => return self.fail_handshake(),
+            _ if timers.is_expired(Timer::HandshakeDeadline, now) => {
+                return self.fail_handshake();
+            }
             _ => {}
         }
-        if now.saturating_duration_since(self.last_recv) >= self.config.idle_timeout {
+        if timers.is_expired(Timer::Idle, now) {
             self.close(now, DisconnectReason::Timeout);
             return;
         }
-        if let Some((_, deadline)) = self.integrity_pending {
-            if now >= deadline {
-                self.close(now, DisconnectReason::IntegrityFailed);
-                return;
-            }
+        if timers.is_expired(Timer::IntegrityAnswer, now) {
+            self.close(now, DisconnectReason::IntegrityFailed);
+            return;
         }
-        if let Some(n) = self.next_integrity {
-            if now >= n && self.integrity_pending.is_none() {
-                self.start_integrity_check(now);
-            }
+        if timers.is_expired(Timer::IntegrityNext, now) && self.integrity_pending.is_none() {
+            self.start_integrity_check(now);
         }
-        if let Some(k) = self.keys.as_mut() {
-            if k.previous.as_ref().is_some_and(|(_, until)| now >= *until) {
+        if timers.is_expired(Timer::KeyDiscard, now) {
+            if let Some(k) = self.keys.as_mut() {
                 k.previous = None;
             }
         }
+        // Age (the Rekey timer) or bytes under the key.
         if self.should_rekey(now) {
             self.start_rekey();
         }
-        let expired = self.reassembly.expire(now, self.config.fragment_timeout);
-        self.stats.reassemblies_expired += expired as u64;
+        if timers.is_expired(Timer::Reassembly, now) {
+            let expired = self.reassembly.expire(now, self.config.fragment_timeout);
+            self.stats.reassemblies_expired += expired as u64;
+        }
         // Retransmission timeout: everything in flight that old is lost.
-        if let Some(p) = self.sent.oldest_in_flight() {
-            let rto = self.current_rto();
-            if now >= p.time + rto {
-                let cutoff = now - rto;
-                let mut lost = [0u64; 64];
-                let mut n = 0;
-                for p in self.sent.iter_mut() {
-                    if p.ack_eliciting && !p.acked && !p.lost && p.time <= cutoff {
-                        p.lost = true;
-                        lost[n] = p.pn;
-                        n += 1;
-                        if n == lost.len() {
-                            break;
-                        }
+        if timers.is_expired(Timer::Rto, now) {
+            let cutoff = now - self.current_rto();
+            let mut lost = [0u64; 64];
+            let mut n = 0;
+            for p in self.sent.iter_mut() {
+                if p.ack_eliciting && !p.acked && !p.lost && p.time <= cutoff {
+                    p.lost = true;
+                    lost[n] = p.pn;
+                    n += 1;
+                    if n == lost.len() {
+                        break;
                     }
                 }
-                self.rto_backoff += 1;
-                for &pn in &lost[..n] {
-                    self.on_packet_lost(now, pn);
-                }
-                self.sent.compact();
             }
+            self.rto_backoff += 1;
+            for &pn in &lost[..n] {
+                self.on_packet_lost(now, pn);
+            }
+            self.sent.compact();
         }
     }
 

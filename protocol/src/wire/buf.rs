@@ -878,12 +878,9 @@ mod tests {
             let edge = 1u64 << bits;
             values.extend([edge - 1, edge, edge + 1]);
         }
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = crate::rng::SplitMix64::new(0x9e37_79b9_7f4a_7c15);
         for i in 0..500 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            values.push(x >> (i % 64));
+            values.push(rng.next_u64() >> (i % 64));
         }
         values
     }

@@ -72,32 +72,34 @@ impl Channel {
     }
 }
 
-/// The header's flag byte. Bit 0x80 is reserved and must be zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct HeaderFlags(u8);
+crate::flags! {
+    /// The header's flag byte. Bit 0x80 is reserved and must be zero.
+    pub struct HeaderFlags(u8) {
+        /// The payload is sealed with the connection's AEAD.
+        ENCRYPTED = 0x01,
+        /// The AEAD is ChaCha20-Poly1305 (the only one defined).
+        AEAD_CHACHA20_POLY1305 = 0x02,
+        /// In a sealed packet: the key phase bit (set = odd key generation).
+        REKEY = 0x04,
+        /// The payload carries fragment frames.
+        FRAGMENT = 0x08,
+        /// The plaintext payload is LZ4-compressed.
+        COMPRESSED = 0x10,
+        /// The packet carries only acknowledgements.
+        ACKNOWLEDGMENT = 0x20,
+        /// A handshake packet: plaintext, ends with a CRC32C.
+        RELIABLE_HANDSHAKE = 0x40,
+    }
+}
 
 impl HeaderFlags {
-    /// The payload is sealed with the connection's AEAD.
-    pub const ENCRYPTED: Self = Self(0x01);
-    /// The AEAD is ChaCha20-Poly1305 (the only one defined).
-    pub const AEAD_CHACHA20_POLY1305: Self = Self(0x02);
-    /// In a sealed packet: the key phase bit (set = odd key generation).
-    pub const REKEY: Self = Self(0x04);
-    /// The payload carries fragment frames.
-    pub const FRAGMENT: Self = Self(0x08);
-    /// The plaintext payload is LZ4-compressed.
-    pub const COMPRESSED: Self = Self(0x10);
-    /// The packet carries only acknowledgements.
-    pub const ACKNOWLEDGMENT: Self = Self(0x20);
-    /// A handshake packet: plaintext, ends with a CRC32C.
-    pub const RELIABLE_HANDSHAKE: Self = Self(0x40);
     /// The bits that have a meaning.
-    pub const KNOWN: u8 = 0x7f;
+    pub const KNOWN: u8 = Self::DECLARED;
 
     /// No flag set.
     #[inline]
     pub const fn empty() -> Self {
-        Self(0)
+        Self::NONE
     }
 
     /// Flags from a wire byte; reserved bits are an error.
@@ -107,42 +109,6 @@ impl HeaderFlags {
             return Err(WireError::ReservedFlags(bits & !Self::KNOWN));
         }
         Ok(Self(bits))
-    }
-
-    /// The wire byte.
-    #[inline]
-    pub const fn bits(self) -> u8 {
-        self.0
-    }
-
-    /// Whether every bit of `other` is set.
-    #[inline]
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// The union of both sets.
-    #[inline]
-    #[must_use]
-    pub const fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
-    }
-
-    /// Sets or clears the bits of `other`.
-    #[inline]
-    pub fn set(&mut self, other: Self, on: bool) {
-        if on {
-            self.0 |= other.0;
-        } else {
-            self.0 &= !other.0;
-        }
-    }
-}
-
-impl core::ops::BitOr for HeaderFlags {
-    type Output = Self;
-    fn bitor(self, rhs: Self) -> Self {
-        self.union(rhs)
     }
 }
 
