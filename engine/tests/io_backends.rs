@@ -87,15 +87,8 @@ fn build(kind: BackendKind, socket: UdpSocket, config: &IoConfig) -> Option<Back
 /// Deterministic datagram `i`: 1..=1200 bytes of pseudo-random content.
 fn payload(i: u32) -> Vec<u8> {
     let len = 1 + (i.wrapping_mul(7919) % 1200) as usize;
-    let mut x = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut rng = tos_protocol::rng::SplitMix64::new(u64::from(i));
+    (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
 /// Runs `turn` loop iterations of recv -> echo -> flush -> wait on `io`.

@@ -298,13 +298,8 @@ fn garbage_and_floods_do_not_hurt_legitimate_clients() {
     let mut clients = connect(&server, 2);
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = server.local_addr();
-    let mut x = 0x1234_5678_9abc_def0u64;
-    let mut rand = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = tos_protocol::rng::SplitMix64::new(0x1234_5678_9abc_def0);
+    let mut rand = || rng.next_u64();
     let legit_id = clients[0].conn.connection_id();
     for i in 0..6_000u32 {
         let len = (rand() % 1300) as usize;

@@ -115,7 +115,8 @@ pub(crate) struct Player {
     waypoint: [f32; 3],
     next_input: Instant,
     input_period: Duration,
-    rng: u64,
+    /// The workspace's one seeded generator.
+    rng: tos_protocol::rng::SplitMix64,
     pub(crate) done: bool,
 }
 
@@ -167,7 +168,7 @@ impl Player {
             waypoint: [0.0; 3],
             next_input: now,
             input_period: Duration::from_secs_f64(1.0 / f64::from(rate_hz.max(1))),
-            rng: seed | 1,
+            rng: tos_protocol::rng::SplitMix64::new(seed),
             done: false,
         };
         p.waypoint = p.pick_waypoint();
@@ -181,10 +182,7 @@ impl Player {
     }
 
     fn rand(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
+        self.rng.next_u64()
     }
 
     fn rand_f32(&mut self) -> f32 {

@@ -153,12 +153,10 @@ mod tests {
         // Deterministic pseudo-random order against a brute-force model.
         let mut w = ReplayWindow::new();
         let mut seen = std::collections::BTreeSet::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = crate::rng::SplitMix64::new(0x2545_f491_4f6c_dd1d);
         let mut base = 0u64;
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             base += x % 3;
             let s = base.saturating_sub(x % 90);
             let largest = seen.iter().next_back().copied();
