@@ -42,7 +42,7 @@
 //! and copied from the shard's [`RecordCache`] into every other snapshot
 //! that needs it. What the per-entry pass reads of an entity (position,
 //! generation, change tick, speed, visibility) is gathered once per tick
-//! into one 32-byte [`Summary`] per slot. Selection takes a priority
+//! into one 28-byte [`Summary`] per slot. Selection takes a priority
 //! threshold (a selection over the priorities alone) and walks the due
 //! entries in slot order, which ascends through the view's memory.
 //!
@@ -288,7 +288,7 @@ pub(crate) struct Viewer {
     pub(crate) faction: Faction,
 }
 
-/// What the per-tick pass reads of one entity (32 bytes), gathered once per
+/// What the per-tick pass reads of one entity (28 bytes), gathered once per
 /// tick for every client of the shard: one load per view entry instead of
 /// six scattered columns (generation, position, change tick, velocity,
 /// state, faction).
@@ -1083,8 +1083,10 @@ impl ClientView {
             && tick.wrapping_sub(c.last_full) < w.params.full_sync_ticks
             && ents.has_history(h.index, tick, c.baseline_tick);
         let key = if update { c.baseline_tick } else { CREATE };
-        if let Some(bytes) = cache.get(h.index, key) {
-            wr.bytes(bytes).ok()?;
+        if let Some(copied) = cache.copy_into(h.index, key, wr) {
+            if !copied {
+                return None;
+            }
         } else {
             let start = wr.position();
             let q = &ents.qstate[h.index as usize];
