@@ -58,6 +58,9 @@ loadgen: simulated players against a tos-server
                             registered on first use, logged in afterwards, and
                             gets a character when it has none
   --password PW             password of those accounts (default loadgen-password)
+  --fast-passwords          --spawn-server hashes passwords with the cheapest
+                            Argon2id settings (8 KiB, 1 pass): capacity runs
+                            measure the world, not the login storm
   --login-only              players log in and stay connected without entering
                             the world (to measure a login storm alone)
   --data-dir DIR            data directory of --spawn-server (default: a new
@@ -112,6 +115,7 @@ struct Args {
     data_dir: Option<String>,
     positions: Option<String>,
     login_only: bool,
+    fast_passwords: bool,
     attack: Option<attack::Kind>,
     attack_rate: u64,
     attack_start: Option<f64>,
@@ -169,6 +173,7 @@ fn parse_args() -> Result<Args, String> {
         data_dir: None,
         positions: None,
         login_only: false,
+        fast_passwords: false,
         attack: None,
         attack_rate: 50_000,
         attack_start: None,
@@ -231,6 +236,7 @@ fn parse_args() -> Result<Args, String> {
             "--data-dir" => a.data_dir = Some(v("--data-dir")?),
             "--positions" => a.positions = Some(v("--positions")?),
             "--login-only" => a.login_only = true,
+            "--fast-passwords" => a.fast_passwords = true,
             "--attack" => {
                 let k = v("--attack")?;
                 a.attack = Some(
@@ -402,6 +408,11 @@ fn run(args: &Args) -> Result<(), String> {
         // Every player logs in from 127.0.0.1: the per-address login limit
         // is for the internet, not for this run.
         c.accounts.login_attempts_per_minute_per_address = 1_000_000;
+        if args.fast_passwords {
+            c.accounts.argon2_m_cost_kib = 8;
+            c.accounts.argon2_t_cost = 1;
+            c.accounts.argon2_p_cost = 1;
+        }
         // Likewise the per-address connection and handshake limits (attack
         // modes come from other 127/8 addresses, which stay limited), and
         // runs may go past the default per-core capacity.

@@ -18,8 +18,11 @@ use crate::util::{IdMap, id_map};
 
 /// Ticks of quantized state kept per entity: at least the number of
 /// snapshots a client can have in flight, so that an acknowledgement can
-/// always find the state a snapshot carried.
-pub const HISTORY: usize = 16;
+/// always find the state a snapshot carried; and, since a baseline is
+/// named by its tick and read from here when an update is encoded, the
+/// oldest baseline an update can use (32 ticks: a loaded server whose
+/// acknowledgements arrive late still sends updates, not Creates).
+pub const HISTORY: usize = 32;
 
 /// The most actions (and so cooldown timers) an entity has.
 pub const MAX_ACTIONS: usize = 8;

@@ -77,7 +77,11 @@ use crate::record_cache::{CREATE, RecordCache};
 use crate::util::{IdMap, dist2, id_map, prefetch, tick_after};
 
 /// Snapshots per client that can await an acknowledgement.
-pub const IN_FLIGHT: usize = HISTORY;
+pub const IN_FLIGHT: usize = 16;
+
+// An acknowledgement reads the states its snapshot carried from the
+// history, so the history must reach back over every snapshot in flight.
+const _: () = assert!(IN_FLIGHT <= HISTORY);
 
 /// The oldest baseline an update may name, in ticks (PROTOCOL.md §8).
 pub const MAX_BASELINE_AGE: u32 = 64;
