@@ -162,12 +162,12 @@ impl Recorder {
         self.cpu_us += o.cpu_us;
     }
 
-    /// Whether the loadgen kept its input rate: nothing skipped and 99% of
-    /// inputs out within one input period of their time. A capacity figure
-    /// counts only when this holds.
+    /// Whether the loadgen kept its input rate: at most 0.1% of inputs
+    /// skipped and 99% of inputs out within one input period of their
+    /// time. A capacity figure counts only when this holds.
     pub(crate) fn kept_rate(&self, rate_hz: u32) -> bool {
         let period_us = 1e6 / f64::from(rate_hz.max(1));
-        self.inputs_skipped == 0 && q(&self.send_lag_us, 0.99) <= period_us
+        self.inputs_skipped * 1000 <= self.inputs_sent && q(&self.send_lag_us, 0.99) <= period_us
     }
 }
 
