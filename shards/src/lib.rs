@@ -20,8 +20,10 @@
 //! - [`authority`]: movement claim validation ([`validate_claim`]), the
 //!   anti-cheat counters, and action checks ([`ActionRefusal`]).
 //! - [`snapshot`]: per-client replication ([`ClientView`]: priority
-//!   accumulator, acknowledged baselines, in-flight snapshots). The
-//!   client side that applies snapshots is `tos_client::SnapshotReceiver`.
+//!   accumulator, acknowledged baselines named by tick, in-flight
+//!   snapshots) and the work shared by all clients per tick (entity
+//!   summary, records encoded once and copied). The client side that
+//!   applies snapshots is `tos_client::SnapshotReceiver`.
 //! - [`handoff`]: ghosts ([`GhostBatch`]) and hand-offs ([`Handoff`])
 //!   between cores.
 //! - [`shard`]: [`Shard`], the per-core world the engine ticks.
@@ -36,7 +38,6 @@ pub mod data;
 pub mod entity;
 mod error;
 pub mod handoff;
-mod record_cache;
 pub mod shard;
 pub mod snapshot;
 pub mod util;

@@ -174,7 +174,10 @@ mod tests {
         assert_eq!(get(&mut c, 1, CREATE), Some(vec![9]));
         assert!(get(&mut c, 2, 7).is_none());
         c.new_epoch();
-        assert!(get(&mut c, 1, 7).is_none(), "a new epoch forgets everything");
+        assert!(
+            get(&mut c, 1, 7).is_none(),
+            "a new epoch forgets everything"
+        );
     }
 
     #[test]
@@ -223,6 +226,9 @@ mod tests {
         c.put(1, 1, &record);
         assert!(get(&mut c, 1, 1).is_none());
         c.put(0, 2, &[0u8; MAX_RECORD + 1]);
-        assert!(get(&mut c, 0, 2).is_none(), "oversized records are not kept");
+        assert!(
+            get(&mut c, 0, 2).is_none(),
+            "oversized records are not kept"
+        );
     }
 }

@@ -1,0 +1,300 @@
+//! Snapshots: per client per tick, one `DeltaSync` message under a byte
+//! budget. The client side that applies them is `tos_client::snapshot`.
+//!
+//! # What a client is sent
+//!
+//! Each client has a [`ClientView`]: one entry per entity it may know, with
+//! a priority accumulator, the state it last **acknowledged** for that
+//! entity (the baseline, with its tick), and the entry's lifecycle:
+//!
+//! - *Active*: in interest. Every tick its credit grows by the adaptive
+//!   rate — `moving_rate` (1.0: every tick) when the entity changed since
+//!   it was last sent to this client (or a snapshot carrying it was lost),
+//!   `stationary_rate` (0.10) otherwise, at most `distant_rate` (0.30)
+//!   beyond `distant_fraction` of the entity type's interest distance. An
+//!   entry is due when its credit reaches 1; due entries are sent in order
+//!   of `credit × (2 − d/D) × (1 + min(speed / max_speed, 1))` — longer
+//!   waiting, nearer and faster first — until the budget is full. Those that
+//!   do not fit keep their credit, so they come first later. A sent entry's
+//!   credit restarts at 0.
+//! - *Leaving*: out of interest (beyond 1.05 × its type's distance, gone,
+//!   or turned invisible to this viewer) while the client may know it: a
+//!   Remove is due, ahead of everything else.
+//! - *RemoveSent*: the Remove is in flight. The entry is forgotten when the
+//!   snapshot carrying it is acknowledged; if that snapshot is lost, the
+//!   entry goes back to Leaving and the Remove is sent again. Re-entering
+//!   interest meanwhile makes it Active again, and its next record is a
+//!   Create.
+//!
+//! An Active entry is sent as an Update against its acknowledged baseline
+//! when it has one, that baseline is at most [`MAX_BASELINE_AGE`] ticks old
+//! and still in the shard's history ([`crate::entity::HISTORY`] ticks), at
+//! most [`MAX_RECORDS_SINCE_BASELINE`] records were sent for it since, and
+//! its last Create is younger than `full_sync_interval_ms`; otherwise as a
+//! Create (a full refresh).
+//!
+//! # Shared work
+//!
+//! A view names each baseline by its tick only; the state is read from the
+//! shard's history, so no view holds a copy of any entity state. Clients
+//! whose baseline for an entity is the same tick need the same record
+//! bytes, so each (entity, baseline tick) record is encoded once per tick
+//! and copied from the shard's [`RecordCache`] into every other snapshot
+//! that needs it. What the per-entry pass reads of an entity (position,
+//! generation, change tick, speed, visibility) is gathered once per tick
+//! into one 28-byte [`Summary`] per slot. Selection takes a priority
+//! threshold (a selection over the priorities alone) and walks the due
+//! entries in slot order, which ascends through the view's memory.
+//!
+//! # Acknowledgements
+//!
+//! Up to [`IN_FLIGHT`] snapshots per client are remembered, by `tick %
+//! IN_FLIGHT`, each as a compact list of (entry, record kind, sequence) in a
+//! per-client ring of records. An acknowledgement makes each record's tick
+//! the entry's baseline if it is newer than the current one and the
+//! history still holds that state; a loss marks the entries for resending.
+//! A snapshot that is neither acknowledged nor lost before its slot is
+//! needed again counts as lost. After a migration to another core, the
+//! baselines are forgotten (they name the old shard's history).
+//!
+//! # The receiver
+//!
+//! The client side lives in the client crate (`tos_client::SnapshotReceiver`,
+//! which keeps 16 states per entity). The writer never names a baseline
+//! that receiver has dropped: it references only baselines at most
+//! [`MAX_BASELINE_AGE`] ticks old with at most [`MAX_RECORDS_SINCE_BASELINE`]
+//! later records for the same entity, fewer than the receiver keeps
+//! (`shards/tests/snapshots.rs` checks the two constants against each other).
+//!
+//! # Files
+//!
+//! - `view.rs`: a client's view (hot and cold entries, lifecycle, the
+//!   in-flight snapshots and their acknowledgements, the interest refresh).
+//! - `priority.rs`: the per-tick pass (credit, leaving, due entries).
+//! - `writer.rs`: selection and the records of one snapshot.
+//! - `record_cache.rs`: records shared across clients within a tick.
+//! - this file: constants, settings, and what all clients share per tick
+//!   (the entity summary and the scratch buffers).
+
+mod priority;
+mod record_cache;
+mod view;
+mod writer;
+
+use tos_config::ServerConfig;
+
+use crate::aoi::AoiGrid;
+use crate::entity::{Entities, EntityState, EntityType, Faction, FactionTable, HISTORY};
+use record_cache::RecordCache;
+
+pub use view::{ClientView, ViewStats};
+pub(crate) use writer::write_snapshot;
+
+/// Snapshots per client that can await an acknowledgement.
+pub const IN_FLIGHT: usize = 16;
+
+// An acknowledgement reads the states its snapshot carried from the
+// history, so the history must reach back over every snapshot in flight.
+const _: () = assert!(IN_FLIGHT <= HISTORY);
+
+/// The oldest baseline an update may name, in ticks (PROTOCOL.md §8).
+pub const MAX_BASELINE_AGE: u32 = 64;
+
+/// The most records sent for an entity after its baseline's record before
+/// the server stops naming that baseline (and sends a Create): below the
+/// 16 states the client's receiver keeps (`tos_client::RECEIVER_HISTORY`),
+/// leaving room for reordered snapshots.
+pub const MAX_RECORDS_SINCE_BASELINE: u16 = 12;
+
+/// Bytes of a DeltaSync before its record count: type, tick, newest
+/// acknowledged tick, input ack.
+pub const DELTA_SYNC_HEADER: usize = 13;
+
+/// Records of in-flight snapshots one client can hold.
+pub(super) const RECORD_RING: usize = 2048;
+
+/// Entities leave interest beyond this factor of their enter distance.
+pub const LEAVE_FACTOR: f64 = 1.05;
+
+/// Ticks between two AOI queries of one client (entities entering range
+/// are found at most this late; leaving is checked every tick).
+pub const REFRESH_TICKS: u32 = 6;
+
+/// A viewer that moved this far since its last query is queried again at
+/// once.
+pub(super) const REFRESH_DISTANCE: f64 = 2_000.0;
+
+/// How many entries ahead the writer's walks start fetching memory.
+pub(super) const PREFETCH_AHEAD: usize = 8;
+
+/// Consecutive records that did not fit before a snapshot is closed.
+pub(super) const MAX_MISSES: u32 = 8;
+
+/// The sync settings in the form the writer uses.
+#[derive(Debug, Clone)]
+pub(crate) struct SyncParams {
+    pub(super) moving_rate: f32,
+    pub(super) stationary_rate: f32,
+    pub(super) distant_rate: f32,
+    pub(super) full_sync_ticks: u32,
+    pub(super) exit_d2: [f64; 8],
+    pub(super) distant_d2: [f64; 8],
+    pub(super) inv_distance: [f64; 8],
+    pub(super) max_speed: f32,
+    pub(super) aoi_enabled: bool,
+}
+
+impl SyncParams {
+    pub(crate) fn new(config: &ServerConfig) -> Self {
+        let sync = &config.sync;
+        let distance: [f64; 8] =
+            core::array::from_fn(|t| EntityType::ALL[t].interest_distance(&config.aoi.distances));
+        let enabled = config.aoi.enabled;
+        Self {
+            moving_rate: sync.moving_rate as f32,
+            stationary_rate: sync.stationary_rate as f32,
+            distant_rate: sync.distant_rate as f32,
+            full_sync_ticks: ((u64::from(sync.full_sync_interval_ms)
+                * u64::from(config.runtime.tick_hz))
+                / 1000)
+                .clamp(1, u64::from(u32::MAX)) as u32,
+            exit_d2: distance.map(|d| {
+                if enabled {
+                    (d * LEAVE_FACTOR).powi(2)
+                } else {
+                    f64::INFINITY
+                }
+            }),
+            distant_d2: distance.map(|d| (d * sync.distant_fraction).powi(2)),
+            inv_distance: distance.map(|d| 1.0 / d.max(f64::MIN_POSITIVE)),
+            max_speed: (config.authority.max_speed as f32).max(1.0),
+            aoi_enabled: enabled,
+        }
+    }
+
+    pub(crate) fn full_sync_ticks(&self) -> u32 {
+        self.full_sync_ticks
+    }
+}
+
+/// The viewer a snapshot is built for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Viewer {
+    pub(crate) input_ack: u32,
+    pub(crate) index: u32,
+    pub(crate) position: [f32; 3],
+    pub(crate) faction: Faction,
+}
+
+/// What the per-tick pass reads of one entity (28 bytes), gathered once per
+/// tick for every client of the shard: one load per view entry instead of
+/// six scattered columns (generation, position, change tick, velocity,
+/// state, faction).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Summary {
+    pub(super) position: [f32; 3],
+    pub(super) generation: u32,
+    pub(super) changed_tick: u32,
+    /// `1 + min(speed / max_speed, 1)`: faster entities first.
+    pub(super) fast: f32,
+    pub(super) faction: Faction,
+    /// Invisible to all but friends.
+    pub(super) hidden: bool,
+}
+
+/// Scratch buffers shared by all clients of a shard, and the per-tick
+/// entity summary.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    pub(super) query: Vec<u32>,
+    /// Due entries (priority, slot), in slot order.
+    pub(super) candidates: Vec<(f32, u16)>,
+    /// Entries whose Remove is due, in slot order.
+    pub(super) removes: Vec<u16>,
+    /// Priorities, for selecting the best of the candidates.
+    pub(super) keys: Vec<f32>,
+    /// The candidates of one batch, in slot order.
+    pub(super) chosen: Vec<u16>,
+    pub(super) records: Vec<u8>,
+    pub(super) summary: Vec<Summary>,
+    /// The summary describes the entities as they are now.
+    pub(super) summary_fresh: bool,
+    /// Per entity slot: (refresh epoch, view entry) of the view being
+    /// refreshed.
+    pub(super) stamps: Vec<(u32, u16)>,
+    pub(super) stamp_epoch: u32,
+    /// Records encoded this tick, shared by the clients.
+    pub(super) cache: RecordCache,
+}
+
+impl Scratch {
+    pub(crate) fn new(entities: u32) -> Self {
+        Self {
+            query: Vec::with_capacity(entities as usize),
+            candidates: Vec::with_capacity(4096),
+            removes: Vec::with_capacity(4096),
+            keys: Vec::with_capacity(4096),
+            chosen: Vec::with_capacity(4096),
+            records: vec![0; 64 * 1024],
+            summary: vec![Summary::default(); entities as usize],
+            summary_fresh: false,
+            stamps: vec![(0, 0); entities as usize],
+            stamp_epoch: 0,
+            cache: RecordCache::new(entities),
+        }
+    }
+
+    /// The entities changed: the summary is rebuilt before the next
+    /// snapshot.
+    pub(crate) fn entities_changed(&mut self) {
+        self.summary_fresh = false;
+        self.cache.new_epoch();
+    }
+
+    /// Records served from the shared cache and records encoded.
+    pub(crate) fn record_counts(&self) -> (u64, u64) {
+        self.cache.counts()
+    }
+
+    /// Bytes per entity slot of the shared per-shard state (summary and
+    /// record cache ways; the cache's 1 MiB arena is per shard).
+    pub(crate) const fn bytes_per_entity_slot() -> usize {
+        core::mem::size_of::<Summary>()
+            + core::mem::size_of::<(u32, u16)>()
+            + RecordCache::bytes_per_slot()
+    }
+
+    /// Rebuilds the summary if the entities changed since it was built:
+    /// O(slots), once per tick rather than once per client and entry.
+    pub(crate) fn refresh_summary(&mut self, ents: &Entities, params: &SyncParams) {
+        if self.summary_fresh {
+            return;
+        }
+        self.summary_fresh = true;
+        // Every slot's generation, so that a freed slot never matches an
+        // entry that named its old entity.
+        for (s, &g) in self.summary.iter_mut().zip(&ents.generation) {
+            s.generation = g;
+        }
+        for &i in &ents.dense {
+            let iu = i as usize;
+            let v = ents.velocity[iu];
+            let speed = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+            let s = &mut self.summary[iu];
+            s.position = ents.position[iu];
+            s.changed_tick = ents.changed_tick[iu];
+            s.fast = 1.0 + (speed / params.max_speed).min(1.0);
+            s.faction = ents.faction[iu];
+            s.hidden = ents.state[iu].contains(EntityState::INVISIBLE);
+        }
+    }
+}
+
+/// What the writer reads of the world.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WorldView<'a> {
+    pub(crate) ents: &'a Entities,
+    pub(crate) aoi: &'a AoiGrid,
+    pub(crate) factions: &'a FactionTable,
+    pub(crate) params: &'a SyncParams,
+}
