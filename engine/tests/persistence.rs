@@ -43,7 +43,22 @@ impl Server {
         Self::start_with_env(dir, port, &[])
     }
 
+    /// Starts a server on `port`; if that port was taken meanwhile (a
+    /// restart reuses the port of the server it replaces, and other tests'
+    /// sockets may have been given it since), on a fresh one.
     fn start_with_env(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Self {
+        let mut port = port;
+        for _ in 0..3 {
+            match Self::try_start(dir, port, env) {
+                Some(server) => return server,
+                None => port = free_port(),
+            }
+        }
+        panic!("tos-server did not start on three ports");
+    }
+
+    /// `None` if the server exited before saying it runs.
+    fn try_start(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Option<Self> {
         let config = dir.join("server.ron");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tos-server"))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -66,7 +81,16 @@ impl Server {
         let mut key = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).expect("tos-server logs that it runs");
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // It exited (its reason is on stderr, e.g. a busy port).
+                    let status = child.wait().expect("the server exits");
+                    eprintln!("tos-server exited before running ({status}); retrying");
+                    return None;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("tos-server logs that it runs"),
+            };
             assert!(
                 !line.contains('\u{1b}'),
                 "no colour codes in a piped log: {line:?}"
@@ -91,13 +115,13 @@ impl Server {
                 kept.lock().unwrap().push(line);
             }
         });
-        Self {
+        Some(Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             key: key.expect("the log names the public key"),
             integrity,
             log,
-        }
+        })
     }
 
     fn signal(&mut self, sig: i32) {
