@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use tos_config::{CoreSelection, ServerConfig};
 use tos_protocol::connection::{ClientConfig, ServerKey, TransportConfig};
 use tos_protocol::integrity::IntegrityTable;
@@ -31,97 +32,132 @@ use tos_protocol::integrity::IntegrityTable;
 use player::Mode;
 use report::{Live, Recorder, RunInfo, Sample};
 
-const USAGE: &str = "\
-loadgen: simulated players against a tos-server
-
-  --spawn-server            run a server in this process on 127.0.0.1 (demo)
-  --server HOST:PORT        target server (loopback only unless --allow-remote)
-  --server-key HEX          the server's static public key (64 hex digits)
-  --integrity-secret HEX    secret the server's integrity tables come from
-  --allow-remote            permit a non-loopback --server
-  --players N               players (default 100)
-  --seconds S               run length (default 10)
-  --rate HZ                 movement claims per second per player (default 60)
-  --mode world|echo         play the game, or echo probes (server --echo)
-  --threads N               loadgen threads (default 1)
-  --sockets N               UDP sockets per loadgen thread (default 4)
-  --cpus A,B                pin loadgen threads to these CPUs
-  --server-cores N          cores for --spawn-server (default 1)
-  --server-cpus A,B         pin the spawned server's cores to these CPUs
-  --battle F                fraction of players converging on one battle (default 0.1)
-  --cheaters F              fraction of misbehaving players (default 0)
-  --ramp S                  spread connects over S seconds (default 0: a connect storm)
-    --decode-only             check that snapshots decode but keep no world
-                            state (lighter clients, to load a server from
-                            fewer loadgen cores); default: apply them
-  --account-prefix P        accounts are named P0, P1, ... (default lg); each is
-                            registered on first use, logged in afterwards, and
-                            gets a character when it has none
-  --password PW             password of those accounts (default loadgen-password)
-  --fast-passwords          --spawn-server hashes passwords with the cheapest
-                            Argon2id settings (8 KiB, 1 pass): capacity runs
-                            measure the world, not the login storm
-  --login-only              players log in and stay connected without entering
-                            the world (to measure a login storm alone)
-  --data-dir DIR            data directory of --spawn-server (default: a new
-                            temporary one); reuse it to find the characters again
-  --positions FILE          where players' last positions are remembered between
-                            runs (default DATA-DIR/loadgen-P.positions, or
-                            ./loadgen-P.positions with --server)
-  --json FILE|-             write the summary as JSON
-  --csv FILE                write the per-second time series
-  --svg FILE                write a chart of players, packets/s and p99 latency
-  --log-level LEVEL         default warn
-  --attack KIND             attack while the players play: fragment-bomb,
-                            connect-flood, handshake-flood, garbage,
-                            silent-peer, rtt-inflation (docs/SECURITY.md)
-  --attack-rate PPS         the attack's datagrams per second (default 50000)
-  --attack-start S          seconds after the start (default: --ramp + 1)
-  --attack-settle S         after the run, wait up to this long for the server
-                            to drop every connection (default 25: one idle
-                            timeout plus the closing period)
-  --attack-cpu N            pin the attack thread (default: the first --cpus)
-  --server-pid PID          with --server: read the server's memory from this
-                            process (default: loadgen's own, with --spawn-server)
-  --server-metrics ADDR     with --server: its metrics endpoint, for the
-                            connections it holds after an attack";
-
-#[derive(Debug)]
+/// loadgen: simulated players against a tos-server.
+///
+/// Every player is a real protocol client (handshake with the pinned key,
+/// encryption, reliability, integrity answers) that logs in, enters the
+/// world and plays; the summary proves the server's numbers.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
 struct Args {
+    /// Run a server in this process on 127.0.0.1 (demo).
+    #[arg(
+        long = "spawn-server",
+        conflicts_with = "server",
+        required_unless_present = "server"
+    )]
     spawn: bool,
+    /// Target server (loopback only unless --allow-remote).
+    #[arg(long, value_name = "HOST:PORT", requires = "server_key")]
     server: Option<SocketAddr>,
+    /// The server's static public key (64 hex digits; the server logs it at start).
+    #[arg(long, value_name = "HEX", value_parser = hex32)]
     server_key: Option<[u8; 32]>,
+    /// Secret the server's integrity tables come from (64 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = hex32)]
     integrity_secret: Option<[u8; 32]>,
+    /// Permit a non-loopback --server.
+    #[arg(long)]
     allow_remote: bool,
+    /// Players (1..=200000).
+    #[arg(long, default_value_t = 100)]
     players: usize,
+    /// Run length, seconds (0..=3600).
+    #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Movement claims per second per player.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     rate: u32,
+    /// Play the game, or echo probes (server --echo).
+    #[arg(long, value_enum, default_value_t = Mode::World)]
     mode: Mode,
+    /// Loadgen threads.
+    #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// UDP sockets per loadgen thread.
+    #[arg(long, default_value_t = 4)]
     sockets: usize,
+    /// Pin loadgen threads to these CPUs.
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
     cpus: Vec<usize>,
+    /// Cores for --spawn-server.
+    #[arg(long, default_value_t = 1)]
     server_cores: usize,
+    /// Pin the spawned server's cores to these CPUs.
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
     server_cpus: Vec<usize>,
+    /// Fraction of players converging on one battle.
+    #[arg(long, value_name = "F", default_value_t = 0.1)]
     battle: f64,
+    /// Fraction of misbehaving players (speed hacks, garbage).
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
     cheaters: f64,
+    /// Spread connects over this many seconds (0: a connect storm).
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
     ramp: f64,
+    /// Check that snapshots decode but keep no world state (lighter
+    /// clients, to load a server from fewer loadgen cores); default: apply
+    /// them. Players that keep no world do not hunt, loot or fight.
+    #[arg(long)]
     decode_only: bool,
+    /// Write the summary as JSON (`-`: standard output).
+    #[arg(long, value_name = "FILE|-")]
     json: Option<String>,
+    /// Write the per-second time series.
+    #[arg(long, value_name = "FILE")]
     csv: Option<String>,
+    /// Write a chart of players, packets/s and p99 latency.
+    #[arg(long, value_name = "FILE")]
     svg: Option<String>,
+    /// Log level (a tracing filter).
+    #[arg(long, default_value = "warn")]
     log_level: String,
+    /// Accounts are named P0, P1, ...; each is registered on first use,
+    /// logged in afterwards, and gets a character when it has none.
+    #[arg(long, value_name = "P", default_value = "lg", value_parser = account_prefix)]
     account_prefix: String,
+    /// Password of those accounts (8 to 128 bytes).
+    #[arg(long, value_name = "PW", default_value = "loadgen-password", value_parser = password)]
     password: String,
+    /// Data directory of --spawn-server (default: a new temporary one);
+    /// reuse it to find the characters again.
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
+    /// Where players' last positions are remembered between runs (default
+    /// DATA-DIR/loadgen-P.positions, or ./loadgen-P.positions with --server).
+    #[arg(long, value_name = "FILE")]
     positions: Option<String>,
+    /// Players log in and stay connected without entering the world (to
+    /// measure a login storm alone).
+    #[arg(long)]
     login_only: bool,
+    /// --spawn-server hashes passwords with the cheapest Argon2id settings
+    /// (8 KiB, 1 pass): capacity runs measure the world, not the login storm.
+    #[arg(long)]
     fast_passwords: bool,
+    /// Attack while the players play (docs/SECURITY.md).
+    #[arg(long, value_name = "KIND", value_parser = attack_kind)]
     attack: Option<attack::Kind>,
+    /// The attack's datagrams per second.
+    #[arg(long, value_name = "PPS", default_value_t = 50_000)]
     attack_rate: u64,
+    /// Seconds after the start the attack begins (default: --ramp + 1).
+    #[arg(long, value_name = "S")]
     attack_start: Option<f64>,
+    /// After the run, wait up to this long for the server to drop every
+    /// connection (one idle timeout plus the closing period).
+    #[arg(long, value_name = "S", default_value_t = 25.0)]
     attack_settle: f64,
+    /// Pin the attack thread (default: the first --cpus).
+    #[arg(long, value_name = "N")]
     attack_cpu: Option<usize>,
+    /// With --server: read the server's memory from this process (default:
+    /// loadgen's own, with --spawn-server).
+    #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
+    /// With --server: its metrics endpoint, for the connections it holds
+    /// after an attack.
+    #[arg(long, value_name = "ADDR")]
     server_metrics: Option<SocketAddr>,
 }
 
@@ -138,156 +174,47 @@ fn hex32(s: &str) -> Result<[u8; 32], String> {
     Ok(out)
 }
 
-fn list(s: &str) -> Result<Vec<usize>, String> {
-    s.split(',')
-        .map(|x| x.trim().parse().map_err(|_| format!("bad number {x:?}")))
-        .collect()
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        spawn: false,
-        server: None,
-        server_key: None,
-        integrity_secret: None,
-        allow_remote: false,
-        players: 100,
-        seconds: 10.0,
-        rate: 60,
-        mode: Mode::World,
-        threads: 1,
-        sockets: 4,
-        cpus: Vec::new(),
-        server_cores: 1,
-        server_cpus: Vec::new(),
-        battle: 0.1,
-        cheaters: 0.0,
-        ramp: 0.0,
-        decode_only: false,
-        json: None,
-        csv: None,
-        svg: None,
-        log_level: "warn".into(),
-        account_prefix: "lg".into(),
-        password: "loadgen-password".into(),
-        data_dir: None,
-        positions: None,
-        login_only: false,
-        fast_passwords: false,
-        attack: None,
-        attack_rate: 50_000,
-        attack_start: None,
-        attack_settle: 25.0,
-        attack_cpu: None,
-        server_pid: None,
-        server_metrics: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut v = |n: &str| it.next().ok_or_else(|| format!("{n} needs a value"));
-        let num = |x: String, n: &str| x.parse::<f64>().map_err(|_| format!("bad {n} {x:?}"));
-        match arg.as_str() {
-            "--spawn-server" => a.spawn = true,
-            "--server" => {
-                a.server = Some(
-                    v("--server")?
-                        .parse()
-                        .map_err(|_| "bad --server (HOST:PORT, an IP address)".to_string())?,
-                )
-            }
-            "--server-key" => {
-                a.server_key =
-                    Some(hex32(&v("--server-key")?).map_err(|e| format!("--server-key: {e}"))?)
-            }
-            "--integrity-secret" => {
-                a.integrity_secret = Some(
-                    hex32(&v("--integrity-secret")?)
-                        .map_err(|e| format!("--integrity-secret: {e}"))?,
-                )
-            }
-            "--allow-remote" => a.allow_remote = true,
-            "--players" => a.players = num(v("--players")?, "--players")? as usize,
-            "--seconds" => a.seconds = num(v("--seconds")?, "--seconds")?,
-            "--rate" => a.rate = num(v("--rate")?, "--rate")? as u32,
-            "--mode" => {
-                a.mode = match v("--mode")?.as_str() {
-                    "world" => Mode::World,
-                    "echo" => Mode::Echo,
-                    m => return Err(format!("bad --mode {m:?}")),
-                }
-            }
-            "--threads" => a.threads = num(v("--threads")?, "--threads")? as usize,
-            "--sockets" => a.sockets = num(v("--sockets")?, "--sockets")? as usize,
-            "--cpus" => a.cpus = list(&v("--cpus")?)?,
-            "--server-cores" => {
-                a.server_cores = num(v("--server-cores")?, "--server-cores")? as usize
-            }
-            "--server-cpus" => a.server_cpus = list(&v("--server-cpus")?)?,
-            "--battle" => a.battle = num(v("--battle")?, "--battle")?,
-            "--cheaters" => a.cheaters = num(v("--cheaters")?, "--cheaters")?,
-            "--ramp" => a.ramp = num(v("--ramp")?, "--ramp")?,
-            "--json" => a.json = Some(v("--json")?),
-            "--decode-only" => a.decode_only = true,
-            "--csv" => a.csv = Some(v("--csv")?),
-            "--svg" => a.svg = Some(v("--svg")?),
-            "--log-level" => a.log_level = v("--log-level")?,
-            "--account-prefix" => a.account_prefix = v("--account-prefix")?,
-            "--password" => a.password = v("--password")?,
-            "--data-dir" => a.data_dir = Some(v("--data-dir")?),
-            "--positions" => a.positions = Some(v("--positions")?),
-            "--login-only" => a.login_only = true,
-            "--fast-passwords" => a.fast_passwords = true,
-            "--attack" => {
-                let k = v("--attack")?;
-                a.attack = Some(
-                    attack::Kind::parse(&k)
-                        .ok_or_else(|| format!("bad --attack {k:?}\n\n{USAGE}"))?,
-                );
-            }
-            "--attack-rate" => a.attack_rate = num(v("--attack-rate")?, "--attack-rate")? as u64,
-            "--attack-start" => a.attack_start = Some(num(v("--attack-start")?, "--attack-start")?),
-            "--attack-settle" => a.attack_settle = num(v("--attack-settle")?, "--attack-settle")?,
-            "--server-pid" => a.server_pid = Some(num(v("--server-pid")?, "--server-pid")? as u32),
-            "--server-metrics" => {
-                a.server_metrics = Some(
-                    v("--server-metrics")?
-                        .parse()
-                        .map_err(|_| "bad --server-metrics (HOST:PORT)".to_string())?,
-                )
-            }
-            "--attack-cpu" => {
-                a.attack_cpu = Some(num(v("--attack-cpu")?, "--attack-cpu")? as usize)
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
-        }
-    }
-    let p = &a.account_prefix;
+fn account_prefix(p: &str) -> Result<String, String> {
     if p.is_empty()
         || p.len() > 12
         || !p.as_bytes()[0].is_ascii_alphabetic()
         || !p.bytes().all(|b| b.is_ascii_alphanumeric())
     {
-        return Err("--account-prefix: 1-12 ASCII letters and digits, starting with a letter (it also names the characters)".into());
+        return Err(
+            "1-12 ASCII letters and digits, starting with a letter (it also names the characters)"
+                .into(),
+        );
     }
-    if !(8..=128).contains(&a.password.len()) {
-        return Err("--password: 8 to 128 bytes".into());
+    Ok(p.to_string())
+}
+
+fn password(p: &str) -> Result<String, String> {
+    if !(8..=128).contains(&p.len()) {
+        return Err("8 to 128 bytes".into());
     }
-    if a.spawn == a.server.is_some() {
-        return Err(format!(
-            "give exactly one of --spawn-server and --server\n\n{USAGE}"
-        ));
-    }
+    Ok(p.to_string())
+}
+
+fn attack_kind(k: &str) -> Result<attack::Kind, String> {
+    attack::Kind::parse(k).ok_or_else(|| {
+        let names: Vec<&str> = attack::Kind::ALL.iter().map(|k| k.name()).collect();
+        format!("one of {}", names.join(", "))
+    })
+}
+
+/// The checks that involve several options.
+fn check_args(a: &Args) -> Result<(), String> {
     if !(a.seconds > 0.0 && a.seconds <= 3600.0) {
         return Err("--seconds must be in (0, 3600]".into());
     }
-    if a.players == 0 || a.players > 200_000 || a.threads == 0 || a.sockets == 0 || a.rate == 0 {
-        return Err(
-            "--players (1..=200000), --threads, --sockets and --rate must be positive".into(),
-        );
+    if a.players == 0 || a.players > 200_000 || a.threads == 0 || a.sockets == 0 {
+        return Err("--players (1..=200000), --threads and --sockets must be positive".into());
     }
     if !(0.0..=1.0).contains(&(a.battle + a.cheaters)) || a.battle < 0.0 || a.cheaters < 0.0 {
         return Err("--battle and --cheaters are fractions that add up to at most 1".into());
+    }
+    if !(a.ramp >= 0.0 && a.ramp.is_finite()) {
+        return Err("--ramp must be a non-negative number of seconds".into());
     }
     if let Some(s) = a.server {
         if !s.ip().is_loopback() && !a.allow_remote {
@@ -295,11 +222,8 @@ fn parse_args() -> Result<Args, String> {
                 "refusing to load {s}: not a loopback address (pass --allow-remote to target another host you own)"
             ));
         }
-        if a.server_key.is_none() {
-            return Err("--server needs --server-key (the key the server logs at start)".into());
-        }
     }
-    Ok(a)
+    Ok(())
 }
 
 fn write_out(path: &str, text: &str) -> Result<(), String> {
@@ -311,13 +235,11 @@ fn write_out(path: &str, text: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
+    if let Err(e) = check_args(&args) {
+        eprintln!("loadgen: {e}");
+        return ExitCode::from(2);
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

@@ -28,7 +28,7 @@ pub(crate) enum Behaviour {
 }
 
 /// What the load asks players to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Mode {
     /// Enter the world and play.
     World,

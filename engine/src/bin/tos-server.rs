@@ -18,75 +18,59 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use tos_config::{CoreSelection, ServerConfig, ShardLayout};
 use tos_engine::{runtime, signals};
 
-const USAGE: &str = "usage: tos-server [--config FILE] [--layout FILE] [--data-dir DIR] [--cores all|N|A,B,C] [--port PORT] [--log-level LEVEL] [--echo]";
-
-#[derive(Debug, Default)]
+/// The Tales of Shadowland world server.
+///
+/// Without --config the embedded defaults are used (config/server.ron).
+#[derive(Debug, Parser)]
+#[command(name = "tos-server", version, about = "The Tales of Shadowland world server", long_about = None)]
 struct Args {
+    /// Server settings (RON; docs/CONFIG.md). Default: the embedded defaults.
+    #[arg(long, value_name = "FILE")]
     config: Option<String>,
+    /// Which core owns which quadrants (RON; docs/ENGINE.md).
+    #[arg(long, value_name = "FILE")]
     layout: Option<String>,
+    /// Where the SQLite database and the keys live (created on first start).
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
-    help: bool,
+    /// all, a count N, or a list of core ids A,B,C.
+    #[arg(long, value_name = "all|N|A,B,C", value_parser = cores)]
     cores: Option<CoreSelection>,
+    /// UDP port (overrides network.bind's port).
+    #[arg(long)]
     port: Option<u16>,
-    log_level: Option<String>,
+    /// Log level (a tracing filter).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+    /// Benchmark mode: echo client messages back, no world.
+    #[arg(long)]
     echo: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args::default();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match a.as_str() {
-            "--config" => args.config = Some(value("--config")?),
-            "--layout" => args.layout = Some(value("--layout")?),
-            "--data-dir" => args.data_dir = Some(value("--data-dir")?),
-            "--cores" => {
-                let v = value("--cores")?;
-                args.cores = Some(if v == "all" {
-                    CoreSelection::All
-                } else if v.contains(',') {
-                    CoreSelection::List(
-                        v.split(',')
-                            .map(|c| c.trim().parse().map_err(|_| format!("bad core {c:?}")))
-                            .collect::<Result<_, _>>()?,
-                    )
-                } else {
-                    CoreSelection::Count(v.parse().map_err(|_| format!("bad --cores {v:?}"))?)
-                });
-            }
-            "--port" => {
-                args.port = Some(
-                    value("--port")?
-                        .parse()
-                        .map_err(|_| "bad --port".to_string())?,
-                )
-            }
-            "--log-level" => args.log_level = Some(value("--log-level")?),
-            "--echo" => args.echo = true,
-            "-h" | "--help" => args.help = true,
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
+fn cores(v: &str) -> Result<CoreSelection, String> {
+    if v == "all" {
+        return Ok(CoreSelection::All);
     }
-    Ok(args)
+    if v.contains(',') {
+        return v
+            .split(',')
+            .map(|c| c.trim().parse().map_err(|_| format!("bad core {c:?}")))
+            .collect::<Result<_, _>>()
+            .map(CoreSelection::List);
+    }
+    v.parse()
+        .map(CoreSelection::Count)
+        .map_err(|_| format!("expected all, a count or a list, not {v:?}"))
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    if args.help {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let level = args.log_level.clone().unwrap_or_else(|| "info".into());
+    // Bad arguments exit with 2, --help and --version with 0 (clap's codes).
+    let args = Args::parse();
+    let level = args.log_level.clone();
     let filter = match tracing_subscriber::EnvFilter::try_new(&level) {
         Ok(f) => f,
         Err(e) => {
