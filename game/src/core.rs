@@ -549,6 +549,14 @@ impl GameCore {
                     bump(&self.services.counters.malformed_total);
                 }
             }
+            ClientMessage::PickUp { .. }
+            | ClientMessage::UseItem { .. }
+            | ClientMessage::Equip { .. }
+            | ClientMessage::Unequip { .. }
+            | ClientMessage::Chat { .. } => {
+                // Wired in the next commit (inventory and chat).
+                self.refuse(handle, request_type(&msg), RefusalReason::WrongState);
+            }
             ClientMessage::Action {
                 input_seq,
                 action_id,
@@ -1322,6 +1330,7 @@ impl GameCore {
                 mp: record.mp,
                 level: record.level,
                 exp: record.exp,
+                items: record.items.clone(),
             },
         };
         let transfer = SessionTransfer { account, character };

@@ -24,6 +24,7 @@ pub fn current_state(info: &EntityInfo, character: &PlayingCharacter) -> Charact
         mp: r.mp[0],
         level: character.saved.level,
         exp: character.saved.exp,
+        items: character.saved.items.clone(),
     }
 }
 
@@ -62,6 +63,7 @@ mod tests {
             mp: 50.0,
             level: 1,
             exp: 0,
+            items: Vec::new(),
         }
     }
 

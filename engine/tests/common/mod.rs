@@ -94,6 +94,7 @@ impl TestServer {
             mp: state.mp,
             level: state.level,
             exp: state.exp,
+            items: state.items,
         };
         db.save_states(&[s], 0).expect("saved");
     }
