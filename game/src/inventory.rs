@@ -116,6 +116,12 @@ impl ItemBook {
         Ok(book)
     }
 
+    /// The book of the game data's item templates (`items.ron`, already
+    /// validated by `tos_config`).
+    pub fn from_data(data: &tos_config::CombatData) -> Result<Self, String> {
+        Self::new(data.items.iter().map(rule_of))
+    }
+
     /// The rules of a template.
     pub fn get(&self, template: u16) -> Option<&ItemRule> {
         self.rules.get(usize::from(template))?.as_ref()
@@ -127,6 +133,43 @@ impl ItemBook {
 
     fn stack_max(&self, template: u16) -> u16 {
         self.get(template).map_or(1, |r| r.stack_max)
+    }
+}
+
+/// The wire's equip slot of a data file's slot name.
+pub fn wire_slot(slot: tos_config::EquipSlot) -> EquipSlot {
+    use tos_config::EquipSlot as D;
+    match slot {
+        D::Weapon => EquipSlot::Weapon,
+        D::Head => EquipSlot::Head,
+        D::Chest => EquipSlot::Chest,
+        D::Legs => EquipSlot::Legs,
+        D::Feet => EquipSlot::Feet,
+        D::Hands => EquipSlot::Hands,
+    }
+}
+
+/// The game-layer rules of an item template of the data files.
+pub fn rule_of(t: &tos_config::ItemTemplate) -> ItemRule {
+    let b = &t.bonus;
+    ItemRule {
+        template: t.id,
+        stack_max: t.max_stack.max(1),
+        weight: t.weight,
+        equip: t.slot.map(wire_slot),
+        consumable: t.consumable.map(|c| ConsumableRule {
+            hp: c.hp as f32,
+            mp: c.mp as f32,
+            cooldown_ms: c.cooldown_ms,
+        }),
+        bonus: GearBonus {
+            p_atk: b.p_atk as f32,
+            m_atk: b.m_atk as f32,
+            p_def: b.p_def as f32,
+            m_def: b.m_def as f32,
+            hp_max: b.hp_max as f32,
+            mp_max: b.mp_max as f32,
+        },
     }
 }
 
@@ -749,6 +792,18 @@ mod tests {
         assert_eq!(inv.equipped().count(), 0);
         let (_, lost) = Inventory::from_saved(&odd, 3, u32::MAX);
         assert_eq!(lost, 1, "no room for the fourth");
+    }
+
+    #[test]
+    fn the_embedded_items_make_a_book() {
+        let data = tos_config::CombatData::embedded().unwrap();
+        let b = ItemBook::from_data(&data).unwrap();
+        for t in &data.items {
+            let r = b.get(t.id).unwrap();
+            assert_eq!(r.equip.is_some(), t.slot.is_some(), "item {}", t.id);
+            assert_eq!(r.consumable.is_some(), t.consumable.is_some());
+            assert_eq!(r.stack_max, t.max_stack);
+        }
     }
 
     #[test]
