@@ -394,12 +394,7 @@ fn validate_skills(skills: &[SkillTemplate], check: &Checker<'_>) -> Result<(), 
         finite_min(check, f("mp_cost"), s.mp_cost, 0.0)?;
         finite_min(check, f("range"), s.range, 0.0)?;
         finite_min(check, f("radius"), s.radius, 0.0)?;
-        check.require(
-            s.cast_ms <= 60_000,
-            f("cast_ms"),
-            "0..=60000",
-            s.cast_ms,
-        )?;
+        check.require(s.cast_ms <= 60_000, f("cast_ms"), "0..=60000", s.cast_ms)?;
         check.require(
             s.cooldown_ms <= 3_600_000,
             f("cooldown_ms"),
@@ -489,7 +484,8 @@ fn validate_items(items: &[ItemTemplate], check: &Checker<'_>) -> Result<(), Con
                         "{} for kind {kind:?}",
                         match kind {
                             ItemKind::Weapon => "Some(Weapon)",
-                            ItemKind::Armor => "Some(an armour slot: Head, Chest, Legs, Feet, Hands)",
+                            ItemKind::Armor =>
+                                "Some(an armour slot: Head, Chest, Legs, Feet, Hands)",
                             _ => "None",
                         }
                     ),
@@ -527,11 +523,7 @@ fn validate_items(items: &[ItemTemplate], check: &Checker<'_>) -> Result<(), Con
                 )?;
             }
             (ItemKind::Consumable, None) => {
-                return Err(check.invalid(
-                    f("consumable"),
-                    "Some(...) for a consumable",
-                    "None",
-                ));
+                return Err(check.invalid(f("consumable"), "Some(...) for a consumable", "None"));
             }
             (_, Some(_)) => {
                 return Err(check.invalid(
@@ -570,11 +562,7 @@ fn validate_loot(
         for (e, entry) in table.entries.iter().enumerate() {
             let g = |name: &str| format!("tables[{t}].entries[{e}].{name}");
             let Some(item) = items.iter().find(|i| i.id == entry.item) else {
-                return Err(check.invalid(
-                    g("item"),
-                    "the id of an item in items.ron",
-                    entry.item,
-                ));
+                return Err(check.invalid(g("item"), "the id of an item in items.ron", entry.item));
             };
             check.require(
                 entry.chance > 0.0 && entry.chance <= 1.0,
@@ -586,7 +574,10 @@ fn validate_loot(
             check.require(
                 entry.max >= entry.min && entry.max <= item.max_stack,
                 g("max"),
-                format!("min ({}) ..= the item's max_stack ({})", entry.min, item.max_stack),
+                format!(
+                    "min ({}) ..= the item's max_stack ({})",
+                    entry.min, item.max_stack
+                ),
                 entry.max,
             )?;
         }
@@ -609,7 +600,10 @@ mod tests {
     /// The (origin, field) of the error after editing `file` with `edit`.
     fn broken(file: &str, edit: impl Fn(String) -> String) -> (String, String) {
         let mut t = [SKILLS, ITEMS, LOOT].map(text);
-        let k = [SKILLS, ITEMS, LOOT].iter().position(|f| *f == file).unwrap();
+        let k = [SKILLS, ITEMS, LOOT]
+            .iter()
+            .position(|f| *f == file)
+            .unwrap();
         let edited = edit(t[k].clone());
         assert_ne!(edited, t[k], "the edit changed nothing");
         t[k] = edited;
@@ -630,7 +624,9 @@ mod tests {
         let data = CombatData::load(&dir()).unwrap();
         assert_eq!(CombatData::embedded().unwrap(), data);
         // Ids 1..=8 keep the meaning loadgen and the tests rely on.
-        let names: Vec<&str> = (1..=8).map(|id| data.skill(id).unwrap().name.as_str()).collect();
+        let names: Vec<&str> = (1..=8)
+            .map(|id| data.skill(id).unwrap().name.as_str())
+            .collect();
         assert_eq!(
             names,
             [
@@ -652,7 +648,9 @@ mod tests {
 
     #[test]
     fn every_rule_names_the_file_and_the_field() {
-        expect(SKILLS, "skills[1].id", |t| t.replacen("id: 2,", "id: 1,", 1));
+        expect(SKILLS, "skills[1].id", |t| {
+            t.replacen("id: 2,", "id: 1,", 1)
+        });
         expect(SKILLS, "skills[0].power", |t| {
             t.replacen("power: 10.0", "power: -1.0", 1)
         });
@@ -708,6 +706,9 @@ mod tests {
             ..StatBonus::default()
         };
         let s = a.plus(b);
-        assert_eq!((s.p_atk, s.m_def, s.hp_max, s.mp_max), (3.5, 3.0, 10.0, 0.0));
+        assert_eq!(
+            (s.p_atk, s.m_def, s.hp_max, s.mp_max),
+            (3.5, 3.0, 10.0, 0.0)
+        );
     }
 }

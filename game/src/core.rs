@@ -1351,6 +1351,14 @@ impl GameCore {
             mp: c.saved.mp,
             hp_max: c.hp_max,
             mp_max: c.mp_max,
+            level: c.saved.level,
+            exp: c.saved.exp,
+            template: c.template,
+            stats: self
+                .services
+                .data
+                .template(c.template)
+                .map_or(tos_shards::combat::DEFAULT_STATS, |t| t.stats),
         };
         let client = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
         match self.shard.add_player(client, &character) {
