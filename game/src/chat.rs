@@ -44,16 +44,17 @@ impl Default for ChatLimiter {
 }
 
 impl ChatLimiter {
-    /// Takes a token for a line at `now`; false when the bucket is empty
-    /// (the line is refused with `ChatFlood`).
-    pub fn allow(&mut self, now: Instant) -> bool {
+    /// Takes `cost` tokens for a line at `now` (1 for a say or a whisper;
+    /// a shout costs more); false when the bucket holds fewer (the line is
+    /// refused with `ChatFlood`, and nothing is taken).
+    pub fn allow(&mut self, now: Instant, cost: f32) -> bool {
         if let Some(last) = self.last {
             let dt = now.saturating_duration_since(last).as_secs_f32();
             self.tokens = (self.tokens + dt * RATE_PER_SEC).min(BURST);
         }
         self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= cost {
+            self.tokens -= cost;
             true
         } else {
             false
@@ -115,21 +116,26 @@ mod tests {
         let t0 = Instant::now();
         let mut l = ChatLimiter::default();
         for i in 0..5 {
-            assert!(l.allow(t0), "line {i} of the burst");
+            assert!(l.allow(t0, 1.0), "line {i} of the burst");
         }
-        assert!(!l.allow(t0), "the sixth at once is a flood");
+        assert!(!l.allow(t0, 1.0), "the sixth at once is a flood");
         // Half a token after one second: still refused.
-        assert!(!l.allow(t0 + Duration::from_secs(1)));
+        assert!(!l.allow(t0 + Duration::from_secs(1), 1.0));
         // One token after two seconds (counted from the last refusal's
         // refill, which kept what it added).
-        assert!(l.allow(t0 + Duration::from_secs(2)));
-        assert!(!l.allow(t0 + Duration::from_secs(2)));
+        assert!(l.allow(t0 + Duration::from_secs(2), 1.0));
+        assert!(!l.allow(t0 + Duration::from_secs(2), 1.0));
         // A long silence refills up to the burst, not beyond.
         let later = t0 + Duration::from_secs(3_600);
         for _ in 0..5 {
-            assert!(l.allow(later));
+            assert!(l.allow(later, 1.0));
         }
-        assert!(!l.allow(later));
+        assert!(!l.allow(later, 1.0));
+        // A shout takes a whole burst, and is refused whole.
+        let much_later = later + Duration::from_secs(3_600);
+        assert!(l.allow(much_later, BURST));
+        assert!(!l.allow(much_later, BURST));
+        assert!(!l.allow(much_later, 1.0));
     }
 
     #[test]

@@ -208,6 +208,9 @@ pub struct Inventory {
     pending: Vec<Pending>,
     /// Template → the tick it can be used again.
     cooldowns: Vec<(u16, u32)>,
+    /// Bumped by every change of what is where (not by reservations or
+    /// cooldowns): the save pass compares it instead of the lists.
+    revision: u32,
 }
 
 impl Default for Inventory {
@@ -226,7 +229,13 @@ impl Inventory {
             weight_limit,
             pending: Vec::with_capacity(MAX_PENDING_PICKUPS),
             cooldowns: Vec::new(),
+            revision: 0,
         }
+    }
+
+    /// Changes with every change of what is where.
+    pub fn revision(&self) -> u32 {
+        self.revision
     }
 
     /// The inventory a saved list describes. Items in a place that does not
@@ -447,6 +456,7 @@ impl Inventory {
     /// Adds items: onto stacks of the template with room first, then into
     /// free slots. Returns how many found no room (0 = all added).
     pub fn add(&mut self, template: u16, count: u16, book: &ItemBook) -> u16 {
+        self.revision = self.revision.wrapping_add(1);
         let max = book.stack_max(template);
         let mut left = count;
         for s in self.bag.iter_mut().flatten() {
@@ -479,13 +489,19 @@ impl Inventory {
     /// Wears the item of bag slot `slot` in equip slot `equip` (a raw
     /// wire byte). The item must be equipment of exactly that slot; an
     /// item already worn there moves into the freed bag slot.
-    pub fn equip(&mut self, slot: u8, equip: u8, book: &ItemBook) -> Result<Equipped, RefusalReason> {
+    pub fn equip(
+        &mut self,
+        slot: u8,
+        equip: u8,
+        book: &ItemBook,
+    ) -> Result<Equipped, RefusalReason> {
         let stack = self.slot(slot).ok_or(RefusalReason::NoSuchItem)?;
         let target = EquipSlot::from_u8(equip).ok_or(RefusalReason::WrongSlot)?;
         let rule = book.get(stack.template).ok_or(RefusalReason::WrongSlot)?;
         if rule.equip != Some(target) || stack.count != 1 {
             return Err(RefusalReason::WrongSlot);
         }
+        self.revision = self.revision.wrapping_add(1);
         let replaced = self.worn[target.index()].replace(stack.template);
         self.bag[usize::from(slot)] = replaced.map(|template| Stack { template, count: 1 });
         Ok(Equipped {
@@ -509,6 +525,7 @@ impl Inventory {
             .ok_or(RefusalReason::InventoryFull)?;
         *free = Some(Stack { template, count: 1 });
         self.worn[target.index()] = None;
+        self.revision = self.revision.wrapping_add(1);
         Ok(template)
     }
 
@@ -550,6 +567,7 @@ impl Inventory {
             return;
         };
         let template = stack.template;
+        self.revision = self.revision.wrapping_add(1);
         stack.count -= 1;
         if stack.count == 0 {
             *entry = None;

@@ -120,8 +120,13 @@ pub mod combat_flags {
     pub const HEAL: u8 = 0x08;
     /// The target died of it.
     pub const KILL: u8 = 0x10;
-    /// Every defined bit; the others are reserved and must be zero.
-    pub const ALL: u8 = HIT | MISS | CRIT | HEAL | KILL;
+    /// A cast was interrupted (the caster moved or was stunned, the target
+    /// was lost); amount 0.
+    pub const INTERRUPTED: u8 = 0x20;
+    /// The target is invulnerable: no damage.
+    pub const IMMUNE: u8 = 0x40;
+    /// Every defined bit; the other (0x80) is reserved and must be zero.
+    pub const ALL: u8 = HIT | MISS | CRIT | HEAL | KILL | INTERRUPTED | IMMUNE;
 }
 
 /// Why the server sent a CharacterStats.
