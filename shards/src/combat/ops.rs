@@ -665,9 +665,9 @@ impl Shard {
         let c = self.ents.contributions[iu];
         let mut shares = [0u64; CONTRIBUTORS];
         formula::split_exp(total, &c.damage, &mut shares);
-        for k in 0..CONTRIBUTORS {
-            if let (Some(client), true) = (c.who[k], shares[k] > 0) {
-                self.give_exp(client, shares[k]);
+        for (who, share) in c.who.into_iter().zip(shares) {
+            if let (Some(client), true) = (who, share > 0) {
+                self.give_exp(client, share);
             }
         }
     }
@@ -881,7 +881,7 @@ impl Shard {
     /// cores are not included.
     pub fn clients_within(&self, position: [f32; 3], radius: f32, out: &mut Vec<ClientId>) {
         out.clear();
-        if !(radius >= 0.0) {
+        if radius.is_nan() || radius < 0.0 {
             return;
         }
         let r2 = f64::from(radius) * f64::from(radius);
