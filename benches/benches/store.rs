@@ -38,6 +38,7 @@ fn states(ids: &[CharacterId], round: u32) -> Vec<CharacterState> {
                 mp: 50.0,
                 level: (round % 100) as u16,
                 exp: u64::from(round) * 1000 + i as u64,
+                items: Vec::new(),
             }
         })
         .collect()

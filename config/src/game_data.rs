@@ -1,6 +1,8 @@
 //! Game data files in `config/data/`: character templates
 //! (`characters.ron`), the level table and class growth (`levels.ron`), and
-//! character name rules (`names.ron`), loaded and validated together.
+//! character name rules (`names.ron`), loaded and validated together, with
+//! the combat files (`skills.ron`, `items.ron`, `loot.ron`, module
+//! `combat_data`).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::Checker;
 use crate::parse::{from_ron, read_file};
-use crate::{ConfigError, WorldConfig};
+use crate::{CombatData, ConfigError, WorldConfig};
 
 /// File names inside the data directory.
 const CHARACTERS: &str = "characters.ron";
@@ -183,6 +185,9 @@ pub struct GameData {
     /// Character name rules, with `reserved` and `forbidden_substrings`
     /// lower-cased.
     pub names: NameRules,
+    /// Skills, item templates and loot tables (`skills.ron`, `items.ron`,
+    /// `loot.ron`; see [`CombatData`]).
+    pub combat: CombatData,
 }
 
 fn finite_at_least(
@@ -207,11 +212,16 @@ impl GameData {
         let characters = read_file(&path(CHARACTERS))?;
         let levels = read_file(&path(LEVELS))?;
         let names = read_file(&path(NAMES))?;
-        Self::from_ron_strs(&dir.display().to_string(), &characters, &levels, &names)
+        let mut data =
+            Self::from_ron_strs(&dir.display().to_string(), &characters, &levels, &names)?;
+        data.combat = CombatData::load(dir)?;
+        Ok(data)
     }
 
     /// Parses and validates the three files' text; errors name
-    /// `dir/characters.ron` and so on.
+    /// `dir/characters.ron` and so on. The combat files are the built-in
+    /// ones ([`CombatData::embedded`]); [`GameData::load`] reads them from
+    /// the directory too.
     pub fn from_ron_strs(
         dir: &str,
         characters: &str,
@@ -245,6 +255,7 @@ impl GameData {
             levels: levels.levels,
             classes: levels.classes,
             names,
+            combat: CombatData::embedded()?,
         })
     }
 

@@ -29,7 +29,9 @@
 //!     registration, character slots and login rate limits.
 //! - [`GameData`] (module `game_data`): the game's data files in
 //!   `config/data/` (character templates, the level table, name rules),
-//!   loaded and validated together, with the lookups the game layer needs.
+//!   loaded and validated together, with the lookups the game layer needs;
+//!   its `combat` part ([`CombatData`], module `combat_data`) holds skills,
+//!   item templates and loot tables.
 //! - [`ShardLayout`] (module `layout`): which core owns which quadrant,
 //!   resolved against a quadrant grid into a [`ResolvedLayout`] owner table,
 //!   or a [`LayoutError`] naming the quadrant at fault.
@@ -45,6 +47,7 @@ mod accounts;
 mod aoi;
 mod authority;
 mod check;
+mod combat_data;
 mod error;
 mod game_data;
 mod layout;
@@ -62,6 +65,11 @@ mod world;
 pub use accounts::AccountsConfig;
 pub use aoi::{AoiConfig, InterestDistances};
 pub use authority::AuthorityConfig;
+pub use combat_data::{
+    BuffKind, CombatData, ConsumableEffect, EquipSlot, ItemKind, ItemTemplate, LootEntry,
+    LootTable, MAX_LOOT_ENTRIES, MAX_SKILLS, School, SkillBuff, SkillKind, SkillTarget,
+    SkillTemplate, StatBonus,
+};
 pub use error::ConfigError;
 pub use game_data::{
     BaseStats, CharacterTemplate, ClassGrowth, GameData, LevelEntry, LevelStats, NameError,

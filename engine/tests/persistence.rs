@@ -317,3 +317,85 @@ fn a_core_panic_saves_every_character_and_exits_non_zero() {
         );
     }
 }
+
+/// Issue 12: what a character gains — level, experience, inventory,
+/// equipment — survives SIGKILL within the save interval. The character
+/// gets a level, experience and a bag planted in its row, then in play
+/// equips a sword and drinks a potion; the process is killed a save
+/// interval and a half later, and the new process has all of it.
+#[test]
+fn gains_survive_sigkill() {
+    use common::play::{bag, inventory, plant, stats};
+    use tos_protocol::wire::Channel;
+    use tos_protocol::wire::game::{ClientMessage, EquipSlot};
+
+    const SWORD: u16 = 1;
+    const TUNIC: u16 = 4;
+    const POTION: u16 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::config(1, dir.path());
+    c.network.bind = "127.0.0.1:0".into();
+    c.store.save_interval_ms = 1_000;
+    std::fs::write(
+        dir.path().join("server.ron"),
+        ron::ser::to_string_pretty(&c, Default::default()).unwrap(),
+    )
+    .unwrap();
+    let database = dir.path().join(&c.store.sqlite_file);
+    let port = free_port();
+    let mut server = Server::start(dir.path(), port);
+    let p = player(&server, "gainer");
+    let id = p.entered.unwrap().character_id;
+    p.leave();
+    server.signal(libc::SIGTERM);
+    // Level 3 with 400 experience (level 3 starts at 363), and a bag.
+    plant(
+        &database,
+        id,
+        vec![bag(0, POTION, 5), bag(1, SWORD, 1), bag(2, TUNIC, 1)],
+        3,
+        400,
+    );
+    let server = Server::start(dir.path(), port);
+    let mut p = player(&server, "gainer");
+    let (bagged, worn) = inventory(&mut p);
+    assert_eq!(bagged.len(), 3, "{bagged:?}");
+    assert!(worn.is_empty());
+    let s = stats(&mut p);
+    assert_eq!((s.level, s.exp), (3, 400));
+    // In play: the sword on, a potion drunk.
+    p.send(
+        Channel::ReliableOrdered,
+        ClientMessage::Equip {
+            slot: 1,
+            equip_slot: EquipSlot::Weapon as u8,
+        },
+    );
+    let (_, worn) = inventory(&mut p);
+    assert_eq!(worn.len(), 1);
+    p.send(Channel::ReliableOrdered, ClientMessage::UseItem { slot: 0 });
+    let (bagged, _) = inventory(&mut p);
+    assert_eq!((bagged[0].template, bagged[0].count), (POTION, 4));
+    // One save interval and a half, then SIGKILL: no goodbye, no final save.
+    p.pump_until(Duration::from_millis(1_500), |_| false);
+    let mut server = server;
+    server.signal(libc::SIGKILL);
+    drop(p);
+    let server = Server::start(dir.path(), port);
+    let mut p = player(&server, "gainer");
+    let (bagged, worn) = inventory(&mut p);
+    let bag_of = |slot: u8| {
+        bagged
+            .iter()
+            .find(|i| i.slot == slot)
+            .map(|i| (i.template, i.count))
+    };
+    assert_eq!(bag_of(0), Some((POTION, 4)), "{bagged:?}");
+    assert_eq!(bag_of(1), None, "the sword is worn, not in the bag");
+    assert_eq!(bag_of(2), Some((TUNIC, 1)));
+    assert_eq!(worn.len(), 1);
+    assert_eq!((worn[0].slot, worn[0].template), (EquipSlot::Weapon, SWORD));
+    let s = stats(&mut p);
+    assert_eq!((s.level, s.exp), (3, 400), "level and experience");
+    drop(server);
+}

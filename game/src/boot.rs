@@ -142,10 +142,13 @@ pub fn start(config: &ServerConfig, data_dir: &Path) -> Result<Boot, BootError> 
         password_min: a.min_password_len as usize,
         password_max: a.max_password_len as usize,
     };
+    let items = crate::inventory::ItemBook::from_data(&data.combat)
+        .map_err(|e| BootError::GameData(format!("items.ron: {e}")))?;
     let services = Services {
         store: store.client(),
         auth: Arc::new(auth),
         data,
+        items: Arc::new(items),
         registry: Arc::new(OnlineRegistry::new()),
         limits: Arc::new(LoginLimits::new(
             a.login_attempts_per_minute_per_account,

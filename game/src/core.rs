@@ -45,6 +45,8 @@ use crate::session::{
 };
 use crate::store_link::{StoreAnswer, StoreLink};
 
+mod play;
+
 /// Accounts made from external tickets are stored under this prefix.
 pub const EXTERNAL_PREFIX: &str = "ext:";
 
@@ -192,6 +194,12 @@ pub struct GameCore {
     spawn_seed: u64,
     handoffs: Vec<Handoff>,
     ghosts: Vec<GhostBatch>,
+    /// Buffers of the gameplay paths (events, chat listeners, inventory
+    /// messages).
+    play: play::PlayBuffers,
+    tick_hz: u32,
+    /// How long a pick-up reservation waits for the shard's verdict, ticks.
+    pickup_timeout: u32,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
@@ -254,6 +262,12 @@ impl GameCore {
             spawn_seed: u64::from(core) << 48,
             handoffs: Vec::new(),
             ghosts: Vec::new(),
+            play: play::PlayBuffers::new(),
+            tick_hz,
+            // Two seconds: a verdict normally comes the next tick; one that
+            // never comes (the player crossed into another core meanwhile)
+            // must not hold inventory room for long.
+            pickup_timeout: tick_hz.saturating_mul(2).max(2),
             _not_send: core::marker::PhantomData,
         }
     }
@@ -497,10 +511,20 @@ impl GameCore {
         };
         let msg = match ClientMessage::decode(data) {
             Ok(m) => m,
-            Err(_) => {
+            Err(e) => {
                 bump(&self.services.counters.malformed_total);
                 let request = data.first().copied().unwrap_or(0);
-                self.refuse(handle, request, RefusalReason::Malformed);
+                // A chat line over the length limit does not decode; it
+                // gets its own reason (the only field that can be too long
+                // in a Chat from a well-meaning client).
+                let reason = if request == client_type::CHAT
+                    && matches!(e, tos_protocol::wire::WireError::LengthExceeded { .. })
+                {
+                    RefusalReason::ChatTooLong
+                } else {
+                    RefusalReason::Malformed
+                };
+                self.refuse(handle, request, reason);
                 return;
             }
         };
@@ -549,6 +573,11 @@ impl GameCore {
                     bump(&self.services.counters.malformed_total);
                 }
             }
+            ClientMessage::PickUp { .. }
+            | ClientMessage::UseItem { .. }
+            | ClientMessage::Equip { .. }
+            | ClientMessage::Unequip { .. }
+            | ClientMessage::Chat { .. } => self.gameplay(now, handle, &msg),
             ClientMessage::Action {
                 input_seq,
                 action_id,
@@ -1307,6 +1336,16 @@ impl GameCore {
             .map_or((record.hp.max(1.0), record.mp.max(0.0)), |s| {
                 (s.hp_max as f32, s.mp_max as f32)
             });
+        let (inventory, lost) = crate::inventory::Inventory::from_saved(
+            &record.items,
+            crate::inventory::CAPACITY,
+            crate::inventory::WEIGHT_LIMIT,
+        );
+        if lost > 0 {
+            // Only a hand-edited row gets here; the next save writes the
+            // inventory as loaded.
+            tracing::error!(character_id, lost, "saved items found no inventory slot");
+        }
         let character = PlayingCharacter {
             id: record.id.0,
             name: record.name.clone(),
@@ -1322,7 +1361,11 @@ impl GameCore {
                 mp: record.mp,
                 level: record.level,
                 exp: record.exp,
+                items: record.items.clone(),
             },
+            saved_items: 0,
+            inventory: Box::new(inventory),
+            chat: crate::chat::ChatLimiter::default(),
         };
         let transfer = SessionTransfer { account, character };
         self.sessions.remove(&handle);
@@ -1342,6 +1385,14 @@ impl GameCore {
             mp: c.saved.mp,
             hp_max: c.hp_max,
             mp_max: c.mp_max,
+            level: c.saved.level,
+            exp: c.saved.exp,
+            template: c.template,
+            stats: self
+                .services
+                .data
+                .template(c.template)
+                .map_or(tos_shards::combat::DEFAULT_STATS, |t| t.stats),
         };
         let client = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
         match self.shard.add_player(client, &character) {
@@ -1382,6 +1433,7 @@ impl GameCore {
                         world,
                     },
                 );
+                self.entered(handle, client);
             }
             Err(ShardError::WrongShard { owner }) => {
                 self.output(Output::ToCore {
@@ -1421,6 +1473,7 @@ impl GameCore {
     pub fn handle_peer(&mut self, msg: PeerMessage, connection: Option<ConnectionHandle>) {
         match msg {
             PeerMessage::Ghosts(batch) => self.shard.accept_ghosts(batch),
+            PeerMessage::Chat(line) => self.chat_arrived(*line),
             PeerMessage::Effect(e) => {
                 // The target may have died or moved on since the caster saw
                 // its ghost: counted, nothing to undo.
@@ -1521,8 +1574,12 @@ impl GameCore {
             if let Some(handle) = self.handle_of(a.client) {
                 let n = encode_small(&a.message(), &mut buf);
                 self.queue_bytes(handle, &buf[..n]);
+                self.action_settled(a.client, a.input_seq);
             }
         }
+        // Loot, experience, level-ups, combat: before the hand-offs below
+        // move any session away.
+        self.handle_events();
         // Entities crossing into other cores' quadrants, with their players.
         self.handoffs.extend(self.shard.take_handoffs());
         let mut handoffs = std::mem::take(&mut self.handoffs);
@@ -1619,14 +1676,20 @@ impl GameCore {
             let Session::InGame(g) = &mut slot.session else {
                 continue;
             };
-            let Some(state) = persist::state_in(&self.shard, net, &g.character) else {
+            // Pick-up reservations whose verdict never came, and spent
+            // cooldowns: once per save interval is soon enough.
+            g.character.inventory.expire(self.tick);
+            let Some(info) = self.shard.entity(net) else {
                 continue;
             };
-            if !persist::changed(&g.character.saved, &state) {
+            let state = persist::current_state(&info, &g.character);
+            if !persist::changed(&g.character, &state) {
                 continue;
             }
+            let state = persist::with_items(state, &g.character);
             if self.store.save(state.clone()) {
                 g.character.saved = state;
+                g.character.saved_items = g.character.inventory.revision();
                 bump(&self.services.counters.saves_queued_total);
             } else {
                 // Still marked changed: tried again next interval.

@@ -8,23 +8,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tos_protocol::wire::game::RefusalReason;
 
-/// Refusal reason codes are below this.
-pub const REASONS: usize = 32;
+/// Refusal reason codes are below this (the array must implement
+/// `Default`, which arrays do up to 32 entries, hence two halves).
+pub const REASONS: usize = 64;
+const HALF: usize = REASONS / 2;
 
 macro_rules! counters {
     ($( $(#[$m:meta])* $name:ident ),* $(,)?) => {
         /// Process-wide game counters.
         #[derive(Debug, Default)]
         pub struct GameCounters {
-            /// Refusals sent, by `RefusalReason` code.
-            pub refusals: [AtomicU64; REASONS],
+            /// Refusals sent, by `RefusalReason` code: codes below 32,
+            /// then 32 and up.
+            pub refusals: ([AtomicU64; HALF], [AtomicU64; HALF]),
             $( $(#[$m])* pub $name: AtomicU64, )*
         }
 
         impl GameCounters {
             /// Writes every counter in the Prometheus text format.
             pub fn render_prometheus(&self, out: &mut String) {
-                for (code, c) in self.refusals.iter().enumerate() {
+                for (code, c) in self.refusals.0.iter().chain(&self.refusals.1).enumerate() {
                     let v = c.load(Ordering::Relaxed);
                     if v == 0 {
                         continue;
@@ -85,20 +88,47 @@ counters! {
     service_busy_total,
     /// Inputs the shard refused (input queue full, stale target, ...).
     shard_refused_total,
+    /// Items picked up (Looted events added to an inventory).
+    items_looted_total,
+    /// Looted items that found no inventory room (a client reusing a
+    /// pick-up's input sequence; 0 otherwise).
+    items_lost_total,
+    /// Consumables used.
+    items_used_total,
+    /// Equips and unequips.
+    equipment_changes_total,
+    /// Players' level-ups.
+    level_ups_total,
+    /// Players' deaths.
+    deaths_total,
+    /// Say and shout lines sent.
+    chat_lines_total,
+    /// Whispers sent.
+    whispers_total,
+    /// Whispers whose recipient had left by the time they arrived.
+    chat_undelivered_total,
 }
 
 impl GameCounters {
     /// Counts a refusal.
     pub fn refused(&self, reason: RefusalReason) {
-        if let Some(c) = self.refusals.get(reason as usize) {
+        if let Some(c) = self.refusal(reason) {
             c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn refusal(&self, reason: RefusalReason) -> Option<&AtomicU64> {
+        let code = reason as usize;
+        if code < HALF {
+            self.refusals.0.get(code)
+        } else {
+            self.refusals.1.get(code - HALF)
         }
     }
 
     /// Refusals sent for `reason` so far.
     pub fn refusals_of(&self, reason: RefusalReason) -> u64 {
-        self.refusals
-            .get(reason as usize)
+        self.refusal(reason)
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }

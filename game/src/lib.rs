@@ -32,10 +32,16 @@
 //! - `store_link`: the one place that speaks the store's command language.
 //! - [`persist`]: turning a playing character into the state the store
 //!   saves, and deciding when it changed.
+//! - [`inventory`]: a character's inventory and equipment (slots, stacks,
+//!   weight, pick-up reservations, equip rules, consumable cooldowns).
+//! - [`chat`]: chat rules (text checks, the per-session rate limit) and
+//!   the lines that cross cores.
 
 pub mod boot;
+pub mod chat;
 pub mod core;
 pub mod counters;
+pub mod inventory;
 pub mod names;
 pub mod persist;
 pub mod registry;

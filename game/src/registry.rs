@@ -87,6 +87,11 @@ impl OnlineRegistry {
         g.by_id.get(id).cloned()
     }
 
+    /// The core a live character is on.
+    pub fn core_of(&self, character_id: u64) -> Option<u16> {
+        self.lock().by_id.get(&character_id).map(|e| e.core)
+    }
+
     /// How many characters are live.
     pub fn len(&self) -> usize {
         self.lock().by_id.len()
@@ -119,6 +124,8 @@ mod tests {
         assert_eq!(r.find_by_name("aRIA").map(|e| e.character_id), Some(7));
         r.moved(7, 3);
         assert_eq!(r.find_by_name("aria").map(|e| e.core), Some(3));
+        assert_eq!(r.core_of(7), Some(3));
+        assert_eq!(r.core_of(8), None);
         r.release(7);
         assert!(r.find_by_name("aria").is_none());
         assert!(r.claim(entry(7, "Aria")));

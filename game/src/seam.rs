@@ -12,6 +12,7 @@ use tos_protocol::wire::Channel;
 use tos_protocol::wire::control::{DenyReason, DisconnectReason};
 use tos_shards::{GhostBatch, Handoff, RemoteEffect};
 
+use crate::chat::ChatLine;
 use crate::session::{AccountRef, PlayingCharacter};
 
 /// What the game asks the runtime to do.
@@ -93,11 +94,14 @@ pub enum PeerMessage {
     Ghosts(GhostBatch),
     /// An action's effect on an entity the receiver owns.
     Effect(RemoteEffect),
+    /// A chat line for the receiver's players (say, shout, whisper).
+    Chat(Box<ChatLine>),
 }
 
 impl PeerMessage {
     /// Whether losing this message would lose a player or an entity (those
-    /// are retried; ghosts and effects are refreshed every tick).
+    /// are retried; ghosts and effects are refreshed every tick, and a chat
+    /// line lost to a full inbox is dropped and counted).
     pub fn must_arrive(&self) -> bool {
         matches!(self, Self::Handoff { .. } | Self::Enter { .. })
     }

@@ -11,6 +11,7 @@ use tos_config::GameData;
 use tos_store::StoreClient;
 
 use crate::counters::GameCounters;
+use crate::inventory::ItemBook;
 use crate::registry::OnlineRegistry;
 
 /// The game rules an operator sets (from `accounts` and `store` in the
@@ -95,6 +96,8 @@ pub struct Services {
     pub auth: Arc<AuthPool>,
     /// Character templates, levels, names.
     pub data: Arc<GameData>,
+    /// The game-layer rules of every item template (from `data`).
+    pub items: Arc<ItemBook>,
     /// Who is online.
     pub registry: Arc<OnlineRegistry>,
     /// Login rate limits.

@@ -264,7 +264,7 @@ proptest! {
         id in any::<u64>(), template in any::<u16>(), level in any::<u16>(), faction in any::<u8>(),
         appearance in proptest::collection::vec(any::<u8>(), 0..=MAX_APPEARANCE_LEN),
         ticket in proptest::collection::vec(any::<u8>(), 0..=MAX_SESSION_TICKET_LEN),
-        request in any::<u8>(), reason in 1u8..=25, max in any::<u8>(),
+        request in any::<u8>(), reason in 1u8..=35, max in any::<u8>(),
         p in [finite(), finite(), finite()], count in 0usize..12,
     ) {
         let mut buf = vec![0u8; 2048];
@@ -308,6 +308,90 @@ proptest! {
     }
 
     #[test]
+    fn gameplay_messages_round_trip(
+        seq in any::<u32>(), id in any::<u32>(), slot in any::<u8>(), equip in any::<u8>(),
+        name in "\\PC{0,8}", text in "\\PC{0,50}", skill in any::<u16>(),
+        amount in -1.0e6f32..1.0e6, flags in 0u8..=combat_flags::ALL, channel in 0u8..=2,
+        stats in any::<[u16; 6]>(), level in any::<u16>(), exp in any::<u64>(),
+        capacity in 0usize..=MAX_INVENTORY_SLOTS, fill in 0usize..=MAX_INVENTORY_SLOTS,
+        worn in 0usize..=EQUIP_SLOTS,
+    ) {
+        let mut buf = vec![0u8; 2048];
+        let channel = ChatChannel::from_u8(channel).unwrap();
+        let client = [
+            ClientMessage::PickUp { input_seq: seq, item: id },
+            ClientMessage::UseItem { slot },
+            ClientMessage::Equip { slot, equip_slot: equip },
+            ClientMessage::Unequip { equip_slot: equip },
+            ClientMessage::Chat { channel, target: &name, text: &text },
+        ];
+        for m in client {
+            let n = { let mut w = Writer::new(&mut buf); m.encode(&mut w).unwrap(); w.position() };
+            prop_assert_eq!(buf[0], m.type_byte());
+            prop_assert_eq!(ClientMessage::decode(&buf[..n]).unwrap(), m);
+            prop_assert_eq!(channel_for(&m), Channel::ReliableOrdered);
+        }
+        let flags = flags & combat_flags::ALL;
+        let server = [
+            ServerMessage::CharacterStats(CharacterStats {
+                cause: stats_cause::EXPERIENCE, level, exp, exp_next: exp / 2, hp_max: amount,
+                mp_max: amount, stats, p_atk: amount, m_atk: amount, p_def: amount, m_def: amount,
+            }),
+            ServerMessage::CombatEvent { source: id, target: seq, skill, amount, flags },
+            ServerMessage::ChatMessage { channel, from: &name, text: &text },
+        ];
+        let mut again = vec![0u8; 2048];
+        for m in server {
+            let n = { let mut w = Writer::new(&mut again); m.encode(&mut w).unwrap(); w.position() };
+            prop_assert_eq!(ServerMessage::decode(&again[..n]).unwrap(), m);
+        }
+        let items: Vec<_> = (0..fill.min(capacity)).map(|i| InventoryItem {
+            slot: i as u8, template: skill.wrapping_add(i as u16), count: 1 + (i as u16),
+        }).collect();
+        let equipped: Vec<_> = EquipSlot::ALL[..worn].iter().map(|&s| EquippedItem {
+            slot: s, template: skill,
+        }).collect();
+        let n = {
+            let mut w = Writer::new(&mut buf);
+            encode_inventory(&mut w, capacity as u8, id, seq, &items, &equipped).unwrap();
+            w.position()
+        };
+        let ServerMessage::Inventory(inv) = ServerMessage::decode(&buf[..n]).unwrap() else {
+            panic!("not an Inventory");
+        };
+        prop_assert_eq!(inv.capacity as usize, capacity);
+        prop_assert_eq!((inv.weight, inv.weight_limit), (id, seq));
+        prop_assert_eq!(inv.items().collect::<Vec<_>>(), items);
+        prop_assert_eq!(inv.equipped().collect::<Vec<_>>(), equipped);
+    }
+
+    #[test]
+    fn gameplay_message_limits_are_enforced(extra in 1usize..8, bits in any::<u8>()) {
+        let long = "x".repeat(MAX_CHAT_LEN + extra);
+        let mut buf = vec![0u8; 2048];
+        let mut w = Writer::new(&mut buf);
+        let bad = ClientMessage::Chat { channel: ChatChannel::Say, target: "", text: &long }.encode(&mut w);
+        prop_assert!(bad.is_err());
+        // A hand-made overlong line does not decode: LengthExceeded, which
+        // the server answers with ChatTooLong.
+        let mut bytes = vec![client_type::CHAT, 0, 0];
+        let mut len = [0u8; 10];
+        let k = tos_protocol::wire::buf::encode_varint((MAX_CHAT_LEN + extra) as u64, &mut len);
+        bytes.extend_from_slice(&len[..k]);
+        bytes.extend(std::iter::repeat_n(b'a', MAX_CHAT_LEN + extra));
+        let is_length_exceeded = matches!(
+            ClientMessage::decode(&bytes),
+            Err(tos_protocol::wire::WireError::LengthExceeded { .. })
+        );
+        prop_assert!(is_length_exceeded);
+        // A client may not send the WhisperSent channel.
+        prop_assert!(ClientMessage::decode(&[client_type::CHAT, 3, 0, 1, b'a']).is_err());
+        // Reserved combat flag bits do not decode.
+        let event = [server_type::COMBAT_EVENT, 1, 2, 0, 0, 0, 0, 0, 0, bits];
+        prop_assert_eq!(ServerMessage::decode(&event).is_err(), bits & !combat_flags::ALL != 0);
+    }
+
+    #[test]
     fn account_message_limits_are_enforced(extra in 1usize..8) {
         let long = "x".repeat(MAX_PASSWORD_LEN + extra);
         let mut buf = vec![0u8; 2048];
@@ -335,7 +419,7 @@ proptest! {
         // A list whose count runs past its bytes, or leaves bytes over.
         prop_assert!(ServerMessage::decode(&[server_type::CHARACTER_LIST, 5, extra as u8]).is_err());
         prop_assert!(ServerMessage::decode(&[server_type::CHARACTER_LIST, 5, 0, 1]).is_err());
-        prop_assert!(ServerMessage::decode(&[server_type::REFUSED, 9, 26 + extra as u8]).is_err());
+        prop_assert!(ServerMessage::decode(&[server_type::REFUSED, 9, 35 + extra as u8]).is_err());
     }
 
     #[test]

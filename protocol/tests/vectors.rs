@@ -139,6 +139,34 @@ fn ticket_vector() -> TicketVector {
     }
 }
 
+/// The `server-inventory` vector: a potion stack, a sword in the bag, and
+/// a worn sword and chest armour.
+fn inventory() -> Vec<u8> {
+    let items = [
+        InventoryItem {
+            slot: 0,
+            template: 100,
+            count: 5,
+        },
+        InventoryItem {
+            slot: 3,
+            template: 1,
+            count: 1,
+        },
+    ];
+    let equipped = [
+        EquippedItem {
+            slot: EquipSlot::Weapon,
+            template: 2,
+        },
+        EquippedItem {
+            slot: EquipSlot::Chest,
+            template: 20,
+        },
+    ];
+    write(|w| encode_inventory(w, 40, 1250, 50_000, &items, &equipped).unwrap())
+}
+
 const COOKIE: Cookie = Cookie {
     connection_id: 0x1122_3301,
     timestamp_ms: 10_000,
@@ -575,6 +603,73 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             client(ClientMessage::CharacterRestore { character_id: 77 }),
         ),
         ("client-leave-world", client(ClientMessage::LeaveWorld)),
+        (
+            "client-pick-up",
+            client(ClientMessage::PickUp {
+                input_seq: 44,
+                item: 300,
+            }),
+        ),
+        (
+            "client-use-item",
+            client(ClientMessage::UseItem { slot: 3 }),
+        ),
+        (
+            "client-equip",
+            client(ClientMessage::Equip {
+                slot: 4,
+                equip_slot: EquipSlot::Weapon as u8,
+            }),
+        ),
+        (
+            "client-unequip",
+            client(ClientMessage::Unequip {
+                equip_slot: EquipSlot::Chest as u8,
+            }),
+        ),
+        (
+            "client-chat",
+            client(ClientMessage::Chat {
+                channel: ChatChannel::Whisper,
+                target: "Bo",
+                text: "hi",
+            }),
+        ),
+        ("server-inventory", inventory()),
+        (
+            "server-character-stats",
+            server(ServerMessage::CharacterStats(CharacterStats {
+                cause: stats_cause::LEVEL_UP,
+                level: 2,
+                exp: 120,
+                exp_next: 370,
+                hp_max: 120.0,
+                mp_max: 40.0,
+                stats: [21, 40, 43, 25, 30, 11],
+                p_atk: 12.5,
+                m_atk: 6.0,
+                p_def: 50.0,
+                m_def: 40.0,
+            })),
+        ),
+        (
+            "server-combat-event",
+            server(ServerMessage::CombatEvent {
+                source: 5,
+                target: 300,
+                skill: 2,
+                amount: 25.5,
+                flags: combat_flags::HIT | combat_flags::CRIT | combat_flags::KILL,
+            }),
+        ),
+        (
+            "server-chat-message",
+            server(ServerMessage::ChatMessage {
+                channel: ChatChannel::Say,
+                from: "Ayla",
+                text: "hello",
+            }),
+        ),
         ("delta-records", records),
         ("lz4-payload", lz4_payload),
         ("lz4-compressed", lz4_compressed),
@@ -647,6 +742,14 @@ fn vectors_decode_back() {
                     assert_eq!(list.max_characters, 5);
                     let entries: Vec<_> = list.entries().map(Result::unwrap).collect();
                     assert_eq!(entries, characters());
+                }
+                if let ServerMessage::Inventory(inv) = m {
+                    assert_eq!(inv.capacity, 40);
+                    assert_eq!(inv.items().count(), 2);
+                    assert_eq!(
+                        inv.equipped().map(|e| e.slot).collect::<Vec<_>>(),
+                        [EquipSlot::Weapon, EquipSlot::Chest]
+                    );
                 }
                 if let ServerMessage::WorldEntered { world, .. } = m {
                     assert_eq!(world.quantizer().unwrap(), Quantizer::seed_default());

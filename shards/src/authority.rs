@@ -23,8 +23,10 @@
 //! # Actions
 //!
 //! An action request is checked for the caster's state (alive, not stunned
-//! or frozen), the action (known), its cooldown, mana, the target (exists,
-//! alive, hostile or friendly as the action requires) and range.
+//! or frozen, not casting), the action (known), its cooldown, mana, the
+//! target (exists, alive, hostile or friendly as the action requires) and
+//! range. The actions are the skills of `config/data/skills.ron`
+//! ([`ActionDef::from_skill`]); their effects are `crate::combat`'s.
 
 use tos_protocol::quant::Quantizer;
 use tos_protocol::wire::game::MovementClaim;
@@ -374,111 +376,88 @@ pub struct BuffEffect {
     pub intensity: u8,
 }
 
-/// An action players may request.
+/// A buff a skill applies, as written in the data (milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkillBuffDef {
+    /// Which.
+    pub buff: Buff,
+    /// For how long, milliseconds.
+    pub duration_ms: u32,
+    /// How strong.
+    pub intensity: u8,
+}
+
+/// An action (skill) players and NPCs may request, from `skills.ron`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActionDef {
     /// The id clients send.
     pub id: u16,
-    /// Ticks before it can be used again.
-    pub cooldown_ticks: u32,
+    /// What it does.
+    pub kind: tos_config::SkillKind,
+    /// Magic (INT against MEN) or physical (STR against CON).
+    pub magic: bool,
+    /// Base damage or healing.
+    pub power: f32,
+    /// Casting time, milliseconds (0: instant).
+    pub cast_ms: u32,
+    /// Time before it can be used again, milliseconds.
+    pub cooldown_ms: u32,
     /// Mana it costs.
     pub mp_cost: f32,
     /// Farthest target, units.
     pub range: f32,
+    /// Area skills: radius around the target, units.
+    pub radius: f32,
     /// Whom it targets.
     pub target: TargetRule,
-    /// HP it takes from the target.
-    pub damage: f32,
-    /// HP it gives the target.
-    pub heal: f32,
     /// A buff it applies to the target.
-    pub buff: Option<BuffEffect>,
+    pub buff: Option<SkillBuffDef>,
 }
 
-/// A small default spell book (ids 1 to 8).
+impl ActionDef {
+    /// The shard's form of a skill of the data files.
+    pub fn from_skill(s: &tos_config::SkillTemplate) -> Self {
+        use tos_config::{BuffKind, School, SkillTarget};
+        Self {
+            id: s.id,
+            kind: s.kind,
+            magic: s.school == School::Magic,
+            power: s.power as f32,
+            cast_ms: s.cast_ms,
+            cooldown_ms: s.cooldown_ms,
+            mp_cost: s.mp_cost as f32,
+            range: s.range as f32,
+            radius: s.radius as f32,
+            target: match s.target {
+                SkillTarget::Caster => TargetRule::Caster,
+                SkillTarget::Enemy => TargetRule::Enemy,
+                SkillTarget::Friend => TargetRule::Friend,
+            },
+            buff: s.buff.map(|b| SkillBuffDef {
+                buff: match b.buff {
+                    BuffKind::Frozen => Buff::Frozen,
+                    BuffKind::Poisoned => Buff::Poisoned,
+                    BuffKind::Burning => Buff::Burning,
+                    BuffKind::Slowed => Buff::Slowed,
+                    BuffKind::Stunned => Buff::Stunned,
+                    BuffKind::Invisible => Buff::Invisible,
+                    BuffKind::Invulnerable => Buff::Invulnerable,
+                },
+                duration_ms: b.duration_ms,
+                intensity: b.intensity,
+            }),
+        }
+    }
+}
+
+/// The built-in spell book: the skills of the shipped `skills.ron`
+/// (ids 1 to 8 are Strike, Fireball, Frost Bolt, Heal, Vanish, Divine
+/// Shield, Crippling Shot and Shield Bash; 9 and up are more). Empty only
+/// if the built-in data were broken, which the config tests rule out.
 pub fn default_actions() -> Vec<ActionDef> {
-    let a = |id, cooldown_ticks, mp_cost, range, target, damage, heal, buff| ActionDef {
-        id,
-        cooldown_ticks,
-        mp_cost,
-        range,
-        target,
-        damage,
-        heal,
-        buff,
-    };
-    let b = |buff, duration_ticks, intensity| {
-        Some(BuffEffect {
-            buff,
-            duration_ticks,
-            intensity,
-        })
-    };
-    use TargetRule::*;
-    vec![
-        a(1, 30, 0.0, 300.0, Enemy, 10.0, 0.0, None),
-        a(
-            2,
-            60,
-            20.0,
-            3_000.0,
-            Enemy,
-            25.0,
-            0.0,
-            b(Buff::Burning, 180, 5),
-        ),
-        a(
-            3,
-            120,
-            30.0,
-            2_500.0,
-            Enemy,
-            10.0,
-            0.0,
-            b(Buff::Frozen, 120, 1),
-        ),
-        a(4, 90, 25.0, 2_000.0, Friend, 0.0, 40.0, None),
-        a(
-            5,
-            600,
-            40.0,
-            0.0,
-            Caster,
-            0.0,
-            0.0,
-            b(Buff::Invisible, 300, 1),
-        ),
-        a(
-            6,
-            900,
-            50.0,
-            0.0,
-            Caster,
-            0.0,
-            0.0,
-            b(Buff::Invulnerable, 180, 1),
-        ),
-        a(
-            7,
-            60,
-            10.0,
-            500.0,
-            Enemy,
-            0.0,
-            0.0,
-            b(Buff::Slowed, 180, 170),
-        ),
-        a(
-            8,
-            300,
-            30.0,
-            300.0,
-            Enemy,
-            0.0,
-            0.0,
-            b(Buff::Stunned, 90, 1),
-        ),
-    ]
+    tos_config::CombatData::embedded()
+        .map(|d| d.skills.iter().map(ActionDef::from_skill).collect())
+        .unwrap_or_default()
 }
 
 /// Checks a list of actions for use by a shard.
@@ -490,12 +469,11 @@ pub(crate) fn validate_actions(actions: &[ActionDef]) -> Result<(), crate::Shard
         if actions[..i].iter().any(|b| b.id == a.id) {
             return Err(crate::ShardError::BadData("two actions share an id"));
         }
-        if !(a.mp_cost.is_finite()
-            && a.range.is_finite()
-            && a.damage.is_finite()
-            && a.heal.is_finite())
-        {
-            return Err(crate::ShardError::BadData("action numbers must be finite"));
+        let numbers = [a.mp_cost, a.range, a.power, a.radius];
+        if !numbers.iter().all(|v| v.is_finite() && *v >= 0.0) {
+            return Err(crate::ShardError::BadData(
+                "action numbers must be finite and not negative",
+            ));
         }
     }
     Ok(())
@@ -529,11 +507,27 @@ pub enum ActionRefusal {
     NotAnEnemy = 9,
     /// The action needs a friend.
     NotAFriend = 10,
+    /// The caster is casting another skill.
+    Casting = 11,
+    /// No item with this id lies here (gone, never was, or not an item
+    /// one can pick up).
+    NoSuchItem = 12,
+    /// The item is out of reach.
+    ItemTooFar = 13,
+    /// The item is someone else's loot for a few more seconds.
+    NotYourLoot = 14,
+    /// The item lies on another core's ground: walk up to it (pick-ups
+    /// are not forwarded between cores, so an item is taken exactly once).
+    ItemElsewhere = 15,
+    /// The client has no player in this shard.
+    NotInWorld = 16,
+    /// The consumable's effect is not a valid one (negative or not finite).
+    BadItem = 17,
 }
 
 impl ActionRefusal {
     /// Every refusal.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 17] = [
         Self::UnknownAction,
         Self::OnCooldown,
         Self::NotEnoughMana,
@@ -544,6 +538,13 @@ impl ActionRefusal {
         Self::TargetDead,
         Self::NotAnEnemy,
         Self::NotAFriend,
+        Self::Casting,
+        Self::NoSuchItem,
+        Self::ItemTooFar,
+        Self::NotYourLoot,
+        Self::ItemElsewhere,
+        Self::NotInWorld,
+        Self::BadItem,
     ];
 
     /// The wire code (never 0).

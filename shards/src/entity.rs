@@ -24,8 +24,9 @@ use crate::util::{IdMap, id_map};
 /// acknowledgements arrive late still sends updates, not Creates).
 pub const HISTORY: usize = 32;
 
-/// The most actions (and so cooldown timers) an entity has.
-pub const MAX_ACTIONS: usize = 8;
+/// The most actions (and so cooldown timers) an entity has: the most
+/// skills the data files may define.
+pub const MAX_ACTIONS: usize = tos_config::MAX_SKILLS;
 
 /// A client of the engine (a connection, stable across migrations between
 /// cores; the engine assigns it).
@@ -371,6 +372,12 @@ pub struct SpawnParams {
     pub wander_radius: f32,
     /// Despawn after this many ticks (0: never).
     pub lifetime_ticks: u32,
+    /// Level (combat stats and the experience it is worth).
+    pub level: u16,
+    /// The six base stats.
+    pub stats: crate::combat::BaseStats,
+    /// Loot table rolled when it dies (0: none).
+    pub loot_table: u16,
 }
 
 impl SpawnParams {
@@ -387,6 +394,9 @@ impl SpawnParams {
             speed: 0.0,
             wander_radius: 0.0,
             lifetime_ticks: 0,
+            level: 1,
+            stats: crate::combat::DEFAULT_STATS,
+            loot_table: 0,
         }
     }
 }
@@ -433,6 +443,16 @@ pub struct EntityRecord {
     pub respawn: u32,
     /// In combat until this tick.
     pub combat_until: u32,
+    /// Level, experience, templates.
+    pub progress: crate::combat::Progress,
+    /// Stats and gear.
+    pub fighter: crate::combat::Fighter,
+    /// The cast in progress.
+    pub cast: crate::combat::Cast,
+    /// Who dealt it damage.
+    pub contributions: crate::combat::Contributions,
+    /// Items: template, count, owner.
+    pub item: crate::loot::ItemState,
 }
 
 /// The struct-of-arrays entity pool of one shard.
@@ -473,6 +493,11 @@ pub struct Entities {
     pub(crate) expires: Vec<u32>,
     pub(crate) respawn: Vec<u32>,
     pub(crate) combat_until: Vec<u32>,
+    pub(crate) progress: Vec<crate::combat::Progress>,
+    pub(crate) fighter: Vec<crate::combat::Fighter>,
+    pub(crate) cast: Vec<crate::combat::Cast>,
+    pub(crate) contributions: Vec<crate::combat::Contributions>,
+    pub(crate) item: Vec<crate::loot::ItemState>,
 
     /// Raw state changed since it was last quantized.
     pub(crate) dirty: Vec<bool>,
@@ -523,6 +548,11 @@ impl Entities {
             expires: vec![0; n],
             respawn: vec![0; n],
             combat_until: vec![0; n],
+            progress: vec![crate::combat::Progress::default(); n],
+            fighter: vec![crate::combat::Fighter::default(); n],
+            cast: vec![crate::combat::Cast::default(); n],
+            contributions: vec![crate::combat::Contributions::default(); n],
+            item: vec![crate::loot::ItemState::default(); n],
             dirty: vec![false; n],
             qstate: vec![QuantizedEntity::default(); n],
             changed_tick: vec![0; n],
@@ -641,6 +671,11 @@ impl Entities {
         self.expires[i] = r.expires;
         self.respawn[i] = r.respawn;
         self.combat_until[i] = r.combat_until;
+        self.progress[i] = r.progress;
+        self.fighter[i] = r.fighter;
+        self.cast[i] = r.cast;
+        self.contributions[i] = r.contributions;
+        self.item[i] = r.item;
         self.dirty[i] = true;
     }
 
@@ -667,6 +702,11 @@ impl Entities {
             expires: self.expires[i],
             respawn: self.respawn[i],
             combat_until: self.combat_until[i],
+            progress: self.progress[i],
+            fighter: self.fighter[i],
+            cast: self.cast[i],
+            contributions: self.contributions[i],
+            item: self.item[i],
         }
     }
 

@@ -126,7 +126,15 @@ pub struct RemoteEffect {
     pub target: u32,
     /// The caster's network id.
     pub source: u32,
-    /// HP to take.
+    /// The caster's client, if a player (credited with the damage, told of
+    /// the outcome if it is on the target's core).
+    pub source_client: Option<ClientId>,
+    /// The skill id.
+    pub skill: u16,
+    /// A damage roll to make against the target's stats (when set,
+    /// `damage` is not used).
+    pub strike: Option<crate::combat::Strike>,
+    /// HP to take (flat, without a roll).
     pub damage: f32,
     /// HP to give.
     pub heal: f32,

@@ -19,6 +19,9 @@
 //!   the interest query ([`AoiGrid::query`]).
 //! - [`authority`]: movement claim validation ([`validate_claim`]), the
 //!   anti-cheat counters, and action checks ([`ActionRefusal`]).
+//! - [`combat`]: combat columns, formulas, experience and level-ups, and
+//!   the events the game layer reads ([`ShardEvent`]).
+//! - [`loot`]: drops of dead NPCs as Item entities, and pick-up rules.
 //! - [`snapshot`]: per-client replication ([`ClientView`]: priority
 //!   accumulator, acknowledged baselines named by tick, in-flight
 //!   snapshots) and the work shared by all clients per tick (entity
@@ -34,10 +37,12 @@
 
 pub mod aoi;
 pub mod authority;
+pub mod combat;
 pub mod data;
 pub mod entity;
 mod error;
 pub mod handoff;
+pub mod loot;
 pub mod shard;
 pub mod snapshot;
 pub mod util;
@@ -46,8 +51,9 @@ pub mod world;
 pub use aoi::AoiGrid;
 pub use authority::{
     ACTION_DONE, ActionDef, ActionRefusal, BuffEffect, CheatCounters, MoveRejection, MovementRules,
-    TargetRule,
+    SkillBuffDef, TargetRule,
 };
+pub use combat::{BaseStats, CombatFlags, ConsumableEffect, Progression, ShardEvent, StatBonus};
 pub use entity::{
     Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState, EntityType,
     Faction, FactionTable, SpawnParams,

@@ -30,9 +30,8 @@ use tos_protocol::wire::game::{MovementClaim, ServerMessage};
 use crate::ShardError;
 use crate::aoi::AoiGrid;
 use crate::authority::{
-    ActionDef, Actor, CheatCounters, MoveContext, MoveRejection, MovementRules, MoverState,
-    Terrain, check_action, incapacitated, result_code, speed_factor, validate_actions,
-    validate_claim,
+    Actor, CheatCounters, MoveContext, MoveRejection, MovementRules, MoverState, Terrain,
+    check_action, incapacitated, result_code, speed_factor, validate_actions, validate_claim,
 };
 use crate::entity::{
     Ai, Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState,
@@ -46,6 +45,12 @@ use crate::snapshot::{ClientView, Scratch, SyncParams, ViewStats, Viewer, WorldV
 
 use crate::util::{IdMap, Rng, id_map, tick_after};
 use crate::world::{ObstacleIndex, World, WorldData};
+
+// Combat and loot in the tick: a child module so that it can use the
+// shard's private fields (the pure parts are `crate::combat` and
+// `crate::loot`).
+#[path = "combat/ops.rs"]
+mod combat_ops;
 
 /// Velocity quantization step, units per second (PROTOCOL.md §7.4).
 pub const VELOCITY_STEP: f32 = 1.0;
@@ -61,6 +66,8 @@ pub mod anim {
     pub const WALK: u8 = 1;
     /// Dead.
     pub const DEAD: u8 = 10;
+    /// Casting a skill.
+    pub const CAST: u8 = 20;
 }
 
 /// How much a shard preallocates.
@@ -110,10 +117,19 @@ pub struct Character {
     pub hp_max: f32,
     /// Maximum MP at its level.
     pub mp_max: f32,
+    /// Level (the shard owns it while the character is in the world).
+    pub level: u16,
+    /// Total experience (likewise).
+    pub exp: u64,
+    /// Character template id (selects the class growth of level-ups).
+    pub template: u16,
+    /// The template's six base stats.
+    pub stats: crate::combat::BaseStats,
 }
 
 impl Character {
-    /// A character with 100 HP and MP, full.
+    /// A level-1 character with 100 HP and MP, full, no template and
+    /// average stats ([`crate::combat::DEFAULT_STATS`]).
     pub fn new(character_id: u64, position: [f32; 3], faction: Faction) -> Self {
         Self {
             character_id,
@@ -124,6 +140,10 @@ impl Character {
             mp: 100.0,
             hp_max: 100.0,
             mp_max: 100.0,
+            level: 1,
+            exp: 0,
+            template: 0,
+            stats: crate::combat::DEFAULT_STATS,
         }
     }
 }
@@ -211,6 +231,14 @@ pub struct TickReport {
     pub ghosts_dropped: u32,
     /// Entities whose quantized state changed.
     pub changed: u32,
+    /// Players who reached a new level.
+    pub level_ups: u32,
+    /// Item entities dropped as loot.
+    pub items_dropped: u32,
+    /// Items picked up.
+    pub items_looted: u32,
+    /// Casts interrupted.
+    pub casts_interrupted: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -220,6 +248,10 @@ pub(crate) enum Input {
         input_seq: u32,
         action_id: u16,
         target: u32,
+    },
+    Pickup {
+        input_seq: u32,
+        item: u32,
     },
 }
 
@@ -309,7 +341,8 @@ pub struct Shard {
     rules: MovementRules,
     sync: SyncParams,
     factions: FactionTable,
-    actions: Vec<ActionDef>,
+    skills: Vec<crate::combat::Skill>,
+    combat: combat_ops::CombatState,
     plan: GhostPlan,
     core_slot: Vec<u16>,
     clients: IdMap<ClientId, Box<ClientState>>,
@@ -410,6 +443,7 @@ impl Shard {
         }
         let outgoing = plan.neighbours().iter().map(|&c| (c, Vec::new())).collect();
         let n = capacity.entities;
+        let combat = combat_ops::CombatState::new(&data, &capacity);
         let mut shard = Self {
             core,
             tick_hz,
@@ -424,7 +458,12 @@ impl Shard {
             rules: MovementRules::new(&config.authority, tick_hz),
             sync: SyncParams::new(config),
             factions: data.factions,
-            actions: data.actions,
+            skills: data
+                .actions
+                .iter()
+                .map(|&a| crate::combat::Skill::new(a, tick_hz))
+                .collect(),
+            combat,
             plan,
             core_slot,
             clients: id_map(capacity.clients as usize),
@@ -462,6 +501,9 @@ impl Shard {
             p.mp = s.mp;
             p.speed = s.speed;
             p.wander_radius = s.wander_radius;
+            if s.kind == EntityType::Monster {
+                p.loot_table = data.monster_loot_table;
+            }
             shard.spawn(p)?;
         }
         Ok(shard)
@@ -629,6 +671,20 @@ impl Shard {
             },
             respawn: 0,
             combat_until: 0,
+            progress: crate::combat::Progress {
+                level: params.level.max(1),
+                template: 0,
+                loot_table: params.loot_table,
+                exp: 0,
+            },
+            fighter: crate::combat::Fighter {
+                base: params.stats,
+                base_max: [params.hp, params.mp],
+                ..crate::combat::Fighter::default()
+            },
+            cast: crate::combat::Cast::default(),
+            contributions: crate::combat::Contributions::default(),
+            item: crate::loot::ItemState::default(),
         };
         self.ents.write_record(i, &record);
         self.aoi.insert(i, params.kind, position);
@@ -740,6 +796,7 @@ impl Shard {
         self.ents.mp[iu][0] = character.mp.clamp(0.0, self.ents.mp[iu][1]);
         let net = self.ents.net_id[iu];
         self.ents.owner[id.index as usize] = Some(client);
+        self.enter_combat(id.index, character);
         let mut state = self.spare_clients.pop().unwrap_or_else(|| {
             Box::new(ClientState {
                 client,
@@ -861,6 +918,8 @@ impl Shard {
         self.sweep_ghosts();
         self.apply_inputs(elapsed);
         self.simulate(elapsed);
+        self.run_casts();
+        self.process_deaths();
         self.detect_handoffs();
         self.quantize_all();
         self.report.local_entities = self.ents.locals();
@@ -971,118 +1030,48 @@ impl Shard {
                         if tick_after(input_seq, self.ents.last_input_seq[pu]) {
                             self.ents.last_input_seq[pu] = input_seq;
                         }
-                        let slot = self.actions.iter().position(|a| a.id == action_id);
-                        let def = slot.map(|s| self.actions[s]);
-                        let actor = |ents: &Entities, i: usize| Actor {
-                            position: ents.position[i],
-                            state: ents.state[i],
-                            buffs: ents.buffs[i].flags,
-                            faction: ents.faction[i],
-                            mp: ents.mp[i][0],
-                        };
-                        let caster = actor(&self.ents, pu);
-                        let target_index = match def.map(|d| d.target) {
-                            Some(crate::authority::TargetRule::Caster) => Some(pi),
-                            Some(crate::authority::TargetRule::Friend) if target == 0 => Some(pi),
-                            _ if target == 0 => None,
-                            _ => self.ents.by_net_id(target),
-                        };
-                        let target_actor = target_index.map(|t| actor(&self.ents, t as usize));
-                        let ready = slot.map_or(0, |s| self.ents.cooldowns[pu][s]);
-                        let result = check_action(
-                            def.as_ref(),
-                            ready,
-                            now,
-                            &caster,
-                            target_actor.as_ref(),
-                            &self.factions,
-                        );
-                        if let (Ok(()), Some(def), Some(s)) = (result, def, slot) {
-                            self.report.actions_done += 1;
-                            self.ents.mp[pu][0] -= def.mp_cost;
-                            self.ents.cooldowns[pu][s] = now.wrapping_add(def.cooldown_ticks);
-                            self.ents.dirty[pu] = true;
-                            if let Some(t) = target_index {
-                                let tu = t as usize;
-                                if def.damage > 0.0 {
-                                    let until = now.wrapping_add(5 * self.tick_hz);
-                                    self.ents.combat_until[pu] = until;
-                                }
-                                if self.ents.ghost[tu] {
-                                    self.remote_effects.push(RemoteEffect {
-                                        to_core: self.ents.origin[tu],
-                                        target: self.ents.net_id[tu],
-                                        source: cs.player_net_id,
-                                        damage: def.damage,
-                                        heal: def.heal,
-                                        buff: def.buff,
-                                    });
-                                } else {
-                                    Self::affect(
-                                        &mut self.ents,
-                                        &mut self.report,
-                                        t,
-                                        def.damage,
-                                        def.heal,
-                                        def.buff,
-                                        now,
-                                        self.tick_hz,
-                                    );
-                                }
-                            }
-                        } else {
-                            self.report.actions_refused += 1;
-                            cs.counters.actions_refused += 1;
-                        }
-                        self.action_results.push(ActionOutcome {
+                        // Run after the input pass (`run_pending`), in
+                        // arrival order.
+                        self.combat.pending.push(combat_ops::Pending::Skill {
                             client: id,
+                            caster: pi,
                             input_seq,
-                            result: result_code(result),
+                            skill: action_id,
+                            target,
+                        });
+                    }
+                    Input::Pickup { input_seq, item } => {
+                        if tick_after(input_seq, self.ents.last_input_seq[pu]) {
+                            self.ents.last_input_seq[pu] = input_seq;
+                        }
+                        self.combat.pending.push(combat_ops::Pending::Pickup {
+                            client: id,
+                            player: pi,
+                            input_seq,
+                            item,
                         });
                     }
                 }
             }
             cs.inputs.clear();
         }
+        self.run_pending();
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn affect(
+    fn kill(
         ents: &mut Entities,
         report: &mut TickReport,
-        t: u32,
-        damage: f32,
-        heal: f32,
-        buff: Option<crate::authority::BuffEffect>,
+        died: &mut Vec<u32>,
+        i: usize,
         now: u32,
         tick_hz: u32,
     ) {
-        let tu = t as usize;
-        if !ents.state[tu].contains(EntityState::ALIVE) {
-            return;
-        }
-        let invulnerable = ents.buffs[tu].flags.contains(BuffFlags::INVULNERABLE);
-        if damage > 0.0 {
-            ents.combat_until[tu] = now.wrapping_add(5 * tick_hz);
-            if !invulnerable {
-                ents.hp[tu][0] -= damage;
-            }
-        }
-        ents.hp[tu][0] = (ents.hp[tu][0] + heal).min(ents.hp[tu][1]);
-        if let Some(b) = buff {
-            if !(invulnerable && b.buff != Buff::Invisible && b.buff != Buff::Invulnerable) {
-                ents.buffs[tu].apply(b.buff, now, b.duration_ticks, b.intensity);
-            }
-        }
-        ents.dirty[tu] = true;
-        if ents.hp[tu][0] <= 0.0 {
-            Self::kill(ents, report, tu, now, tick_hz);
-        }
-    }
-
-    fn kill(ents: &mut Entities, report: &mut TickReport, i: usize, now: u32, tick_hz: u32) {
         ents.hp[i][0] = 0.0;
         ents.state[i].set(EntityState::ALIVE, false);
+        ents.state[i].set(EntityState::CASTING, false);
+        ents.cast[i] = crate::combat::Cast::default();
+        // Experience, loot and the Died event follow in `process_deaths`.
+        died.push(i as u32);
         ents.velocity[i] = [0.0; 3];
         ents.anim[i] = anim::DEAD;
         ents.buffs[i] = BuffSet::default();
@@ -1104,16 +1093,7 @@ impl Shard {
             .by_net_id(effect.target)
             .filter(|&i| self.ents.is_local(i))
             .ok_or(ShardError::UnknownEntity(effect.target))?;
-        Self::affect(
-            &mut self.ents,
-            &mut self.report,
-            t,
-            effect.damage,
-            effect.heal,
-            effect.buff,
-            self.tick,
-            self.tick_hz,
-        );
+        self.apply_remote(t, &effect);
         Ok(())
     }
 
@@ -1164,7 +1144,14 @@ impl Shard {
                     ents.hp[iu][0] -= dot * dt;
                     ents.dirty[iu] = true;
                     if ents.hp[iu][0] <= 0.0 {
-                        Self::kill(ents, &mut self.report, iu, now, self.tick_hz);
+                        Self::kill(
+                            ents,
+                            &mut self.report,
+                            &mut self.combat.died,
+                            iu,
+                            now,
+                            self.tick_hz,
+                        );
                         continue;
                     }
                 }
@@ -1572,6 +1559,11 @@ impl Shard {
             + size_of::<u32>() * 4 // last input, expires, respawn, combat
             + size_of::<[u32; MAX_ACTIONS]>()
             + size_of::<Ai>()
+            + size_of::<crate::combat::Progress>()
+            + size_of::<crate::combat::Fighter>()
+            + size_of::<crate::combat::Cast>()
+            + size_of::<crate::combat::Contributions>()
+            + size_of::<crate::loot::ItemState>()
             + size_of::<QuantizedEntity>() * (1 + crate::entity::HISTORY)
             + size_of::<u32>() * 2 // changed, created
             + (size_of::<u32>() + size_of::<u32>()) * 2; // net id map (≈)
@@ -1607,8 +1599,11 @@ mod tests {
         let entry = ClientView::bytes_per_entry();
         let client = core::mem::size_of::<ClientState>();
         println!("entity slot {entity} B, view entry {entry} B, client state {client} B + view");
-        // The 32-tick history is 832 of these bytes (docs/WORLD.md §8).
-        assert!(entity <= 1280);
+        // The 32-tick history is 832 of these bytes (docs/WORLD.md §8);
+        // the combat columns (level and experience, stats and gear, the
+        // cast, the damage dealers, the item state) and 16 cooldowns add
+        // about 180 (docs/GAMEPLAY-combat.md).
+        assert!(entity <= 1472);
         assert!(entry <= 64);
     }
 }

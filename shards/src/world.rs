@@ -295,24 +295,56 @@ pub struct WorldData {
     pub actions: Vec<ActionDef>,
     /// Who is hostile or friendly to whom.
     pub factions: FactionTable,
-    /// Seed of the world's randomness (wander AI).
+    /// Seed of the world's randomness (wander AI, combat rolls, loot).
     pub seed: u64,
+    /// The level table and template growth players level up with.
+    pub progression: crate::combat::Progression,
+    /// Loot tables NPCs roll when they die.
+    pub loot: Vec<tos_config::LootTable>,
+    /// The loot table of monsters spawned from plain spawn points (no NPC
+    /// template of their own; 0: none).
+    pub monster_loot_table: u16,
 }
 
 impl Default for WorldData {
+    /// An empty flat world with the built-in game data (skills, loot
+    /// tables, level table of `config/data/`).
     fn default() -> Self {
-        Self {
+        let mut data = Self {
             heightfield: Heightfield::default(),
             obstacles: Vec::new(),
             spawns: Vec::new(),
             actions: default_actions(),
             factions: FactionTable::default(),
             seed: 1,
+            progression: crate::combat::Progression::default(),
+            loot: Vec::new(),
+            monster_loot_table: 0,
+        };
+        // The built-in data is checked by the config tests; were it broken,
+        // the world would merely have no loot and one level.
+        if let Ok(game) = tos_config::GameData::embedded() {
+            data.apply_game_data(&game);
         }
+        data
     }
 }
 
 impl WorldData {
+    /// Takes skills, loot tables and the level table from `game` (the
+    /// operator's `runtime.game_data_dir` or the built-in files).
+    pub fn apply_game_data(&mut self, game: &tos_config::GameData) {
+        self.actions = game
+            .combat
+            .skills
+            .iter()
+            .map(ActionDef::from_skill)
+            .collect();
+        self.loot = game.combat.loot.clone();
+        self.monster_loot_table = game.combat.loot.first().map_or(0, |t| t.id);
+        self.progression = crate::combat::Progression::from_game_data(game);
+    }
+
     /// A default world populated with `count` non-player entities spread
     /// uniformly over the whole world (60% monsters, 25% NPCs, 10%
     /// buildings, 5% items), seeded.

@@ -1,8 +1,10 @@
 //! The hot paths allocate nothing in steady state: after a warm-up, a
 //! whole tick of two neighbouring shards — inputs, simulation, AOI
 //! upkeep, hand-offs, ghost exchange, snapshots for every client and their
-//! acknowledgements — makes no heap allocation. Counted with a counting
-//! global allocator on this thread only.
+//! acknowledgements — makes no heap allocation; nor does a tick of combat
+//! (casts, area skills, deaths, experience, loot drops, pick-ups,
+//! consumables, events). Counted with a counting global allocator on this
+//! thread only.
 
 mod common;
 
@@ -157,5 +159,100 @@ fn a_steady_tick_allocates_nothing() {
     assert_eq!(
         steady_allocs, 0,
         "{steady_allocs} allocations in {steady_ticks} steady ticks"
+    );
+}
+
+#[test]
+fn steady_combat_allocates_nothing() {
+    // Players fight monsters that die, drop loot and respawn; the players
+    // cast, pick up, drink potions; the game layer drains the events every
+    // tick, as the engine does.
+    let config = ServerConfig::default();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let mut rng = Rng::new(5);
+    let mut data = WorldData::default();
+    for _ in 0..80 {
+        data.spawns.push(SpawnPoint {
+            kind: EntityType::Monster,
+            faction: Faction::MONSTERS,
+            position: [rng.range(-600.0, 600.0), rng.range(-600.0, 600.0), 0.0],
+            wander_radius: 0.0,
+            speed: 0.0,
+            hp: 60.0,
+            mp: 0.0,
+        });
+    }
+    let mut cluster = Cluster::new(&config, &layout, &data);
+    let monsters: Vec<u32> = cluster.shards[0].local_net_ids().collect();
+    let players: Vec<ClientId> = (1..=12).map(ClientId).collect();
+    for (k, &c) in players.iter().enumerate() {
+        let at = [(k as f32 - 6.0) * 80.0, 0.0, 0.0];
+        cluster.shards[0]
+            .add_player(c, &Character::new(u64::from(c.0), at, Faction::ALLIANCE))
+            .unwrap();
+    }
+    let potion = tos_shards::ConsumableEffect {
+        hp: 30.0,
+        mp: 30.0,
+        cooldown_ms: 2_000,
+    };
+    let (mut steady_allocs, mut kills, mut looted, mut events) = (0u64, 0u32, 0u32, 0u64);
+    let mut seq = 0u32;
+    for tick in 1..=2_400u32 {
+        let measure = tick > 1_600;
+        let (_, n) = counted(|| {
+            let shard = &mut cluster.shards[0];
+            seq += 1;
+            for (k, &c) in players.iter().enumerate() {
+                let target = monsters[(k + tick as usize / 200) % monsters.len()];
+                // Strike, Fireball (a cast) or Whirlwind (area) in turn.
+                let skill = [1u16, 2, 9][(tick as usize / 31 + k) % 3];
+                if (tick + k as u32) % 31 == 0 {
+                    shard.push_action(c, seq, skill, target).unwrap();
+                }
+                if (tick + k as u32) % 17 == 0 {
+                    let me = shard.player_of(c).and_then(|p| shard.entity(p)).unwrap();
+                    let mine = |n: u32| {
+                        shard.entity(n).is_some_and(|e| {
+                            let (p, q) = (e.record.position, me.record.position);
+                            e.record.kind == EntityType::Item
+                                && (p[0] - q[0]).hypot(p[1] - q[1]) < 280.0
+                        })
+                    };
+                    let item = shard.local_net_ids().find(|&n| mine(n));
+                    if let Some(item) = item {
+                        shard.push_pickup(c, seq, item).unwrap();
+                    }
+                }
+                if tick % 150 == k as u32 {
+                    let _ = shard.use_consumable(c, potion);
+                }
+            }
+            cluster.step(tick);
+            let shard = &mut cluster.shards[0];
+            for e in shard.take_events() {
+                events += 1;
+                match e {
+                    tos_shards::ShardEvent::Looted { .. } => looted += 1,
+                    tos_shards::ShardEvent::Combat { flags, .. }
+                        if flags.contains(tos_shards::CombatFlags::KILL) =>
+                    {
+                        kills += 1
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if measure {
+            steady_allocs += n;
+        }
+    }
+    assert!(
+        looted > 10 && kills > 20 && events > 1_000,
+        "looted {looted}, kills {kills}, events {events}"
+    );
+    assert_eq!(
+        steady_allocs, 0,
+        "{steady_allocs} allocations in steady combat"
     );
 }

@@ -1,7 +1,7 @@
 //! Server authority through the shard: speed hacks, teleports, walls and
 //! flying are corrected and counted; honest play is not; actions are
 //! checked for cooldown, mana, range and state, and their effects
-//! (damage, buffs that expire on their own, invisibility) apply.
+//! (damage, casts, buffs that expire on their own, invisibility) apply.
 
 mod common;
 
@@ -10,8 +10,8 @@ use tos_config::{LayoutKind, ServerConfig};
 use tos_protocol::wire::game::{MovementClaim, ServerMessage};
 use tos_shards::util::Rng;
 use tos_shards::{
-    Aabb, ActionRefusal, BuffFlags, Character, ClientId, EntityType, Faction, MoveRejection, Shard,
-    SpawnPoint, WorldData,
+    Aabb, ActionRefusal, BuffFlags, Character, ClientId, CombatFlags, EntityState, EntityType,
+    Faction, MoveRejection, Shard, ShardEvent, SpawnPoint, WorldData,
 };
 
 fn shard_with(data: WorldData) -> Shard {
@@ -243,6 +243,26 @@ fn monster_at(x: f32) -> SpawnPoint {
     }
 }
 
+/// The HP a `Combat` event of this tick reports taken from `target`
+/// (`None` for a miss).
+fn dealt(shard: &mut Shard, target: u32) -> Option<f32> {
+    let mut hit = None;
+    for e in shard.take_events() {
+        if let ShardEvent::Combat {
+            target: t,
+            amount,
+            flags,
+            ..
+        } = e
+        {
+            if t == target && flags.contains(CombatFlags::HIT) {
+                hit = Some(amount);
+            }
+        }
+    }
+    hit
+}
+
 #[test]
 fn actions_are_checked_and_take_effect() {
     let data = WorldData {
@@ -258,11 +278,13 @@ fn actions_are_checked_and_take_effect() {
         .unwrap();
     let far = *ids.iter().find(|&&i| i != near).unwrap();
     let result = |shard: &Shard| shard.action_results()[0].result;
-    // Strike the near monster: done; again at once: cooling down.
+    // Strike the near monster: done (the HP it lost is what the event
+    // says); again at once: cooling down.
     shard.push_action(C, 1, 1, near).unwrap();
     shard.tick(1);
     assert_eq!(result(&shard), 0);
-    assert_eq!(shard.entity(near).unwrap().record.hp[0], 90.0);
+    let lost = dealt(&mut shard, near).unwrap_or(0.0);
+    assert_eq!(shard.entity(near).unwrap().record.hp[0], 100.0 - lost);
     shard.push_action(C, 2, 1, near).unwrap();
     shard.tick(2);
     assert_eq!(result(&shard), ActionRefusal::OnCooldown.code());
@@ -282,10 +304,32 @@ fn actions_are_checked_and_take_effect() {
             ActionRefusal::NotAnEnemy.code()
         ]
     );
-    // Fireball: burns (damage over time) and the burn expires by itself.
+    // Fireball: a cast (CASTING while it lasts), then it burns (damage over
+    // time) and the burn expires by itself.
     shard.push_action(C, 7, 2, near).unwrap();
     shard.tick(4);
     assert_eq!(result(&shard), 0);
+    assert!(
+        shard
+            .entity(me)
+            .unwrap()
+            .record
+            .state
+            .contains(EntityState::CASTING)
+    );
+    let mut tick = 5;
+    while shard
+        .entity(me)
+        .unwrap()
+        .record
+        .state
+        .contains(EntityState::CASTING)
+    {
+        shard.tick(tick);
+        tick += 1;
+    }
+    // 800 ms shortened by WIT 20: 600 ms, 36 ticks.
+    assert_eq!(tick, 4 + 36 + 1);
     let info = shard.entity(near).unwrap();
     assert!(info.record.buffs.flags.contains(BuffFlags::BURNING));
     assert_eq!(
@@ -293,8 +337,8 @@ fn actions_are_checked_and_take_effect() {
         BuffFlags::BURNING.0
     );
     let hp = info.record.hp[0];
-    for tick in 5..=300u32 {
-        shard.tick(tick);
+    for t in tick..=300u32 {
+        shard.tick(t);
     }
     let info = shard.entity(near).unwrap();
     assert!(!info.record.buffs.flags.contains(BuffFlags::BURNING));

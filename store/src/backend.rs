@@ -148,11 +148,12 @@ pub(crate) struct RawCharacter {
     pub(crate) created_at: i64,
     pub(crate) deleted_at: Option<i64>,
     pub(crate) last_saved_at: i64,
+    pub(crate) items: Vec<u8>,
 }
 
 /// Columns in the order [`RawCharacter`] is read in, for SELECTs.
 pub(crate) const CHARACTER_COLUMNS: &str = "id, account_id, name, template, faction, appearance, \
-     level, exp, pos_x, pos_y, pos_z, yaw, hp, mp, created_at, deleted_at, last_saved_at";
+     level, exp, pos_x, pos_y, pos_z, yaw, hp, mp, created_at, deleted_at, last_saved_at, items";
 
 impl RawCharacter {
     /// Converts with range checks: bad data is an error, never a panic.
@@ -167,7 +168,10 @@ impl RawCharacter {
                 self.appearance.len()
             )));
         }
+        let items = crate::items::decode(&self.items)
+            .map_err(|e| StoreError::Corrupt(format!("character {}: items: {e}", self.id)))?;
         Ok(CharacterRecord {
+            items,
             id: CharacterId(from_sql_u64(self.id, "character id")?),
             account: AccountId(from_sql_u64(self.account, "account id")?),
             template: u16::try_from(self.template)

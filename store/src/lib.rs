@@ -12,6 +12,7 @@
 //!   their ids;
 //! - module `backend`: the [`Backend`] trait (synchronous, object-safe,
 //!   called only on store threads) and the name-key rule ([`name_key`]);
+//! - module `items`: the byte layout of a character's items in its row;
 //! - module `sqlite`: [`SqliteBackend`], the embedded default (WAL file);
 //! - module `pg`: [`PostgresBackend`], the store for a fleet;
 //! - module `service`: [`Store::start`], [`StoreHandle`], [`StoreClient`],
@@ -24,6 +25,7 @@
 
 mod backend;
 mod error;
+mod items;
 mod metrics;
 mod model;
 mod pg;
@@ -35,10 +37,11 @@ use std::time::Duration;
 
 pub use backend::{Backend, name_key};
 pub use error::StoreError;
+pub use items::MAX_SAVED_ITEMS;
 pub use metrics::StoreMetrics;
 pub use model::{
     Account, AccountId, CHARACTER_STATE_VERSION, CharacterId, CharacterRecord, CharacterState,
-    MAX_APPEARANCE_BYTES, NewCharacter,
+    ItemPlace, MAX_APPEARANCE_BYTES, NewCharacter, SavedItem,
 };
 pub use pg::{PostgresBackend, is_plain_identifier};
 pub use service::{

@@ -13,10 +13,32 @@ pub struct CharacterId(pub u64);
 pub const MAX_APPEARANCE_BYTES: usize = 32;
 
 /// Version of [`CharacterState`]'s layout, stored with each saved row
-/// (`characters.state_version`). Later issues that add inventory or
-/// equipment to the saved state bump it and add a migration, so rows saved
-/// by an older build can be told apart and upgraded.
-pub const CHARACTER_STATE_VERSION: u16 = 1;
+/// (`characters.state_version`), so rows saved by an older build can be
+/// told apart and upgraded. Version 2 added the items (inventory and
+/// equipment, migration 2).
+pub const CHARACTER_STATE_VERSION: u16 = 2;
+
+/// Where a saved item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ItemPlace {
+    /// In the inventory, in this slot.
+    Bag(u8),
+    /// Worn, in this equipment slot (the wire's `EquipSlot` number).
+    Worn(u8),
+}
+
+/// One saved stack of items: a character's inventory and equipment are a
+/// list of these, written in the same row write as the rest of its state,
+/// so a save is atomic and an item is never in two places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SavedItem {
+    /// Where.
+    pub place: ItemPlace,
+    /// The item template (game data).
+    pub template: u16,
+    /// How many (≥ 1).
+    pub count: u16,
+}
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,11 +113,12 @@ pub struct CharacterRecord {
     pub deleted_at: Option<i64>,
     /// Unix seconds of the last write of its state.
     pub last_saved_at: i64,
+    /// Inventory and equipment.
+    pub items: Vec<SavedItem>,
 }
 
 /// What write-behind saves of a character in play: the fields that change
-/// during a session. Inventory and equipment will join it (with a bump of
-/// [`CHARACTER_STATE_VERSION`] and a migration).
+/// during a session, inventory and equipment included.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CharacterState {
     /// Which character.
@@ -112,6 +135,8 @@ pub struct CharacterState {
     pub level: u16,
     /// Experience.
     pub exp: u64,
+    /// Inventory and equipment, in place order.
+    pub items: Vec<SavedItem>,
 }
 
 impl CharacterRecord {
@@ -124,5 +149,6 @@ impl CharacterRecord {
         self.mp = state.mp;
         self.level = state.level;
         self.exp = state.exp;
+        self.items.clone_from(&state.items);
     }
 }

@@ -21,7 +21,10 @@ use crate::{
 };
 
 /// Migrations, one per version, applied in order.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_initial.sql")),
+    (2, include_str!("../migrations/postgres/0002_items.sql")),
+];
 
 /// Advisory lock key held while migrating, so that processes starting
 /// together apply each version once ("tos" + 1).
@@ -32,10 +35,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SAVE_SQL: &str = "UPDATE characters AS c SET
         pos_x = s.x, pos_y = s.y, pos_z = s.z, yaw = s.yaw, hp = s.hp, mp = s.mp,
-        level = s.level, exp = s.exp, last_saved_at = $9, state_version = $10
+        level = s.level, exp = s.exp, last_saved_at = $9, state_version = $10, items = s.items
     FROM unnest($1::bigint[], $2::real[], $3::real[], $4::real[], $5::real[], $6::real[],
-                $7::real[], $8::integer[], $11::bigint[])
-        AS s(id, x, y, z, yaw, hp, mp, level, exp)
+                $7::real[], $8::integer[], $11::bigint[], $12::bytea[])
+        AS s(id, x, y, z, yaw, hp, mp, level, exp, items)
     WHERE c.id = s.id";
 
 /// A PostgreSQL database.
@@ -131,6 +134,7 @@ fn read_character(row: &Row) -> Result<CharacterRecord, StoreError> {
         created_at: row.try_get(14)?,
         deleted_at: row.try_get(15)?,
         last_saved_at: row.try_get(16)?,
+        items: row.try_get(17)?,
     }
     .into_record()
 }
@@ -385,6 +389,7 @@ impl Backend for PostgresBackend {
             Vec::with_capacity(n),
         );
         let (mut level, mut exp) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut items = Vec::with_capacity(n);
         for s in states {
             ids.push(to_sql_u64(s.id.0, "character id")?);
             x.push(s.position[0]);
@@ -395,6 +400,7 @@ impl Backend for PostgresBackend {
             mp.push(s.mp);
             level.push(i32::from(s.level));
             exp.push(to_sql_u64(s.exp, "exp")?);
+            items.push(crate::items::encode(&s.items)?);
         }
         let stmt = match &self.save_stmt {
             Some(stmt) => stmt.clone(),
@@ -420,6 +426,7 @@ impl Backend for PostgresBackend {
                 &now,
                 &i32::from(CHARACTER_STATE_VERSION),
                 &exp,
+                &items,
             ],
         )?;
         Ok(())

@@ -20,7 +20,10 @@ use crate::{
 };
 
 /// Migrations, one per version, applied in order.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("../migrations/sqlite/0002_items.sql")),
+];
 
 /// Statements the write-behind runs thousands of times stay prepared in
 /// rusqlite's statement cache; this is its size.
@@ -100,6 +103,7 @@ fn read_character(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawCharacter> {
         created_at: row.get(14)?,
         deleted_at: row.get(15)?,
         last_saved_at: row.get(16)?,
+        items: row.get(17)?,
     })
 }
 
@@ -367,7 +371,8 @@ impl Backend for SqliteBackend {
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE characters SET pos_x = ?2, pos_y = ?3, pos_z = ?4, yaw = ?5, hp = ?6,
-                     mp = ?7, level = ?8, exp = ?9, last_saved_at = ?10, state_version = ?11
+                     mp = ?7, level = ?8, exp = ?9, last_saved_at = ?10, state_version = ?11,
+                     items = ?12
                  WHERE id = ?1",
             )?;
             for s in states {
@@ -383,6 +388,7 @@ impl Backend for SqliteBackend {
                     to_sql_u64(s.exp, "exp")?,
                     now,
                     CHARACTER_STATE_VERSION,
+                    crate::items::encode(&s.items)?,
                 ])?;
             }
         }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Fixture, account, has_state, new_character, state};
-use tos_store::{AccountId, CharacterId, StoreError};
+use tos_store::{AccountId, CharacterId, ItemPlace, SavedItem, StoreError};
 
 suite!(
     migrations_are_idempotent,
@@ -17,17 +17,20 @@ suite!(
     save_batch_loads_back_exactly,
     corrupt_rows_are_errors_not_panics,
     invalid_input_is_refused,
+    items_are_saved_with_the_state,
+    corrupt_items_are_errors,
+    version_1_rows_migrate_with_no_items,
 );
 
 fn migrations_are_idempotent(f: &Fixture) {
     let mut b = f.open();
-    assert_eq!(b.schema_version().unwrap(), 1);
+    assert_eq!(b.schema_version().unwrap(), 2);
     b.migrate().unwrap();
     b.migrate().unwrap();
-    assert_eq!(b.schema_version().unwrap(), 1);
+    assert_eq!(b.schema_version().unwrap(), 2);
     // A second connection (another process starting) migrates too.
     let mut other = f.open();
-    assert_eq!(other.schema_version().unwrap(), 1);
+    assert_eq!(other.schema_version().unwrap(), 2);
     let id = account(&mut *b, "after-migrations").id;
     assert!(other.list_characters(id).unwrap().is_empty());
 }
@@ -292,6 +295,108 @@ fn invalid_input_is_refused(f: &Fixture) {
         b.save_states(&[s], 1),
         Err(StoreError::Invalid(_))
     ));
+}
+
+fn items_are_saved_with_the_state(f: &Fixture) {
+    let mut b = f.open();
+    let acc = account(&mut *b, "hoarder").id;
+    let c = b
+        .create_character(&new_character(acc, "Smaug"), 7, 1)
+        .unwrap();
+    assert!(c.items.is_empty(), "a new character carries nothing");
+    // A potion stack in slot 0, a sword worn.
+    let mut s = state(c.id, 1);
+    s.items = vec![
+        SavedItem {
+            place: ItemPlace::Bag(0),
+            template: 100,
+            count: 5,
+        },
+        SavedItem {
+            place: ItemPlace::Worn(0),
+            template: 2,
+            count: 1,
+        },
+    ];
+    b.save_states(std::slice::from_ref(&s), 10).unwrap();
+    assert!(has_state(&b.load_character(c.id).unwrap().unwrap(), &s));
+    // The sword goes back into the bag in the next save: the row holds it
+    // in exactly one place.
+    s.items[1].place = ItemPlace::Bag(1);
+    s.items[0].count = 4;
+    b.save_states(std::slice::from_ref(&s), 11).unwrap();
+    let back = f.open().load_character(c.id).unwrap().unwrap();
+    assert!(has_state(&back, &s), "{back:?}");
+    assert_eq!(back.items.iter().filter(|i| i.template == 2).count(), 1);
+    // The list shows the same.
+    assert!(has_state(&b.list_characters(acc).unwrap()[0], &s));
+    // A batch whose last state is invalid writes nothing of the batch.
+    let mut other = s.clone();
+    other.items.clear();
+    let mut bad = state(c.id, 2);
+    bad.items[0].count = 0;
+    assert!(matches!(
+        b.save_states(&[other, bad], 12),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(has_state(&b.load_character(c.id).unwrap().unwrap(), &s));
+}
+
+fn corrupt_items_are_errors(f: &Fixture) {
+    let mut b = f.open();
+    let acc = account(&mut *b, "corrupt-items").id;
+    let c = b
+        .create_character(&new_character(acc, "Mimic"), 7, 1)
+        .unwrap();
+    // Format 1, then one item with place 9.
+    let blob = match f {
+        Fixture::Sqlite { .. } => "X'01090064000500'".to_string(),
+        Fixture::Postgres { .. } => "'\\x01090064000500'::bytea".to_string(),
+    };
+    f.exec(&format!(
+        "UPDATE characters SET items = {blob} WHERE id = {}",
+        c.id.0
+    ));
+    assert!(matches!(
+        b.load_character(c.id),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+/// A database written by a build of schema version 1 (no items column)
+/// migrates to version 2; its characters load with no items.
+fn version_1_rows_migrate_with_no_items(f: &Fixture) {
+    let (v1, blob, int) = match f {
+        Fixture::Sqlite { .. } => (
+            include_str!("../migrations/sqlite/0001_initial.sql"),
+            "X''",
+            "INTEGER",
+        ),
+        Fixture::Postgres { .. } => (
+            include_str!("../migrations/postgres/0001_initial.sql"),
+            "''::bytea",
+            "BIGINT",
+        ),
+    };
+    f.exec(&format!(
+        "CREATE TABLE schema_version (version {int} PRIMARY KEY, applied_at {int} NOT NULL);
+         {v1}
+         INSERT INTO schema_version (version, applied_at) VALUES (1, 0);
+         INSERT INTO accounts (id, name, name_key, password_hash, created_at)
+             VALUES (1, 'old', 'old', NULL, 1);
+         INSERT INTO characters (id, account_id, name, name_key, template, faction, appearance,
+             level, exp, pos_x, pos_y, pos_z, yaw, hp, mp, created_at, last_saved_at)
+             VALUES (5, 1, 'Elder', 'elder', 1, 1, {blob}, 9, 4242, 1, 2, 3, 0, 10, 5, 1, 1);"
+    ));
+    let mut b = f.open();
+    assert_eq!(b.schema_version().unwrap(), 2);
+    let r = b.load_character(CharacterId(5)).unwrap().unwrap();
+    assert_eq!((r.level, r.exp, r.items.len()), (9, 4242, 0));
+    // And it saves items from now on.
+    let mut s = state(r.id, 3);
+    s.items = common::items(4);
+    b.save_states(std::slice::from_ref(&s), 2).unwrap();
+    assert!(has_state(&b.load_character(r.id).unwrap().unwrap(), &s));
 }
 
 /// A PostgreSQL connection the server killed comes back on `reconnect`.

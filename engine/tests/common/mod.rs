@@ -17,6 +17,8 @@ use tos_protocol::wire::game::{ClientMessage, MovementClaim, RefusalReason, Serv
 use tos_protocol::wire::{Channel, Writer};
 use tos_store::{Backend, CharacterId, CharacterState, SqliteBackend};
 
+pub mod play;
+
 /// A server and the data directory it owns (removed when dropped).
 pub struct TestServer {
     pub handle: Option<ServerHandle>,
@@ -94,6 +96,7 @@ impl TestServer {
             mp: state.mp,
             level: state.level,
             exp: state.exp,
+            items: state.items,
         };
         db.save_states(&[s], 0).expect("saved");
     }

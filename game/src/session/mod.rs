@@ -85,7 +85,15 @@ impl Session {
             }
             (
                 Self::InGame(_),
-                M::SyncEntity(_) | M::SyncEntityQuantized(_) | M::Action { .. } | M::LeaveWorld,
+                M::SyncEntity(_)
+                | M::SyncEntityQuantized(_)
+                | M::Action { .. }
+                | M::LeaveWorld
+                | M::PickUp { .. }
+                | M::UseItem { .. }
+                | M::Equip { .. }
+                | M::Unequip { .. }
+                | M::Chat { .. },
             ) => true,
             _ => false,
         };
@@ -114,6 +122,11 @@ pub fn request_type(msg: &ClientMessage<'_>) -> u8 {
         M::CharacterDelete { .. } => client_type::CHARACTER_DELETE,
         M::CharacterRestore { .. } => client_type::CHARACTER_RESTORE,
         M::LeaveWorld => client_type::LEAVE_WORLD,
+        M::PickUp { .. } => client_type::PICK_UP,
+        M::UseItem { .. } => client_type::USE_ITEM,
+        M::Equip { .. } => client_type::EQUIP,
+        M::Unequip { .. } => client_type::UNEQUIP,
+        M::Chat { .. } => client_type::CHAT,
     }
 }
 
@@ -154,6 +167,21 @@ mod tests {
             ClientMessage::CharacterDelete { character_id: 1 },
             ClientMessage::CharacterRestore { character_id: 1 },
             ClientMessage::LeaveWorld,
+            ClientMessage::PickUp {
+                input_seq: 1,
+                item: 2,
+            },
+            ClientMessage::UseItem { slot: 0 },
+            ClientMessage::Equip {
+                slot: 0,
+                equip_slot: 0,
+            },
+            ClientMessage::Unequip { equip_slot: 0 },
+            ClientMessage::Chat {
+                channel: tos_protocol::wire::game::ChatChannel::Say,
+                target: "",
+                text: "hi",
+            },
         ]
     }
 

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use tos_shards::ClientId;
 use tos_store::{CharacterId, CharacterState};
 
+use crate::chat::ChatLimiter;
+use crate::inventory::Inventory;
+
 /// A logged-in account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRef {
@@ -15,7 +18,9 @@ pub struct AccountRef {
 }
 
 /// A character in the world and what the game layer keeps of it: its
-/// identity and the state last handed to the store (to save only changes).
+/// identity, its inventory and equipment, its chat rate, and the state last
+/// handed to the store (to save only changes). All of it moves with the
+/// session when the player crosses into another core.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlayingCharacter {
     /// Its id in the store.
@@ -32,6 +37,13 @@ pub struct PlayingCharacter {
     pub mp_max: f32,
     /// The state last sent to the store.
     pub saved: CharacterState,
+    /// The inventory revision `saved.items` holds.
+    pub saved_items: u32,
+    /// Inventory and equipment (boxed: the session enum's InGame variant
+    /// stays small).
+    pub inventory: Box<Inventory>,
+    /// The chat rate limit.
+    pub chat: ChatLimiter,
 }
 
 impl PlayingCharacter {

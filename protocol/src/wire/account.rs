@@ -111,6 +111,26 @@ refusal_reasons! {
     TicketExpired = 24 => "session ticket expired",
     /// The world is full.
     ServerFull = 25 => "server full",
+    /// The inventory slot (or equip slot) holds no item.
+    NoSuchItem = 26 => "no such item",
+    /// The item does not go in that equipment slot (or is not equipment).
+    WrongSlot = 27 => "item does not go in that slot",
+    /// No free inventory slot (or stack room) for the item.
+    InventoryFull = 28 => "inventory full",
+    /// The item would take the character over its weight limit.
+    TooHeavy = 29 => "too heavy to carry",
+    /// The item's cooldown has not run out.
+    ItemCooldown = 30 => "item is cooling down",
+    /// The item cannot be used (it is not a consumable).
+    NotUsable = 31 => "item cannot be used",
+    /// The character cannot do that now (dead, stunned, casting).
+    CannotActNow = 32 => "cannot do that now",
+    /// The chat line is empty or longer than the limit.
+    ChatTooLong = 33 => "chat line empty or too long",
+    /// Too many chat lines too fast.
+    ChatFlood = 34 => "chatting too fast",
+    /// No character of that name is online.
+    NoSuchPlayer = 35 => "no such player online",
 }
 
 impl fmt::Display for RefusalReason {
@@ -366,6 +386,6 @@ mod tests {
             assert!(!r.as_str().is_empty());
         }
         assert!(RefusalReason::from_u8(0).is_err());
-        assert!(RefusalReason::from_u8(26).is_err());
+        assert!(RefusalReason::from_u8(36).is_err());
     }
 }

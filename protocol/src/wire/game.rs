@@ -16,6 +16,10 @@
 //! [`super::account`], re-exported here; [`channel_for`] names the channel
 //! of each client message. Layouts, session states and channels:
 //! `docs/PROTOCOL.md` sections 6.3–6.5.
+//!
+//! Gameplay (client 13–17, server 14–17: items, equipment, statistics,
+//! combat events, chat) has its structures in [`super::gameplay`],
+//! re-exported here; `docs/PROTOCOL.md` section 6.6.
 
 use super::control::{Pong, RekeyRequest, RekeyResponse};
 use super::frame::FrameBody;
@@ -26,6 +30,10 @@ use crate::quant::{QuantizedPosition, QuantizedRotation};
 pub use super::account::{
     CharacterEntries, CharacterList, CharacterSummary, MAX_ACCOUNT_LEN, MAX_APPEARANCE_LEN,
     MAX_PASSWORD_LEN, MAX_SESSION_TICKET_LEN, RefusalReason, WorldParams, encode_character_list,
+};
+pub use super::gameplay::{
+    CharacterStats, ChatChannel, EQUIP_SLOTS, EquipSlot, EquippedItem, Inventory, InventoryItem,
+    MAX_CHAT_LEN, MAX_INVENTORY_SLOTS, combat_flags, encode_inventory, stats_cause,
 };
 
 /// Server message type numbers.
@@ -58,6 +66,14 @@ pub mod server_type {
     pub const CHARACTER_DONE: u8 = 12;
     /// Extension: a client message was refused.
     pub const REFUSED: u8 = 13;
+    /// Extension: the character's inventory and equipment.
+    pub const INVENTORY: u8 = 14;
+    /// Extension: the character's level, experience and statistics.
+    pub const CHARACTER_STATS: u8 = 15;
+    /// Extension: a hit, miss, heal or kill the player is part of.
+    pub const COMBAT_EVENT: u8 = 16;
+    /// Extension: a chat line.
+    pub const CHAT_MESSAGE: u8 = 17;
 }
 
 /// Client message type numbers.
@@ -88,6 +104,16 @@ pub mod client_type {
     pub const CHARACTER_RESTORE: u8 = 11;
     /// Extension: leave the world, back to character selection.
     pub const LEAVE_WORLD: u8 = 12;
+    /// Extension: pick up an item lying in the world.
+    pub const PICK_UP: u8 = 13;
+    /// Extension: use (consume) an inventory item.
+    pub const USE_ITEM: u8 = 14;
+    /// Extension: wear an inventory item.
+    pub const EQUIP: u8 = 15;
+    /// Extension: take a worn item off, back into the inventory.
+    pub const UNEQUIP: u8 = 16;
+    /// Extension: say, shout or whisper a chat line.
+    pub const CHAT: u8 = 17;
 }
 
 /// An entity's state at full precision: the naive encoding that
@@ -346,6 +372,40 @@ pub enum ServerMessage<'a> {
         /// Why.
         reason: RefusalReason,
     },
+    /// 14 — Inventory (extension): see [`Inventory`]. The whole
+    /// inventory and equipment, sent at entry and after every change.
+    Inventory(Inventory<'a>),
+    /// 15 — CharacterStats (extension): see [`CharacterStats`]. Sent at
+    /// entry, on experience, on level-up and when equipment changes.
+    CharacterStats(CharacterStats),
+    /// 16 — CombatEvent (extension): source entity id varint, target
+    /// entity id varint, skill u16 (action or skill id; 0 = auto attack),
+    /// amount f32 (damage, or healing with HEAL), flags u8
+    /// ([`combat_flags`]; reserved bits must be zero). Sent to the players
+    /// who are the source or the target.
+    CombatEvent {
+        /// Who acted (network id).
+        source: u32,
+        /// Whom it hit (network id).
+        target: u32,
+        /// Which skill.
+        skill: u16,
+        /// Damage or healing dealt.
+        amount: f32,
+        /// [`combat_flags`] bits.
+        flags: u8,
+    },
+    /// 17 — ChatMessage (extension): channel u8 ([`ChatChannel`]), from
+    /// (string ≤ 32: the speaker; for WhisperSent the recipient), text
+    /// (string ≤ [`MAX_CHAT_LEN`]).
+    ChatMessage {
+        /// Which channel.
+        channel: ChatChannel,
+        /// The speaker's character name (the recipient's for WhisperSent).
+        from: &'a str,
+        /// The line.
+        text: &'a str,
+    },
 }
 
 /// The header of a DeltaSync; the records follow as raw bytes.
@@ -438,6 +498,51 @@ pub enum ClientMessage<'a> {
     /// 12 — LeaveWorld (extension): empty body. Back to character
     /// selection.
     LeaveWorld,
+    /// 13 — PickUp (extension): input sequence u32, item entity id
+    /// varint (u32). Answered by an ActionResult with the same sequence
+    /// (the shard's verdict), or Refused when the game layer refuses it
+    /// first (no room in the inventory, too heavy).
+    PickUp {
+        /// The client's input counter.
+        input_seq: u32,
+        /// The item entity (network id, as seen in snapshots).
+        item: u32,
+    },
+    /// 14 — UseItem (extension): inventory slot u8. Answered by an
+    /// Inventory (and the effect) or Refused.
+    UseItem {
+        /// Which inventory slot.
+        slot: u8,
+    },
+    /// 15 — Equip (extension): inventory slot u8, equip slot u8
+    /// ([`EquipSlot`] number; any byte decodes, a slot the item does not
+    /// go in is refused with `WrongSlot`). Answered by an Inventory and a
+    /// CharacterStats, or Refused.
+    Equip {
+        /// Which inventory slot holds the item.
+        slot: u8,
+        /// Where to wear it.
+        equip_slot: u8,
+    },
+    /// 16 — Unequip (extension): equip slot u8. The worn item goes back
+    /// into the first free inventory slot. Answered by an Inventory and a
+    /// CharacterStats, or Refused.
+    Unequip {
+        /// Which equip slot.
+        equip_slot: u8,
+    },
+    /// 17 — Chat (extension): channel u8 (0 Say, 1 Shout, 2 Whisper; 3
+    /// does not decode from a client), target (string ≤ 32: the
+    /// recipient's character name for Whisper, empty otherwise), text
+    /// (string ≤ [`MAX_CHAT_LEN`]).
+    Chat {
+        /// Which channel.
+        channel: ChatChannel,
+        /// The whisper's recipient.
+        target: &'a str,
+        /// The line.
+        text: &'a str,
+    },
 }
 
 /// The longest character name.
@@ -446,8 +551,8 @@ pub const MAX_NAME_LEN: usize = 32;
 /// The channel a client message must be sent on: movement claims
 /// (SyncEntity, SyncEntityQuantized) are [`Channel::Unreliable`] (a newer
 /// claim supersedes a lost one); everything else, account, character,
-/// world entry and exit, actions (and the seed aliases), is
-/// [`Channel::ReliableOrdered`].
+/// world entry and exit, actions, items, equipment and chat (and the seed
+/// aliases), is [`Channel::ReliableOrdered`].
 pub fn channel_for(msg: &ClientMessage<'_>) -> Channel {
     match msg {
         ClientMessage::SyncEntity(_) | ClientMessage::SyncEntityQuantized(_) => Channel::Unreliable,
@@ -564,6 +669,38 @@ impl<'a> ServerMessage<'a> {
                 w.u8(*request)?;
                 w.u8(*reason as u8)
             }
+            Self::Inventory(inv) => {
+                w.u8(server_type::INVENTORY)?;
+                inv.encode_body(w)
+            }
+            Self::CharacterStats(s) => {
+                w.u8(server_type::CHARACTER_STATS)?;
+                s.encode_body(w)
+            }
+            Self::CombatEvent {
+                source,
+                target,
+                skill,
+                amount,
+                flags,
+            } => {
+                w.u8(server_type::COMBAT_EVENT)?;
+                w.varint(u64::from(*source))?;
+                w.varint(u64::from(*target))?;
+                w.u16(*skill)?;
+                w.f32(*amount)?;
+                w.u8(*flags)
+            }
+            Self::ChatMessage {
+                channel,
+                from,
+                text,
+            } => {
+                w.u8(server_type::CHAT_MESSAGE)?;
+                w.u8(*channel as u8)?;
+                w.str(from, MAX_NAME_LEN)?;
+                w.str(text, MAX_CHAT_LEN)
+            }
         }
     }
 
@@ -638,6 +775,22 @@ impl<'a> ServerMessage<'a> {
                 request: r.u8()?,
                 reason: RefusalReason::from_u8(r.u8()?)?,
             },
+            server_type::INVENTORY => Self::Inventory(Inventory::decode_body(&mut r)?),
+            server_type::CHARACTER_STATS => {
+                Self::CharacterStats(CharacterStats::decode_body(&mut r)?)
+            }
+            server_type::COMBAT_EVENT => Self::CombatEvent {
+                source: r.varint_u32()?,
+                target: r.varint_u32()?,
+                skill: r.u16()?,
+                amount: r.f32()?,
+                flags: super::gameplay::check_combat_flags(r.u8()?)?,
+            },
+            server_type::CHAT_MESSAGE => Self::ChatMessage {
+                channel: ChatChannel::from_u8(r.u8()?)?,
+                from: r.str(MAX_NAME_LEN)?,
+                text: r.str(MAX_CHAT_LEN)?,
+            },
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -711,6 +864,34 @@ impl<'a> ClientMessage<'a> {
                 w.u8(self.type_byte())?;
                 w.u64(*character_id)
             }
+            Self::PickUp { input_seq, item } => {
+                w.u8(client_type::PICK_UP)?;
+                w.u32(*input_seq)?;
+                w.varint(u64::from(*item))
+            }
+            Self::UseItem { slot } => {
+                w.u8(client_type::USE_ITEM)?;
+                w.u8(*slot)
+            }
+            Self::Equip { slot, equip_slot } => {
+                w.u8(client_type::EQUIP)?;
+                w.u8(*slot)?;
+                w.u8(*equip_slot)
+            }
+            Self::Unequip { equip_slot } => {
+                w.u8(client_type::UNEQUIP)?;
+                w.u8(*equip_slot)
+            }
+            Self::Chat {
+                channel,
+                target,
+                text,
+            } => {
+                w.u8(client_type::CHAT)?;
+                w.u8(*channel as u8)?;
+                w.str(target, MAX_NAME_LEN)?;
+                w.str(text, MAX_CHAT_LEN)
+            }
         }
     }
 
@@ -731,6 +912,11 @@ impl<'a> ClientMessage<'a> {
             Self::CharacterDelete { .. } => client_type::CHARACTER_DELETE,
             Self::CharacterRestore { .. } => client_type::CHARACTER_RESTORE,
             Self::LeaveWorld => client_type::LEAVE_WORLD,
+            Self::PickUp { .. } => client_type::PICK_UP,
+            Self::UseItem { .. } => client_type::USE_ITEM,
+            Self::Equip { .. } => client_type::EQUIP,
+            Self::Unequip { .. } => client_type::UNEQUIP,
+            Self::Chat { .. } => client_type::CHAT,
         }
     }
 
@@ -792,6 +978,34 @@ impl<'a> ClientMessage<'a> {
                 character_id: r.u64()?,
             },
             client_type::LEAVE_WORLD => Self::LeaveWorld,
+            client_type::PICK_UP => Self::PickUp {
+                input_seq: r.u32()?,
+                item: r.varint_u32()?,
+            },
+            client_type::USE_ITEM => Self::UseItem { slot: r.u8()? },
+            client_type::EQUIP => Self::Equip {
+                slot: r.u8()?,
+                equip_slot: r.u8()?,
+            },
+            client_type::UNEQUIP => Self::Unequip {
+                equip_slot: r.u8()?,
+            },
+            client_type::CHAT => {
+                let channel = match ChatChannel::from_u8(r.u8()?)? {
+                    ChatChannel::WhisperSent => {
+                        return Err(WireError::InvalidValue {
+                            field: "chat channel",
+                            value: u64::from(ChatChannel::WhisperSent as u8),
+                        });
+                    }
+                    c => c,
+                };
+                Self::Chat {
+                    channel,
+                    target: r.str(MAX_NAME_LEN)?,
+                    text: r.str(MAX_CHAT_LEN)?,
+                }
+            }
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;

@@ -22,6 +22,8 @@
 //! - [`game`]: game messages carried in message frames (seed §10.1, §10.2).
 //! - [`account`]: the account, character and world-entry structures those
 //!   messages carry (re-exported by [`game`]).
+//! - [`gameplay`]: the item, equipment, statistics, combat and chat
+//!   structures (re-exported by [`game`]).
 //! - [`datagram`]: the whole-datagram decoder that faces the network.
 
 pub mod account;
@@ -30,6 +32,7 @@ pub mod control;
 pub mod datagram;
 pub mod frame;
 pub mod game;
+pub mod gameplay;
 pub mod header;
 
 pub use buf::{BitReader, BitWriter, Mark, Reader, Writer};

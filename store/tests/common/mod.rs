@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use tos_store::{
-    Account, AccountId, Backend, CharacterId, CharacterRecord, CharacterState, NewCharacter,
-    PostgresBackend, SqliteBackend, StoreError,
+    Account, AccountId, Backend, CharacterId, CharacterRecord, CharacterState, ItemPlace,
+    NewCharacter, PostgresBackend, SavedItem, SqliteBackend, StoreError,
 };
 
 /// Where PostgreSQL tests connect unless `TOS_TEST_POSTGRES_URL` says.
@@ -157,7 +157,23 @@ pub fn state(id: CharacterId, n: u32) -> CharacterState {
         mp: f * 0.75,
         level: (n % 65_536) as u16,
         exp: u64::from(n) * 1_000_003 + 17,
+        items: items(n),
     }
+}
+
+/// Between 0 and 4 items, some in the bag, some worn, varying with `n`.
+pub fn items(n: u32) -> Vec<SavedItem> {
+    (0..n % 5)
+        .map(|k| SavedItem {
+            place: if k % 2 == 0 {
+                ItemPlace::Bag((k * 3) as u8)
+            } else {
+                ItemPlace::Worn(k as u8)
+            },
+            template: ((n + k) % 65_536) as u16,
+            count: (1 + (n + k) % 999) as u16,
+        })
+        .collect()
 }
 
 /// Whether `record` carries exactly `s`.
@@ -169,6 +185,7 @@ pub fn has_state(record: &CharacterRecord, s: &CharacterState) -> bool {
         && record.mp == s.mp
         && record.level == s.level
         && record.exp == s.exp
+        && record.items == s.items
 }
 
 pub fn account(b: &mut dyn Backend, name: &str) -> Account {

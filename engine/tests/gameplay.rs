@@ -1,0 +1,318 @@
+//! Items, equipment and chat through the real server: an inventory
+//! planted in a character's row comes back at entry; equip, use and
+//! pick-up work and every bad request (an item you do not have, a wrong
+//! equipment slot, a pick-up with a full bag or of nothing, a potion on
+//! cooldown) is refused with its reason and counted, the server unharmed;
+//! say, shout and whisper reach the right players across cores, and an
+//! overlong line, a flood and a whisper to nobody are refused.
+//! 127.0.0.1 only, bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::play::{action_result, bag, find, inventory, plant, refused, refused_raw, stats};
+use common::{Player, TestServer, enter, spec};
+use tos_protocol::wire::Channel;
+use tos_protocol::wire::game::{
+    ChatChannel, ClientMessage, EquipSlot, MAX_CHAT_LEN, RefusalReason, ServerMessage, client_type,
+    stats_cause,
+};
+
+const SWORD: u16 = 1;
+const TUNIC: u16 = 4;
+const POTION: u16 = 8;
+const BONE: u16 = 11;
+
+/// Enters, leaves, stops the server, plants `items` into the character's
+/// row, restarts and enters again.
+fn with_items(
+    server: &mut TestServer,
+    account: &str,
+    template: u16,
+    items: Vec<tos_store::SavedItem>,
+) -> Player {
+    let p = enter(server.handle(), spec(account, template));
+    let id = p.entered.unwrap().character_id;
+    p.leave();
+    assert!(server.stop(), "a clean stop");
+    plant(&server.database(), id, items, 1, 0);
+    server.restart();
+    enter(server.handle(), spec(account, template))
+}
+
+#[test]
+fn items_and_equipment_and_every_bad_item_request() {
+    let mut server = TestServer::start(1);
+    // A full bag: potions, a sword, a tunic, then bone fragments.
+    let mut items = vec![bag(0, POTION, 5), bag(1, SWORD, 1), bag(2, TUNIC, 1)];
+    items.extend((3..40).map(|s| bag(s, BONE, 1)));
+    let mut p = with_items(&mut server, "hoarder", 1, items);
+    let counters = std::sync::Arc::clone(&server.handle().game().unwrap().services.counters);
+    let (bagged, worn) = inventory(&mut p);
+    assert_eq!(bagged.len(), 40, "the planted bag comes back");
+    assert!(worn.is_empty());
+    assert_eq!(
+        (bagged[0].template, bagged[0].count),
+        (POTION, 5),
+        "{bagged:?}"
+    );
+    let before = stats(&mut p);
+    assert_eq!((before.cause, before.level), (stats_cause::ENTERED, 1));
+
+    // Bad requests: each refused with its reason.
+    let use_item = |slot| ClientMessage::UseItem { slot };
+    let equip = |slot, equip_slot| ClientMessage::Equip { slot, equip_slot };
+    assert_eq!(refused(&mut p, use_item(45)), RefusalReason::NoSuchItem);
+    assert_eq!(refused(&mut p, use_item(1)), RefusalReason::NotUsable);
+    let chest = EquipSlot::Chest as u8;
+    let weapon = EquipSlot::Weapon as u8;
+    assert_eq!(refused(&mut p, equip(1, chest)), RefusalReason::WrongSlot);
+    assert_eq!(refused(&mut p, equip(0, weapon)), RefusalReason::WrongSlot);
+    assert_eq!(refused(&mut p, equip(1, 200)), RefusalReason::WrongSlot);
+    assert_eq!(
+        refused(&mut p, equip(50, weapon)),
+        RefusalReason::NoSuchItem
+    );
+    assert_eq!(
+        refused(
+            &mut p,
+            ClientMessage::Unequip {
+                equip_slot: EquipSlot::Head as u8
+            }
+        ),
+        RefusalReason::NoSuchItem
+    );
+    // A full bag: the pick-up is refused before the shard hears of it.
+    assert_eq!(
+        refused(
+            &mut p,
+            ClientMessage::PickUp {
+                input_seq: 1_000,
+                item: 1
+            }
+        ),
+        RefusalReason::InventoryFull
+    );
+
+    // Equip the sword: it leaves the bag, attack goes up.
+    p.send(Channel::ReliableOrdered, equip(1, weapon));
+    let (bagged, worn) = inventory(&mut p);
+    assert_eq!(bagged.len(), 39);
+    assert_eq!(worn.len(), 1);
+    assert_eq!((worn[0].slot, worn[0].template), (EquipSlot::Weapon, SWORD));
+    let after = stats(&mut p);
+    assert_eq!(after.cause, stats_cause::EQUIPMENT);
+    assert!(
+        after.p_atk >= before.p_atk + 7.9,
+        "the sword adds 8 attack: {} -> {}",
+        before.p_atk,
+        after.p_atk
+    );
+
+    // A free slot now: a pick-up reaches the shard, which finds no item.
+    let own = p.entity().unwrap();
+    for (seq, item) in [(1_001, 987_654), (1_002, own)] {
+        p.send(
+            Channel::ReliableOrdered,
+            ClientMessage::PickUp {
+                input_seq: seq,
+                item,
+            },
+        );
+        let code = action_result(&mut p, seq);
+        assert_eq!(
+            tos_shards::ActionRefusal::from_code(code),
+            Some(tos_shards::ActionRefusal::NoSuchItem),
+            "pick-up of {item}: code {code}"
+        );
+    }
+
+    // A potion: one used, the second on cooldown.
+    p.send(Channel::ReliableOrdered, use_item(0));
+    let (bagged, _) = inventory(&mut p);
+    assert_eq!((bagged[0].template, bagged[0].count), (POTION, 4));
+    assert_eq!(refused(&mut p, use_item(0)), RefusalReason::ItemCooldown);
+
+    // The reservations of the refused pick-ups were released: the sword
+    // comes off into the free slot.
+    p.send(
+        Channel::ReliableOrdered,
+        ClientMessage::Unequip { equip_slot: weapon },
+    );
+    let (bagged, worn) = inventory(&mut p);
+    assert_eq!(bagged.len(), 40);
+    assert!(worn.is_empty());
+    assert_eq!(stats(&mut p).p_atk, before.p_atk);
+
+    // Counted.
+    assert!(counters.refusals_of(RefusalReason::NoSuchItem) >= 3);
+    assert!(counters.refusals_of(RefusalReason::WrongSlot) >= 3);
+    assert!(counters.refusals_of(RefusalReason::NotUsable) >= 1);
+    assert!(counters.refusals_of(RefusalReason::InventoryFull) >= 1);
+    assert!(counters.refusals_of(RefusalReason::ItemCooldown) >= 1);
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(count(&counters.items_used_total) >= 1);
+    assert!(count(&counters.equipment_changes_total) >= 2);
+    let mut metrics = String::new();
+    counters.render_prometheus(&mut metrics);
+    assert!(
+        metrics.contains("tos_game_refusals_total{reason=\"WrongSlot\"}"),
+        "{metrics}"
+    );
+    // Unharmed: the player still walks and is answered.
+    assert!(
+        common::play(
+            std::slice::from_mut(&mut p),
+            Duration::from_secs(2),
+            |_, _| [100.0, 0.0, 0.0],
+            |ps| ps[0].snapshots > 20,
+        ),
+        "snapshots keep coming"
+    );
+}
+
+fn say(channel: ChatChannel, target: &'static str, text: &'static str) -> ClientMessage<'static> {
+    ClientMessage::Chat {
+        channel,
+        target,
+        text,
+    }
+}
+
+/// Sends a chat line and pumps it out (the listeners pump only their own
+/// connections).
+fn speak(p: &mut Player, msg: ClientMessage<'_>) {
+    p.send(Channel::ReliableOrdered, msg);
+    p.pump();
+}
+
+/// Waits for a chat line on `channel`; (from, text).
+fn heard(p: &mut Player, channel: ChatChannel) -> (String, String) {
+    find(p, "ChatMessage", |m| match m {
+        ServerMessage::ChatMessage {
+            channel: c,
+            from,
+            text,
+        } if *c == channel => Some((from.to_string(), text.to_string())),
+        _ => None,
+    })
+}
+
+#[test]
+fn chat_reaches_the_right_players_across_cores_and_bad_lines_are_refused() {
+    // Two cores: template 1 starts in the west (core 0), template 2 in the
+    // east (core 1).
+    let mut server = TestServer::start(2);
+    let a = enter(server.handle(), spec("talker", 1));
+    let c = enter(server.handle(), spec("neighbour", 1));
+    let b = enter(server.handle(), spec("faraway", 2));
+    let c_id = c.entered.unwrap().character_id;
+    let at = a.entered.unwrap().position;
+    for p in [a, b, c] {
+        p.leave();
+    }
+    assert!(server.stop());
+    // The neighbour stands 5 m from the talker.
+    server.place(c_id, [at[0] + 500.0, at[1], at[2]]);
+    server.restart();
+    let mut a = enter(server.handle(), spec("talker", 1));
+    let mut c = enter(server.handle(), spec("neighbour", 1));
+    let mut b = enter(server.handle(), spec("faraway", 2));
+    let services = &server.handle().game().unwrap().services;
+    let counters = std::sync::Arc::clone(&services.counters);
+    let core_of = |p: &Player| services.registry.core_of(p.entered.unwrap().character_id);
+    assert_eq!(core_of(&a), core_of(&c));
+    assert_ne!(
+        core_of(&a),
+        core_of(&b),
+        "east and west are different cores"
+    );
+
+    // A shout from the east reaches the west (another core).
+    speak(&mut b, say(ChatChannel::Shout, "", "for the horde"));
+    assert_eq!(
+        heard(&mut a, ChatChannel::Shout),
+        ("Faraway".into(), "for the horde".into())
+    );
+    assert_eq!(heard(&mut c, ChatChannel::Shout).1, "for the horde");
+    // A whisper by name (any case) across cores, echoed to the sender.
+    speak(&mut a, say(ChatChannel::Whisper, "FARAWAY", "psst"));
+    assert_eq!(
+        heard(&mut b, ChatChannel::Whisper),
+        ("Talker".into(), "psst".into())
+    );
+    assert_eq!(
+        heard(&mut a, ChatChannel::WhisperSent),
+        ("Faraway".into(), "psst".into())
+    );
+    // A say: the neighbour hears it, the far player does not.
+    speak(&mut a, say(ChatChannel::Say, "", "hello"));
+    assert_eq!(
+        heard(&mut c, ChatChannel::Say),
+        ("Talker".into(), "hello".into())
+    );
+    b.pump_until(Duration::from_millis(500), |_| false);
+    assert!(
+        !b.inbox.iter().any(|m| matches!(
+            ServerMessage::decode(m),
+            Ok(ServerMessage::ChatMessage {
+                channel: ChatChannel::Say,
+                ..
+            })
+        )),
+        "a say does not carry 2 km"
+    );
+
+    // Bad lines.
+    assert_eq!(
+        refused(&mut c, say(ChatChannel::Whisper, "Nobody", "hi")),
+        RefusalReason::NoSuchPlayer
+    );
+    assert_eq!(
+        refused(&mut c, say(ChatChannel::Say, "", "   ")),
+        RefusalReason::ChatTooLong
+    );
+    assert_eq!(
+        refused(&mut c, say(ChatChannel::Say, "", "fake\nline")),
+        RefusalReason::Malformed
+    );
+    // 201 bytes do not even decode: answered ChatTooLong.
+    let mut long = vec![client_type::CHAT, ChatChannel::Say as u8, 0];
+    long.extend_from_slice(&[0xc9, 0x01]);
+    long.extend(std::iter::repeat_n(b'a', MAX_CHAT_LEN + 1));
+    assert_eq!(refused_raw(&mut c, &long), RefusalReason::ChatTooLong);
+    // A flood: the talker has used 2 of its 5 tokens; of 8 more lines at
+    // once, at least 4 are refused.
+    a.inbox.clear();
+    for _ in 0..8 {
+        a.send(Channel::ReliableOrdered, say(ChatChannel::Say, "", "spam"));
+    }
+    let mut floods = 0;
+    a.pump_until(Duration::from_secs(3), |p| {
+        floods = p
+            .inbox
+            .iter()
+            .filter(|m| {
+                matches!(
+                    ServerMessage::decode(m),
+                    Ok(ServerMessage::Refused {
+                        reason: RefusalReason::ChatFlood,
+                        ..
+                    })
+                )
+            })
+            .count();
+        floods >= 4
+    });
+    assert!(floods >= 4, "{floods} lines refused as a flood");
+    assert!(counters.refusals_of(RefusalReason::ChatFlood) >= 4);
+    assert!(counters.refusals_of(RefusalReason::NoSuchPlayer) >= 1);
+    assert!(counters.refusals_of(RefusalReason::ChatTooLong) >= 2);
+    // Still serving: the neighbour can still talk and be heard.
+    speak(&mut c, say(ChatChannel::Say, "", "still here"));
+    find(&mut a, "the neighbour's line", |m| match m {
+        ServerMessage::ChatMessage { text, .. } if *text == "still here" => Some(()),
+        _ => None,
+    });
+}
