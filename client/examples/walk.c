@@ -117,6 +117,7 @@ int main(int argc, char **argv) {
     uint32_t own_id = 0;
     float pos[3] = {0, 0, 0};
     unsigned entities_seen = 0, updates = 0, corrections = 0;
+    int said = 0, heard = 0, have_stats = 0;
     uint32_t last_ack = 0;
     double start = now_s(), walk_start = 0, last_move = 0;
     const double walk_seconds = 4.0, speed = 300.0; /* 3 m/s: a stroll */
@@ -178,6 +179,35 @@ int main(int argc, char **argv) {
                 corrections++;
                 memcpy(pos, e->predicted, sizeof pos);
                 break;
+            case TOS_EVENT_KIND_STATS_CHANGED: {
+                TosCharacterStats cs;
+                if (tos_client_character_stats(client, &cs) == TOS_RESULT_OK) {
+                    have_stats = 1;
+                    printf("stats: level %u, exp %llu/%llu, hp %.0f, mp %.0f, p.atk %.1f\n",
+                           cs.level, (unsigned long long)cs.exp,
+                           (unsigned long long)cs.exp_next, cs.hp_max, cs.mp_max, cs.p_atk);
+                }
+                break;
+            }
+            case TOS_EVENT_KIND_INVENTORY_CHANGED: {
+                TosInventory inv;
+                TosItem items[64];
+                if (tos_client_inventory(client, &inv, items, 64) == TOS_RESULT_OK) {
+                    printf("inventory: %u of %u slots, weight %u/%u\n", inv.item_count,
+                           inv.capacity, inv.weight, inv.weight_limit);
+                }
+                break;
+            }
+            case TOS_EVENT_KIND_CHAT: {
+                TosChatLine line;
+                while (tos_client_poll_chat(client, &line) == TOS_RESULT_OK) {
+                    printf("chat [%u] %s: %s\n", line.channel, line.from, line.text);
+                    if (strcmp(line.text, "hello from C") == 0) {
+                        heard = 1;
+                    }
+                }
+                break;
+            }
             case TOS_EVENT_KIND_LOGIN_FAILED:
                 fprintf(stderr, "walk: login failed: request %u, reason %u\n", e->request,
                         e->code);
@@ -197,8 +227,17 @@ int main(int argc, char **argv) {
         }
         if (entered && !ended) {
             double now = now_s(), elapsed = now - walk_start;
-            if (elapsed >= walk_seconds) {
+            if (elapsed >= walk_seconds && (heard || elapsed >= walk_seconds + 2.0)) {
                 break;
+            }
+            if (!said) {
+                /* Say reaches the players nearby, the speaker included. */
+                r = tos_client_chat(client, 0, NULL, "hello from C");
+                if (r != TOS_RESULT_OK) {
+                    tos_client_free(client);
+                    return fail("tos_client_chat", r);
+                }
+                said = 1;
             }
             /* A square: one side per second, east, north, west, south. */
             static const float dirs[4][2] = {{1, 0}, {0, 1}, {-1, 0}, {0, -1}};
@@ -233,6 +272,11 @@ int main(int argc, char **argv) {
     tos_client_free(client);
     if (!entered || entities_seen == 0) {
         fprintf(stderr, "walk: did not enter and see the world\n");
+        return 1;
+    }
+    if (!have_stats || !heard) {
+        fprintf(stderr, "walk: no statistics (%d) or did not hear its own line (%d)\n",
+                have_stats, heard);
         return 1;
     }
     printf("disconnected cleanly\n");

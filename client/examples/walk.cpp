@@ -65,6 +65,18 @@ int main(int argc, char** argv) {
                                     e.entity.position[1]);
                     }
                     break;
+                case TOS_EVENT_KIND_STATS_CHANGED:
+                    if (const auto cs = client.character_stats()) {
+                        std::printf("stats: level %u, exp %llu/%llu\n", cs->level,
+                                    static_cast<unsigned long long>(cs->exp),
+                                    static_cast<unsigned long long>(cs->exp_next));
+                    }
+                    break;
+                case TOS_EVENT_KIND_INVENTORY_CHANGED: {
+                    const auto [inv, items] = client.inventory();
+                    std::printf("inventory: %zu of %u slots\n", items.size(), inv.capacity);
+                    break;
+                }
                 case TOS_EVENT_KIND_CORRECTION:
                     pos = {e.predicted[0], e.predicted[1], e.predicted[2]};
                     break;

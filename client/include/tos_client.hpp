@@ -180,6 +180,71 @@ public:
         return seq;
     }
 
+    /// Asks to pick up an item entity; returns its input sequence (an
+    /// ACTION_RESULT answers it).
+    std::uint32_t pickup(std::uint32_t item) {
+        std::uint32_t seq = 0;
+        detail::check(tos_client_pickup(handle_, item, &seq), "tos_client_pickup");
+        return seq;
+    }
+
+    /// Uses the item in an inventory slot.
+    void use_item(std::uint8_t slot) {
+        detail::check(tos_client_use_item(handle_, slot), "tos_client_use_item");
+    }
+
+    /// Wears the item of an inventory slot in an equipment slot (0..7).
+    void equip(std::uint8_t slot, std::uint8_t equip_slot) {
+        detail::check(tos_client_equip(handle_, slot, equip_slot), "tos_client_equip");
+    }
+
+    /// Takes off what an equipment slot holds.
+    void unequip(std::uint8_t equip_slot) {
+        detail::check(tos_client_unequip(handle_, equip_slot), "tos_client_unequip");
+    }
+
+    /// Chat channels.
+    enum class Chat : std::uint8_t { Say = 0, Shout = 1, Whisper = 2 };
+
+    /// Says, shouts or whispers (to `target`) a line of at most 200 bytes.
+    void chat(Chat channel, std::string_view text, std::string_view target = {}) {
+        const std::string t(text), to(target);
+        detail::check(tos_client_chat(handle_, static_cast<std::uint8_t>(channel),
+                                      to.empty() ? nullptr : to.c_str(), t.c_str()),
+                      "tos_client_chat");
+    }
+
+    /// The chat lines received since the last call.
+    std::vector<TosChatLine> take_chat() {
+        std::vector<TosChatLine> out;
+        TosChatLine line{};
+        while (tos_client_poll_chat(handle_, &line) == TOS_RESULT_OK) {
+            out.push_back(line);
+        }
+        return out;
+    }
+
+    /// The inventory's totals and its occupied slots.
+    std::pair<TosInventory, std::vector<TosItem>> inventory() const {
+        TosInventory inv{};
+        std::vector<TosItem> items(64);
+        detail::check(tos_client_inventory(handle_, &inv, items.data(), items.size()),
+                      "tos_client_inventory");
+        items.resize(inv.item_count);
+        return {inv, items};
+    }
+
+    /// The character's statistics, once the server sent them.
+    std::optional<TosCharacterStats> character_stats() const {
+        TosCharacterStats s{};
+        const TosResult r = tos_client_character_stats(handle_, &s);
+        if (r == TOS_RESULT_NOT_FOUND) {
+            return std::nullopt;
+        }
+        detail::check(r, "tos_client_character_stats");
+        return s;
+    }
+
     /// The session ticket (empty before login).
     std::vector<std::uint8_t> ticket() const {
         std::size_t len = 0;

@@ -24,10 +24,14 @@ use tos_protocol::connection::{
 };
 use tos_protocol::integrity::IntegrityTable;
 use tos_protocol::wire::control::{DenyReason, DisconnectReason};
-use tos_protocol::wire::game::{ClientMessage, MovementClaim, RefusalReason, ServerMessage};
+use tos_protocol::wire::game::{
+    CharacterStats, ChatChannel, ClientMessage, EquipSlot, MAX_CHAT_LEN, MAX_NAME_LEN,
+    MovementClaim, RefusalReason, ServerMessage,
+};
 use tos_protocol::wire::{Channel, Writer};
 
 use crate::flow::{Entered, FlowEvent, LoginFlow, LoginSpec};
+use crate::gameplay::{ChatLine, Gameplay, InventoryView};
 use crate::interp::{Interpolator, PredictedInput, Prediction, ServerClock};
 use crate::snapshot::{EntityEvent, SnapshotReceiver, WorldView};
 
@@ -200,6 +204,42 @@ pub enum SessionEvent {
         /// 0 done, otherwise a refusal code (PROTOCOL.md §6.3).
         result: u8,
     },
+    /// The inventory or equipment changed ([`Session::inventory`]); sent
+    /// at entry and after every pick-up, use, equip or unequip.
+    InventoryChanged {
+        /// Occupied slots.
+        items: u32,
+    },
+    /// The character's level, experience or statistics changed
+    /// ([`Session::character_stats`]).
+    StatsChanged {
+        /// Why (`stats_cause`: entered, experience, level-up, equipment).
+        cause: u8,
+        /// The level now.
+        level: u16,
+        /// The level rose since the previous statistics.
+        leveled_up: bool,
+    },
+    /// A hit, miss, heal or kill this character is part of (the source or
+    /// the target). Observers see the rest through snapshots (HP fraction,
+    /// casting, dead).
+    Combat {
+        /// Who acted (network id).
+        source: u32,
+        /// Whom it hit.
+        target: u32,
+        /// Which skill (action id).
+        skill: u16,
+        /// Damage, or healing with the HEAL flag.
+        amount: f32,
+        /// `combat_flags` bits (HIT, MISS, CRIT, HEAL, KILL, ...).
+        flags: u8,
+    },
+    /// A chat line arrived; [`Session::poll_chat`] returns it.
+    Chat {
+        /// Its channel.
+        channel: ChatChannel,
+    },
     /// The server refused a request (after login: the session goes on).
     Refused {
         /// The client message type refused.
@@ -275,6 +315,7 @@ pub struct Session {
     ended: bool,
     stats: SessionStats,
     handling: SnapshotHandling,
+    gameplay: Gameplay,
 }
 
 impl Session {
@@ -326,6 +367,7 @@ impl Session {
             ended: false,
             stats: SessionStats::default(),
             handling: config.snapshots,
+            gameplay: Gameplay::default(),
         })
     }
 
@@ -386,6 +428,7 @@ impl Session {
                         ticket: &mut self.ticket,
                         stats: &mut self.stats,
                         handling: self.handling,
+                        gameplay: &mut self.gameplay,
                     };
                     parts.on_message(data, now);
                 }
@@ -469,12 +512,7 @@ impl Session {
         anim: u8,
         dt: f32,
     ) -> Result<u32, SessionError> {
-        if self.ended {
-            return Err(SessionError::Closed);
-        }
-        if self.entered.is_none() {
-            return Err(SessionError::NotInWorld);
-        }
+        self.in_world()?;
         let seq = self.input_seq.wrapping_add(1);
         let claim = MovementClaim {
             input_seq: seq,
@@ -497,12 +535,7 @@ impl Session {
     /// Asks for action `action_id` on `target` (0: none) — ReliableOrdered.
     /// Returns its input sequence; an ActionResult answers it.
     pub fn send_action(&mut self, action_id: u16, target: u32) -> Result<u32, SessionError> {
-        if self.ended {
-            return Err(SessionError::Closed);
-        }
-        if self.entered.is_none() {
-            return Err(SessionError::NotInWorld);
-        }
+        self.in_world()?;
         let seq = self.input_seq.wrapping_add(1);
         self.send(ClientMessage::Action {
             input_seq: seq,
@@ -513,13 +546,114 @@ impl Session {
         Ok(seq)
     }
 
+    /// Asks to pick up the item entity `item` (a network id seen in
+    /// snapshots, type 6). Returns its input sequence: an ActionResult with
+    /// it answers (0: picked up, then an InventoryChanged follows), or a
+    /// Refused (PickUp) when the inventory has no room.
+    pub fn send_pickup(&mut self, item: u32) -> Result<u32, SessionError> {
+        self.in_world()?;
+        let seq = self.input_seq.wrapping_add(1);
+        self.send(ClientMessage::PickUp {
+            input_seq: seq,
+            item,
+        })?;
+        self.input_seq = seq;
+        Ok(seq)
+    }
+
+    /// Uses (consumes) the item in inventory slot `slot`: answered by an
+    /// InventoryChanged, or a Refused (UseItem).
+    pub fn send_use_item(&mut self, slot: u8) -> Result<(), SessionError> {
+        self.in_world()?;
+        self.send(ClientMessage::UseItem { slot })
+    }
+
+    /// Wears the item in inventory slot `slot` in `equip_slot`: answered by
+    /// InventoryChanged and StatsChanged, or a Refused (Equip).
+    pub fn send_equip(&mut self, slot: u8, equip_slot: EquipSlot) -> Result<(), SessionError> {
+        self.in_world()?;
+        self.send(ClientMessage::Equip {
+            slot,
+            equip_slot: equip_slot as u8,
+        })
+    }
+
+    /// Takes off what is worn in `equip_slot`.
+    pub fn send_unequip(&mut self, equip_slot: EquipSlot) -> Result<(), SessionError> {
+        self.in_world()?;
+        self.send(ClientMessage::Unequip {
+            equip_slot: equip_slot as u8,
+        })
+    }
+
+    /// Says (`ChatChannel::Say`, players nearby), shouts (`Shout`, the
+    /// whole zone) or whispers (`Whisper` to the character named `target`;
+    /// empty otherwise) `text` (at most `MAX_CHAT_LEN` bytes). A refusal
+    /// (too long, too fast, nobody of that name) comes back as Refused
+    /// (Chat).
+    pub fn send_chat(
+        &mut self,
+        channel: ChatChannel,
+        target: &str,
+        text: &str,
+    ) -> Result<(), SessionError> {
+        self.in_world()?;
+        if channel == ChatChannel::WhisperSent {
+            return Err(SessionError::Invalid("WhisperSent is the server's"));
+        }
+        if text.len() > MAX_CHAT_LEN || target.len() > MAX_NAME_LEN {
+            return Err(SessionError::Invalid("chat text or target too long"));
+        }
+        self.send(ClientMessage::Chat {
+            channel,
+            target,
+            text,
+        })
+    }
+
+    /// The inventory and equipment as the server last sent them.
+    pub fn inventory(&self) -> &InventoryView {
+        self.gameplay.inventory()
+    }
+
+    /// The character's level, experience and statistics (after entry).
+    pub fn character_stats(&self) -> Option<&CharacterStats> {
+        self.gameplay.stats()
+    }
+
+    /// The oldest chat line not yet taken.
+    pub fn poll_chat(&mut self) -> Option<ChatLine> {
+        self.gameplay.poll_chat()
+    }
+
+    /// Chat lines dropped because nobody took them
+    /// ([`crate::gameplay::MAX_CHAT_LINES`] are kept).
+    pub fn chat_dropped(&self) -> u64 {
+        self.gameplay.chat_dropped()
+    }
+
+    fn in_world(&self) -> Result<(), SessionError> {
+        if self.ended {
+            return Err(SessionError::Closed);
+        }
+        if self.entered.is_none() {
+            return Err(SessionError::NotInWorld);
+        }
+        Ok(())
+    }
+
     /// Sends `msg` on its channel (`ClientMessage::channel`, PROTOCOL.md
     /// §6.5).
     fn send(&mut self, msg: ClientMessage<'_>) -> Result<(), SessionError> {
-        let mut buf = [0u8; 128];
+        // The largest client message in the world is a chat line: type,
+        // channel, two length-prefixed strings.
+        let mut buf = [0u8; 8 + MAX_NAME_LEN + MAX_CHAT_LEN];
         let mut w = Writer::new(&mut buf);
-        msg.encode(&mut w)
-            .map_err(|_| SessionError::Send(SendError::TooLarge { max: 128 }))?;
+        msg.encode(&mut w).map_err(|_| {
+            SessionError::Send(SendError::TooLarge {
+                max: 8 + MAX_NAME_LEN + MAX_CHAT_LEN,
+            })
+        })?;
         let n = w.position();
         self.conn.send(msg.channel(), &buf[..n])?;
         Ok(())
@@ -610,6 +744,7 @@ struct Parts<'s> {
     ticket: &'s mut Vec<u8>,
     stats: &'s mut SessionStats,
     handling: SnapshotHandling,
+    gameplay: &'s mut Gameplay,
 }
 
 impl Parts<'_> {
@@ -692,6 +827,14 @@ impl Parts<'_> {
             }
             ServerMessage::Refused { request, reason } if self.entered.is_some() => {
                 self.push(SessionEvent::Refused { request, reason });
+            }
+            ServerMessage::Inventory(_)
+            | ServerMessage::CharacterStats(_)
+            | ServerMessage::CombatEvent { .. }
+            | ServerMessage::ChatMessage { .. } => {
+                if let Some(e) = self.gameplay.handle_message(&msg) {
+                    self.push(e);
+                }
             }
             other => match self.flow.handle_message(&other) {
                 Some(FlowEvent::Authenticated {

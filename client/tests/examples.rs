@@ -37,6 +37,8 @@ fn run_walk(program: &std::path::Path, server: &Server, account: &str) -> String
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no entity count in:\n{stdout}"));
     assert!(seen >= 1, "saw no entity:\n{stdout}");
+    assert!(stdout.contains("stats: level 1,"), "{stdout}");
+    assert!(stdout.contains("inventory: "), "{stdout}");
     assert!(stdout.contains("disconnected cleanly"), "{stdout}");
     stdout
 }
@@ -47,6 +49,7 @@ fn c_example_walks_a_square() {
     let server = Server::start();
     let first = run_walk(&walk, &server, "cwalker");
     assert!(first.contains("created character"), "{first}");
+    assert!(first.contains("chat [0] cwalker: hello from C"), "{first}");
     // The second run logs in to the existing account and character.
     let second = run_walk(&walk, &server, "cwalker");
     assert!(!second.contains("created character"), "{second}");

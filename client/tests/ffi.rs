@@ -57,6 +57,10 @@ fn null_and_made_up_handles_are_errors() {
         position: [0.0; 3],
         velocity: [0.0; 3],
         predicted: [0.0; 3],
+        source: 0,
+        target: 0,
+        amount: 0.0,
+        reserved2: 0,
     }; 4];
     let mut n = 0usize;
     let p = [0f32; 3];
@@ -84,6 +88,21 @@ fn null_and_made_up_handles_are_errors() {
             assert_eq!(tos_client_sample_entity(h, 1, 3.0, &mut e), want);
             assert_eq!(tos_client_server_tick(h, &mut t), want);
             assert_eq!(tos_client_stats(h, &mut s), want);
+            assert_eq!(tos_client_pickup(h, 1, null_mut()), want);
+            assert_eq!(tos_client_use_item(h, 0), want);
+            assert_eq!(tos_client_equip(h, 0, 0), want);
+            assert_eq!(tos_client_unequip(h, 0), want);
+            assert_eq!(tos_client_chat(h, 0, null(), c"hi".as_ptr()), want);
+            let mut inv = TosInventory::default();
+            assert_eq!(tos_client_inventory(h, &mut inv, null_mut(), 0), want);
+            let mut cs = TosCharacterStats::default();
+            assert_eq!(tos_client_character_stats(h, &mut cs), want);
+            let mut line = TosChatLine {
+                channel: 0,
+                from: [0; 33],
+                text: [0; 201],
+            };
+            assert_eq!(tos_client_poll_chat(h, &mut line), want);
             assert_eq!(tos_client_close(h), want);
             tos_client_free(h); // ignored
         }
@@ -208,6 +227,10 @@ fn poll_until(
         position: [0.0; 3],
         velocity: [0.0; 3],
         predicted: [0.0; 3],
+        source: 0,
+        target: 0,
+        amount: 0.0,
+        reserved2: 0,
     }; 32];
     while Instant::now() < end {
         let mut n = 0;
@@ -350,10 +373,51 @@ fn live_server_misuse() {
             tos_client_sample_entity(c, u32::MAX - 1, 3.0, &mut e),
             TosResult::NotFound
         );
+        // Gameplay calls with arguments the protocol cannot carry.
+        assert_eq!(tos_client_equip(c, 0, 8), TosResult::InvalidArgument);
+        assert_eq!(tos_client_unequip(c, 200), TosResult::InvalidArgument);
+        assert_eq!(
+            tos_client_chat(c, 3, null(), c"hi".as_ptr()),
+            TosResult::InvalidArgument
+        );
+        assert_eq!(
+            tos_client_chat(c, 2, null(), c"to whom?".as_ptr()),
+            TosResult::InvalidArgument
+        );
+        assert_eq!(
+            tos_client_chat(c, 0, null(), null()),
+            TosResult::NullPointer
+        );
+        let long = CString::new("x".repeat(201)).unwrap();
+        assert_eq!(
+            tos_client_chat(c, 0, null(), long.as_ptr()),
+            TosResult::InvalidArgument
+        );
+        let bad_utf8 = [0xffu8, 0xfe, 0];
+        assert_eq!(
+            tos_client_chat(c, 0, null(), bad_utf8.as_ptr().cast()),
+            TosResult::InvalidArgument
+        );
+        let mut inv = TosInventory::default();
+        assert_eq!(
+            tos_client_inventory(c, &mut inv, null_mut(), 4),
+            TosResult::NullPointer
+        );
+        let mut line = TosChatLine {
+            channel: 0,
+            from: [0; 33],
+            text: [0; 201],
+        };
+        assert_eq!(tos_client_poll_chat(c, &mut line), TosResult::NotFound);
 
         assert_eq!(tos_client_close(c), TosResult::Ok);
         assert_eq!(tos_client_close(c), TosResult::Closed);
         assert_eq!(tos_client_action(c, 1, 0, null_mut()), TosResult::Closed);
+        assert_eq!(tos_client_pickup(c, 1, null_mut()), TosResult::Closed);
+        assert_eq!(
+            tos_client_chat(c, 0, null(), c"bye".as_ptr()),
+            TosResult::Closed
+        );
         assert_eq!(
             tos_client_move(c, pos.as_ptr(), pos.as_ptr(), 0.0, 0, 0.016, null_mut()),
             TosResult::Closed
@@ -446,7 +510,14 @@ fn choosing_a_character_through_the_c_abi() {
 fn struct_layouts_are_stable() {
     use core::mem::{align_of, offset_of, size_of};
     assert_eq!(size_of::<TosEntity>(), 60);
-    assert_eq!(size_of::<TosEvent>(), 136);
+    assert_eq!(size_of::<TosEvent>(), 152);
+    assert_eq!(offset_of!(TosEvent, source), 136);
+    assert_eq!(size_of::<TosItem>(), 12);
+    assert_eq!(size_of::<TosInventory>(), 48);
+    assert_eq!(size_of::<TosCharacterStats>(), 72);
+    assert_eq!(offset_of!(TosCharacterStats, exp), 8);
+    assert_eq!(size_of::<TosChatLine>(), 240);
+    assert_eq!(offset_of!(TosChatLine, text), 37);
     assert_eq!(align_of::<TosEvent>(), 8);
     assert_eq!(offset_of!(TosEvent, id), 24);
     assert_eq!(offset_of!(TosEvent, entity), 40);

@@ -1,4 +1,4 @@
-//! The checked-in C header is what cbindgen generates from `src/ffi.rs`
+//! The checked-in C header is what cbindgen generates from `src/ffi/mod.rs`
 //! now: a changed ABI fails here until the header is regenerated with
 //! `TOS_BLESS=1 cargo test -p tos-client --test header` (and reviewed).
 
@@ -11,7 +11,7 @@ fn header_matches_the_ffi_module() {
     // Only the FFI module: no `cargo metadata` run, no dependency parsing.
     let bindings = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(dir.join("src/ffi.rs"))
+        .with_src(dir.join("src/ffi/mod.rs"))
         .generate()
         .expect("cbindgen generates the header");
     let mut fresh = Vec::new();

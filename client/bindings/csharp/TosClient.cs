@@ -59,6 +59,58 @@ namespace Tos
         Denied = 13,
         Disconnected = 14,
         CharacterList = 15,
+        InventoryChanged = 16,
+        StatsChanged = 17,
+        Combat = 18,
+        Chat = 19,
+    }
+
+    /// <summary>TosItem (12 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct TosItem
+    {
+        public uint Slot;
+        public uint Template;
+        public uint Count;
+    }
+
+    /// <summary>TosInventory (48 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct TosInventory
+    {
+        public uint Capacity;
+        public uint Weight;
+        public uint WeightLimit;
+        public uint ItemCount;
+        /// <summary>Per equipment slot (0 weapon .. 7 accessory): the template worn, 0 if none.</summary>
+        public fixed uint Equipped[8];
+    }
+
+    /// <summary>TosCharacterStats (72 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct TosCharacterStats
+    {
+        public uint Level;
+        public uint Cause;
+        public ulong Exp;
+        public ulong ExpNext;
+        public float HpMax;
+        public float MpMax;
+        /// <summary>INT, STR, CON, MEN, DEX, WIT.</summary>
+        public fixed uint Stats[6];
+        public float PAtk;
+        public float MAtk;
+        public float PDef;
+        public float MDef;
+    }
+
+    /// <summary>TosChatLine (240 bytes): NUL-terminated UTF-8 in fixed arrays.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct TosChatLine
+    {
+        public uint Channel;
+        public fixed byte From[33];
+        public fixed byte Text[201];
     }
 
     /// <summary>TosCharacter (88 bytes).</summary>
@@ -113,7 +165,7 @@ namespace Tos
         public float Mp;
     }
 
-    /// <summary>TosEvent (136 bytes); which fields mean something depends on Kind.</summary>
+    /// <summary>TosEvent (152 bytes); which fields mean something depends on Kind.</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct TosEvent
     {
@@ -129,6 +181,11 @@ namespace Tos
         public TosVec3 Position;
         public TosVec3 Velocity;
         public TosVec3 Predicted;
+        /// <summary>Combat: who acted, whom it hit, how much.</summary>
+        public uint Source;
+        public uint Target;
+        public float Amount;
+        public uint Reserved2;
     }
 
     /// <summary>TosStats (40 bytes).</summary>
@@ -187,6 +244,14 @@ namespace Tos
         [DllImport(LibraryName)] public static extern TosResult tos_client_enter_character(IntPtr client, ulong characterId);
         [DllImport(LibraryName)] public static extern TosResult tos_client_create_character(IntPtr client, byte[] nameNulTerminated, ushort template, byte[] appearance, UIntPtr appearanceLen);
         [DllImport(LibraryName)] public static extern TosResult tos_client_action(IntPtr client, ushort actionId, uint target, out uint seq);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_pickup(IntPtr client, uint item, out uint seq);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_use_item(IntPtr client, byte slot);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_equip(IntPtr client, byte slot, byte equipSlot);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_unequip(IntPtr client, byte equipSlot);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_chat(IntPtr client, byte channel, byte[] target, byte[] text);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_inventory(IntPtr client, out TosInventory inventory, [Out] TosItem[] items, UIntPtr cap);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_character_stats(IntPtr client, out TosCharacterStats stats);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_poll_chat(IntPtr client, out TosChatLine line);
         [DllImport(LibraryName)] public static extern TosResult tos_client_ticket(IntPtr client, byte[] buf, UIntPtr cap, out UIntPtr len);
         [DllImport(LibraryName)] public static extern TosResult tos_client_sample_entity(IntPtr client, uint entityId, double delayTicks, out TosEntity entity);
         [DllImport(LibraryName)] public static extern TosResult tos_client_server_tick(IntPtr client, out double tick);

@@ -37,6 +37,13 @@ use crate::flow::LoginSpec;
 use crate::session::{SessionConfig, SessionError, SessionEvent};
 use crate::snapshot::{EntityEvent, EntityState};
 
+mod gameplay;
+pub use gameplay::{
+    TosCharacterStats, TosChatLine, TosInventory, TosItem, tos_client_character_stats,
+    tos_client_chat, tos_client_equip, tos_client_inventory, tos_client_pickup,
+    tos_client_poll_chat, tos_client_unequip, tos_client_use_item,
+};
+
 /// What a call returned. Negative values are errors; the message of the
 /// last one is [`tos_last_error`].
 #[repr(i32)]
@@ -116,6 +123,22 @@ pub enum TosEventKind {
     /// `code` = how many; read them with `tos_client_character`, then call
     /// `tos_client_enter_character` or `tos_client_create_character`.
     CharacterList = 15,
+    /// The inventory or equipment changed: `code` = occupied slots; read
+    /// it with `tos_client_inventory`.
+    InventoryChanged = 16,
+    /// Level, experience or statistics changed: `code` = the level,
+    /// `request` = the cause (0 entered, 1 experience, 2 level-up,
+    /// 3 equipment), `input_seq` = 1 if the level rose; read them with
+    /// `tos_client_character_stats`.
+    StatsChanged = 17,
+    /// A hit, miss, heal or kill this character is part of: `source`,
+    /// `target` (entity ids), `amount`, `request` = the skill, `code` = the
+    /// combat flags (1 hit, 2 miss, 4 critical, 8 heal, 16 kill,
+    /// 32 interrupted, 64 immune).
+    Combat = 18,
+    /// A chat line arrived: `code` = its channel; take it with
+    /// `tos_client_poll_chat`.
+    Chat = 19,
 }
 
 /// One character of the account.
@@ -202,6 +225,14 @@ pub struct TosEvent {
     pub velocity: [f32; 3],
     /// A correction's position after replaying the later claims.
     pub predicted: [f32; 3],
+    /// Combat: who acted (entity id).
+    pub source: u32,
+    /// Combat: whom it hit (entity id).
+    pub target: u32,
+    /// Combat: damage, or healing with the heal flag.
+    pub amount: f32,
+    /// Padding, 0.
+    pub reserved2: u32,
 }
 
 impl TosEvent {
@@ -219,6 +250,10 @@ impl TosEvent {
             position: [0.0; 3],
             velocity: [0.0; 3],
             predicted: [0.0; 3],
+            source: 0,
+            target: 0,
+            amount: 0.0,
+            reserved2: 0,
         }
     }
 }
@@ -484,6 +519,38 @@ fn event(e: &SessionEvent) -> TosEvent {
         SessionEvent::Denied { reason } => TosEvent {
             code: reason as u32,
             ..TosEvent::new(K::Denied)
+        },
+        SessionEvent::InventoryChanged { items } => TosEvent {
+            code: items,
+            ..TosEvent::new(K::InventoryChanged)
+        },
+        SessionEvent::StatsChanged {
+            cause,
+            level,
+            leveled_up,
+        } => TosEvent {
+            code: u32::from(level),
+            request: u32::from(cause),
+            input_seq: u32::from(leveled_up),
+            ..TosEvent::new(K::StatsChanged)
+        },
+        SessionEvent::Combat {
+            source,
+            target,
+            skill,
+            amount,
+            flags,
+        } => TosEvent {
+            source,
+            target,
+            amount,
+            request: u32::from(skill),
+            code: u32::from(flags),
+            ..TosEvent::new(K::Combat)
+        },
+        SessionEvent::Chat { channel } => TosEvent {
+            code: channel as u32,
+            ..TosEvent::new(K::Chat)
         },
         SessionEvent::Disconnected { reason, by_peer } => TosEvent {
             code: reason as u32,
