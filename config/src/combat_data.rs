@@ -155,6 +155,22 @@ pub enum EquipSlot {
     Hands,
 }
 
+impl EquipSlot {
+    /// The slot's number on the wire (PROTOCOL.md §6.6): the protocol has
+    /// more slots than the data files use today.
+    pub fn wire(self) -> tos_protocol::wire::game::EquipSlot {
+        use tos_protocol::wire::game::EquipSlot as W;
+        match self {
+            Self::Weapon => W::Weapon,
+            Self::Head => W::Head,
+            Self::Chest => W::Chest,
+            Self::Legs => W::Legs,
+            Self::Feet => W::Feet,
+            Self::Hands => W::Hands,
+        }
+    }
+}
+
 /// Stat bonuses of equipment (summed over what is worn and handed to the
 /// shard with `Shard::set_gear`).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]

@@ -136,19 +136,6 @@ impl ItemBook {
     }
 }
 
-/// The wire's equip slot of a data file's slot name.
-pub fn wire_slot(slot: tos_config::EquipSlot) -> EquipSlot {
-    use tos_config::EquipSlot as D;
-    match slot {
-        D::Weapon => EquipSlot::Weapon,
-        D::Head => EquipSlot::Head,
-        D::Chest => EquipSlot::Chest,
-        D::Legs => EquipSlot::Legs,
-        D::Feet => EquipSlot::Feet,
-        D::Hands => EquipSlot::Hands,
-    }
-}
-
 /// The game-layer rules of an item template of the data files.
 pub fn rule_of(t: &tos_config::ItemTemplate) -> ItemRule {
     let b = &t.bonus;
@@ -156,7 +143,7 @@ pub fn rule_of(t: &tos_config::ItemTemplate) -> ItemRule {
         template: t.id,
         stack_max: t.max_stack.max(1),
         weight: t.weight,
-        equip: t.slot.map(wire_slot),
+        equip: t.slot.map(tos_config::EquipSlot::wire),
         consumable: t.consumable.map(|c| ConsumableRule {
             hp: c.hp as f32,
             mp: c.mp as f32,

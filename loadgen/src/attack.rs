@@ -141,38 +141,32 @@ pub(crate) fn table(kind: Kind, target: u64, c: &Counts) -> String {
 }
 
 /// The attack as a JSON object (for the summary's `attack` field).
-pub(crate) fn json(kind: Kind, target: u64, c: &Counts, server: &ServerAfter) -> String {
-    format!(
-        "{{\"kind\":\"{}\",\"target_pps\":{},\"achieved_pps\":{:.1},\"seconds\":{:.2},\"sources\":{},\
-         \"sent\":{},\"sent_bytes\":{},\"received\":{},\"received_bytes\":{},\"cookies\":{},\
-         \"handshakes_started\":{},\"established\":{},\"denied_full\":{},\"denied_busy\":{},\
-         \"denied_other\":{},\"disconnected\":{},\"server_rss_before_kib\":{},\"server_rss_peak_kib\":{},\
-         \"server_rss_after_kib\":{},\"connections_at_attack_end\":{},\"connections_after\":{},\
-         \"settle_seconds\":{:.1},\"legit_connected_after\":{}}}",
-        kind.name(),
-        target,
-        c.rate(),
-        c.seconds,
-        c.sources,
-        c.sent,
-        c.sent_bytes,
-        c.received,
-        c.received_bytes,
-        c.cookies,
-        c.handshakes_started,
-        c.established,
-        c.denied_full,
-        c.denied_busy,
-        c.denied_other,
-        c.disconnected,
-        server.rss_before_kib,
-        server.rss_peak_kib,
-        server.rss_after_kib,
-        server.connections_at_attack_end,
-        server.connections_after,
-        server.settle_seconds,
-        server.legit_connected_after,
-    )
+pub(crate) fn json(kind: Kind, target: u64, c: &Counts, server: &ServerAfter) -> serde_json::Value {
+    serde_json::json!({
+        "kind": kind.name(),
+        "target_pps": target,
+        "achieved_pps": (c.rate() * 10.0).round() / 10.0,
+        "seconds": (c.seconds * 100.0).round() / 100.0,
+        "sources": c.sources,
+        "sent": c.sent,
+        "sent_bytes": c.sent_bytes,
+        "received": c.received,
+        "received_bytes": c.received_bytes,
+        "cookies": c.cookies,
+        "handshakes_started": c.handshakes_started,
+        "established": c.established,
+        "denied_full": c.denied_full,
+        "denied_busy": c.denied_busy,
+        "denied_other": c.denied_other,
+        "disconnected": c.disconnected,
+        "server_rss_before_kib": server.rss_before_kib,
+        "server_rss_peak_kib": server.rss_peak_kib,
+        "server_rss_after_kib": server.rss_after_kib,
+        "connections_at_attack_end": server.connections_at_attack_end,
+        "connections_after": server.connections_after,
+        "settle_seconds": (server.settle_seconds * 10.0).round() / 10.0,
+        "legit_connected_after": server.legit_connected_after,
+    })
 }
 
 /// What the server looked like around the attack (spawned server only).

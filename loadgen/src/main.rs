@@ -12,7 +12,10 @@
 //! ```
 //! Run `loadgen --help` for every option.
 
+#![recursion_limit = "256"]
+
 mod attack;
+mod play;
 mod player;
 mod report;
 mod worker;
@@ -127,6 +130,11 @@ struct Args {
     /// DATA-DIR/loadgen-P.positions, or ./loadgen-P.positions with --server).
     #[arg(long, value_name = "FILE")]
     positions: Option<String>,
+    /// Players only walk (and send an action now and then) instead of
+    /// hunting, looting and chatting: the load of the earlier capacity
+    /// figures.
+    #[arg(long)]
+    no_play: bool,
     /// Players log in and stay connected without entering the world (to
     /// measure a login storm alone).
     #[arg(long)]
@@ -361,6 +369,15 @@ fn run(args: &Args) -> Result<(), String> {
             args.integrity_secret,
         ),
     };
+    // Players play with the server's built-in game data (skills, items):
+    // a server run with other data files gets requests it may refuse.
+    let kit = if args.no_play || args.mode == Mode::Echo {
+        None
+    } else {
+        let data =
+            tos_config::GameData::embedded().map_err(|e| format!("built-in game data: {e}"))?;
+        Some(Arc::new(play::Kit::new(&data)))
+    };
     let client = ClientConfig {
         transport: Arc::new(TransportConfig::default()),
         server_key: ServerKey::Pinned(key),
@@ -406,6 +423,7 @@ fn run(args: &Args) -> Result<(), String> {
             login_only: args.login_only,
             password: args.password.clone(),
             remembered: Arc::clone(&remembered_arc),
+            kit: kit.clone(),
         };
         let (live, stop) = (Arc::clone(&live), Arc::clone(&stop));
         handles.push(
@@ -571,10 +589,10 @@ fn run(args: &Args) -> Result<(), String> {
     };
     if let Some(p) = &args.json {
         let mut j = report::json(&info, &total);
-        if let (Some(a), Some(end)) = (&attack_json, j.rfind('}')) {
-            j.insert_str(end, &format!(",\"attack\":{a}"));
+        if let (Some(a), Some(m)) = (attack_json, j.as_object_mut()) {
+            m.insert("attack".into(), a);
         }
-        write_out(p, &j)?;
+        write_out(p, &j.to_string())?;
     }
     if let Some(p) = &args.csv {
         write_out(p, &report::csv(&series))?;

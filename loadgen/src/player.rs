@@ -14,6 +14,7 @@ use tos_protocol::wire::Channel;
 use tos_protocol::wire::control::DisconnectReason;
 use tos_protocol::wire::game::FullEntityState;
 
+use crate::play::{Feet, Play};
 use crate::report::Recorder;
 
 /// How a player behaves.
@@ -117,6 +118,8 @@ pub(crate) struct Player {
     input_period: Duration,
     /// The workspace's one seeded generator.
     rng: tos_protocol::rng::SplitMix64,
+    /// Hunting, looting and chatting (world mode).
+    play: Option<Play>,
     pub(crate) done: bool,
 }
 
@@ -169,6 +172,7 @@ impl Player {
             next_input: now,
             input_period: Duration::from_secs_f64(1.0 / f64::from(rate_hz.max(1))),
             rng: tos_protocol::rng::SplitMix64::new(seed),
+            play: None,
             done: false,
         };
         p.waypoint = p.pick_waypoint();
@@ -179,6 +183,17 @@ impl Player {
     /// own claims, corrected by the server).
     pub(crate) fn position(&self) -> Option<[f32; 3]> {
         self.entity.map(|_| self.position)
+    }
+
+    /// Makes it play (hunt, loot, chat) instead of only walking.
+    pub(crate) fn with_play(mut self, play: Option<Play>) -> Self {
+        self.play = play;
+        self
+    }
+
+    /// Its gameplay, if it plays.
+    pub(crate) fn play(&self) -> Option<&Play> {
+        self.play.as_ref()
     }
 
     fn rand(&mut self) -> u64 {
@@ -283,16 +298,25 @@ impl Player {
         } else {
             WALK_SPEED
         };
-        let to = [
-            self.waypoint[0] - self.position[0],
-            self.waypoint[1] - self.position[1],
-        ];
+        let r = self.rand();
+        let feet = match (&mut self.play, &mut self.link) {
+            (Some(play), Link::World(session)) => play.decide(now, self.position, session, r),
+            _ => Feet::Free,
+        };
+        let goal = match feet {
+            Feet::Free => self.waypoint,
+            Feet::To(at) => at,
+            Feet::Stand => self.position,
+        };
+        let to = [goal[0] - self.position[0], goal[1] - self.position[1]];
         let dist = (to[0] * to[0] + to[1] * to[1]).sqrt();
         let step = speed * dt;
         let mut velocity = [0.0f32; 3];
         if dist <= step {
-            self.position = self.waypoint;
-            self.waypoint = self.pick_waypoint();
+            self.position = [goal[0], goal[1], self.position[2]];
+            if feet == Feet::Free {
+                self.waypoint = self.pick_waypoint();
+            }
         } else {
             velocity = [to[0] / dist * speed, to[1] / dist * speed, 0.0];
             self.position[0] += velocity[0] * dt;
@@ -301,8 +325,9 @@ impl Player {
         let yaw = velocity[1].atan2(velocity[0]).to_degrees();
         // Animation 1 is walking, 0 standing (PROTOCOL.md §6.2).
         let anim = u8::from(dist > step);
-        // Occasionally a reliable action (1 in 120 inputs: every 2 s at 60 Hz).
-        let act = self.rand() % 120 == 0;
+        // Players that do not play send a reliable action now and then
+        // (1 in 120 inputs: every 2 s at 60 Hz).
+        let act = self.play.is_none() && self.rand() % 120 == 0;
         let Link::World(session) = &mut self.link else {
             return;
         };
@@ -405,6 +430,9 @@ impl Player {
             let Some(e) = session.poll_event() else {
                 return;
             };
+            if let Some(play) = &mut self.play {
+                play.on_event(&e, session);
+            }
             match e {
                 SessionEvent::Connected => {
                     self.connected_at = Some(now);
@@ -481,7 +509,11 @@ impl Player {
                 }
                 SessionEvent::ActionResult { .. }
                 | SessionEvent::Entity(_)
-                | SessionEvent::Characters { .. } => {}
+                | SessionEvent::Characters { .. }
+                | SessionEvent::InventoryChanged { .. }
+                | SessionEvent::StatsChanged { .. }
+                | SessionEvent::Combat { .. }
+                | SessionEvent::Chat { .. } => {}
             }
         }
     }

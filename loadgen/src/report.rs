@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde_json::{Value, json};
 use tos_protocol::wire::control::DisconnectReason;
+
+use crate::play::GameplayCounts;
 
 fn hist() -> Histogram<u64> {
     // 1 µs .. 1 h at 3 significant digits; recording never allocates.
@@ -68,6 +71,8 @@ pub(crate) struct Recorder {
     pub(crate) inputs_skipped: u64,
     /// CPU time of the loadgen's worker threads (user + system), µs.
     pub(crate) cpu_us: u64,
+    /// What the players' gameplay came to.
+    pub(crate) gameplay: GameplayCounts,
 }
 
 impl Default for Recorder {
@@ -103,6 +108,7 @@ impl Default for Recorder {
             send_lag_us: hist(),
             inputs_skipped: 0,
             cpu_us: 0,
+            gameplay: GameplayCounts::default(),
         }
     }
 }
@@ -160,6 +166,7 @@ impl Recorder {
         let _ = self.send_lag_us.add(&o.send_lag_us);
         self.inputs_skipped += o.inputs_skipped;
         self.cpu_us += o.cpu_us;
+        self.gameplay.merge(&o.gameplay);
     }
 
     /// Whether the loadgen kept its input rate: at most 0.1% of inputs
@@ -408,6 +415,31 @@ pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
             r.snapshots, r.snapshot_bytes, r.naive_bytes, saved
         );
         let _ = writeln!(s, "corrections (authority): {}", r.corrections);
+        let g = &r.gameplay;
+        let _ = writeln!(
+            s,
+            "gameplay: kills {}, deaths {}, items looted {}, level-ups {} (highest level {}), chat sent {} / received {}",
+            g.kills,
+            g.deaths,
+            g.items_looted,
+            g.level_ups,
+            g.max_level,
+            g.chat_messages,
+            g.chat_received
+        );
+        let _ = writeln!(
+            s,
+            "          skills used {} (refused {}), hits {}, misses {}, potions {}, items worn {}, pick-ups refused {}; entered with gains of an earlier run: level > 1 {}, items {}",
+            g.skills_used,
+            g.skills_refused,
+            g.hits,
+            g.misses,
+            g.potions_used,
+            g.items_equipped,
+            g.pickups_refused,
+            g.entered_above_level_1,
+            g.entered_with_items
+        );
     }
     let _ = writeln!(
         s,
@@ -442,66 +474,87 @@ pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
     s
 }
 
-fn json_hist(h: &Histogram<u64>, scale: f64) -> String {
-    let parts: Vec<String> = QUANTILES
-        .iter()
-        .map(|(x, n)| format!("\"{n}\":{:.3}", q(h, *x) / scale))
-        .collect();
-    format!("{{{},\"count\":{}}}", parts.join(","), h.len())
+fn json_hist(h: &Histogram<u64>, scale: f64) -> Value {
+    let mut m = serde_json::Map::new();
+    for (x, n) in QUANTILES {
+        m.insert(n.to_string(), json!(round3(q(h, x) / scale)));
+    }
+    m.insert("count".into(), json!(h.len()));
+    Value::Object(m)
+}
+
+/// Three decimals are what the figures mean; more is noise in a report.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 /// The machine-readable summary.
-pub(crate) fn json(info: &RunInfo, r: &Recorder) -> String {
+pub(crate) fn json(info: &RunInfo, r: &Recorder) -> Value {
     let secs = info.seconds.max(1e-9);
     let saved = if r.naive_bytes > 0 {
         1.0 - r.snapshot_bytes as f64 / r.naive_bytes as f64
     } else {
         0.0
     };
-    format!(
-        "{{\"mode\":\"{}\",\"players\":{},\"seconds\":{:.3},\"rate_hz\":{},\"server\":\"{}\",\"latency_ms\":{},\"rtt_ms\":{},\"handshake_ms\":{},\"entities_per_snapshot\":{},\"login_ms\":{},\"enter_ms\":{},\"logins_failed\":{},\"characters_created\":{},\"resumed_known\":{},\"resumed_in_place\":{},\"connected\":{},\"denied\":{},\"packets_out_per_s\":{:.1},\"packets_in_per_s\":{:.1},\"bytes_out_per_s\":{:.1},\"bytes_in_per_s\":{:.1},\"snapshots\":{},\"snapshot_bytes\":{},\"naive_bytes\":{},\"bandwidth_saved\":{:.4},\"corrections\":{},\"decode_errors\":{},\"missing_baselines\":{},\"send_lag_ms\":{},\"inputs_skipped\":{},\"loadgen_cpu_cores\":{:.3},\"kept_rate\":{},\"disconnects\":[{}]{}}}",
-        info.mode,
-        info.players,
-        info.seconds,
-        info.rate_hz,
-        info.server,
-        json_hist(&r.latency_us, 1000.0),
-        json_hist(&r.rtt_us, 1000.0),
-        json_hist(&r.handshake_us, 1000.0),
-        json_hist(&r.entities, 1.0),
-        json_hist(&r.login_us, 1000.0),
-        json_hist(&r.enter_us, 1000.0),
-        r.logins_failed,
-        r.characters_created,
-        r.resumed_known,
-        r.resumed_in_place,
-        r.connected,
-        r.denied,
-        r.packets_out as f64 / secs,
-        r.packets_in as f64 / secs,
-        r.bytes_out as f64 / secs,
-        r.bytes_in as f64 / secs,
-        r.snapshots,
-        r.snapshot_bytes,
-        r.naive_bytes,
-        saved,
-        r.corrections,
-        r.decode_errors,
-        r.missing_baselines,
-        json_hist(&r.send_lag_us, 1000.0),
-        r.inputs_skipped,
-        r.cpu_us as f64 / 1e6 / secs,
-        r.kept_rate(info.rate_hz),
-        r.disconnects
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-        info.server_ticks
-            .map_or(String::new(), |(p99, overruns)| format!(
-                ",\"server_tick_p99_ms\":{p99:.3},\"server_tick_overruns\":{overruns}"
-            ))
-    )
+    let g = &r.gameplay;
+    let mut v = json!({
+        "mode": info.mode,
+        "players": info.players,
+        "seconds": round3(info.seconds),
+        "rate_hz": info.rate_hz,
+        "server": info.server,
+        "latency_ms": json_hist(&r.latency_us, 1000.0),
+        "rtt_ms": json_hist(&r.rtt_us, 1000.0),
+        "handshake_ms": json_hist(&r.handshake_us, 1000.0),
+        "entities_per_snapshot": json_hist(&r.entities, 1.0),
+        "login_ms": json_hist(&r.login_us, 1000.0),
+        "enter_ms": json_hist(&r.enter_us, 1000.0),
+        "logins_failed": r.logins_failed,
+        "characters_created": r.characters_created,
+        "resumed_known": r.resumed_known,
+        "resumed_in_place": r.resumed_in_place,
+        "connected": r.connected,
+        "denied": r.denied,
+        "packets_out_per_s": round3(r.packets_out as f64 / secs),
+        "packets_in_per_s": round3(r.packets_in as f64 / secs),
+        "bytes_out_per_s": round3(r.bytes_out as f64 / secs),
+        "bytes_in_per_s": round3(r.bytes_in as f64 / secs),
+        "snapshots": r.snapshots,
+        "snapshot_bytes": r.snapshot_bytes,
+        "naive_bytes": r.naive_bytes,
+        "bandwidth_saved": round3(saved),
+        "corrections": r.corrections,
+        "decode_errors": r.decode_errors,
+        "missing_baselines": r.missing_baselines,
+        "send_lag_ms": json_hist(&r.send_lag_us, 1000.0),
+        "inputs_skipped": r.inputs_skipped,
+        "loadgen_cpu_cores": round3(r.cpu_us as f64 / 1e6 / secs),
+        "kept_rate": r.kept_rate(info.rate_hz),
+        "disconnects": r.disconnects,
+        "gameplay": {
+            "kills": g.kills,
+            "deaths": g.deaths,
+            "items_looted": g.items_looted,
+            "level_ups": g.level_ups,
+            "chat_messages": g.chat_messages,
+            "chat_received": g.chat_received,
+            "skills_used": g.skills_used,
+            "skills_refused": g.skills_refused,
+            "hits": g.hits,
+            "misses": g.misses,
+            "potions_used": g.potions_used,
+            "items_equipped": g.items_equipped,
+            "pickups_refused": g.pickups_refused,
+            "entered_above_level_1": g.entered_above_level_1,
+            "entered_with_items": g.entered_with_items,
+            "max_level": g.max_level,
+        },
+    });
+    if let (Some((p99, overruns)), Some(m)) = (info.server_ticks, v.as_object_mut()) {
+        m.insert("server_tick_p99_ms".into(), json!(round3(p99)));
+        m.insert("server_tick_overruns".into(), json!(overruns));
+    }
+    v
 }
 
 /// The time series as CSV.
@@ -703,12 +756,19 @@ mod tests {
         assert!(t.contains("input-to-observed latency (ms)"), "{t}");
         assert!(t.contains("timeout 1"));
         let j = json(&info, &r);
-        assert!(
-            j.starts_with('{') && j.ends_with('}') && j.contains("\"p99\":"),
-            "{j}"
-        );
-        assert!(j.contains("\"server_tick_p99_ms\":1.500"), "{j}");
-        assert!(j.contains("\"login_ms\":{"), "{j}");
+        assert!(j["latency_ms"]["p99"].is_number(), "{j}");
+        assert_eq!(j["server_tick_p99_ms"], 1.5, "{j}");
+        assert!(j["login_ms"].is_object(), "{j}");
+        assert_eq!(j["gameplay"]["kills"], 0, "{j}");
+        assert_eq!(j["disconnects"][1], 1, "{j}");
+        // A server address with a quote stays valid JSON.
+        let odd = RunInfo {
+            server: "a\"b".into(),
+            ..info
+        };
+        let text = json(&odd, &r).to_string();
+        let back: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(back["server"], "a\"b");
         let series = [
             Sample {
                 t: 0.0,

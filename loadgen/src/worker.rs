@@ -13,6 +13,7 @@ use tos_protocol::connection::{ClientConfig, Connection, ServerKey};
 
 use tos_client::{LoginSpec, Session, SessionConfig, SnapshotHandling};
 
+use crate::play::{Kit, Play};
 use crate::player::{Behaviour, Link, Mode, Player};
 use crate::report::{Live, Recorder};
 
@@ -42,6 +43,8 @@ pub(crate) struct Plan {
     pub(crate) login_only: bool,
     /// Where an earlier run left each player's character (by index).
     pub(crate) remembered: Arc<HashMap<usize, [f32; 3]>>,
+    /// What players play with; `None`: they only walk (`--no-play`).
+    pub(crate) kit: Option<Arc<Kit>>,
 }
 
 /// The character template a player creates: wanderers and cheaters start
@@ -199,6 +202,21 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                 seed[..8].copy_from_slice(&(global as u64).to_le_bytes());
                 cfg.seed = seed;
                 let b = behaviour(global, plan.battle_fraction, plan.cheater_fraction);
+                // Cheaters misbehave instead; players that keep no world
+                // (decode-only) cannot see what to hunt.
+                let play = match (&plan.kit, plan.mode, b) {
+                    (Some(kit), Mode::World, Behaviour::Wanderer | Behaviour::Fighter)
+                        if plan.apply_snapshots && !plan.login_only =>
+                    {
+                        Some(Play::new(
+                            Arc::clone(kit),
+                            character_name(&format!("{}{global}", plan.account_prefix)),
+                            now,
+                            Duration::from_millis((global as u64 * 7_919) % 20_000),
+                        ))
+                    }
+                    _ => None,
+                };
                 let link = match plan.mode {
                     Mode::Echo => Connection::connect(cfg, plan.server, now)
                         .map(Link::Echo)
@@ -235,7 +253,8 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                             global as u64 * 0x9e37_79b9 + 7,
                             plan.remembered.get(&global).copied(),
                             now,
-                        );
+                        )
+                        .with_play(play);
                         routes.insert((p.socket, p.key), pi);
                         slot.player = Some(p);
                     }
@@ -304,6 +323,9 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                 let _ = rec.rtt_us.record(s.rtt_us.max(1));
             }
             rec.decode_errors += p.decode_errors();
+            if let Some(play) = p.play() {
+                rec.gameplay.merge(play.counts());
+            }
             p.link.close(now);
             let io = &mut sockets[p.socket];
             while let Some(t) = p.link.poll_transmit(now, &mut buf) {

@@ -49,6 +49,17 @@ fn world_mode_measures_latency_and_bandwidth() {
     assert_eq!(field(json, "connected"), 12.0, "{json}");
     assert_eq!(field(json, "decode_errors"), 0.0, "{json}");
     assert!(field(json, "snapshots") > 100.0, "{json}");
+    // Players play: the summary says what came of it.
+    let gameplay = &json[json.find("\"gameplay\"").expect("a gameplay object")..];
+    for key in [
+        "kills",
+        "deaths",
+        "items_looted",
+        "level_ups",
+        "chat_messages",
+    ] {
+        assert!(field(gameplay, key) >= 0.0, "{json}");
+    }
     assert!(field(json, "bandwidth_saved") > 0.5, "{json}");
     let latency = &json[json.find("\"latency_ms\"").unwrap()..];
     assert!(field(latency, "p50") > 0.0, "{json}");
