@@ -614,3 +614,96 @@ fn hand_offs_carry_level_and_experience_and_ghost_strikes_land() {
         (3, 500, 1)
     );
 }
+
+#[test]
+fn a_ghost_item_is_refused_and_taken_once_on_its_own_core() {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 2, LayoutKind::Stripes);
+    let mut cluster = Cluster::new(&config, &layout, &WorldData::default());
+    // An item on core 1's ground, 200 units from a player on core 0.
+    let item = cluster.shards[1]
+        .spawn_item([150.0, 0.0, 0.0], 8, 3, None)
+        .unwrap();
+    assert!(
+        cluster.shards[0]
+            .spawn_item([150.0, 0.0, 0.0], 8, 3, None)
+            .is_err()
+    );
+    cluster.shards[0]
+        .add_player(A, &Character::new(1, [-50.0, 0.0, 0.0], Faction::ALLIANCE))
+        .unwrap();
+    cluster.shards[1]
+        .add_player(B, &Character::new(2, [250.0, 0.0, 0.0], Faction::ALLIANCE))
+        .unwrap();
+    cluster.step(1);
+    cluster.step(2);
+    assert!(cluster.shards[0].entity(item).is_some_and(|e| e.ghost));
+    // Both ask in the same tick: the ghost's side is refused, the owner
+    // core's player gets it; exactly one Looted in the whole cluster.
+    cluster.shards[0].push_pickup(A, 1, item).unwrap();
+    cluster.shards[1].push_pickup(B, 1, item).unwrap();
+    cluster.step(3);
+    assert_eq!(
+        codes(&cluster.shards[0]),
+        [ActionRefusal::ItemElsewhere.code()]
+    );
+    assert_eq!(codes(&cluster.shards[1]), [0]);
+    let looted: usize = cluster
+        .shards
+        .iter_mut()
+        .map(|s| {
+            s.take_events()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        ShardEvent::Looted {
+                            item: 8,
+                            count: 3,
+                            ..
+                        }
+                    )
+                })
+                .count()
+        })
+        .sum();
+    assert_eq!(looted, 1);
+    // Gone everywhere once the ghost is dropped.
+    for t in 4..20 {
+        cluster.step(t);
+    }
+    assert!(cluster.shards.iter().all(|s| s.entity(item).is_none()));
+}
+
+#[test]
+fn npcs_use_skills_and_player_deaths_are_told() {
+    let mut s = shard();
+    let me = enter(&mut s, A, [0.0; 3], Faction::ALLIANCE);
+    let m = monster(&mut s, [100.0, 0.0, 0.0], 500.0, 5, 0);
+    assert_eq!(s.cast_skill(999_999, 1, me), Err(ActionRefusal::NotInWorld));
+    let mut t = 1;
+    while rec(&s, me).state.contains(EntityState::ALIVE) {
+        s.tick(t);
+        assert_eq!(s.cast_skill(m, 1, me), Ok(()));
+        assert_eq!(s.cast_skill(m, 1, me), Err(ActionRefusal::OnCooldown));
+        t += 31;
+        assert!(t < 100_000);
+    }
+    let events: Vec<ShardEvent> = s.take_events().collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ShardEvent::Died { client } if *client == A))
+    );
+    assert!(events.iter().any(|e| matches!(e,
+        ShardEvent::Combat { client, flags, .. } if *client == A && flags.contains(CombatFlags::KILL))));
+    // Dead players neither act nor drink.
+    s.push_action(A, 1, 1, m).unwrap();
+    s.tick(t);
+    assert_eq!(codes(&s), [ActionRefusal::Dead.code()]);
+    let potion = ConsumableEffect {
+        hp: 10.0,
+        mp: 0.0,
+        cooldown_ms: 0,
+    };
+    assert_eq!(s.use_consumable(A, potion), Err(ActionRefusal::Dead));
+}

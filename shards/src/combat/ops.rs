@@ -765,6 +765,44 @@ impl Shard {
         }
     }
 
+    /// Puts `count` of item template `item` on the ground at `position`
+    /// (a drop from an inventory, a GM command, tests): an Item entity
+    /// like a loot drop, which only `owner` (if any) may pick up during
+    /// the owner window, and which vanishes after the loot lifetime.
+    /// Returns its network id.
+    pub fn spawn_item(
+        &mut self,
+        position: [f32; 3],
+        item: u16,
+        count: u16,
+        owner: Option<ClientId>,
+    ) -> Result<u32, ShardError> {
+        if item == 0 || count == 0 {
+            return Err(ShardError::BadData(
+                "an item needs a template id and a count",
+            ));
+        }
+        let owner_core = self.world.owner_at(position);
+        if owner_core != self.core {
+            return Err(ShardError::WrongShard { owner: owner_core });
+        }
+        let mut params = SpawnParams::new(EntityType::Item, Faction::NEUTRAL, position);
+        params.hp = 1.0;
+        params.mp = 0.0;
+        params.lifetime_ticks = formula::ms_to_ticks(loot::LIFETIME_MS, self.tick_hz);
+        let e = self.spawn(params)?;
+        let iu = e.index as usize;
+        self.ents.item[iu] = ItemState {
+            template: item,
+            count,
+            owner,
+            owner_until: self
+                .tick
+                .wrapping_add(formula::ms_to_ticks(loot::OWNER_WINDOW_MS, self.tick_hz)),
+        };
+        Ok(self.ents.net_id[iu])
+    }
+
     /// A pick-up of the item `item_net` by `client`'s player in slot
     /// `player`: checked, then despawned and `Looted` in the same step.
     fn pickup(
