@@ -707,3 +707,38 @@ fn npcs_use_skills_and_player_deaths_are_told() {
     };
     assert_eq!(s.use_consumable(A, potion), Err(ActionRefusal::Dead));
 }
+
+#[test]
+fn players_regenerate_out_of_combat_only() {
+    let mut s = shard();
+    // A Human Fighter at level 3: 2 + 2 · 0.05 = 2.1 HP per second.
+    let mut c = Character::new(1, [0.0; 3], Faction::ALLIANCE);
+    c.template = 1;
+    c.level = 3;
+    c.hp_max = 104.0;
+    c.hp = 50.0;
+    c.mp_max = 41.0;
+    c.mp = 41.0;
+    s.add_player(A, &c).unwrap();
+    let me = s.player_of(A).unwrap();
+    for t in 1..=60 {
+        s.tick(t);
+    }
+    let hp = rec(&s, me).hp[0];
+    assert!((hp - 52.1).abs() < 0.01, "{hp}");
+    // In combat (hit by a Horde player): no regeneration for 5 s.
+    let foe = enter(&mut s, B, [100.0, 0.0, 0.0], Faction::HORDE);
+    let _ = foe;
+    s.push_action(B, 1, 1, me).unwrap();
+    s.tick(61);
+    let hurt = rec(&s, me).hp[0];
+    for t in 62..=200 {
+        s.tick(t);
+    }
+    assert_eq!(rec(&s, me).hp[0], hurt);
+    // Out of combat again it climbs, never past the maximum.
+    for t in 201..=60 * 120 {
+        s.tick(t);
+    }
+    assert_eq!(rec(&s, me).hp[0], 104.0);
+}

@@ -360,6 +360,8 @@ impl Shard {
         if !self.ents.state[tu].contains(EntityState::ALIVE) {
             return;
         }
+        // Attacked is in combat, hit or not.
+        self.ents.combat_until[tu] = self.tick.wrapping_add(COMBAT_SECONDS * self.tick_hz);
         let tf = self.ents.fighter[tu];
         if !self
             .rng
@@ -630,6 +632,36 @@ impl Shard {
                 amount: 0.0,
                 flags: CombatFlags::INTERRUPTED,
             });
+        }
+    }
+
+    /// Players out of combat regain HP and MP at their template's rates
+    /// (class growth in `levels.ron`), up to the maxima. `elapsed` ticks
+    /// passed since the last tick.
+    pub(super) fn regenerate(&mut self, elapsed: u32) {
+        let now = self.tick;
+        let dt = elapsed as f32 / self.tick_hz as f32;
+        for k in 0..self.client_order.len() {
+            let Some(cs) = self.clients.get_mut(&self.client_order[k]) else {
+                continue;
+            };
+            let Some(pi) = player_slot(&self.ents, cs) else {
+                continue;
+            };
+            let pu = pi as usize;
+            let e = &mut self.ents;
+            if !e.state[pu].contains(EntityState::ALIVE) || tick_after(e.combat_until[pu], now) {
+                continue;
+            }
+            let (hp, mp) = (e.hp[pu], e.mp[pu]);
+            if hp[0] >= hp[1] && mp[0] >= mp[1] {
+                continue;
+            }
+            let p = e.progress[pu];
+            let rate = self.combat.progression.regen(p.template, p.level);
+            e.hp[pu][0] = (hp[0] + rate[0] * dt).min(hp[1]).max(hp[0]);
+            e.mp[pu][0] = (mp[0] + rate[1] * dt).min(mp[1]).max(mp[0]);
+            e.dirty[pu] = true;
         }
     }
 
