@@ -363,6 +363,12 @@ fn loot_drops_near_the_body_owned_by_the_top_dealer() {
         assert!((dx * dx + dy * dy).sqrt() <= tos_shards::loot::SCATTER + 1.0);
     }
     let d = drops[0];
+    // Visible through snapshots like any entity.
+    let mut buf = [0u8; 1200];
+    s.tick(tick);
+    assert!(s.write_snapshot(A, tick, 1200, &mut buf) > 0);
+    assert!(s.view_of(A).contains(&(d, EntityType::Item)));
+    let tick = tick + 1;
     // B may not take it yet; A may.
     s.push_pickup(B, 1, d).unwrap();
     s.tick(tick);
