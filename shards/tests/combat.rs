@@ -363,6 +363,12 @@ fn loot_drops_near_the_body_owned_by_the_top_dealer() {
         assert!((dx * dx + dy * dy).sqrt() <= tos_shards::loot::SCATTER + 1.0);
     }
     let d = drops[0];
+    // Visible through snapshots like any entity.
+    let mut buf = [0u8; 1200];
+    s.tick(tick);
+    assert!(s.write_snapshot(A, tick, 1200, &mut buf) > 0);
+    assert!(s.view_of(A).contains(&(d, EntityType::Item)));
+    let tick = tick + 1;
     // B may not take it yet; A may.
     s.push_pickup(B, 1, d).unwrap();
     s.tick(tick);
@@ -613,4 +619,132 @@ fn hand_offs_carry_level_and_experience_and_ghost_strikes_land() {
         (r.progress.level, r.progress.exp, r.progress.template),
         (3, 500, 1)
     );
+}
+
+#[test]
+fn a_ghost_item_is_refused_and_taken_once_on_its_own_core() {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 2, LayoutKind::Stripes);
+    let mut cluster = Cluster::new(&config, &layout, &WorldData::default());
+    // An item on core 1's ground, 200 units from a player on core 0.
+    let item = cluster.shards[1]
+        .spawn_item([150.0, 0.0, 0.0], 8, 3, None)
+        .unwrap();
+    assert!(
+        cluster.shards[0]
+            .spawn_item([150.0, 0.0, 0.0], 8, 3, None)
+            .is_err()
+    );
+    cluster.shards[0]
+        .add_player(A, &Character::new(1, [-50.0, 0.0, 0.0], Faction::ALLIANCE))
+        .unwrap();
+    cluster.shards[1]
+        .add_player(B, &Character::new(2, [250.0, 0.0, 0.0], Faction::ALLIANCE))
+        .unwrap();
+    cluster.step(1);
+    cluster.step(2);
+    assert!(cluster.shards[0].entity(item).is_some_and(|e| e.ghost));
+    // Both ask in the same tick: the ghost's side is refused, the owner
+    // core's player gets it; exactly one Looted in the whole cluster.
+    cluster.shards[0].push_pickup(A, 1, item).unwrap();
+    cluster.shards[1].push_pickup(B, 1, item).unwrap();
+    cluster.step(3);
+    assert_eq!(
+        codes(&cluster.shards[0]),
+        [ActionRefusal::ItemElsewhere.code()]
+    );
+    assert_eq!(codes(&cluster.shards[1]), [0]);
+    let looted: usize = cluster
+        .shards
+        .iter_mut()
+        .map(|s| {
+            s.take_events()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        ShardEvent::Looted {
+                            item: 8,
+                            count: 3,
+                            ..
+                        }
+                    )
+                })
+                .count()
+        })
+        .sum();
+    assert_eq!(looted, 1);
+    // Gone everywhere once the ghost is dropped.
+    for t in 4..20 {
+        cluster.step(t);
+    }
+    assert!(cluster.shards.iter().all(|s| s.entity(item).is_none()));
+}
+
+#[test]
+fn npcs_use_skills_and_player_deaths_are_told() {
+    let mut s = shard();
+    let me = enter(&mut s, A, [0.0; 3], Faction::ALLIANCE);
+    let m = monster(&mut s, [100.0, 0.0, 0.0], 500.0, 5, 0);
+    assert_eq!(s.cast_skill(999_999, 1, me), Err(ActionRefusal::NotInWorld));
+    let mut t = 1;
+    while rec(&s, me).state.contains(EntityState::ALIVE) {
+        s.tick(t);
+        assert_eq!(s.cast_skill(m, 1, me), Ok(()));
+        assert_eq!(s.cast_skill(m, 1, me), Err(ActionRefusal::OnCooldown));
+        t += 31;
+        assert!(t < 100_000);
+    }
+    let events: Vec<ShardEvent> = s.take_events().collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ShardEvent::Died { client } if *client == A))
+    );
+    assert!(events.iter().any(|e| matches!(e,
+        ShardEvent::Combat { client, flags, .. } if *client == A && flags.contains(CombatFlags::KILL))));
+    // Dead players neither act nor drink.
+    s.push_action(A, 1, 1, m).unwrap();
+    s.tick(t);
+    assert_eq!(codes(&s), [ActionRefusal::Dead.code()]);
+    let potion = ConsumableEffect {
+        hp: 10.0,
+        mp: 0.0,
+        cooldown_ms: 0,
+    };
+    assert_eq!(s.use_consumable(A, potion), Err(ActionRefusal::Dead));
+}
+
+#[test]
+fn players_regenerate_out_of_combat_only() {
+    let mut s = shard();
+    // A Human Fighter at level 3: 2 + 2 · 0.05 = 2.1 HP per second.
+    let mut c = Character::new(1, [0.0; 3], Faction::ALLIANCE);
+    c.template = 1;
+    c.level = 3;
+    c.hp_max = 104.0;
+    c.hp = 50.0;
+    c.mp_max = 41.0;
+    c.mp = 41.0;
+    s.add_player(A, &c).unwrap();
+    let me = s.player_of(A).unwrap();
+    for t in 1..=60 {
+        s.tick(t);
+    }
+    let hp = rec(&s, me).hp[0];
+    assert!((hp - 52.1).abs() < 0.01, "{hp}");
+    // In combat (hit by a Horde player): no regeneration for 5 s.
+    let foe = enter(&mut s, B, [100.0, 0.0, 0.0], Faction::HORDE);
+    let _ = foe;
+    s.push_action(B, 1, 1, me).unwrap();
+    s.tick(61);
+    let hurt = rec(&s, me).hp[0];
+    for t in 62..=200 {
+        s.tick(t);
+    }
+    assert_eq!(rec(&s, me).hp[0], hurt);
+    // Out of combat again it climbs, never past the maximum.
+    for t in 201..=60 * 120 {
+        s.tick(t);
+    }
+    assert_eq!(rec(&s, me).hp[0], 104.0);
 }
