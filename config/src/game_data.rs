@@ -183,6 +183,9 @@ pub struct GameData {
     /// Character name rules, with `reserved` and `forbidden_substrings`
     /// lower-cased.
     pub names: NameRules,
+    /// NPC templates, spawn groups and patrol routes (`npcs.ron`,
+    /// `spawns.ron`, `patrols.ron`).
+    pub npcs: crate::NpcData,
 }
 
 fn finite_at_least(
@@ -207,11 +210,15 @@ impl GameData {
         let characters = read_file(&path(CHARACTERS))?;
         let levels = read_file(&path(LEVELS))?;
         let names = read_file(&path(NAMES))?;
-        Self::from_ron_strs(&dir.display().to_string(), &characters, &levels, &names)
+        let mut data =
+            Self::from_ron_strs(&dir.display().to_string(), &characters, &levels, &names)?;
+        data.npcs = crate::NpcData::load(dir)?;
+        Ok(data)
     }
 
     /// Parses and validates the three files' text; errors name
-    /// `dir/characters.ron` and so on.
+    /// `dir/characters.ron` and so on. The NPC part is the built-in one
+    /// ([`crate::NpcData::embedded`]; [`GameData::load`] reads the files).
     pub fn from_ron_strs(
         dir: &str,
         characters: &str,
@@ -245,6 +252,7 @@ impl GameData {
             levels: levels.levels,
             classes: levels.classes,
             names,
+            npcs: crate::NpcData::embedded()?,
         })
     }
 
@@ -273,7 +281,7 @@ impl GameData {
                 )?;
             }
         }
-        Ok(())
+        self.npcs.check_world(dir, world)
     }
 
     /// The game data built into the server: the files of `config/data/` at

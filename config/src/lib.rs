@@ -29,7 +29,9 @@
 //!     registration, character slots and login rate limits.
 //! - [`GameData`] (module `game_data`): the game's data files in
 //!   `config/data/` (character templates, the level table, name rules),
-//!   loaded and validated together, with the lookups the game layer needs.
+//!   loaded and validated together, with the lookups the game layer needs;
+//!   its NPC part ([`NpcData`], module `npc_data`): NPC templates, spawn
+//!   groups and patrol routes.
 //! - [`ShardLayout`] (module `layout`): which core owns which quadrant,
 //!   resolved against a quadrant grid into a [`ResolvedLayout`] owner table,
 //!   or a [`LayoutError`] naming the quadrant at fault.
@@ -49,6 +51,7 @@ mod error;
 mod game_data;
 mod layout;
 mod network;
+mod npc_data;
 mod parse;
 mod protocol;
 mod runtime;
@@ -69,6 +72,10 @@ pub use game_data::{
 };
 pub use layout::{LayoutError, LayoutKind, ResolvedLayout, ShardLayout, ShardSpec};
 pub use network::{IoBackend, NetworkConfig, Steering};
+pub use npc_data::{
+    AiKind, MAX_NPC_SKILLS, MAX_PATROL_POINTS, MAX_SPAWNED, NpcData, NpcKind, NpcTemplate,
+    PatrolMode, PatrolRoute, SpawnArea, SpawnGroup,
+};
 pub use protocol::ProtocolConfig;
 pub use runtime::{CoreSelection, MAX_CHANNEL_CAPACITY, MIN_CHANNEL_CAPACITY, RuntimeConfig};
 pub use security::SecurityConfig;
