@@ -141,7 +141,7 @@ pub enum PatrolMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatrolRoute {
-    /// Unique id.
+    /// Unique id, at least 1.
     pub id: u16,
     /// Points on the ground plane, world units (2 to 64).
     pub points: Vec<(f64, f64)>,
@@ -398,6 +398,7 @@ fn validate_routes(routes: &[PatrolRoute], check: &Checker<'_>) -> Result<(), Co
     let mut ids = HashSet::new();
     for (i, r) in routes.iter().enumerate() {
         let field = |name: &str| format!("routes[{i}].{name}");
+        check.at_least(&field("id"), r.id, 1)?;
         check.require(
             ids.insert(r.id),
             field("id"),

@@ -280,6 +280,11 @@ pub struct SpawnPoint {
     pub hp: f32,
     /// Mana points.
     pub mp: f32,
+    /// NPC template id (0: none, a plain wanderer).
+    pub template: u16,
+    /// Patrol route id (0: none; else it walks the route instead of
+    /// wandering).
+    pub patrol: u16,
 }
 
 /// Static game data a shard is built with.
@@ -297,6 +302,8 @@ pub struct WorldData {
     pub factions: FactionTable,
     /// Seed of the world's randomness (wander AI).
     pub seed: u64,
+    /// NPC templates and patrol routes ([`WorldData::with_npcs`]).
+    pub npcs: crate::ai::NpcBook,
 }
 
 impl Default for WorldData {
@@ -308,6 +315,7 @@ impl Default for WorldData {
             actions: default_actions(),
             factions: FactionTable::default(),
             seed: 1,
+            npcs: crate::ai::NpcBook::default(),
         }
     }
 }
@@ -347,6 +355,8 @@ impl WorldData {
                 speed,
                 hp,
                 mp: 100.0,
+                template: 0,
+                patrol: 0,
             });
         }
         data

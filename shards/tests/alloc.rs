@@ -77,6 +77,8 @@ fn a_steady_tick_allocates_nothing() {
             speed: 2_000.0,
             hp: 100.0,
             mp: 0.0,
+            template: 0,
+            patrol: 0,
         });
     }
     let mut cluster = Cluster::new(&config, &layout, &data);
