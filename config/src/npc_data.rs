@@ -595,7 +595,7 @@ mod tests {
         let e = data.check_world("d", &small).unwrap_err();
         assert!(e.to_string().starts_with("d/spawns.ron: invalid `groups[0].area`"), "{e}");
         // A typo in a field name names the field.
-        let npcs = texts[0].replacen("aggro_range", "agro_range", 1);
+        let npcs = texts[0].replacen("aggro_range:", "agro_range:", 1);
         let e = NpcData::from_ron_strs("d", &npcs, &texts[1], &texts[2]).unwrap_err();
         assert!(e.to_string().contains("d/npcs.ron") && e.to_string().contains("agro_range"), "{e}");
     }
