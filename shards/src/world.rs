@@ -137,6 +137,11 @@ impl Heightfield {
         })
     }
 
+    /// Where sample (0, 0) lies.
+    pub fn origin(&self) -> [f64; 2] {
+        self.origin
+    }
+
     /// Distance between samples.
     pub fn spacing(&self) -> f64 {
         self.spacing
