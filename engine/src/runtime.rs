@@ -288,7 +288,10 @@ pub fn select_cores(selection: &CoreSelection) -> Result<Vec<usize>, StartError>
 }
 
 /// Non-player entities populating the default world (spread over it; each
-/// core simulates those in its quadrants).
+/// core simulates those in its quadrants). This background population has
+/// no NPC template: it wanders (obeying walls and slopes) but never fights,
+/// and keeps the performance figures comparable with earlier releases; the
+/// NPCs that fight come from the spawn groups of `spawns.ron`, on top.
 pub const DEFAULT_WORLD_ENTITIES: usize = 2_000;
 
 /// Starts a server as configured, with the world cut into stripes, one per
@@ -343,6 +346,20 @@ pub fn start_with_layout(
         world_data.obstacles = tos_shards::data::load_obstacles(std::path::Path::new(path))
             .map_err(|e| StartError::World(e.to_string()))?;
     }
+    // NPC templates, patrols and spawn groups: the game data directory's
+    // npcs/spawns/patrols.ron, else the built-in copies (the game layer
+    // loads and checks the same files with the rest of its data).
+    let npcs = match &config.runtime.game_data_dir {
+        Some(dir) => tos_config::NpcData::load(std::path::Path::new(dir)),
+        None => tos_config::NpcData::embedded(),
+    }
+    .map_err(|e| StartError::World(e.to_string()))?;
+    npcs.check_world(
+        config.runtime.game_data_dir.as_deref().unwrap_or("config/data (built in)"),
+        &config.world,
+    )
+    .map_err(|e| StartError::World(e.to_string()))?;
+    let world_data = world_data.with_npcs(&npcs);
     let next_client = Arc::new(std::sync::atomic::AtomicU32::new(1));
     let config_arc = Arc::new(config.clone());
     let data_dir = std::path::PathBuf::from(&config.runtime.data_dir);
