@@ -1279,7 +1279,7 @@ impl Shard {
             }
         }
         if self.ai_enabled {
-            crate::ai::serve_paths(&mut self.ai, &self.ents, &nav);
+            crate::ai::serve_paths(&mut self.ai, &self.ents, &nav, &self.world);
         }
         for k in 0..self.doomed.len() {
             let (i, _) = self.doomed[k];

@@ -244,16 +244,20 @@ impl ObstacleIndex {
         let [x0, y0] = Self::cell_of(a[0].min(b[0]), a[1].min(b[1]));
         let [x1, y1] = Self::cell_of(a[0].max(b[0]), a[1].max(b[1]));
         let cells = (i64::from(x1) - i64::from(x0) + 1) * (i64::from(y1) - i64::from(y0) + 1);
+        // The segment's bounding box rejects most boxes with six
+        // comparisons, before the slab test's divisions.
+        let lo: [f32; 3] = core::array::from_fn(|k| a[k].min(b[k]));
+        let hi: [f32; 3] = core::array::from_fn(|k| a[k].max(b[k]));
+        let hit = |o: &Aabb| {
+            (0..3).all(|k| o.min[k] <= hi[k] && lo[k] <= o.max[k]) && o.segment_intersects(a, b)
+        };
         if cells > 64 {
-            return self.boxes.iter().any(|o| o.segment_intersects(a, b));
+            return self.boxes.iter().any(hit);
         }
         for x in x0..=x1 {
             for y in y0..=y1 {
                 if let Some(list) = self.buckets.get(&Self::key(x, y)) {
-                    if list
-                        .iter()
-                        .any(|&n| self.boxes[n as usize].segment_intersects(a, b))
-                    {
+                    if list.iter().any(|&n| hit(&self.boxes[n as usize])) {
                         return true;
                     }
                 }

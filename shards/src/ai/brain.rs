@@ -283,7 +283,10 @@ fn chase(
             ready = Some((k, *def));
         }
     }
-    let sight = in_range && in_sight(&cx.mover.nav.terrain().obstacles, pos, tp);
+    // Sight is checked when it matters: to start attacking, and for each
+    // attack (an NPC already attacking waits out its cooldowns in place).
+    let waiting = b.state == AiState::Attack && ready.is_none();
+    let sight = in_range && (waiting || in_sight(&cx.mover.nav.terrain().obstacles, pos, tp));
     if in_range && sight {
         b.state = AiState::Attack;
         stand(ents, iu);

@@ -35,6 +35,11 @@ pub(crate) struct PathCache {
     pending: bool,
     /// The last plan for `goal` made no progress.
     failed: bool,
+    /// The NPC stands where this cache last put it, on a leg whose whole
+    /// straight line was checked: the next move along it needs no check.
+    on_leg: bool,
+    /// Where this cache last put the NPC.
+    last: [f32; 2],
 }
 
 impl PathCache {
@@ -134,6 +139,7 @@ pub(crate) fn move_to(
     }
     let used_up = !pc.valid || pc.next >= pc.len;
     if (used_up || !same_goal) && !pc.pending {
+        let dest = clamp2(m.world, dest);
         if m.nav.step_ok(here, dest) {
             pc.points[0] = dest;
             pc.len = 1;
@@ -141,6 +147,8 @@ pub(crate) fn move_to(
             pc.goal = dest;
             pc.valid = true;
             pc.failed = false;
+            pc.on_leg = true;
+            pc.last = here;
         } else if rt.queue.len() < rt.queue.capacity() {
             pc.pending = true;
             pc.goal = dest;
@@ -153,6 +161,21 @@ pub(crate) fn move_to(
         return Steer::Waiting;
     }
     let w = pc.points[usize::from(pc.next)];
+    // Moves along a leg whose whole straight line was checked need no
+    // check of their own (a part of a walkable straight step is
+    // walkable). Off such a leg (moved by someone else, a waypoint clamped
+    // into the world), the rest of the leg is checked once.
+    if !(pc.on_leg && pc.last == here) {
+        if !m.nav.step_ok(here, w) {
+            // The world disagrees with the plan: stand and plan again.
+            pc.valid = false;
+            pc.on_leg = false;
+            rt.stats.blocked_moves += 1;
+            stand(ents, iu);
+            return Steer::Waiting;
+        }
+        pc.on_leg = true;
+    }
     let (dx, dy) = (w[0] - here[0], w[1] - here[1]);
     let d = (dx * dx + dy * dy).sqrt();
     let step = speed * m.dt;
@@ -166,24 +189,27 @@ pub(crate) fn move_to(
             [ux * speed, uy * speed, 0.0],
         )
     };
-    if !m.nav.step_ok(here, to) {
-        // The world disagrees with the plan (a box moved in, or the path
-        // came from another core): stand and plan again.
-        pc.valid = false;
-        rt.stats.blocked_moves += 1;
-        stand(ents, iu);
-        return Steer::Waiting;
-    }
+    pc.last = to;
     place(ents, m, i, to, velocity);
     Steer::Moving
 }
 
+/// `p` inside the world.
+fn clamp2(world: &crate::world::World, p: [f32; 2]) -> [f32; 2] {
+    let c = world.clamp([p[0], p[1], 0.0]);
+    [c[0], c[1]]
+}
+
 /// Puts slot `i` at `to` on the ground, walking with `velocity`.
+///
+/// `to` is inside the world: destinations and planned waypoints are
+/// clamped into it, and the world is convex.
 fn place(ents: &mut Entities, m: &mut Mover<'_, '_>, i: u32, to: [f32; 2], velocity: [f32; 3]) {
     let iu = i as usize;
     let p = ents.position[iu];
-    let np = m.world.clamp(m.nav.on_ground(to[0], to[1]));
-    if velocity[0] != 0.0 || velocity[1] != 0.0 {
+    let np = m.nav.on_ground(to[0], to[1]);
+    // The heading changes only at waypoints (an atan2 per move otherwise).
+    if (velocity[0] != 0.0 || velocity[1] != 0.0) && velocity != ents.velocity[iu] {
         ents.rotation[iu][1] = velocity[1].atan2(velocity[0]).to_degrees();
     }
     ents.position[iu] = np;
@@ -200,7 +226,12 @@ fn place(ents: &mut Entities, m: &mut Mover<'_, '_>, i: u32, to: [f32; 2], veloc
 }
 
 /// Plans queued paths until the tick's expansion budget is spent.
-pub(crate) fn serve_paths(rt: &mut AiRuntime, ents: &Entities, nav: &Nav<'_>) {
+pub(crate) fn serve_paths(
+    rt: &mut AiRuntime,
+    ents: &Entities,
+    nav: &Nav<'_>,
+    world: &crate::world::World,
+) {
     let mut left = rt.budget.path_expansions;
     while left > 0 {
         let Some((i, generation)) = rt.queue.pop_front() else {
@@ -230,6 +261,16 @@ pub(crate) fn serve_paths(rt: &mut AiRuntime, ents: &Entities, nav: &Nav<'_>) {
         pc.next = 0;
         pc.valid = !outcome.is_empty();
         pc.failed = outcome.is_empty();
+        pc.on_leg = pc.valid;
+        pc.last = [p[0], p[1]];
+        for w in &mut pc.points[..usize::from(pc.len)] {
+            let c = clamp2(world, *w);
+            if c != *w {
+                // Clamped off its checked line: check the moves.
+                *w = c;
+                pc.on_leg = false;
+            }
+        }
     }
     rt.stats.queued = rt.queue.len() as u32;
 }
