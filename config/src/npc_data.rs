@@ -265,7 +265,10 @@ impl NpcData {
                     inside(centre.0, centre.1, radius + group.wander_radius),
                     format!("groups[{g}].area"),
                     allowed.as_str(),
-                    format_args!("centre {centre:?}, radius {radius} + wander {}", group.wander_radius),
+                    format_args!(
+                        "centre {centre:?}, radius {radius} + wander {}",
+                        group.wander_radius
+                    ),
                 )?,
                 SpawnArea::Points(points) => {
                     for (k, &(x, y)) in points.iter().enumerate() {
@@ -352,9 +355,14 @@ fn validate_templates(templates: &[NpcTemplate], check: &Checker<'_>) -> Result<
             )?;
         }
         check.require(
-            t.leash_range.is_finite() && t.leash_range >= t.aggro_range && t.leash_range <= 200_000.0,
+            t.leash_range.is_finite()
+                && t.leash_range >= t.aggro_range
+                && t.leash_range <= 200_000.0,
             field("leash_range"),
-            format!("at least aggro_range ({}) and at most 200000", t.aggro_range),
+            format!(
+                "at least aggro_range ({}) and at most 200000",
+                t.aggro_range
+            ),
             t.leash_range,
         )?;
         check.require(
@@ -502,8 +510,12 @@ mod tests {
     const FILES: [&str; 3] = [NPCS, SPAWNS, PATROLS];
 
     fn shipped_text(file: &str) -> String {
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(file))
-            .unwrap()
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("data")
+                .join(file),
+        )
+        .unwrap()
     }
 
     fn expect(file: &str, field: &str, edit: impl Fn(String) -> String) {
@@ -553,8 +565,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_the_field() {
-        expect(NPCS, "templates[1].id", |t| t.replacen("id: 2,", "id: 1,", 1));
-        expect(NPCS, "templates[0].id", |t| t.replacen("id: 1,", "id: 0,", 1));
+        expect(NPCS, "templates[1].id", |t| {
+            t.replacen("id: 2,", "id: 1,", 1)
+        });
+        expect(NPCS, "templates[0].id", |t| {
+            t.replacen("id: 1,", "id: 0,", 1)
+        });
         expect(NPCS, "templates[0].leash_range", |t| {
             t.replacen("leash_range: 3000.0", "leash_range: 10.0", 1)
         });
@@ -564,11 +580,15 @@ mod tests {
         expect(NPCS, "templates[0].flee_below", |t| {
             t.replacen("flee_below: None", "flee_below: Some(1.5)", 1)
         });
-        expect(NPCS, "templates[0].hp", |t| t.replacen("hp: 120.0", "hp: -1.0", 1));
+        expect(NPCS, "templates[0].hp", |t| {
+            t.replacen("hp: 120.0", "hp: -1.0", 1)
+        });
         expect(SPAWNS, "groups[0].template", |t| {
             t.replacen("template: 1,", "template: 999,", 1)
         });
-        expect(SPAWNS, "groups[0].count", |t| t.replacen("count: 40", "count: 0", 1));
+        expect(SPAWNS, "groups[0].count", |t| {
+            t.replacen("count: 40", "count: 0", 1)
+        });
         expect(SPAWNS, "groups", |t| {
             t.replacen("count: 40", "count: 199999", 1)
         });
@@ -585,7 +605,10 @@ mod tests {
         let spawns = texts[1].replacen("patrol: Some(1)", "patrol: Some(77)", 1);
         assert_ne!(spawns, texts[1]);
         let e = NpcData::from_ron_strs("d", &texts[0], &spawns, &texts[2]).unwrap_err();
-        assert!(e.to_string().starts_with("d/spawns.ron: invalid `groups["), "{e}");
+        assert!(
+            e.to_string().starts_with("d/spawns.ron: invalid `groups["),
+            "{e}"
+        );
         assert!(e.to_string().contains("patrol"), "{e}");
         let data = NpcData::from_ron_strs("d", &texts[0], &texts[1], &texts[2]).unwrap();
         let small = WorldConfig {
@@ -593,10 +616,17 @@ mod tests {
             ..WorldConfig::default()
         };
         let e = data.check_world("d", &small).unwrap_err();
-        assert!(e.to_string().starts_with("d/spawns.ron: invalid `groups[0].area`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("d/spawns.ron: invalid `groups[0].area`"),
+            "{e}"
+        );
         // A typo in a field name names the field.
         let npcs = texts[0].replacen("aggro_range:", "agro_range:", 1);
         let e = NpcData::from_ron_strs("d", &npcs, &texts[1], &texts[2]).unwrap_err();
-        assert!(e.to_string().contains("d/npcs.ron") && e.to_string().contains("agro_range"), "{e}");
+        assert!(
+            e.to_string().contains("d/npcs.ron") && e.to_string().contains("agro_range"),
+            "{e}"
+        );
     }
 }

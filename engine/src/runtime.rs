@@ -355,7 +355,11 @@ pub fn start_with_layout(
     }
     .map_err(|e| StartError::World(e.to_string()))?;
     npcs.check_world(
-        config.runtime.game_data_dir.as_deref().unwrap_or("config/data (built in)"),
+        config
+            .runtime
+            .game_data_dir
+            .as_deref()
+            .unwrap_or("config/data (built in)"),
         &config.world,
     )
     .map_err(|e| StartError::World(e.to_string()))?;

@@ -35,8 +35,8 @@ use crate::authority::{
     validate_claim,
 };
 use crate::entity::{
-    Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState,
-    EntityType, Faction, FactionTable, MAX_ACTIONS, SpawnParams,
+    Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState, EntityType,
+    Faction, FactionTable, MAX_ACTIONS, SpawnParams,
 };
 use crate::handoff::{
     ClientTransfer, CoreMask, GHOST_GRACE_TICKS, GHOST_TIMEOUT_TICKS, GhostBatch, GhostPlan,
@@ -443,12 +443,7 @@ impl Shard {
             },
             rng: Rng::new(data.seed ^ (u64::from(core) << 48) ^ 0x0005_4a4d),
             ai_enabled: true,
-            ai: crate::ai::AiRuntime::new(
-                data.npcs,
-                n,
-                crate::nav::NavParams::new(&rules),
-                flat,
-            ),
+            ai: crate::ai::AiRuntime::new(data.npcs, n, crate::nav::NavParams::new(&rules), flat),
             corrections: Vec::with_capacity(capacity.clients as usize),
             action_results: Vec::with_capacity(capacity.clients as usize),
             handoffs: Vec::with_capacity(256),
@@ -543,7 +538,9 @@ impl Shard {
     /// it has none), for tests and diagnostics.
     pub fn npc_path(&self, net_id: u32) -> &[[f32; 2]] {
         match self.ents.by_net_id(net_id) {
-            Some(i) if self.ents.generation[i as usize] == self.ai.paths[i as usize].generation() => {
+            Some(i)
+                if self.ents.generation[i as usize] == self.ai.paths[i as usize].generation() =>
+            {
                 self.ai.paths[i as usize].ahead()
             }
             _ => &[],

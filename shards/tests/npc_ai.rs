@@ -6,12 +6,16 @@ mod common;
 
 use common::{Cluster, layout};
 use tos_config::{LayoutKind, NpcData, ServerConfig};
-use tos_shards::{AiState, Character, ClientId, EntityType, Faction, NpcBook, SpawnPoint, WorldData};
+use tos_shards::{
+    AiState, Character, ClientId, EntityType, Faction, NpcBook, SpawnPoint, WorldData,
+};
 
 fn find(cluster: &Cluster, net: u32) -> Option<(usize, tos_shards::EntityInfo)> {
-    cluster.shards.iter().enumerate().find_map(|(k, s)| {
-        s.entity(net).filter(|e| !e.ghost).map(|e| (k, e))
-    })
+    cluster
+        .shards
+        .iter()
+        .enumerate()
+        .find_map(|(k, s)| s.entity(net).filter(|e| !e.ghost).map(|e| (k, e)))
 }
 
 #[test]
@@ -36,11 +40,18 @@ fn a_chasing_npc_is_handed_off_with_its_ai_state() {
         patrol: 0,
     });
     let mut cluster = Cluster::new(&config, &layout, &data);
-    assert_eq!(cluster.shards[0].local_count(), 1, "the wolf starts on core 0");
+    assert_eq!(
+        cluster.shards[0].local_count(),
+        1,
+        "the wolf starts on core 0"
+    );
     let wolf = cluster.shards[0].local_net_ids().next().unwrap();
     let me = ClientId(1);
     cluster.shards[0]
-        .add_player(me, &Character::new(1, [-400.0, 0.0, 0.0], Faction::ALLIANCE))
+        .add_player(
+            me,
+            &Character::new(1, [-400.0, 0.0, 0.0], Faction::ALLIANCE),
+        )
         .unwrap();
     let player = cluster.shards[0].player_of(me).unwrap();
     let mut tick = 0;
@@ -52,9 +63,15 @@ fn a_chasing_npc_is_handed_off_with_its_ai_state() {
         step(&mut cluster);
     }
     let (_, w) = find(&cluster, wolf).unwrap();
-    assert!(matches!(w.record.ai.state, AiState::Chase | AiState::Attack), "{:?}", w.record.ai);
+    assert!(
+        matches!(w.record.ai.state, AiState::Chase | AiState::Attack),
+        "{:?}",
+        w.record.ai
+    );
     // The player steps over the border to core 1.
-    cluster.shards[0].teleport(player, [1_500.0, 0.0, 0.0]).unwrap();
+    cluster.shards[0]
+        .teleport(player, [1_500.0, 0.0, 0.0])
+        .unwrap();
     let mut crossed = None;
     for _ in 0..600 {
         step(&mut cluster);
@@ -70,10 +87,16 @@ fn a_chasing_npc_is_handed_off_with_its_ai_state() {
         }
     }
     let brain = crossed.expect("the wolf followed over the border");
-    assert!(matches!(brain.state, AiState::Chase | AiState::Attack), "{brain:?}");
+    assert!(
+        matches!(brain.state, AiState::Chase | AiState::Attack),
+        "{brain:?}"
+    );
     assert_eq!(brain.target, player);
     assert_eq!(brain.home[0], -1_000.0, "its home came along");
-    assert!(cluster.shards[1].ai_stats().attacks > 0, "the wolf attacks on core 1");
+    assert!(
+        cluster.shards[1].ai_stats().attacks > 0,
+        "the wolf attacks on core 1"
+    );
     let (core, w) = find(&cluster, wolf).unwrap();
     assert_eq!(core, 1);
     assert_eq!(w.record.template, 1);

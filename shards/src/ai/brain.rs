@@ -112,7 +112,15 @@ pub(crate) fn step(ents: &mut Entities, cx: &mut AiCtx<'_, '_>, i: u32, stuck: b
             let players = &cx.rt.players;
             let mut target = None;
             if think && p.ai == AiKind::Aggressive && p.aggro_range > 0.0 {
-                target = nearest_enemy(players, ents, cx.factions, obstacles, iu, p.aggro_range, true);
+                target = nearest_enemy(
+                    players,
+                    ents,
+                    cx.factions,
+                    obstacles,
+                    iu,
+                    p.aggro_range,
+                    true,
+                );
             }
             if target.is_none() && hurt {
                 // Whoever hurt it is an enemy nearby (the shard does not
@@ -139,7 +147,10 @@ pub(crate) fn step(ents: &mut Entities, cx: &mut AiCtx<'_, '_>, i: u32, stuck: b
                 Steer::Arrived => arrive_home(ents, &mut b, iu, now),
                 Steer::Unreachable => {
                     // No way home: put it there (an "evade"), healed.
-                    let np = cx.mover.world.clamp(cx.mover.nav.on_ground(home[0], home[1]));
+                    let np = cx
+                        .mover
+                        .world
+                        .clamp(cx.mover.nav.on_ground(home[0], home[1]));
                     ents.position[iu] = np;
                     cx.mover.aoi.update(i, np);
                     stand(ents, iu);
@@ -170,7 +181,14 @@ fn give_up(cx: &mut AiCtx<'_, '_>, b: &mut Brain) {
     cx.rt.stats.leashes += 1;
 }
 
-fn roam(ents: &mut Entities, cx: &mut AiCtx<'_, '_>, i: u32, b: &mut Brain, speed: f32, stuck: bool) {
+fn roam(
+    ents: &mut Entities,
+    cx: &mut AiCtx<'_, '_>,
+    i: u32,
+    b: &mut Brain,
+    speed: f32,
+    stuck: bool,
+) {
     let iu = i as usize;
     let now = cx.now;
     if b.patrol > 0 {
@@ -203,7 +221,15 @@ fn roam(ents: &mut Entities, cx: &mut AiCtx<'_, '_>, i: u32, b: &mut Brain, spee
         ]);
         b.next_decision = now.wrapping_add(60 + cx.rng.below(240));
     }
-    match move_to(ents, cx.rt, &mut cx.mover, i, [b.goal[0], b.goal[1]], speed, stuck) {
+    match move_to(
+        ents,
+        cx.rt,
+        &mut cx.mover,
+        i,
+        [b.goal[0], b.goal[1]],
+        speed,
+        stuck,
+    ) {
         Steer::Moving => b.state = AiState::Roam,
         Steer::Arrived | Steer::Waiting => b.state = AiState::Idle,
         Steer::Unreachable => {
@@ -290,12 +316,9 @@ fn chase(
     if in_range && sight {
         b.state = AiState::Attack;
         stand(ents, iu);
-        let yaw = (tp[1] - pos[1]).atan2(tp[0] - pos[0]).to_degrees();
-        if ents.rotation[iu][1] != yaw {
-            ents.rotation[iu][1] = yaw;
-            ents.dirty[iu] = true;
-        }
         if let (Some((k, def)), false) = (ready, stuck) {
+            // Face the target as it strikes.
+            ents.rotation[iu][1] = (tp[1] - pos[1]).atan2(tp[0] - pos[0]).to_degrees();
             ents.cooldowns[iu][k] = now.wrapping_add(def.cooldown_ticks);
             ents.mp[iu][0] -= def.mp_cost;
             ents.dirty[iu] = true;
@@ -312,7 +335,9 @@ fn chase(
                     });
                 }
             } else {
-                Shard::affect(ents, cx.report, t, def.damage, def.heal, def.buff, now, cx.tick_hz);
+                Shard::affect(
+                    ents, cx.report, t, def.damage, def.heal, def.buff, now, cx.tick_hz,
+                );
             }
         }
         return;
@@ -323,7 +348,14 @@ fn chase(
     }
 }
 
-fn flee(ents: &mut Entities, cx: &mut AiCtx<'_, '_>, i: u32, b: &mut Brain, speed: f32, stuck: bool) {
+fn flee(
+    ents: &mut Entities,
+    cx: &mut AiCtx<'_, '_>,
+    i: u32,
+    b: &mut Brain,
+    speed: f32,
+    stuck: bool,
+) {
     let iu = i as usize;
     if !tick_after(b.next_decision, cx.now) {
         b.state = AiState::Return;

@@ -24,11 +24,11 @@ mod steering;
 #[cfg(test)]
 mod tests;
 
-pub use brain::{AiState, Brain};
-pub use steering::Steer;
-pub use populate::spawn_points;
 pub(crate) use brain::{AiCtx, on_dead, on_respawn, step};
+pub use brain::{AiState, Brain};
 pub(crate) use perception::PlayerGrid;
+pub use populate::spawn_points;
+pub use steering::Steer;
 pub(crate) use steering::{Mover, PathCache, serve_paths};
 
 use std::collections::VecDeque;
@@ -155,7 +155,11 @@ impl NpcBook {
             .iter()
             .map(|r| PatrolPath {
                 id: r.id,
-                points: r.points.iter().map(|&(x, y)| [x as f32, y as f32]).collect(),
+                points: r
+                    .points
+                    .iter()
+                    .map(|&(x, y)| [x as f32, y as f32])
+                    .collect(),
                 looped: r.mode == PatrolMode::Loop,
             })
             .collect();

@@ -76,7 +76,12 @@ impl PlayerGrid {
 /// Whether `t` is a target an NPC of `faction` may attack: a live,
 /// visible player of an enemy faction.
 #[inline]
-pub(crate) fn attackable(ents: &Entities, factions: &FactionTable, faction: Faction, t: usize) -> bool {
+pub(crate) fn attackable(
+    ents: &Entities,
+    factions: &FactionTable,
+    faction: Faction,
+    t: usize,
+) -> bool {
     ents.kind[t] == EntityType::Player
         && ents.state[t].contains(EntityState::ALIVE)
         && !ents.state[t].contains(EntityState::INVISIBLE)

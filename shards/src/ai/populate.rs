@@ -16,7 +16,12 @@ const TRIES: u32 = 16;
 /// The spawn points of every member of every group, seeded (the same
 /// data and seed give the same points). Members are placed outside the
 /// obstacle boxes of `data` where they can be.
-pub fn spawn_points(npcs: &NpcData, book: &NpcBook, data: &WorldData, seed: u64) -> Vec<SpawnPoint> {
+pub fn spawn_points(
+    npcs: &NpcData,
+    book: &NpcBook,
+    data: &WorldData,
+    seed: u64,
+) -> Vec<SpawnPoint> {
     let mut rng = Rng::new(seed ^ 0x0000_5a3a_0000_17c5);
     let mut out = Vec::with_capacity(npcs.spawned() as usize);
     let blocked = |x: f32, y: f32| {

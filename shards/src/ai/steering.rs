@@ -208,8 +208,13 @@ fn place(ents: &mut Entities, m: &mut Mover<'_, '_>, i: u32, to: [f32; 2], veloc
     let iu = i as usize;
     let p = ents.position[iu];
     let np = m.nav.on_ground(to[0], to[1]);
-    // The heading changes only at waypoints (an atan2 per move otherwise).
-    if (velocity[0] != 0.0 || velocity[1] != 0.0) && velocity != ents.velocity[iu] {
+    // The heading changes only at waypoints: an atan2 only when the
+    // direction turns (by more than about 0.1 degree).
+    let old = ents.velocity[iu];
+    let cross = velocity[0] * old[1] - velocity[1] * old[0];
+    let dot = velocity[0] * old[0] + velocity[1] * old[1];
+    let turned = dot <= 0.0 || cross.abs() > 2e-3 * dot;
+    if (velocity[0] != 0.0 || velocity[1] != 0.0) && turned {
         ents.rotation[iu][1] = velocity[1].atan2(velocity[0]).to_degrees();
     }
     ents.position[iu] = np;

@@ -187,7 +187,14 @@ fn an_aggressive_npc_sees_chases_and_attacks_an_enemy() {
     assert!(d2(w.pos(wolf), w.pos(me)) <= 300.0);
     w.until(60, |w| w.hp(me) < 100.0).expect("attacks");
     assert!(w.shard.ai_stats().attacks >= 1);
-    assert!(w.shard.entity(wolf).unwrap().record.state.contains(crate::EntityState::IN_COMBAT));
+    assert!(
+        w.shard
+            .entity(wolf)
+            .unwrap()
+            .record
+            .state
+            .contains(crate::EntityState::IN_COMBAT)
+    );
 }
 
 #[test]

@@ -103,10 +103,10 @@ impl<'a> Nav<'a> {
         if !self.flat && len > 0.0 && !self.slope_ok(a, [dx / len, dy / len], len) {
             return false;
         }
-        !self.terrain.obstacles.segment_blocked(
-            self.on_ground(a[0], a[1]),
-            self.on_ground(b[0], b[1]),
-        )
+        !self
+            .terrain
+            .obstacles
+            .segment_blocked(self.on_ground(a[0], a[1]), self.on_ground(b[0], b[1]))
     }
 
     fn slope_ok(&self, a: [f32; 2], u: [f32; 2], len: f32) -> bool {

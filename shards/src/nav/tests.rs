@@ -73,12 +73,19 @@ fn a_path_goes_around_a_wall() {
         panic!("{r:?}")
     };
     assert_eq!(out[n - 1], [1_000.0, 0.0]);
-    assert!(out[..n].iter().any(|p| p[1].abs() > 1_000.0), "{:?}", &out[..n]);
+    assert!(
+        out[..n].iter().any(|p| p[1].abs() > 1_000.0),
+        "{:?}",
+        &out[..n]
+    );
     walk_as_claims(&t, [0.0, 0.0], &out[..n]);
     assert!(finder.last_expanded() > 0);
     // A straight line needs no search.
     let r = finder.find(&nav, [0.0, 0.0], [-1_000.0, 0.0], 100_000, &mut out);
-    assert_eq!((r, out[0], finder.last_expanded()), (PathOutcome::Found(1), [-1_000.0, 0.0], 0));
+    assert_eq!(
+        (r, out[0], finder.last_expanded()),
+        (PathOutcome::Found(1), [-1_000.0, 0.0], 0)
+    );
 }
 
 #[test]
@@ -104,7 +111,11 @@ fn a_walled_in_goal_is_partial_and_a_cliff_is_not_climbed() {
         for i in 5..10 {
             // A cliff at x = 500 for y < 500 (rows 0..5); a ramp of 20
             // units per 100 (slope 0.2 < 0.6 allowed) further up.
-            heights[i + j * 10] = if j < 5 { 1_000.0 } else { 20.0 * (i as f32 - 4.0) };
+            heights[i + j * 10] = if j < 5 {
+                1_000.0
+            } else {
+                20.0 * (i as f32 - 4.0)
+            };
         }
     }
     let hf = Heightfield::new([0.0, 0.0], 100.0, [10, 10], heights).unwrap();
@@ -112,7 +123,10 @@ fn a_walled_in_goal_is_partial_and_a_cliff_is_not_climbed() {
     let nav = Nav::new(&t, false, rules().max_step);
     assert!(!nav.step_ok([100.0, 200.0], [800.0, 200.0]));
     assert!(nav.step_ok([100.0, 800.0], [800.0, 800.0]));
-    assert!(nav.step_ok([800.0, 200.0], [100.0, 200.0]), "down a cliff is a fall, allowed");
+    assert!(
+        nav.step_ok([800.0, 200.0], [100.0, 200.0]),
+        "down a cliff is a fall, allowed"
+    );
 }
 
 fn world() -> impl Strategy<Value = (Vec<f32>, Vec<Aabb>, [f32; 2], [f32; 2])> {
@@ -121,7 +135,13 @@ fn world() -> impl Strategy<Value = (Vec<f32>, Vec<Aabb>, [f32; 2], [f32; 2])> {
         21 * 21,
     );
     let boxes = prop::collection::vec(
-        (-1_800.0f32..1_800.0, -1_800.0f32..1_800.0, 20.0f32..900.0, 20.0f32..900.0, 50.0f32..400.0),
+        (
+            -1_800.0f32..1_800.0,
+            -1_800.0f32..1_800.0,
+            20.0f32..900.0,
+            20.0f32..900.0,
+            50.0f32..400.0,
+        ),
         0..14,
     )
     .prop_map(|v| {
