@@ -162,7 +162,11 @@ impl Scenario {
             let p = [rng.range(-HALF, HALF), rng.range(-HALF, HALF), 0.0];
             if !inside(&walls, p[0], p[1]) {
                 homes.push(p);
-                players.push((ClientId(players.len() as u32), p, rng.range(0.0, 6.28)));
+                players.push((
+                    ClientId(players.len() as u32),
+                    p,
+                    rng.range(0.0, std::f32::consts::TAU),
+                ));
             }
         }
         for k in 0..10_000 {
@@ -171,7 +175,7 @@ impl Scenario {
                 // Chasers start 8 to 14 m from a player, the others anywhere.
                 let (x, y) = if aggressive {
                     let h = homes[k / 2 % homes.len()];
-                    let a = rng.range(0.0, 6.28);
+                    let a = rng.range(0.0, std::f32::consts::TAU);
                     let r = rng.range(800.0, 1_400.0);
                     (h[0] + r * a.cos(), h[1] + r * a.sin())
                 } else {
@@ -239,7 +243,7 @@ impl Scenario {
         let seq = self.tick;
         for (id, p, heading) in &mut self.players {
             if self.rng.unit() < 0.01 {
-                *heading = self.rng.range(0.0, 6.28);
+                *heading = self.rng.range(0.0, std::f32::consts::TAU);
             }
             let v = [heading.cos() * 400.0, heading.sin() * 400.0, 0.0];
             let next = [
@@ -363,7 +367,7 @@ fn paths(c: &mut Criterion) {
     let mut pairs = Vec::new();
     while pairs.len() < 256 {
         let a = [rng.range(-HALF, HALF), rng.range(-HALF, HALF)];
-        let ang = rng.range(0.0, 6.28);
+        let ang = rng.range(0.0, std::f32::consts::TAU);
         let r = rng.range(500.0, 4_000.0);
         let b = [a[0] + r * ang.cos(), a[1] + r * ang.sin()];
         if !inside(&walls, a[0], a[1]) && !inside(&walls, b[0], b[1]) && !nav.step_ok(a, b) {

@@ -348,7 +348,7 @@ fn validate_templates(templates: &[NpcTemplate], check: &Checker<'_>) -> Result<
         )?;
         for (name, value) in [("speed", t.speed), ("aggro_range", t.aggro_range)] {
             check.require(
-                value.is_finite() && value >= 0.0 && value <= 100_000.0,
+                value.is_finite() && (0.0..=100_000.0).contains(&value),
                 field(name),
                 "a finite number in 0..=100000",
                 value,

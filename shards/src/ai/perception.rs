@@ -56,7 +56,7 @@ impl PlayerGrid {
     /// `radius` around `p` touches (the caller checks the distance).
     #[inline]
     pub(crate) fn for_each_near(&self, p: [f32; 3], radius: f32, mut f: impl FnMut(u32)) {
-        if self.entries.is_empty() || !(radius >= 0.0) {
+        if self.entries.is_empty() || radius.is_nan() || radius < 0.0 {
             return;
         }
         let (x0, x1) = (cell(p[0] - radius), cell(p[0] + radius));
