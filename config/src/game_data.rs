@@ -188,6 +188,9 @@ pub struct GameData {
     /// Skills, item templates and loot tables (`skills.ron`, `items.ron`,
     /// `loot.ron`; see [`CombatData`]).
     pub combat: CombatData,
+    /// NPC templates, spawn groups and patrol routes (`npcs.ron`,
+    /// `spawns.ron`, `patrols.ron`).
+    pub npcs: crate::NpcData,
 }
 
 fn finite_at_least(
@@ -215,13 +218,48 @@ impl GameData {
         let mut data =
             Self::from_ron_strs(&dir.display().to_string(), &characters, &levels, &names)?;
         data.combat = CombatData::load(dir)?;
+        data.npcs = crate::NpcData::load(dir)?;
+        data.check_references(&dir.display().to_string())?;
         Ok(data)
     }
 
+    /// The checks across files: every skill an NPC template names is in
+    /// `skills.ron` and every loot table in `loot.ron` (errors name
+    /// `npcs.ron` and the field; `loot.ron`'s items are checked against
+    /// `items.ron` with the combat files).
+    pub fn check_references(&self, dir: &str) -> Result<(), ConfigError> {
+        let npcs = if dir.is_empty() {
+            "npcs.ron".to_string()
+        } else {
+            format!("{dir}/npcs.ron")
+        };
+        let check = Checker::new(&npcs);
+        for (i, t) in self.npcs.templates.iter().enumerate() {
+            for (k, skill) in t.skills.iter().enumerate() {
+                check.require(
+                    self.combat.skill(*skill).is_some(),
+                    format!("templates[{i}].skills[{k}]"),
+                    "a skill id of skills.ron",
+                    skill,
+                )?;
+            }
+            if let Some(loot) = t.loot {
+                check.require(
+                    self.combat.loot_table(loot).is_some(),
+                    format!("templates[{i}].loot"),
+                    "a loot table id of loot.ron",
+                    loot,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Parses and validates the three files' text; errors name
-    /// `dir/characters.ron` and so on. The combat files are the built-in
-    /// ones ([`CombatData::embedded`]); [`GameData::load`] reads them from
-    /// the directory too.
+    /// `dir/characters.ron` and so on. The combat files and the NPC part
+    /// are the built-in ones ([`CombatData::embedded`],
+    /// [`crate::NpcData::embedded`]); [`GameData::load`] reads them from the
+    /// directory too.
     pub fn from_ron_strs(
         dir: &str,
         characters: &str,
@@ -256,6 +294,7 @@ impl GameData {
             classes: levels.classes,
             names,
             combat: CombatData::embedded()?,
+            npcs: crate::NpcData::embedded()?,
         })
     }
 
@@ -284,19 +323,21 @@ impl GameData {
                 )?;
             }
         }
-        Ok(())
+        self.npcs.check_world(dir, world)
     }
 
     /// The game data built into the server: the files of `config/data/` at
     /// build time (what `tos-server` uses unless `runtime.game_data_dir`
     /// names a directory).
     pub fn embedded() -> Result<Self, ConfigError> {
-        Self::from_ron_strs(
+        let data = Self::from_ron_strs(
             "config/data (built in)",
             include_str!("../data/characters.ron"),
             include_str!("../data/levels.ron"),
             include_str!("../data/names.ron"),
-        )
+        )?;
+        data.check_references("config/data (built in)")?;
+        Ok(data)
     }
 
     /// Where a new character of `template` appears: spawn point
@@ -572,6 +613,27 @@ mod tests {
 
     fn shipped() -> GameData {
         GameData::load(&shipped_dir()).unwrap()
+    }
+
+    #[test]
+    fn an_npc_naming_a_missing_skill_or_loot_table_is_refused_by_name() {
+        let mut data = shipped();
+        assert!(data.check_references("config/data").is_ok());
+        data.npcs.templates[0].skills.push(60_000);
+        let k = data.npcs.templates[0].skills.len() - 1;
+        match data.check_references("config/data") {
+            Err(ConfigError::Invalid { origin, field, .. }) => {
+                assert_eq!(origin, "config/data/npcs.ron");
+                assert_eq!(field, format!("templates[0].skills[{k}]"));
+            }
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+        let mut data = shipped();
+        data.npcs.templates[1].loot = Some(60_000);
+        match data.check_references("config/data") {
+            Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "templates[1].loot"),
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
     }
 
     /// Loads the shipped files with `file` edited by `edit`, and returns the

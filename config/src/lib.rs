@@ -32,6 +32,8 @@
 //!   loaded and validated together, with the lookups the game layer needs;
 //!   its `combat` part ([`CombatData`], module `combat_data`) holds skills,
 //!   item templates and loot tables.
+//!   its NPC part ([`NpcData`], module `npc_data`): NPC templates, spawn
+//!   groups and patrol routes.
 //! - [`ShardLayout`] (module `layout`): which core owns which quadrant,
 //!   resolved against a quadrant grid into a [`ResolvedLayout`] owner table,
 //!   or a [`LayoutError`] naming the quadrant at fault.
@@ -52,6 +54,7 @@ mod error;
 mod game_data;
 mod layout;
 mod network;
+mod npc_data;
 mod parse;
 mod protocol;
 mod runtime;
@@ -77,6 +80,10 @@ pub use game_data::{
 };
 pub use layout::{LayoutError, LayoutKind, ResolvedLayout, ShardLayout, ShardSpec};
 pub use network::{IoBackend, NetworkConfig, Steering};
+pub use npc_data::{
+    AiKind, MAX_NPC_SKILLS, MAX_PATROL_POINTS, MAX_SPAWNED, NpcData, NpcKind, NpcTemplate,
+    PatrolMode, PatrolRoute, SpawnArea, SpawnGroup,
+};
 pub use protocol::ProtocolConfig;
 pub use runtime::{CoreSelection, MAX_CHANNEL_CAPACITY, MIN_CHANNEL_CAPACITY, RuntimeConfig};
 pub use security::SecurityConfig;

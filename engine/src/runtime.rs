@@ -288,7 +288,10 @@ pub fn select_cores(selection: &CoreSelection) -> Result<Vec<usize>, StartError>
 }
 
 /// Non-player entities populating the default world (spread over it; each
-/// core simulates those in its quadrants).
+/// core simulates those in its quadrants). This background population has
+/// no NPC template: it wanders (obeying walls and slopes) but never fights,
+/// and keeps the performance figures comparable with earlier releases; the
+/// NPCs that fight come from the spawn groups of `spawns.ron`, on top.
 pub const DEFAULT_WORLD_ENTITIES: usize = 2_000;
 
 /// Starts a server as configured, with the world cut into stripes, one per
@@ -356,10 +359,23 @@ pub fn start_with_layout(
             tos_game::boot::start(config, &data_dir).map_err(StartError::Game)?,
         ))
     };
-    // The shards' skills, loot tables and level table are the game data the
-    // game layer loaded (`runtime.game_data_dir`, or the built-in files).
+    // The shards' NPC templates, patrols and spawn groups, skills, loot
+    // tables and level table are the game data the game layer loaded and
+    // checked (`runtime.game_data_dir`, or the built-in files).
     if let Some(game) = &game {
-        world_data.apply_game_data(&game.services.data);
+        let data = &game.services.data;
+        data.npcs
+            .check_world(
+                config
+                    .runtime
+                    .game_data_dir
+                    .as_deref()
+                    .unwrap_or("config/data (built in)"),
+                &config.world,
+            )
+            .map_err(|e| StartError::World(e.to_string()))?;
+        world_data = world_data.with_npcs(&data.npcs);
+        world_data.apply_game_data(data);
     }
     // A plain bind first: it fails if any socket (reuseport or not) holds
     // the port, which the reuseport binds below would silently join.

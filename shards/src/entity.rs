@@ -14,6 +14,7 @@
 use tos_protocol::delta::QuantizedEntity;
 
 use crate::ShardError;
+use crate::ai::Brain;
 use crate::util::{IdMap, id_map};
 
 /// Ticks of quantized state kept per entity: at least the number of
@@ -334,21 +335,6 @@ impl Default for FactionTable {
     }
 }
 
-/// Wander AI state of an NPC or monster.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Ai {
-    /// Whether the entity wanders at all.
-    pub wander: bool,
-    /// Where it wanders around (and respawns).
-    pub home: [f32; 3],
-    /// How far from home it goes.
-    pub radius: f32,
-    /// Where it is heading.
-    pub target: [f32; 3],
-    /// When it next picks a target.
-    pub next_decision: u32,
-}
-
 /// What to spawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SpawnParams {
@@ -378,6 +364,10 @@ pub struct SpawnParams {
     pub stats: crate::combat::BaseStats,
     /// Loot table rolled when it dies (0: none).
     pub loot_table: u16,
+    /// NPC template id (0: none).
+    pub template: u16,
+    /// Patrol route id (0: none).
+    pub patrol: u16,
 }
 
 impl SpawnParams {
@@ -397,6 +387,8 @@ impl SpawnParams {
             level: 1,
             stats: crate::combat::DEFAULT_STATS,
             loot_table: 0,
+            template: 0,
+            patrol: 0,
         }
     }
 }
@@ -435,8 +427,10 @@ pub struct EntityRecord {
     pub last_input_seq: u32,
     /// Per action slot: the first tick it is ready again.
     pub cooldowns: [u32; MAX_ACTIONS],
-    /// Wander AI.
-    pub ai: Ai,
+    /// NPC template id (0: players and plain wanderers).
+    pub template: u16,
+    /// NPC AI state.
+    pub ai: Brain,
     /// Despawn tick (0: never).
     pub expires: u32,
     /// Respawn tick while dead (0: none).
@@ -489,7 +483,8 @@ pub struct Entities {
     pub(crate) speed: Vec<f32>,
     pub(crate) last_input_seq: Vec<u32>,
     pub(crate) cooldowns: Vec<[u32; MAX_ACTIONS]>,
-    pub(crate) ai: Vec<Ai>,
+    pub(crate) template: Vec<u16>,
+    pub(crate) ai: Vec<Brain>,
     pub(crate) expires: Vec<u32>,
     pub(crate) respawn: Vec<u32>,
     pub(crate) combat_until: Vec<u32>,
@@ -544,7 +539,8 @@ impl Entities {
             speed: vec![0.0; n],
             last_input_seq: vec![0; n],
             cooldowns: vec![[0; MAX_ACTIONS]; n],
-            ai: vec![Ai::default(); n],
+            template: vec![0; n],
+            ai: vec![Brain::default(); n],
             expires: vec![0; n],
             respawn: vec![0; n],
             combat_until: vec![0; n],
@@ -674,6 +670,7 @@ impl Entities {
         self.speed[i] = r.speed;
         self.last_input_seq[i] = r.last_input_seq;
         self.cooldowns[i] = r.cooldowns;
+        self.template[i] = r.template;
         self.ai[i] = r.ai;
         self.expires[i] = r.expires;
         self.respawn[i] = r.respawn;
@@ -705,6 +702,7 @@ impl Entities {
             speed: self.speed[i],
             last_input_seq: self.last_input_seq[i],
             cooldowns: self.cooldowns[i],
+            template: self.template[i],
             ai: self.ai[i],
             expires: self.expires[i],
             respawn: self.respawn[i],

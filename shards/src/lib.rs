@@ -31,10 +31,15 @@
 //!   between cores.
 //! - [`shard`]: [`Shard`], the per-core world the engine ticks.
 //! - [`data`]: terrain and obstacles loaded from RON data files.
+//! - [`nav`]: walkability from the slope limit and obstacle boxes, and
+//!   A* paths on an implicit grid ([`nav::Pathfinder`]).
+//! - [`ai`]: NPC templates, spawn groups and the per-NPC state machine
+//!   ([`ai::Brain`]) run inside the shard tick, within budgets.
 //!
 //! [`validate_claim`]: authority::validate_claim
 //! [`ClientView`]: snapshot::ClientView
 
+pub mod ai;
 pub mod aoi;
 pub mod authority;
 pub mod combat;
@@ -43,11 +48,13 @@ pub mod entity;
 mod error;
 pub mod handoff;
 pub mod loot;
+pub mod nav;
 pub mod shard;
 pub mod snapshot;
 pub mod util;
 pub mod world;
 
+pub use ai::{AiState, AiStats, Brain, NpcBook, NpcProfile};
 pub use aoi::AoiGrid;
 pub use authority::{
     ACTION_DONE, ActionDef, ActionRefusal, BuffEffect, CheatCounters, MoveRejection, MovementRules,

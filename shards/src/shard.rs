@@ -34,8 +34,8 @@ use crate::authority::{
     check_action, incapacitated, result_code, speed_factor, validate_actions, validate_claim,
 };
 use crate::entity::{
-    Ai, Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState,
-    EntityType, Faction, FactionTable, MAX_ACTIONS, SpawnParams,
+    Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState, EntityType,
+    Faction, FactionTable, MAX_ACTIONS, SpawnParams,
 };
 use crate::handoff::{
     ClientTransfer, CoreMask, GHOST_GRACE_TICKS, GHOST_TIMEOUT_TICKS, GhostBatch, GhostPlan,
@@ -355,6 +355,7 @@ pub struct Shard {
     net_ids: NetIds,
     rng: Rng,
     ai_enabled: bool,
+    ai: crate::ai::AiRuntime,
     corrections: Vec<Correction>,
     action_results: Vec<ActionOutcome>,
     handoffs: Vec<Handoff>,
@@ -444,6 +445,8 @@ impl Shard {
         let outgoing = plan.neighbours().iter().map(|&c| (c, Vec::new())).collect();
         let n = capacity.entities;
         let combat = combat_ops::CombatState::new(&data, &capacity);
+        let rules = MovementRules::new(&config.authority, tick_hz);
+        let flat = data.heightfield.is_flat();
         let mut shard = Self {
             core,
             tick_hz,
@@ -455,7 +458,7 @@ impl Shard {
                 heightfield: data.heightfield,
                 obstacles: ObstacleIndex::new(data.obstacles)?,
             },
-            rules: MovementRules::new(&config.authority, tick_hz),
+            rules,
             sync: SyncParams::new(config),
             factions: data.factions,
             skills: data
@@ -479,6 +482,7 @@ impl Shard {
             },
             rng: Rng::new(data.seed ^ (u64::from(core) << 48) ^ 0x0005_4a4d),
             ai_enabled: true,
+            ai: crate::ai::AiRuntime::new(data.npcs, n, crate::nav::NavParams::new(&rules), flat),
             corrections: Vec::with_capacity(capacity.clients as usize),
             action_results: Vec::with_capacity(capacity.clients as usize),
             handoffs: Vec::with_capacity(256),
@@ -501,7 +505,14 @@ impl Shard {
             p.mp = s.mp;
             p.speed = s.speed;
             p.wander_radius = s.wander_radius;
-            if s.kind == EntityType::Monster {
+            p.template = s.template;
+            p.patrol = s.patrol;
+            if let Some(profile) = shard.ai.profile(s.template).copied() {
+                // An NPC of a template fights and drops as its template says.
+                p.level = profile.level;
+                p.stats = profile.stats;
+                p.loot_table = profile.loot.unwrap_or(0);
+            } else if s.kind == EntityType::Monster {
                 p.loot_table = data.monster_loot_table;
             }
             shard.spawn(p)?;
@@ -558,6 +569,29 @@ impl Shard {
     /// with it).
     pub fn set_ai_enabled(&mut self, on: bool) {
         self.ai_enabled = on;
+    }
+
+    /// NPC AI counters (paths planned, chases, attacks...).
+    pub fn ai_stats(&self) -> crate::ai::AiStats {
+        self.ai.stats
+    }
+
+    /// Sets the per-tick AI budgets.
+    pub fn set_ai_budget(&mut self, budget: crate::ai::AiBudget) {
+        self.ai.budget = budget;
+    }
+
+    /// The waypoints still ahead of a local NPC's cached path (empty when
+    /// it has none), for tests and diagnostics.
+    pub fn npc_path(&self, net_id: u32) -> &[[f32; 2]] {
+        match self.ents.by_net_id(net_id) {
+            Some(i)
+                if self.ents.generation[i as usize] == self.ai.paths[i as usize].generation() =>
+            {
+                self.ai.paths[i as usize].ahead()
+            }
+            _ => &[],
+        }
     }
 
     /// The network ids of local entities.
@@ -657,12 +691,16 @@ impl Shard {
             speed: params.speed,
             last_input_seq: 0,
             cooldowns: [0; MAX_ACTIONS],
-            ai: Ai {
-                wander: params.wander_radius > 0.0 && params.speed > 0.0,
+            template: params.template,
+            ai: crate::ai::Brain {
+                wander: (params.wander_radius > 0.0 || params.patrol != 0) && params.speed > 0.0,
                 home: position,
                 radius: params.wander_radius,
-                target: position,
+                goal: position,
                 next_decision: self.tick,
+                patrol: self.ai.route_slot(params.patrol),
+                last_hp: params.hp,
+                ..crate::ai::Brain::default()
             },
             expires: if params.lifetime_ticks > 0 {
                 self.tick.wrapping_add(params.lifetime_ticks).max(1)
@@ -1103,6 +1141,10 @@ impl Shard {
         let now = self.tick;
         let dt = elapsed as f32 / self.tick_hz as f32;
         self.doomed.clear();
+        let nav = crate::nav::Nav::new(&self.terrain, self.ai.flat, self.rules.max_step);
+        if self.ai_enabled {
+            self.ai.players.rebuild(&self.ents);
+        }
         let ents = &mut self.ents;
         for k in 0..ents.dense.len() {
             let i = ents.dense[k];
@@ -1115,16 +1157,22 @@ impl Shard {
                 continue;
             }
             let alive = ents.state[iu].contains(EntityState::ALIVE);
+            let npc = matches!(
+                ents.kind[iu],
+                EntityType::Npc | EntityType::Monster | EntityType::Vehicle
+            );
             if !alive {
+                if npc {
+                    crate::ai::on_dead(ents, &mut self.ai, i, now, self.tick_hz);
+                }
                 if ents.respawn[iu] != 0 && !tick_after(ents.respawn[iu], now) {
                     ents.respawn[iu] = 0;
                     ents.hp[iu][0] = ents.hp[iu][1];
                     ents.mp[iu][0] = ents.mp[iu][1];
                     ents.state[iu] = EntityState::ALIVE;
                     ents.anim[iu] = anim::IDLE;
-                    if ents.kind[iu] != EntityType::Player && ents.ai[iu].wander {
-                        ents.position[iu] = ents.ai[iu].home;
-                        self.aoi.update(i, ents.ai[iu].home);
+                    if npc {
+                        crate::ai::on_respawn(ents, &mut self.ai, &mut self.aoi, i, now);
                     }
                     ents.dirty[iu] = true;
                     self.report.respawns += 1;
@@ -1187,56 +1235,24 @@ impl Shard {
                     self.aoi.update(i, np);
                 }
                 EntityType::Npc | EntityType::Monster | EntityType::Vehicle
-                    if self.ai_enabled && ents.ai[iu].wander =>
+                    if self.ai_enabled && (ents.template[iu] != 0 || ents.ai[iu].wander) =>
                 {
                     let stuck = state.contains(EntityState::STUNNED);
-                    let ai = &mut ents.ai[iu];
-                    if !tick_after(ai.next_decision, now) {
-                        let angle = self.rng.range(0.0, core::f32::consts::TAU);
-                        let r = ai.radius * self.rng.unit().sqrt();
-                        ai.target = self.world.clamp([
-                            ai.home[0] + r * angle.cos(),
-                            ai.home[1] + r * angle.sin(),
-                            ai.home[2],
-                        ]);
-                        ai.next_decision = now.wrapping_add(60 + self.rng.below(240));
-                    }
-                    let p = ents.position[iu];
-                    let dx = ai.target[0] - p[0];
-                    let dy = ai.target[1] - p[1];
-                    let dist = (dx * dx + dy * dy).sqrt();
-                    let speed = ents.speed[iu] * speed_factor(&ents.buffs[iu]);
-                    let step = speed * dt;
-                    let mut velocity = [0.0; 3];
-                    let mut np = p;
-                    if !stuck && dist > 1.0 {
-                        if dist <= step {
-                            np = [ai.target[0], ai.target[1], p[2]];
-                        } else {
-                            np = [p[0] + dx / dist * step, p[1] + dy / dist * step, p[2]];
-                            velocity = [dx / dist * speed, dy / dist * speed, 0.0];
-                        }
-                        np[2] = self.terrain.heightfield.height_at(np[0], np[1]);
-                        np = self.world.clamp(np);
-                        if self.terrain.obstacles.segment_blocked(p, np) {
-                            np = p;
-                            velocity = [0.0; 3];
-                            ai.next_decision = now;
-                        } else {
-                            ents.rotation[iu][1] = dy.atan2(dx).to_degrees();
-                        }
-                    }
-                    if np != p || velocity != ents.velocity[iu] {
-                        ents.position[iu] = np;
-                        ents.velocity[iu] = velocity;
-                        ents.anim[iu] = if velocity == [0.0; 3] {
-                            anim::IDLE
-                        } else {
-                            anim::WALK
-                        };
-                        ents.dirty[iu] = true;
-                        self.aoi.update(i, np);
-                    }
+                    let mut cx = crate::ai::AiCtx {
+                        rt: &mut self.ai,
+                        mover: crate::ai::Mover {
+                            nav: &nav,
+                            aoi: &mut self.aoi,
+                            world: &self.world,
+                            dt,
+                        },
+                        rng: &mut self.rng,
+                        factions: &self.factions,
+                        skills: &self.skills,
+                        now,
+                        tick_hz: self.tick_hz,
+                    };
+                    crate::ai::step(ents, &mut cx, i, stuck);
                 }
                 _ => {}
             }
@@ -1250,11 +1266,28 @@ impl Shard {
                 ents.dirty[iu] = true;
             }
         }
+        if self.ai_enabled {
+            crate::ai::serve_paths(&mut self.ai, &self.ents, &nav, &self.world);
+        }
+        self.cast_ai_attacks();
         for k in 0..self.doomed.len() {
             let (i, _) = self.doomed[k];
             self.free_slot(i);
             self.report.despawned += 1;
         }
+    }
+
+    /// Casts the attacks the AI decided, through the checks a player's
+    /// request gets (a refused one, say the target died meanwhile, is
+    /// counted and the NPC tries again later).
+    fn cast_ai_attacks(&mut self) {
+        for k in 0..self.ai.casts.len() {
+            let (caster, skill, target) = self.ai.casts[k];
+            if self.request_skill(caster, skill, target).is_err() {
+                self.ai.stats.attacks_refused += 1;
+            }
+        }
+        self.ai.casts.clear();
     }
 
     fn detect_handoffs(&mut self) {
@@ -1559,12 +1592,13 @@ impl Shard {
             + size_of::<f32>()
             + size_of::<u32>() * 4 // last input, expires, respawn, combat
             + size_of::<[u32; MAX_ACTIONS]>()
-            + size_of::<Ai>()
             + size_of::<crate::combat::Progress>()
             + size_of::<crate::combat::Fighter>()
             + size_of::<crate::combat::Cast>()
             + size_of::<crate::combat::Contributions>()
             + size_of::<crate::loot::ItemState>()
+            + size_of::<u16>() // template
+            + size_of::<crate::ai::Brain>()
             + size_of::<QuantizedEntity>() * (1 + crate::entity::HISTORY)
             + size_of::<u32>() * 2 // changed, created
             + (size_of::<u32>() + size_of::<u32>()) * 2; // net id map (≈)

@@ -137,6 +137,11 @@ impl Heightfield {
         })
     }
 
+    /// Where sample (0, 0) lies.
+    pub fn origin(&self) -> [f64; 2] {
+        self.origin
+    }
+
     /// Distance between samples.
     pub fn spacing(&self) -> f64 {
         self.spacing
@@ -239,16 +244,20 @@ impl ObstacleIndex {
         let [x0, y0] = Self::cell_of(a[0].min(b[0]), a[1].min(b[1]));
         let [x1, y1] = Self::cell_of(a[0].max(b[0]), a[1].max(b[1]));
         let cells = (i64::from(x1) - i64::from(x0) + 1) * (i64::from(y1) - i64::from(y0) + 1);
+        // The segment's bounding box rejects most boxes with six
+        // comparisons, before the slab test's divisions.
+        let lo: [f32; 3] = core::array::from_fn(|k| a[k].min(b[k]));
+        let hi: [f32; 3] = core::array::from_fn(|k| a[k].max(b[k]));
+        let hit = |o: &Aabb| {
+            (0..3).all(|k| o.min[k] <= hi[k] && lo[k] <= o.max[k]) && o.segment_intersects(a, b)
+        };
         if cells > 64 {
-            return self.boxes.iter().any(|o| o.segment_intersects(a, b));
+            return self.boxes.iter().any(hit);
         }
         for x in x0..=x1 {
             for y in y0..=y1 {
                 if let Some(list) = self.buckets.get(&Self::key(x, y)) {
-                    if list
-                        .iter()
-                        .any(|&n| self.boxes[n as usize].segment_intersects(a, b))
-                    {
+                    if list.iter().any(|&n| hit(&self.boxes[n as usize])) {
                         return true;
                     }
                 }
@@ -280,6 +289,11 @@ pub struct SpawnPoint {
     pub hp: f32,
     /// Mana points.
     pub mp: f32,
+    /// NPC template id (0: none, a plain wanderer).
+    pub template: u16,
+    /// Patrol route id (0: none; else it walks the route instead of
+    /// wandering).
+    pub patrol: u16,
 }
 
 /// Static game data a shard is built with.
@@ -304,6 +318,8 @@ pub struct WorldData {
     /// The loot table of monsters spawned from plain spawn points (no NPC
     /// template of their own; 0: none).
     pub monster_loot_table: u16,
+    /// NPC templates and patrol routes ([`WorldData::with_npcs`]).
+    pub npcs: crate::ai::NpcBook,
 }
 
 impl Default for WorldData {
@@ -320,6 +336,7 @@ impl Default for WorldData {
             progression: crate::combat::Progression::default(),
             loot: Vec::new(),
             monster_loot_table: 0,
+            npcs: crate::ai::NpcBook::default(),
         };
         // The built-in data is checked by the config tests; were it broken,
         // the world would merely have no loot and one level.
@@ -379,6 +396,8 @@ impl WorldData {
                 speed,
                 hp,
                 mp: 100.0,
+                template: 0,
+                patrol: 0,
             });
         }
         data

@@ -1,9 +1,10 @@
 //! The hot paths allocate nothing in steady state: after a warm-up, a
 //! whole tick of two neighbouring shards — inputs, simulation, AOI
 //! upkeep, hand-offs, ghost exchange, snapshots for every client and their
-//! acknowledgements — makes no heap allocation; nor does a tick of combat
-//! (casts, area skills, deaths, experience, loot drops, pick-ups,
-//! consumables, events). Counted with a counting global allocator on this
+//! acknowledgements, NPC AI with path planning and attacks — makes no
+//! heap allocation; nor does a tick of combat (casts, area skills, deaths,
+//! experience, loot drops, pick-ups, consumables, events). Counted with a
+//! counting global allocator on this
 //! thread only.
 
 mod common;
@@ -79,9 +80,45 @@ fn a_steady_tick_allocates_nothing() {
             speed: 2_000.0,
             hp: 100.0,
             mp: 0.0,
+            template: 0,
+            patrol: 0,
+        });
+    }
+    // Aggressive wolves (template 1 of the shipped npcs.ron) behind a row
+    // of low walls north of the players' lanes: they see the players over
+    // the walls, plan paths round them, chase and attack.
+    data.npcs = tos_shards::NpcBook::from_data(&tos_config::NpcData::embedded().unwrap());
+    for k in 0..8 {
+        let x = -6_000.0 + k as f32 * 1_500.0;
+        data.obstacles.push(tos_shards::Aabb::new(
+            [x, 2_200.0, -100.0],
+            [x + 1_000.0, 2_400.0, 100.0],
+        ));
+    }
+    for _ in 0..60 {
+        data.spawns.push(SpawnPoint {
+            kind: EntityType::Monster,
+            faction: Faction::MONSTERS,
+            position: [
+                rng.range(-6_000.0, 6_000.0),
+                rng.range(2_600.0, 3_400.0),
+                0.0,
+            ],
+            wander_radius: 500.0,
+            speed: 300.0,
+            hp: 120.0,
+            mp: 20.0,
+            template: 1,
+            patrol: 0,
         });
     }
     let mut cluster = Cluster::new(&config, &layout, &data);
+    let ai_before = |c: &Cluster| -> (u64, u64) {
+        c.shards.iter().fold((0, 0), |(p, a), s| {
+            (p + s.ai_stats().paths_planned, a + s.ai_stats().attacks)
+        })
+    };
+    let mut ai_at_start = (0, 0);
     // Players on both sides, walking back and forth across the border.
     let mut players = Vec::new();
     for k in 0..20u32 {
@@ -107,6 +144,9 @@ fn a_steady_tick_allocates_nothing() {
     let mut steady_ticks = 0;
     for tick in 1..=1_500u32 {
         let measure = tick > 1_100;
+        if tick == 1_101 {
+            ai_at_start = ai_before(&cluster);
+        }
         let (_, n) = counted(|| {
             seq += 1;
             for (id, p, dir, _) in &mut players {
@@ -156,6 +196,11 @@ fn a_steady_tick_allocates_nothing() {
         "{} hand-offs",
         cluster.handoff_count
     );
+    let ai_at_end = ai_before(&cluster);
+    assert!(
+        ai_at_end.0 > ai_at_start.0 && ai_at_end.1 > ai_at_start.1,
+        "the AI planned paths and attacked in the measured ticks: {ai_at_start:?} -> {ai_at_end:?}"
+    );
     assert_eq!(
         steady_allocs, 0,
         "{steady_allocs} allocations in {steady_ticks} steady ticks"
@@ -180,6 +225,8 @@ fn steady_combat_allocates_nothing() {
             speed: 0.0,
             hp: 60.0,
             mp: 0.0,
+            template: 0,
+            patrol: 0,
         });
     }
     let mut cluster = Cluster::new(&config, &layout, &data);

@@ -240,6 +240,8 @@ fn monster_at(x: f32) -> SpawnPoint {
         speed: 0.0,
         hp: 100.0,
         mp: 0.0,
+        template: 0,
+        patrol: 0,
     }
 }
 

@@ -36,6 +36,8 @@ fn walkers(rng: &mut Rng, n: usize, speed: f32) -> WorldData {
             speed,
             hp: 100.0,
             mp: 0.0,
+            template: 0,
+            patrol: 0,
         });
     }
     data
@@ -100,6 +102,8 @@ fn walking_along_a_border_does_not_bounce() {
         speed: 0.0,
         hp: 100.0,
         mp: 0.0,
+        template: 0,
+        patrol: 0,
     });
     let mut cluster = Cluster::new(&config, &layout, &data);
     let id = cluster.census()[0];
@@ -157,6 +161,8 @@ fn ghosts_make_the_neighbours_entities_visible() {
             speed: 0.0,
             hp: 100.0,
             mp: 0.0,
+            template: 0,
+            patrol: 0,
         });
     }
     let mut cluster = Cluster::new(&config, &layout, &data);
@@ -218,6 +224,8 @@ fn a_player_keeps_its_stream_across_a_hand_off() {
             speed: 300.0,
             hp: 100.0,
             mp: 0.0,
+            template: 0,
+            patrol: 0,
         });
     }
     let mut cluster = Cluster::new(&config, &layout, &data);

@@ -143,6 +143,8 @@ fn combat() {
                 speed: 0.0,
                 hp: 200.0,
                 mp: 0.0,
+                template: 0,
+                patrol: 0,
             });
         }
         let mut shard = Shard::with_capacity(0, &config, &layout, data, capacity).unwrap();

@@ -50,6 +50,8 @@ fn crowd(rng: &mut Rng, n: usize, spread: f32, radius: f32, speed: f32) -> World
             speed: if moves { speed } else { 0.0 },
             hp: 100.0,
             mp: 50.0,
+            template: 0,
+            patrol: 0,
         });
     }
     data
@@ -483,6 +485,8 @@ fn leaving_interest_removes_and_coming_back_creates() {
         speed: 0.0,
         hp: 100.0,
         mp: 0.0,
+        template: 0,
+        patrol: 0,
     });
     let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
     let id = ClientId(1);
@@ -609,6 +613,8 @@ fn without_aoi_every_entity_is_in_view() {
             speed: 0.0,
             hp: 1.0,
             mp: 0.0,
+            template: 0,
+            patrol: 0,
         });
     }
     let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();

@@ -162,7 +162,7 @@ impl Shard {
 
     /// Checks and starts (or, for instant skills, resolves) a skill of the
     /// local entity in slot `caster`.
-    fn request_skill(
+    pub(super) fn request_skill(
         &mut self,
         caster: u32,
         skill_id: u16,

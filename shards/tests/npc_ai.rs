@@ -1,0 +1,107 @@
+//! NPC AI across cores: a monster chasing a player over a core border is
+//! handed off with its AI state and keeps chasing and attacking on the
+//! next core.
+
+mod common;
+
+use common::{Cluster, layout};
+use tos_config::{LayoutKind, NpcData, ServerConfig};
+use tos_shards::{
+    AiState, Character, ClientId, EntityType, Faction, NpcBook, SpawnPoint, WorldData,
+};
+
+fn find(cluster: &Cluster, net: u32) -> Option<(usize, tos_shards::EntityInfo)> {
+    cluster
+        .shards
+        .iter()
+        .enumerate()
+        .find_map(|(k, s)| s.entity(net).filter(|e| !e.ghost).map(|e| (k, e)))
+}
+
+#[test]
+fn a_chasing_npc_is_handed_off_with_its_ai_state() {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 2, LayoutKind::Stripes);
+    let mut data = WorldData {
+        npcs: NpcBook::from_data(&NpcData::embedded().unwrap()),
+        ..WorldData::default()
+    };
+    // Template 1 of the shipped npcs.ron: the aggressive Forest Wolf
+    // (aggro 1200, leash 3000, a 300-unit strike).
+    data.spawns.push(SpawnPoint {
+        kind: EntityType::Monster,
+        faction: Faction::MONSTERS,
+        position: [-1_000.0, 0.0, 0.0],
+        wander_radius: 0.0,
+        speed: 300.0,
+        hp: 120.0,
+        mp: 20.0,
+        template: 1,
+        patrol: 0,
+    });
+    let mut cluster = Cluster::new(&config, &layout, &data);
+    assert_eq!(
+        cluster.shards[0].local_count(),
+        1,
+        "the wolf starts on core 0"
+    );
+    let wolf = cluster.shards[0].local_net_ids().next().unwrap();
+    let me = ClientId(1);
+    cluster.shards[0]
+        .add_player(
+            me,
+            &Character::new(1, [-400.0, 0.0, 0.0], Faction::ALLIANCE),
+        )
+        .unwrap();
+    let player = cluster.shards[0].player_of(me).unwrap();
+    let mut tick = 0;
+    let mut step = |cluster: &mut Cluster| {
+        tick += 1;
+        cluster.step(tick);
+    };
+    for _ in 0..120 {
+        step(&mut cluster);
+    }
+    let (_, w) = find(&cluster, wolf).unwrap();
+    assert!(
+        matches!(w.record.ai.state, AiState::Chase | AiState::Attack),
+        "{:?}",
+        w.record.ai
+    );
+    // The player steps over the border to core 1.
+    cluster.shards[0]
+        .teleport(player, [1_500.0, 0.0, 0.0])
+        .unwrap();
+    let mut crossed = None;
+    for _ in 0..600 {
+        step(&mut cluster);
+        // In flight between cores for a tick: then it is in a hand-off.
+        let in_flight = cluster.handoffs.iter().any(|h| h.entity.net_id == wolf);
+        match find(&cluster, wolf) {
+            Some((1, w)) if crossed.is_none() => crossed = Some(w.record.ai),
+            Some(_) => {}
+            None => assert!(in_flight, "the wolf is somewhere"),
+        }
+        if cluster.shards[1].ai_stats().attacks > 0 {
+            break;
+        }
+    }
+    let brain = crossed.expect("the wolf followed over the border");
+    assert!(
+        matches!(brain.state, AiState::Chase | AiState::Attack),
+        "{brain:?}"
+    );
+    assert_eq!(brain.target, player);
+    assert_eq!(brain.home[0], -1_000.0, "its home came along");
+    assert!(
+        cluster.shards[1].ai_stats().attacks > 0,
+        "the wolf attacks on core 1"
+    );
+    let (core, w) = find(&cluster, wolf).unwrap();
+    assert_eq!(core, 1);
+    assert_eq!(w.record.template, 1);
+    assert_eq!(w.record.ai.state, AiState::Attack, "{:?}", w.record.ai);
+    let (pcore, p) = find(&cluster, player).unwrap();
+    assert_eq!(pcore, 1);
+    assert!(p.record.hp[0] < p.record.hp[1], "{:?}", p.record.hp);
+}
