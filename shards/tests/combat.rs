@@ -748,3 +748,129 @@ fn players_regenerate_out_of_combat_only() {
     }
     assert_eq!(rec(&s, me).hp[0], 104.0);
 }
+
+mod random_play {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One random request.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Skill { who: u8, skill: u16, target: u8 },
+        Pickup { who: u8, item: u8 },
+        Potion { who: u8, hp: f64, mp: f64 },
+        Gear { who: u8, bonus: [f64; 6] },
+        Move { who: u8, dx: f32, dy: f32 },
+        Wait,
+    }
+
+    fn any_f64() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -1.0e9f64..1.0e9,
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(-0.0),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..4, 0u16..13, any::<u8>())
+                .prop_map(|(who, skill, target)| Op::Skill { who, skill, target }),
+            1 => (0u8..4, any::<u8>()).prop_map(|(who, item)| Op::Pickup { who, item }),
+            1 => (0u8..4, any_f64(), any_f64()).prop_map(|(who, hp, mp)| Op::Potion { who, hp, mp }),
+            1 => (0u8..4, proptest::array::uniform6(any_f64()))
+                .prop_map(|(who, bonus)| Op::Gear { who, bonus }),
+            1 => (0u8..4, -40.0f32..40.0, -40.0f32..40.0)
+                .prop_map(|(who, dx, dy)| Op::Move { who, dx, dy }),
+            2 => Just(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever players ask for, in any order, with any numbers: HP and
+        /// MP stay finite and within `0..=max`, nothing panics, and every
+        /// request gets exactly one result.
+        #[test]
+        fn vitals_stay_finite_and_in_bounds(ops in proptest::collection::vec(op(), 1..300)) {
+            let mut s = shard();
+            let clients: Vec<ClientId> = (1..=4).map(ClientId).collect();
+            let mut pos = Vec::new();
+            for (k, &c) in clients.iter().enumerate() {
+                let f = if k % 2 == 0 { Faction::ALLIANCE } else { Faction::HORDE };
+                let p = [k as f32 * 60.0, 0.0, 0.0];
+                enter(&mut s, c, p, f);
+                pos.push(p);
+            }
+            for k in 0..6 {
+                monster(&mut s, [k as f32 * 50.0, 120.0, 0.0], 60.0, 1 + k as u16, 1);
+            }
+            let (mut tick, mut seq, mut asked) = (1u32, 0u32, 0usize);
+            for op in ops {
+                let ids: Vec<u32> = s.local_net_ids().collect();
+                let pick = |n: u8| if n as usize % 8 == 7 { 999_999 } else { ids[n as usize % ids.len()] };
+                seq += 1;
+                match op {
+                    Op::Skill { who, skill, target } => {
+                        s.push_action(clients[who as usize], seq, skill, pick(target)).unwrap();
+                        asked += 1;
+                    }
+                    Op::Pickup { who, item } => {
+                        s.push_pickup(clients[who as usize], seq, pick(item)).unwrap();
+                        asked += 1;
+                    }
+                    Op::Potion { who, hp, mp } => {
+                        let _ = s.use_consumable(
+                            clients[who as usize],
+                            ConsumableEffect { hp, mp, cooldown_ms: 500 },
+                        );
+                    }
+                    Op::Gear { who, bonus } => {
+                        let b = StatBonus {
+                            p_atk: bonus[0],
+                            m_atk: bonus[1],
+                            p_def: bonus[2],
+                            m_def: bonus[3],
+                            hp_max: bonus[4].clamp(-1.0e6, 1.0e6),
+                            mp_max: bonus[5].clamp(-1.0e6, 1.0e6),
+                        };
+                        let _ = s.set_gear(clients[who as usize], b);
+                    }
+                    Op::Move { who, dx, dy } => {
+                        let p = &mut pos[who as usize];
+                        let to = [p[0] + dx, p[1] + dy, 0.0];
+                        s.push_claim(
+                            clients[who as usize],
+                            MovementClaim {
+                                input_seq: seq,
+                                position: to,
+                                velocity: [dx * 60.0, dy * 60.0, 0.0],
+                                yaw: 0.0,
+                                anim: 1,
+                            },
+                        )
+                        .unwrap();
+                        *p = to;
+                    }
+                    Op::Wait => {}
+                }
+                if seq % 3 == 0 {
+                    s.tick(tick);
+                    prop_assert_eq!(s.action_results().len(), asked);
+                    asked = 0;
+                    tick += 7;
+                    s.take_events().for_each(drop);
+                    for n in s.local_net_ids() {
+                        let r = rec(&s, n);
+                        for v in [r.hp, r.mp] {
+                            prop_assert!(v[0].is_finite() && v[1].is_finite(), "{:?}", r);
+                            prop_assert!(v[0] >= 0.0 && v[0] <= v[1], "{:?}", r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
