@@ -2,7 +2,8 @@
 //! planted in a character's row comes back at entry; equip, use and
 //! pick-up work and every bad request (an item you do not have, a wrong
 //! equipment slot, a pick-up with a full bag or of nothing, a potion on
-//! cooldown) is refused with its reason and counted, the server unharmed;
+//! cooldown) is refused with its reason and counted, the server unharmed
+//! (and a skill on cooldown or without MP comes back as its ActionResult);
 //! say, shout and whisper reach the right players across cores, and an
 //! overlong line, a flood and a whisper to nobody are refused.
 //! 127.0.0.1 only, bounded.
@@ -133,6 +134,26 @@ fn items_and_equipment_and_every_bad_item_request() {
     let (bagged, _) = inventory(&mut p);
     assert_eq!((bagged[0].template, bagged[0].count), (POTION, 4));
     assert_eq!(refused(&mut p, use_item(0)), RefusalReason::ItemCooldown);
+
+    // Casting is the shard's business (helper C tests its rules); its
+    // refusals arrive as ActionResult codes: a skill on cooldown, a skill
+    // without the MP for it (a fighter has 30 MP: Whirlwind costs 15,
+    // Vanish 40).
+    use tos_shards::ActionRefusal as A;
+    let cast = |p: &mut Player, seq: u32, skill: u16| {
+        p.send(
+            Channel::ReliableOrdered,
+            ClientMessage::Action {
+                input_seq: seq,
+                action_id: skill,
+                target: 0,
+            },
+        );
+        A::from_code(action_result(p, seq))
+    };
+    assert_eq!(cast(&mut p, 2_001, 9), None, "Whirlwind is cast");
+    assert_eq!(cast(&mut p, 2_002, 9), Some(A::OnCooldown));
+    assert_eq!(cast(&mut p, 2_003, 5), Some(A::NotEnoughMana));
 
     // The reservations of the refused pick-ups were released: the sword
     // comes off into the free slot.
