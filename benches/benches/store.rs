@@ -1,5 +1,6 @@
 //! Write-behind cost: characters saved per second in one batched
-//! transaction of 10,000 states, on SQLite and on PostgreSQL, and the share
+//! transaction of 10,000 states (without items, and with a played
+//! character's 12 items), on SQLite and on PostgreSQL, and the share
 //! of one store thread a 10,000-player world saved every second costs
 //! (time per 10k batch / 1 s; the budget is ≤ 10%).
 //!
@@ -19,13 +20,17 @@
 use std::time::{Duration, Instant};
 
 use tos_store::{
-    AccountId, Backend, CharacterId, CharacterState, NewCharacter, PostgresBackend, SqliteBackend,
+    AccountId, Backend, CharacterId, CharacterState, ItemPlace, NewCharacter, PostgresBackend,
+    SavedItem, SqliteBackend,
 };
 
 const BATCH: usize = 10_000;
 const SAMPLES: usize = 30;
 
-fn states(ids: &[CharacterId], round: u32) -> Vec<CharacterState> {
+/// Every character's state for `round`, each carrying `items` items (a
+/// bag of potions and loot and a few worn pieces: 12 is a played
+/// character's typical load).
+fn states(ids: &[CharacterId], round: u32, items: usize) -> Vec<CharacterState> {
     ids.iter()
         .enumerate()
         .map(|(i, &id)| {
@@ -38,7 +43,17 @@ fn states(ids: &[CharacterId], round: u32) -> Vec<CharacterState> {
                 mp: 50.0,
                 level: (round % 100) as u16,
                 exp: u64::from(round) * 1000 + i as u64,
-                items: Vec::new(),
+                items: (0..items)
+                    .map(|k| SavedItem {
+                        place: if k < 4 {
+                            ItemPlace::Worn(k as u8)
+                        } else {
+                            ItemPlace::Bag(k as u8)
+                        },
+                        template: (1 + k % 12) as u16,
+                        count: (1 + (round as usize + k) % 20) as u16,
+                    })
+                    .collect(),
             }
         })
         .collect()
@@ -98,7 +113,11 @@ fn sqlite() {
         })
         .collect();
     measure("sqlite", |round| {
-        b.save_states(&states(&ids, round), i64::from(round))
+        b.save_states(&states(&ids, round, 0), i64::from(round))
+            .expect("save")
+    });
+    measure("sqlite-12-items", |round| {
+        b.save_states(&states(&ids, round, 12), i64::from(round))
             .expect("save")
     });
 }
@@ -134,7 +153,11 @@ fn postgres() {
         .map(|r| CharacterId(r.get::<_, i64>(0) as u64))
         .collect();
     measure("postgres-unnest", |round| {
-        b.save_states(&states(&ids, round), i64::from(round))
+        b.save_states(&states(&ids, round, 0), i64::from(round))
+            .expect("save")
+    });
+    measure("postgres-unnest-12-items", |round| {
+        b.save_states(&states(&ids, round, 12), i64::from(round))
             .expect("save")
     });
     // The alternative: one prepared UPDATE per character, one transaction.
@@ -147,7 +170,7 @@ fn postgres() {
         .expect("prepare");
     measure("postgres-per-row", |round| {
         let mut tx = client.transaction().expect("begin");
-        for s in states(&ids, round) {
+        for s in states(&ids, round, 0) {
             tx.execute(
                 &stmt,
                 &[

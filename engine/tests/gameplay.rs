@@ -2,7 +2,8 @@
 //! planted in a character's row comes back at entry; equip, use and
 //! pick-up work and every bad request (an item you do not have, a wrong
 //! equipment slot, a pick-up with a full bag or of nothing, a potion on
-//! cooldown) is refused with its reason and counted, the server unharmed;
+//! cooldown) is refused with its reason and counted, the server unharmed
+//! (and a skill on cooldown or without MP comes back as its ActionResult);
 //! say, shout and whisper reach the right players across cores, and an
 //! overlong line, a flood and a whisper to nobody are refused.
 //! 127.0.0.1 only, bounded.
@@ -133,6 +134,26 @@ fn items_and_equipment_and_every_bad_item_request() {
     let (bagged, _) = inventory(&mut p);
     assert_eq!((bagged[0].template, bagged[0].count), (POTION, 4));
     assert_eq!(refused(&mut p, use_item(0)), RefusalReason::ItemCooldown);
+
+    // Casting is the shard's business (helper C tests its rules); its
+    // refusals arrive as ActionResult codes: a skill on cooldown, a skill
+    // without the MP for it (a fighter has 30 MP: Whirlwind costs 15,
+    // Vanish 40).
+    use tos_shards::ActionRefusal as A;
+    let cast = |p: &mut Player, seq: u32, skill: u16| {
+        p.send(
+            Channel::ReliableOrdered,
+            ClientMessage::Action {
+                input_seq: seq,
+                action_id: skill,
+                target: 0,
+            },
+        );
+        A::from_code(action_result(p, seq))
+    };
+    assert_eq!(cast(&mut p, 2_001, 9), None, "Whirlwind is cast");
+    assert_eq!(cast(&mut p, 2_002, 9), Some(A::OnCooldown));
+    assert_eq!(cast(&mut p, 2_003, 5), Some(A::NotEnoughMana));
 
     // The reservations of the refused pick-ups were released: the sword
     // comes off into the free slot.
@@ -315,4 +336,79 @@ fn chat_reaches_the_right_players_across_cores_and_bad_lines_are_refused() {
         ServerMessage::ChatMessage { text, .. } if *text == "still here" => Some(()),
         _ => None,
     });
+}
+
+#[test]
+fn the_inventory_and_gear_cross_core_borders() {
+    // Two cores, stripes: the border is x = 0 (see world.rs).
+    let mut server = TestServer::start(2);
+    let p = enter(server.handle(), spec("carrier", 1));
+    let id = p.entered.unwrap().character_id;
+    p.leave();
+    assert!(server.stop());
+    plant(
+        &server.database(),
+        id,
+        vec![bag(0, POTION, 3), bag(1, SWORD, 1)],
+        1,
+        0,
+    );
+    server.place(id, [-1_000.0, 1_000.0, 0.0]);
+    server.restart();
+    let mut p = enter(server.handle(), spec("carrier", 1));
+    let registry = std::sync::Arc::clone(&server.handle().game().unwrap().services.registry);
+    assert_eq!(registry.core_of(id), Some(0));
+    let (bagged, _) = inventory(&mut p);
+    assert_eq!(bagged.len(), 2);
+    let base = stats(&mut p);
+    p.send(
+        Channel::ReliableOrdered,
+        ClientMessage::Equip {
+            slot: 1,
+            equip_slot: EquipSlot::Weapon as u8,
+        },
+    );
+    inventory(&mut p);
+    let geared = stats(&mut p);
+    assert!(geared.p_atk > base.p_atk);
+    let mut players = vec![p];
+    assert!(
+        common::play(
+            &mut players,
+            Duration::from_secs(15),
+            |_, _| [900.0, 0.0, 0.0],
+            |ps| ps[0].position[0] > 1_000.0 && ps[0].snapshots > 30,
+        ),
+        "the walk did not finish"
+    );
+    common::play(
+        &mut players,
+        Duration::from_millis(500),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    let mut p = players.pop().unwrap();
+    assert_eq!(registry.core_of(id), Some(1), "handed to core 1");
+    // Core 1 has the bag and the gear: a potion is drunk from the same
+    // stack, and taking the sword off lowers the attack back.
+    p.inbox.clear();
+    p.send(Channel::ReliableOrdered, ClientMessage::UseItem { slot: 0 });
+    let (bagged, worn) = inventory(&mut p);
+    assert_eq!((bagged[0].template, bagged[0].count), (POTION, 2));
+    assert_eq!(worn.len(), 1, "the sword is still worn");
+    p.send(
+        Channel::ReliableOrdered,
+        ClientMessage::Unequip {
+            equip_slot: EquipSlot::Weapon as u8,
+        },
+    );
+    let (_, worn) = inventory(&mut p);
+    assert!(worn.is_empty());
+    let after = stats(&mut p);
+    assert!(
+        (after.p_atk - base.p_atk).abs() < 0.01,
+        "the gear came off on core 1: {} vs {}",
+        after.p_atk,
+        base.p_atk
+    );
 }

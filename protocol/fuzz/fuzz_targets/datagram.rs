@@ -67,6 +67,11 @@ fn message(data: &[u8]) {
                 assert_eq!(list.entries().count(), usize::from(list.count));
                 assert!(list.entries().all(|e| e.is_ok()), "decoded list entry fails");
             }
+            ServerMessage::Inventory(inv) => {
+                // A decoded inventory yields exactly its counts of entries.
+                assert_eq!(inv.items().count(), usize::from(inv.item_count));
+                assert_eq!(inv.equipped().count(), usize::from(inv.equipped_count));
+            }
             _ => {}
         }
     }

@@ -356,7 +356,7 @@ pub fn encode_inventory(
 /// A character's progression and derived statistics (server type 15),
 /// sent at entry, on experience, on level-up and when equipment changes.
 ///
-/// Layout (59 bytes): cause u8 ([`stats_cause`]), level u16, exp u64,
+/// Layout (55 bytes): cause u8 ([`stats_cause`]), level u16, exp u64,
 /// exp for next level u64 (0 at the top level), hp max f32, mp max f32,
 /// INT, STR, CON, MEN, DEX, WIT 6 × u16, physical attack f32, magic
 /// attack f32, physical defence f32, magic defence f32.
@@ -389,7 +389,7 @@ pub struct CharacterStats {
 
 impl CharacterStats {
     /// Encoded length (without the type byte).
-    pub const LEN: usize = 59;
+    pub const LEN: usize = 55;
 
     pub(crate) fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.u8(self.cause)?;
@@ -462,6 +462,17 @@ mod tests {
             assert_eq!(EquipSlot::from_u8(i as u8), Some(*s));
         }
         assert_eq!(EquipSlot::from_u8(EQUIP_SLOTS as u8), None);
+    }
+
+    #[test]
+    fn character_stats_have_their_documented_length() {
+        let mut buf = [0u8; 128];
+        let mut w = Writer::new(&mut buf);
+        CharacterStats::default().encode_body(&mut w).unwrap();
+        assert_eq!(w.position(), CharacterStats::LEN);
+        let mut bad = [0u8; CharacterStats::LEN];
+        bad[0] = stats_cause::MAX + 1;
+        assert!(CharacterStats::decode_body(&mut Reader::new(&bad)).is_err());
     }
 
     #[test]
