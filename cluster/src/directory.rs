@@ -119,26 +119,45 @@ impl Directory {
             Storage::File => jetstream::stream::StorageType::File,
             Storage::Memory => jetstream::stream::StorageType::Memory,
         };
-        let bucket = |suffix: &str, max_age: Duration| kv::Config {
-            bucket: format!("{cluster}_{suffix}"),
-            history: 1,
-            max_age,
-            storage,
-            max_value_size: wire::MAX_MESSAGE as i32,
-            ..Default::default()
+        // async-nats's own `create_key_value` first asks for the account's
+        // limits, and the reply of the NATS 2.9 that Debian ships lacks
+        // fields async-nats 0.52 requires; the account is only used for
+        // features of newer servers. So the bucket's stream is made here
+        // with the same settings `create_key_value` would use (the KV
+        // conventions: `KV_<bucket>` on `$KV.<bucket>.>`, roll-ups, direct
+        // gets, discard-new) and then opened as a key-value store.
+        let open = |suffix: &'static str, max_age: Duration| {
+            let name = format!("{cluster}_{suffix}");
+            async move {
+                let config = jetstream::stream::Config {
+                    name: format!("KV_{name}"),
+                    subjects: vec![format!("$KV.{name}.>")],
+                    max_messages_per_subject: 1,
+                    max_age,
+                    max_message_size: wire::MAX_MESSAGE as i32,
+                    storage,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    num_replicas: 1,
+                    discard: jetstream::stream::DiscardPolicy::New,
+                    // The duplicate window may not exceed the age limit.
+                    duplicate_window: if max_age.is_zero() {
+                        Duration::from_secs(120)
+                    } else {
+                        max_age.min(Duration::from_secs(120))
+                    },
+                    ..Default::default()
+                };
+                js.create_or_update_stream(config)
+                    .await
+                    .map_err(unavailable)?;
+                js.get_key_value(name).await.map_err(unavailable)
+            }
         };
-        let quadrants = js
-            .create_or_update_key_value(bucket("quadrants", Duration::ZERO))
-            .await
-            .map_err(unavailable)?;
-        let leases = js
-            .create_or_update_key_value(bucket("leases", lease_ttl))
-            .await
-            .map_err(unavailable)?;
-        let online = js
-            .create_or_update_key_value(bucket("online", lease_ttl))
-            .await
-            .map_err(unavailable)?;
+        let quadrants = open("quadrants", Duration::ZERO).await?;
+        let leases = open("leases", lease_ttl).await?;
+        let online = open("online", lease_ttl).await?;
         Ok(Self {
             node: node.to_owned(),
             quadrants,
