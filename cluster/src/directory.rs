@@ -207,7 +207,11 @@ impl Directory {
             node: self.node.clone(),
             name: name.to_owned(),
         })?;
-        match self.leases.create(lease_key(character), value.clone()).await {
+        match self
+            .leases
+            .create(lease_key(character), value.clone())
+            .await
+        {
             Ok(revision) => Ok(revision),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 match self.lease(character).await? {
@@ -251,7 +255,11 @@ impl Directory {
     }
 
     /// Releases a lease this node holds at `revision` (a logout).
-    pub(crate) async fn release(&self, character: u64, revision: u64) -> Result<(), DirectoryError> {
+    pub(crate) async fn release(
+        &self,
+        character: u64,
+        revision: u64,
+    ) -> Result<(), DirectoryError> {
         self.leases
             .delete_expect_revision(lease_key(character), Some(revision))
             .await
@@ -259,7 +267,11 @@ impl Directory {
     }
 
     /// Records `name` as online on this node; the newest login wins.
-    pub(crate) async fn set_online(&self, name: &str, character: u64) -> Result<u64, DirectoryError> {
+    pub(crate) async fn set_online(
+        &self,
+        name: &str,
+        character: u64,
+    ) -> Result<u64, DirectoryError> {
         let value = bytes_of(&OnlineValue {
             node: self.node.clone(),
             character,
@@ -288,7 +300,11 @@ impl Directory {
     }
 
     /// Removes this node's online entry for `name` if still at `revision`.
-    pub(crate) async fn clear_online(&self, name: &str, revision: u64) -> Result<(), DirectoryError> {
+    pub(crate) async fn clear_online(
+        &self,
+        name: &str,
+        revision: u64,
+    ) -> Result<(), DirectoryError> {
         self.online
             .delete_expect_revision(online_key(name), Some(revision))
             .await
@@ -297,7 +313,12 @@ impl Directory {
 
     /// Where the player called `name` is online, if anywhere.
     pub(crate) async fn player(&self, name: &str) -> Result<Option<OnlineValue>, DirectoryError> {
-        match self.online.entry(online_key(name)).await.map_err(unavailable)? {
+        match self
+            .online
+            .entry(online_key(name))
+            .await
+            .map_err(unavailable)?
+        {
             Some(e) if e.operation == kv::Operation::Put => Ok(Some(wire::decode(&e.value)?)),
             _ => Ok(None),
         }
@@ -307,7 +328,10 @@ impl Directory {
     /// node has claimed is a conflict (two nodes started with different
     /// cluster files); the error names that node and nothing is changed
     /// for the quadrants after it.
-    pub(crate) async fn claim_quadrants(&self, quadrants: &[[u16; 3]]) -> Result<(), DirectoryError> {
+    pub(crate) async fn claim_quadrants(
+        &self,
+        quadrants: &[[u16; 3]],
+    ) -> Result<(), DirectoryError> {
         let value = bytes_of(&QuadrantValue {
             node: self.node.clone(),
         })?;
@@ -335,7 +359,12 @@ impl Directory {
     ) -> Result<(), DirectoryError> {
         for &q in quadrants {
             let key = quadrant_key(q);
-            if let Some(e) = self.quadrants.entry(key.as_str()).await.map_err(unavailable)? {
+            if let Some(e) = self
+                .quadrants
+                .entry(key.as_str())
+                .await
+                .map_err(unavailable)?
+            {
                 if e.operation == kv::Operation::Put
                     && wire::decode::<QuadrantValue>(&e.value)?.node == self.node
                 {
@@ -350,8 +379,16 @@ impl Directory {
     }
 
     /// The node that claimed `quadrant`, if any.
-    pub(crate) async fn quadrant_owner(&self, q: [u16; 3]) -> Result<Option<String>, DirectoryError> {
-        match self.quadrants.entry(quadrant_key(q)).await.map_err(unavailable)? {
+    pub(crate) async fn quadrant_owner(
+        &self,
+        q: [u16; 3],
+    ) -> Result<Option<String>, DirectoryError> {
+        match self
+            .quadrants
+            .entry(quadrant_key(q))
+            .await
+            .map_err(unavailable)?
+        {
             Some(e) if e.operation == kv::Operation::Put => {
                 Ok(Some(wire::decode::<QuadrantValue>(&e.value)?.node))
             }
@@ -369,7 +406,11 @@ mod tests {
         assert_eq!(lease_key(42), "c.42");
         assert_eq!(online_key("Ab"), "p.6162");
         assert_eq!(online_key("ÄB"), online_key("äb"));
-        assert!(online_key("Äb ü").bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+        assert!(
+            online_key("Äb ü")
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        );
         assert_eq!(quadrant_key([1, 2, 0]), "q.1.2.0");
     }
 }

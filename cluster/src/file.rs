@@ -213,7 +213,11 @@ impl Cluster {
                 ));
             }
             let address = SocketAddr::from_str(&node.address).map_err(|_| {
-                invalid(field("address"), "an IP address and port", quote(&node.address))
+                invalid(
+                    field("address"),
+                    "an IP address and port",
+                    quote(&node.address),
+                )
             })?;
             addresses.push(address);
             check_nats_url(&node.nats_url)
@@ -229,7 +233,8 @@ impl Cluster {
             };
             let grid_text = format!("quadrant coordinates below the grid {grid:?}");
             let mut claim = |q: [u16; 3], at: String| -> Result<(), ConfigError> {
-                let i = index(q).ok_or_else(|| invalid(at.clone(), &grid_text, format!("{q:?}")))?;
+                let i =
+                    index(q).ok_or_else(|| invalid(at.clone(), &grid_text, format!("{q:?}")))?;
                 match owners[i] {
                     FREE => {
                         owners[i] = n as u16;
@@ -264,7 +269,11 @@ impl Cluster {
                             ));
                         }
                         if index(rect.max).is_none() {
-                            return Err(invalid(at + ".max", &grid_text, format!("{:?}", rect.max)));
+                            return Err(invalid(
+                                at + ".max",
+                                &grid_text,
+                                format!("{:?}", rect.max),
+                            ));
                         }
                         for z in rect.min[2]..=rect.max[2] {
                             for y in rect.min[1]..=rect.max[1] {
@@ -306,19 +315,27 @@ impl Cluster {
             let Some(layout) = layout else { continue };
             let field = format!("nodes[{n}].layout");
             let resolved = layout.resolve(grid).map_err(|e| {
-                invalid(field.clone(), "a layout that fits the world's grid", e.to_string())
+                invalid(
+                    field.clone(),
+                    "a layout that fits the world's grid",
+                    e.to_string(),
+                )
             })?;
             for core in 0..resolved.cores() {
                 let busy = resolved.quadrants_of(core).any(|q| {
                     let [gx, gy, _] = grid.map(usize::from);
-                    let i = usize::from(q[0]) + usize::from(q[1]) * gx + usize::from(q[2]) * gx * gy;
+                    let i =
+                        usize::from(q[0]) + usize::from(q[1]) * gx + usize::from(q[2]) * gx * gy;
                     owners.get(i) == Some(&(n as u16))
                 });
                 if !busy {
                     return Err(invalid(
                         field.clone(),
                         "a layout whose every core owns one of the node's quadrants",
-                        format!("core {core} owns none of {}'s quadrants", file.nodes[n].name),
+                        format!(
+                            "core {core} owns none of {}'s quadrants",
+                            file.nodes[n].name
+                        ),
                     ));
                 }
             }
@@ -397,7 +414,13 @@ impl Cluster {
             .iter()
             .enumerate()
             .filter(move |&(_, &o)| usize::from(o) == index)
-            .map(move |(i, _)| [(i % gx) as u16, ((i / gx) % gy) as u16, (i / (gx * gy)) as u16])
+            .map(move |(i, _)| {
+                [
+                    (i % gx) as u16,
+                    ((i / gx) % gy) as u16,
+                    (i / (gx * gy)) as u16,
+                ]
+            })
     }
 }
 
@@ -503,7 +526,10 @@ mod tests {
         assert_eq!(invalid_field(&overlap), "nodes[1].quadrants.Rects[0]");
         let outside = TWO.replace("max: (15, 15, 0)", "max: (16, 15, 0)");
         assert_eq!(invalid_field(&outside), "nodes[1].quadrants.Rects[0].max");
-        let reversed = TWO.replace("min: (8, 0, 0), max: (15, 15, 0)", "min: (15, 0, 0), max: (8, 15, 0)");
+        let reversed = TWO.replace(
+            "min: (8, 0, 0), max: (15, 15, 0)",
+            "min: (15, 0, 0), max: (8, 15, 0)",
+        );
         assert_eq!(invalid_field(&reversed), "nodes[1].quadrants.Rects[0]");
         let same_name = TWO.replace("\"east\"", "\"west\"");
         assert_eq!(invalid_field(&same_name), "nodes[1].name");

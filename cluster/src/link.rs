@@ -49,7 +49,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, ConnectOptions, Request, client::RequestErrorKind, connection::State as ConnState};
+use async_nats::{
+    Client, ConnectOptions, Request, client::RequestErrorKind, connection::State as ConnState,
+};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use futures_util::StreamExt;
@@ -554,13 +556,14 @@ const HOUSEKEEPING: Duration = Duration::from_millis(20);
 
 async fn run(shared: Rc<Shared>) {
     let options = ConnectOptions::new()
-        .name(format!("tos-{}-{}", shared.config.cluster, shared.config.node))
+        .name(format!(
+            "tos-{}-{}",
+            shared.config.cluster, shared.config.node
+        ))
         .retry_on_initial_connect()
         .max_reconnects(None)
         // Reconnect quickly: while NATS is away, crossings are refused.
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis(100 * attempts.min(10) as u64)
-        })
+        .reconnect_delay_callback(|attempts| Duration::from_millis(100 * attempts.min(10) as u64))
         .connection_timeout(Duration::from_secs(2));
     let client = match options.connect(shared.config.nats_url.as_str()).await {
         Ok(client) => client,
@@ -727,7 +730,10 @@ impl Ctx {
             LinkCommand::Refuse { token, reason } => {
                 let pending = self.state.borrow_mut().offers.remove(&token);
                 if let Some(pending) = pending {
-                    self.spawn(async move { ctx.reply(pending.reply, HandoffReply::Refused(reason)).await });
+                    self.spawn(async move {
+                        ctx.reply(pending.reply, HandoffReply::Refused(reason))
+                            .await
+                    });
                 }
             }
             LinkCommand::Acquire {
@@ -753,7 +759,9 @@ impl Ctx {
             LinkCommand::FindPlayer { request, name } => self.spawn(async move {
                 let result = async {
                     let player = ctx.directory().await?.player(&name).await?;
-                    Ok(DirectoryAnswer::Player(player.map(|p| (p.node, p.character))))
+                    Ok(DirectoryAnswer::Player(
+                        player.map(|p| (p.node, p.character)),
+                    ))
                 }
                 .await;
                 ctx.emit(LinkEvent::Reply { request, result });
@@ -1017,8 +1025,11 @@ impl Ctx {
             Err(e) => {
                 self.shared.counters.malformed_in.fetch_add(1, Relaxed);
                 tracing::debug!("nats link: malformed offer: {e}");
-                self.reply(message.reply, HandoffReply::Refused(RefuseReason::Malformed))
-                    .await;
+                self.reply(
+                    message.reply,
+                    HandoffReply::Refused(RefuseReason::Malformed),
+                )
+                .await;
                 return;
             }
         };
@@ -1093,8 +1104,11 @@ impl Ctx {
             }
         };
         let Some((directory, revision)) = taken else {
-            self.reply(pending.reply, HandoffReply::Refused(RefuseReason::Superseded))
-                .await;
+            self.reply(
+                pending.reply,
+                HandoffReply::Refused(RefuseReason::Superseded),
+            )
+            .await;
             self.emit(LinkEvent::NotTaken {
                 token,
                 reason: RefuseReason::Superseded,
@@ -1198,7 +1212,9 @@ impl Ctx {
             .await;
             for ((character, name, revision, _), (lease, online)) in chunk.iter().zip(results) {
                 match lease {
-                    Ok(new_revision) => self.renewed(*character, *revision, new_revision, online.ok()),
+                    Ok(new_revision) => {
+                        self.renewed(*character, *revision, new_revision, online.ok())
+                    }
                     Err(DirectoryError::Moved) => {
                         // Expired (NATS was away past the TTL) or taken.
                         match directory.lease(*character).await {

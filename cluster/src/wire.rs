@@ -272,18 +272,30 @@ mod tests {
         assert_eq!(bytes[..2], [WIRE_VERSION, Kind::Offer as u8]);
         assert_eq!(decode::<HandoffOffer>(&bytes).unwrap(), offer());
         let reply = HandoffReply::Refused(RefuseReason::Superseded);
-        assert_eq!(decode::<HandoffReply>(&encode(&reply).unwrap()).unwrap(), reply);
+        assert_eq!(
+            decode::<HandoffReply>(&encode(&reply).unwrap()).unwrap(),
+            reply
+        );
         let lease = LeaseValue {
             node: "east".into(),
             name: "Bran".into(),
         };
-        assert_eq!(decode::<LeaseValue>(&encode(&lease).unwrap()).unwrap(), lease);
+        assert_eq!(
+            decode::<LeaseValue>(&encode(&lease).unwrap()).unwrap(),
+            lease
+        );
     }
 
     #[test]
     fn bad_headers_and_tails_are_refused() {
         let mut bytes = encode(&offer()).unwrap();
-        assert_eq!(decode::<HandoffReply>(&bytes), Err(WireError::Kind { found: 1, expected: 2 }));
+        assert_eq!(
+            decode::<HandoffReply>(&bytes),
+            Err(WireError::Kind {
+                found: 1,
+                expected: 2
+            })
+        );
         bytes.push(0);
         assert_eq!(decode::<HandoffOffer>(&bytes), Err(WireError::Trailing(1)));
         bytes[0] = 2;
@@ -306,7 +318,10 @@ mod tests {
         // A peer that skips the check on its side is still refused here.
         let mut bytes = vec![WIRE_VERSION, Kind::Offer as u8];
         bytes = postcard::to_extend(&long, bytes).unwrap();
-        assert_eq!(decode::<HandoffOffer>(&bytes), Err(WireError::FieldTooLong("node")));
+        assert_eq!(
+            decode::<HandoffOffer>(&bytes),
+            Err(WireError::FieldTooLong("node"))
+        );
     }
 
     proptest! {

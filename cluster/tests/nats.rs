@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tos_cluster::{
-    DirectoryAnswer, DirectoryError, HandoffOutcome, KeptReason, LinkCommand, LinkError,
-    LinkEvent, NatsLink, RefuseReason, Storage,
+    DirectoryAnswer, DirectoryError, HandoffOutcome, KeptReason, LinkCommand, LinkError, LinkEvent,
+    NatsLink, RefuseReason, Storage,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -27,7 +27,13 @@ fn acquire(link: &NatsLink, character: u64, name: &str) -> Result<DirectoryAnswe
 }
 
 fn holder(link: &NatsLink, character: u64) -> Option<String> {
-    match ask(link, LinkCommand::FindLease { request: 77, character }) {
+    match ask(
+        link,
+        LinkCommand::FindLease {
+            request: 77,
+            character,
+        },
+    ) {
         Ok(DirectoryAnswer::Lease(lease)) => lease.map(|(node, _)| node),
         other => panic!("lease lookup failed: {other:?}"),
     }
@@ -68,7 +74,10 @@ fn offer(link: &NatsLink) -> (u64, u64, Vec<u8>) {
 
 fn taken(link: &NatsLink, token: u64) -> Result<u64, RefuseReason> {
     wait_for(link, WAIT, "taken / not taken", |e| match e {
-        LinkEvent::Taken { token: t, character } if *t == token => Some(Ok(*character)),
+        LinkEvent::Taken {
+            token: t,
+            character,
+        } if *t == token => Some(Ok(*character)),
         LinkEvent::NotTaken { token: t, reason } if *t == token => Some(Err(*reason)),
         _ => None,
     })
@@ -90,7 +99,10 @@ fn two_links_exchange_handoffs_with_acks() {
     wait_up(&west);
     wait_up(&east);
 
-    assert!(matches!(acquire(&west, 1, "Aelin"), Ok(DirectoryAnswer::Acquired { .. })));
+    assert!(matches!(
+        acquire(&west, 1, "Aelin"),
+        Ok(DirectoryAnswer::Acquired { .. })
+    ));
     for round in 0..3u64 {
         let (from, to, to_name) = if round % 2 == 0 {
             (&west, &east, "east")
@@ -106,7 +118,13 @@ fn two_links_exchange_handoffs_with_acks() {
         assert_eq!(holder(&west, 1).as_deref(), Some(to_name));
         // Whisper lookup follows the player, case-insensitively.
         assert_eq!(
-            ask(&west, LinkCommand::FindPlayer { request: 5, name: "aELIN".into() }),
+            ask(
+                &west,
+                LinkCommand::FindPlayer {
+                    request: 5,
+                    name: "aELIN".into()
+                }
+            ),
             Ok(DirectoryAnswer::Player(Some((to_name.to_owned(), 1))))
         );
     }
@@ -116,7 +134,11 @@ fn two_links_exchange_handoffs_with_acks() {
     // A refusal leaves the entity with the sender, lease unchanged.
     hand_off(&east, 10, "west", 1);
     let (token, _, _) = offer(&west);
-    west.send(LinkCommand::Refuse { token, reason: RefuseReason::Rejected }).unwrap();
+    west.send(LinkCommand::Refuse {
+        token,
+        reason: RefuseReason::Rejected,
+    })
+    .unwrap();
     assert_eq!(
         outcome(&east, 10),
         HandoffOutcome::Kept(KeptReason::Refused(RefuseReason::Rejected))
@@ -125,10 +147,16 @@ fn two_links_exchange_handoffs_with_acks() {
 
     // A node that does not run: nobody answers, the sender keeps it.
     hand_off(&east, 11, "north", 1);
-    assert_eq!(outcome(&east, 11), HandoffOutcome::Kept(KeptReason::NoResponder));
+    assert_eq!(
+        outcome(&east, 11),
+        HandoffOutcome::Kept(KeptReason::NoResponder)
+    );
     // A character this node does not hold cannot be handed off.
     hand_off(&west, 12, "east", 1);
-    assert_eq!(outcome(&west, 12), HandoffOutcome::Kept(KeptReason::NotHeld));
+    assert_eq!(
+        outcome(&west, 12),
+        HandoffOutcome::Kept(KeptReason::NotHeld)
+    );
     drop_directory(&west);
 }
 
@@ -137,8 +165,12 @@ fn a_late_accept_loses_to_the_senders_settlement() {
     let Some(url) = nats_url() else { return };
     let cluster = unique_cluster("late");
     // The sender gives up after 300 ms; the receiver's offer would wait 5 s.
-    let west = link(&cluster, "west", &url, |c| c.handoff_timeout = Duration::from_millis(300));
-    let east = link(&cluster, "east", &url, |c| c.handoff_timeout = Duration::from_secs(5));
+    let west = link(&cluster, "west", &url, |c| {
+        c.handoff_timeout = Duration::from_millis(300)
+    });
+    let east = link(&cluster, "east", &url, |c| {
+        c.handoff_timeout = Duration::from_secs(5)
+    });
     wait_up(&west);
     wait_up(&east);
     assert!(acquire(&west, 2, "Bran").is_ok());
@@ -147,7 +179,10 @@ fn a_late_accept_loses_to_the_senders_settlement() {
     let (token, _, _) = offer(&east);
     // The ack is lost (here: it comes too late): the sender settles first
     // and keeps the entity.
-    assert_eq!(outcome(&west, 1), HandoffOutcome::Kept(KeptReason::AckTimeout));
+    assert_eq!(
+        outcome(&west, 1),
+        HandoffOutcome::Kept(KeptReason::AckTimeout)
+    );
     east.send(LinkCommand::Accept { token }).unwrap();
     assert_eq!(taken(&east, token), Err(RefuseReason::Superseded));
     // Exactly one holder: the sender.
@@ -168,8 +203,12 @@ fn a_late_accept_loses_to_the_senders_settlement() {
 fn an_offer_the_game_leaves_waiting_expires_and_the_sender_keeps_it() {
     let Some(url) = nats_url() else { return };
     let cluster = unique_cluster("expire");
-    let west = link(&cluster, "west", &url, |c| c.handoff_timeout = Duration::from_millis(300));
-    let east = link(&cluster, "east", &url, |c| c.handoff_timeout = Duration::from_millis(300));
+    let west = link(&cluster, "west", &url, |c| {
+        c.handoff_timeout = Duration::from_millis(300)
+    });
+    let east = link(&cluster, "east", &url, |c| {
+        c.handoff_timeout = Duration::from_millis(300)
+    });
     wait_up(&west);
     wait_up(&east);
     assert!(acquire(&west, 3, "Cora").is_ok());
@@ -186,7 +225,9 @@ fn an_offer_the_game_leaves_waiting_expires_and_the_sender_keeps_it() {
 fn a_lost_ack_after_the_take_delivers() {
     let Some(url) = nats_url() else { return };
     let cluster = unique_cluster("lostack");
-    let west = link(&cluster, "west", &url, |c| c.handoff_timeout = Duration::from_millis(300));
+    let west = link(&cluster, "west", &url, |c| {
+        c.handoff_timeout = Duration::from_millis(300)
+    });
     // Takes the lease but never acknowledges.
     let east = link(&cluster, "east", &url, |c| c.drop_acks = true);
     wait_up(&west);
@@ -219,12 +260,17 @@ fn leases_conflict_expire_and_release() {
     wait_up(&west);
     wait_up(&east);
 
-    assert!(matches!(acquire(&west, 5, "Eda"), Ok(DirectoryAnswer::Acquired { .. })));
+    assert!(matches!(
+        acquire(&west, 5, "Eda"),
+        Ok(DirectoryAnswer::Acquired { .. })
+    ));
     // Acquiring again here is harmless.
     assert!(acquire(&west, 5, "Eda").is_ok());
     assert_eq!(
         acquire(&east, 5, "Eda"),
-        Err(LinkError::Directory(DirectoryError::Conflict { owner: "west".into() }))
+        Err(LinkError::Directory(DirectoryError::Conflict {
+            owner: "west".into()
+        }))
     );
     // Renewals keep it across three lifetimes.
     std::thread::sleep(ttl * 3);
@@ -233,16 +279,34 @@ fn leases_conflict_expire_and_release() {
 
     // Released: free for the next login, and gone from the online list.
     assert_eq!(
-        ask(&west, LinkCommand::Release { request: 6, character: 5 }),
+        ask(
+            &west,
+            LinkCommand::Release {
+                request: 6,
+                character: 5
+            }
+        ),
         Ok(DirectoryAnswer::Released)
     );
     assert_eq!(
-        ask(&west, LinkCommand::FindPlayer { request: 7, name: "eda".into() }),
+        ask(
+            &west,
+            LinkCommand::FindPlayer {
+                request: 7,
+                name: "eda".into()
+            }
+        ),
         Ok(DirectoryAnswer::Player(None))
     );
     assert!(acquire(&east, 5, "Eda").is_ok());
     assert_eq!(
-        ask(&west, LinkCommand::Release { request: 8, character: 5 }),
+        ask(
+            &west,
+            LinkCommand::Release {
+                request: 8,
+                character: 5
+            }
+        ),
         Err(LinkError::NotHeld)
     );
 
@@ -261,7 +325,10 @@ fn leases_conflict_expire_and_release() {
         }
     }
     let waited = started.elapsed();
-    assert!(waited >= ttl / 2, "expired after {waited:?}, before its TTL");
+    assert!(
+        waited >= ttl / 2,
+        "expired after {waited:?}, before its TTL"
+    );
     assert_eq!(holder(&west, 5).as_deref(), Some("west"));
     drop_directory(&west);
 }
@@ -276,28 +343,66 @@ fn quadrant_claims_conflict_across_nodes() {
     wait_up(&east);
     let half = |x0: u16| -> Vec<[u16; 3]> { (x0..x0 + 2).map(|x| [x, 0, 0]).collect() };
     assert_eq!(
-        ask(&west, LinkCommand::ClaimQuadrants { request: 1, quadrants: half(0) }),
+        ask(
+            &west,
+            LinkCommand::ClaimQuadrants {
+                request: 1,
+                quadrants: half(0)
+            }
+        ),
         Ok(DirectoryAnswer::Claimed)
     );
     // Claiming again (a restart) is fine; another node is refused.
     assert_eq!(
-        ask(&west, LinkCommand::ClaimQuadrants { request: 2, quadrants: half(0) }),
+        ask(
+            &west,
+            LinkCommand::ClaimQuadrants {
+                request: 2,
+                quadrants: half(0)
+            }
+        ),
         Ok(DirectoryAnswer::Claimed)
     );
     assert_eq!(
-        ask(&east, LinkCommand::ClaimQuadrants { request: 3, quadrants: half(1) }),
-        Err(LinkError::Directory(DirectoryError::Conflict { owner: "west".into() }))
+        ask(
+            &east,
+            LinkCommand::ClaimQuadrants {
+                request: 3,
+                quadrants: half(1)
+            }
+        ),
+        Err(LinkError::Directory(DirectoryError::Conflict {
+            owner: "west".into()
+        }))
     );
     assert_eq!(
-        ask(&east, LinkCommand::FindQuadrant { request: 4, quadrant: [1, 0, 0] }),
+        ask(
+            &east,
+            LinkCommand::FindQuadrant {
+                request: 4,
+                quadrant: [1, 0, 0]
+            }
+        ),
         Ok(DirectoryAnswer::Quadrant(Some("west".into())))
     );
     assert_eq!(
-        ask(&west, LinkCommand::UnclaimQuadrants { request: 5, quadrants: half(0) }),
+        ask(
+            &west,
+            LinkCommand::UnclaimQuadrants {
+                request: 5,
+                quadrants: half(0)
+            }
+        ),
         Ok(DirectoryAnswer::Unclaimed)
     );
     assert_eq!(
-        ask(&east, LinkCommand::ClaimQuadrants { request: 6, quadrants: half(1) }),
+        ask(
+            &east,
+            LinkCommand::ClaimQuadrants {
+                request: 6,
+                quadrants: half(1)
+            }
+        ),
         Ok(DirectoryAnswer::Claimed)
     );
     drop_directory(&west);
@@ -305,7 +410,9 @@ fn quadrant_claims_conflict_across_nodes() {
 
 #[test]
 fn nats_down_refuses_crossings_and_the_link_recovers() {
-    let Some(binary) = nats_server_binary() else { return };
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
     let mut server = PrivateNats::start(binary);
     let url = server.url();
     let cluster = unique_cluster("down");
@@ -316,15 +423,26 @@ fn nats_down_refuses_crossings_and_the_link_recovers() {
     assert!(acquire(&west, 8, "Finn").is_ok());
 
     server.kill();
-    wait_for(&west, WAIT, "Down", |e| (*e == LinkEvent::Down).then_some(()));
+    wait_for(&west, WAIT, "Down", |e| {
+        (*e == LinkEvent::Down).then_some(())
+    });
     assert!(!west.is_up());
     // Crossings are refused at once with a clear reason; nothing is sent.
     let asked = Instant::now();
     hand_off(&west, 1, "east", 8);
-    assert_eq!(outcome(&west, 1), HandoffOutcome::Kept(KeptReason::NatsDown));
+    assert_eq!(
+        outcome(&west, 1),
+        HandoffOutcome::Kept(KeptReason::NatsDown)
+    );
     assert!(asked.elapsed() < Duration::from_secs(1));
     assert_eq!(
-        ask(&west, LinkCommand::FindLease { request: 2, character: 8 }),
+        ask(
+            &west,
+            LinkCommand::FindLease {
+                request: 2,
+                character: 8
+            }
+        ),
         Err(LinkError::NatsDown)
     );
 
@@ -342,19 +460,33 @@ fn nats_down_refuses_crossings_and_the_link_recovers() {
 
 #[test]
 fn a_link_started_while_nats_is_down_comes_up_later() {
-    let Some(binary) = nats_server_binary() else { return };
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
     let mut server = PrivateNats::start(binary);
     server.kill();
     let cluster = unique_cluster("late-up");
     let west = link(&cluster, "west", &server.url(), |_| {});
     assert_eq!(
-        ask(&west, LinkCommand::FindQuadrant { request: 1, quadrant: [0, 0, 0] }),
+        ask(
+            &west,
+            LinkCommand::FindQuadrant {
+                request: 1,
+                quadrant: [0, 0, 0]
+            }
+        ),
         Err(LinkError::NatsDown)
     );
     server.restart();
     wait_up(&west);
     assert_eq!(
-        ask(&west, LinkCommand::FindQuadrant { request: 2, quadrant: [0, 0, 0] }),
+        ask(
+            &west,
+            LinkCommand::FindQuadrant {
+                request: 2,
+                quadrant: [0, 0, 0]
+            }
+        ),
         Ok(DirectoryAnswer::Quadrant(None))
     );
 }
@@ -365,7 +497,11 @@ fn garbage_on_the_handoff_subject_is_refused_and_counted() {
     let cluster = unique_cluster("garbage");
     let east = link(&cluster, "east", &url, |_| {});
     wait_up(&east);
-    publish_raw(&url, &format!("{cluster}.handoff.east"), b"\x01\x01\xff\xff\xff");
+    publish_raw(
+        &url,
+        &format!("{cluster}.handoff.east"),
+        b"\x01\x01\xff\xff\xff",
+    );
     publish_raw(&url, &format!("{cluster}.handoff.east"), b"");
     let deadline = Instant::now() + WAIT;
     while east.stats().malformed_in < 2 {
@@ -373,13 +509,20 @@ fn garbage_on_the_handoff_subject_is_refused_and_counted() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(east.stats().offers_in, 2);
-    assert!(east.events().try_iter().all(|e| !matches!(e, LinkEvent::Offer { .. })));
+    assert!(
+        east.events()
+            .try_iter()
+            .all(|e| !matches!(e, LinkEvent::Offer { .. }))
+    );
 }
 
 #[test]
 fn bad_settings_are_refused_before_starting() {
     let mut config = tos_cluster::LinkConfig::new("ok", "Bad Name", "nats://127.0.0.1:4222");
-    assert!(matches!(NatsLink::start(config.clone()), Err(LinkError::Config(_))));
+    assert!(matches!(
+        NatsLink::start(config.clone()),
+        Err(LinkError::Config(_))
+    ));
     config.node = "fine".into();
     config.nats_url = "nats://:::x".into();
     assert!(matches!(NatsLink::start(config), Err(LinkError::Config(_))));

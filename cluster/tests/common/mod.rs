@@ -27,7 +27,9 @@ pub fn nats_url() -> Option<String> {
     };
     let address = url.trim_start_matches("nats://").to_owned();
     if TcpStream::connect_timeout(
-        &address.parse().expect("TOS_TEST_NATS_URL is nats://IP:PORT"),
+        &address
+            .parse()
+            .expect("TOS_TEST_NATS_URL is nats://IP:PORT"),
         Duration::from_secs(2),
     )
     .is_err()
@@ -87,7 +89,14 @@ impl PrivateNats {
     /// Starts the server (again) on the same port and store directory.
     pub fn restart(&mut self) {
         let child = Command::new(self.binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -122,7 +131,13 @@ pub fn unique_cluster(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("t{}{}-{}-{}", std::process::id() % 100_000, NEXT.fetch_add(1, SeqCst), nanos % 100_000, tag)
+    format!(
+        "t{}{}-{}-{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, SeqCst),
+        nanos % 100_000,
+        tag
+    )
 }
 
 /// A link on `url` with test-sized timings and in-memory buckets.
@@ -157,7 +172,9 @@ pub fn wait_for<T>(
 }
 
 pub fn wait_up(link: &NatsLink) {
-    wait_for(link, Duration::from_secs(10), "Up", |e| (*e == LinkEvent::Up).then_some(()));
+    wait_for(link, Duration::from_secs(10), "Up", |e| {
+        (*e == LinkEvent::Up).then_some(())
+    });
 }
 
 /// Sends a directory request and waits for its answer.
@@ -177,10 +194,15 @@ pub fn ask(
         other => panic!("not a request: {other:?}"),
     };
     link.send(command).expect("queued");
-    wait_for(link, Duration::from_secs(10), "directory reply", |e| match e {
-        LinkEvent::Reply { request: r, result } if *r == request => Some(result.clone()),
-        _ => None,
-    })
+    wait_for(
+        link,
+        Duration::from_secs(10),
+        "directory reply",
+        |e| match e {
+            LinkEvent::Reply { request: r, result } if *r == request => Some(result.clone()),
+            _ => None,
+        },
+    )
 }
 
 /// Publishes raw bytes on a subject with the plain NATS text protocol, as
@@ -188,12 +210,19 @@ pub fn ask(
 pub fn publish_raw(url: &str, subject: &str, payload: &[u8]) {
     let address = url.trim_start_matches("nats://");
     let stream = TcpStream::connect(address).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     reader.read_line(&mut line).expect("INFO");
     let mut writer = stream;
-    write!(writer, "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n", payload.len()).unwrap();
+    write!(
+        writer,
+        "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n",
+        payload.len()
+    )
+    .unwrap();
     writer.write_all(payload).unwrap();
     writer.write_all(b"\r\nPING\r\n").unwrap();
     loop {
