@@ -248,14 +248,14 @@ fn a_lost_ack_after_the_take_delivers() {
 fn leases_conflict_expire_and_release() {
     let Some(url) = nats_url() else { return };
     let cluster = unique_cluster("lease");
-    let ttl = Duration::from_secs(1);
+    let ttl = Duration::from_secs(2);
     let west = link(&cluster, "west", &url, |c| {
         c.lease_ttl = ttl;
-        c.handoff_timeout = Duration::from_millis(200);
+        c.handoff_timeout = Duration::from_millis(400);
     });
     let east = link(&cluster, "east", &url, |c| {
         c.lease_ttl = ttl;
-        c.handoff_timeout = Duration::from_millis(200);
+        c.handoff_timeout = Duration::from_millis(400);
     });
     wait_up(&west);
     wait_up(&east);

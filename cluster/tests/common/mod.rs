@@ -145,7 +145,9 @@ pub fn link(cluster: &str, node: &str, url: &str, tweak: impl FnOnce(&mut LinkCo
     let mut config = LinkConfig::new(cluster, node, url);
     config.storage = Storage::Memory;
     config.lease_ttl = Duration::from_secs(10);
-    config.handoff_timeout = Duration::from_millis(500);
+    // Generous: a loaded CI machine must not turn a plain ack into a
+    // settlement; tests of timeouts set their own.
+    config.handoff_timeout = Duration::from_secs(2);
     tweak(&mut config);
     NatsLink::start(config).expect("link starts")
 }
