@@ -527,3 +527,68 @@ fn bad_settings_are_refused_before_starting() {
     config.nats_url = "nats://:::x".into();
     assert!(matches!(NatsLink::start(config), Err(LinkError::Config(_))));
 }
+
+#[test]
+fn full_queues_push_back_and_no_event_is_lost() {
+    let Some(url) = nats_url() else { return };
+    let cluster = unique_cluster("bounds");
+    let west = link(&cluster, "west", &url, |c| {
+        c.command_capacity = 4;
+        c.event_capacity = 2;
+        c.max_pending = 2;
+    });
+    wait_up(&west);
+    // Nobody reads events while 40 requests go in: the command queue says
+    // Busy when full, and the events wait in the bounded backlog.
+    let mut sent = Vec::new();
+    let mut busy = 0;
+    for request in 100..140u64 {
+        match west.send(LinkCommand::FindQuadrant {
+            request,
+            quadrant: [0, 0, 0],
+        }) {
+            Ok(()) => sent.push(request),
+            Err(LinkError::Busy) => {
+                busy += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(busy > 0, "a 4-slot queue never filled");
+    let mut answered = Vec::new();
+    while answered.len() < sent.len() {
+        match west
+            .events()
+            .recv_timeout(WAIT)
+            .expect("every request answered")
+        {
+            LinkEvent::Reply { request, result } => {
+                assert_eq!(result, Ok(DirectoryAnswer::Quadrant(None)));
+                answered.push(request);
+            }
+            _ => continue,
+        }
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, sent);
+    assert!(west.stats().events_backlogged > 0);
+    drop_directory(&west);
+}
+
+#[test]
+fn link_settings_come_from_the_cluster_file() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/cluster-2nodes.ron");
+    let cluster = tos_cluster::Cluster::load(&path).expect("example loads");
+    let east = cluster.node_index("east").expect("east");
+    let config = tos_cluster::LinkConfig::for_node(&cluster, east).expect("node");
+    assert_eq!(
+        (config.cluster.as_str(), config.node.as_str()),
+        ("shadowland", "east")
+    );
+    assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+    assert_eq!(config.lease_ttl, Duration::from_secs(30));
+    assert_eq!(config.handoff_timeout, Duration::from_secs(2));
+    assert!(tos_cluster::LinkConfig::for_node(&cluster, 2).is_none());
+}
