@@ -592,3 +592,89 @@ fn link_settings_come_from_the_cluster_file() {
     assert_eq!(config.handoff_timeout, Duration::from_secs(2));
     assert!(tos_cluster::LinkConfig::for_node(&cluster, 2).is_none());
 }
+
+#[test]
+fn nats_lost_mid_crossing_settles_on_exactly_one_node() {
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
+    let mut server = PrivateNats::start(binary);
+    let url = server.url();
+    let cluster = unique_cluster("mid");
+    let west = link(&cluster, "west", &url, |c| {
+        c.storage = Storage::File;
+        c.handoff_timeout = Duration::from_millis(800);
+    });
+    let east = link(&cluster, "east", &url, |c| c.storage = Storage::File);
+    wait_up(&west);
+    wait_up(&east);
+    assert!(acquire(&west, 11, "Gale").is_ok());
+
+    hand_off(&west, 1, "east", 11);
+    let (token, _, _) = offer(&east);
+    // NATS dies between the offer and the accept: the receiver cannot take
+    // the lease, the sender gets no ack; both wait for the directory.
+    server.kill();
+    wait_for(&east, WAIT, "Down", |e| {
+        (*e == LinkEvent::Down).then_some(())
+    });
+    east.send(LinkCommand::Accept { token }).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart();
+
+    let sender = outcome(&west, 1);
+    let receiver = taken(&east, token);
+    let holder = holder(&west, 11);
+    match (&sender, receiver) {
+        (HandoffOutcome::Delivered, Ok(11)) => assert_eq!(holder.as_deref(), Some("east")),
+        (HandoffOutcome::Kept(KeptReason::AckTimeout), Err(RefuseReason::Superseded)) => {
+            assert_eq!(holder.as_deref(), Some("west"))
+        }
+        other => panic!("both or neither: {other:?}, lease with {holder:?}"),
+    }
+}
+
+#[test]
+fn a_lease_that_expired_during_an_outage_is_taken_again() {
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
+    let mut server = PrivateNats::start(binary);
+    let url = server.url();
+    let cluster = unique_cluster("outage");
+    let ttl = Duration::from_secs(1);
+    let west = link(&cluster, "west", &url, |c| {
+        c.storage = Storage::File;
+        c.lease_ttl = ttl;
+        c.handoff_timeout = Duration::from_millis(200);
+    });
+    wait_up(&west);
+    let revision = match acquire(&west, 12, "Hale") {
+        Ok(DirectoryAnswer::Acquired { revision }) => revision,
+        other => panic!("acquire: {other:?}"),
+    };
+    // NATS is away for longer than the TTL: on restart it drops the lease
+    // as too old; the holder, still running the character, takes it again.
+    server.kill();
+    std::thread::sleep(ttl * 5 / 2);
+    server.restart();
+    wait_up(&west);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let lease = ask(
+            &west,
+            LinkCommand::FindLease {
+                request: 3,
+                character: 12,
+            },
+        );
+        if let Ok(DirectoryAnswer::Lease(Some((node, r)))) = lease {
+            if r != revision {
+                assert_eq!(node, "west");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the lease was not taken again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
