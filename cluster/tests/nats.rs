@@ -157,6 +157,21 @@ fn two_links_exchange_handoffs_with_acks() {
         outcome(&west, 12),
         HandoffOutcome::Kept(KeptReason::NotHeld)
     );
+    // A record over the limit is refused before anything is sent.
+    east.send(LinkCommand::HandOff {
+        handoff: 13,
+        to: "west".into(),
+        character: 1,
+        payload: vec![0; tos_cluster::wire::MAX_PAYLOAD + 1],
+    })
+    .unwrap();
+    assert_eq!(
+        outcome(&east, 13),
+        HandoffOutcome::Kept(KeptReason::Encode(tos_cluster::WireError::FieldTooLong(
+            "payload"
+        )))
+    );
+    assert_eq!(holder(&west, 1).as_deref(), Some("east"));
     drop_directory(&west);
 }
 
