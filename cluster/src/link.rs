@@ -1078,7 +1078,9 @@ impl Ctx {
     /// Takes an accepted offer's lease by compare-and-swap, retrying while
     /// the directory is away (a swap may have landed with its answer lost).
     async fn accept(&self, token: u64) {
-        let Some(pending) = self.state.borrow_mut().offers.remove(&token) else {
+        // Out of the state first: the else branch emits, which borrows it.
+        let pending = self.state.borrow_mut().offers.remove(&token);
+        let Some(pending) = pending else {
             self.emit(LinkEvent::NotTaken {
                 token,
                 reason: RefuseReason::Expired,

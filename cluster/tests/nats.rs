@@ -231,6 +231,9 @@ fn an_offer_the_game_leaves_waiting_expires_and_the_sender_keeps_it() {
     let (token, _, _) = offer(&east);
     // The game layer never answers.
     assert_eq!(taken(&east, token), Err(RefuseReason::Expired));
+    // An answer after that finds nothing to take.
+    east.send(LinkCommand::Accept { token }).unwrap();
+    assert_eq!(taken(&east, token), Err(RefuseReason::Expired));
     assert!(matches!(outcome(&west, 1), HandoffOutcome::Kept(_)));
     assert_eq!(holder(&west, 3).as_deref(), Some("west"));
     drop_directory(&west);
