@@ -543,6 +543,11 @@ mod tests {
         assert_eq!(invalid_field(&bad_cluster), "name");
         let short_lease = TWO.replace("name: \"test\",", "name: \"test\", lease_ttl_ms: 4000,");
         assert_eq!(invalid_field(&short_lease), "handoff_timeout_ms");
+        let bad_world = TWO.replace(
+            "name: \"test\",",
+            "name: \"test\", world: (components: (0, 8, 4)),",
+        );
+        assert_eq!(invalid_field(&bad_world), "world.components[0]");
         let no_nodes = "(name: \"test\", nodes: [])";
         assert_eq!(invalid_field(no_nodes), "nodes");
     }
