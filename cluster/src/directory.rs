@@ -64,6 +64,18 @@ pub enum DirectoryError {
     Corrupt(#[from] WireError),
 }
 
+/// A character's lease as the directory has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LeaseState {
+    /// A node holds it at this revision.
+    Held(LeaseValue, u64),
+    /// Its holder released it (the delete marker is still there; it ages
+    /// out with the bucket's `max_age`).
+    Released,
+    /// No entry: it expired, or was never taken.
+    Absent,
+}
+
 /// The three buckets of one cluster, as seen by one node.
 #[derive(Debug, Clone)]
 pub(crate) struct Directory {
@@ -186,17 +198,28 @@ impl Directory {
         &self,
         character: u64,
     ) -> Result<Option<(LeaseValue, u64)>, DirectoryError> {
+        match self.lease_state(character).await? {
+            LeaseState::Held(value, revision) => Ok(Some((value, revision))),
+            LeaseState::Released | LeaseState::Absent => Ok(None),
+        }
+    }
+
+    /// The lease of `character`, telling a released lease (a delete marker:
+    /// its holder logged the character out) from one that expired or never
+    /// was (no entry at all).
+    pub(crate) async fn lease_state(&self, character: u64) -> Result<LeaseState, DirectoryError> {
         let entry = self
             .leases
             .entry(lease_key(character))
             .await
             .map_err(unavailable)?;
-        match entry {
+        Ok(match entry {
             Some(e) if e.operation == kv::Operation::Put => {
-                Ok(Some((wire::decode::<LeaseValue>(&e.value)?, e.revision)))
+                LeaseState::Held(wire::decode::<LeaseValue>(&e.value)?, e.revision)
             }
-            _ => Ok(None),
-        }
+            Some(_) => LeaseState::Released,
+            None => LeaseState::Absent,
+        })
     }
 
     /// Takes the lease of a character that no node holds (a login).

@@ -57,7 +57,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use crate::directory::{Directory, DirectoryError, Storage};
+use crate::directory::{Directory, DirectoryError, LeaseState, Storage};
 use crate::file::{Cluster, check_name};
 use crate::wire::{self, HandoffOffer, HandoffReply, RefuseReason};
 
@@ -968,7 +968,7 @@ impl Ctx {
                     self.keep(character, new_revision);
                     return HandoffOutcome::Kept(KeptReason::AckTimeout);
                 }
-                Err(DirectoryError::Moved) => directory.lease(character).await,
+                Err(DirectoryError::Moved) => directory.lease_state(character).await,
                 Err(_) => {
                     // Did our swap land before its answer was lost? The
                     // next round's swap says "moved" and the lease says us.
@@ -977,21 +977,29 @@ impl Ctx {
                 }
             };
             match current {
-                Ok(Some((lease, _))) if lease.node == to => {
+                Ok(LeaseState::Held(lease, _)) if lease.node == to => {
                     self.state.borrow_mut().held.remove(&character);
                     return HandoffOutcome::Delivered;
                 }
-                Ok(Some((lease, new_revision))) if lease.node == me => {
+                Ok(LeaseState::Held(lease, new_revision)) if lease.node == me => {
                     self.keep(character, new_revision);
                     return HandoffOutcome::Kept(KeptReason::AckTimeout);
                 }
-                Ok(Some((lease, _))) => {
+                Ok(LeaseState::Held(lease, _)) => {
                     self.state.borrow_mut().held.remove(&character);
                     return HandoffOutcome::Superseded { owner: lease.node };
                 }
+                // Released: only a holder releases, and this node does not
+                // while a hand-off is open, so the receiver took it (its ack
+                // was lost) and the player has logged out there since. Its
+                // save is the newest state: forget the entity here.
+                Ok(LeaseState::Released) => {
+                    self.state.borrow_mut().held.remove(&character);
+                    return HandoffOutcome::Delivered;
+                }
                 // Expired during a long outage: nobody holds it, and the
                 // entity is still here, so take the lease again.
-                Ok(None) => match directory.acquire(character, name).await {
+                Ok(LeaseState::Absent) => match directory.acquire(character, name).await {
                     Ok(new_revision) => {
                         self.keep(character, new_revision);
                         return HandoffOutcome::Kept(KeptReason::AckTimeout);

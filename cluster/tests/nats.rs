@@ -696,3 +696,35 @@ fn a_lease_that_expired_during_an_outage_is_taken_again() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_lease_released_by_the_receiver_before_settlement_is_delivered() {
+    let Some(url) = nats_url() else { return };
+    let cluster = unique_cluster("released");
+    let west = link(&cluster, "west", &url, |c| {
+        c.handoff_timeout = Duration::from_millis(1500)
+    });
+    let east = link(&cluster, "east", &url, |c| c.drop_acks = true);
+    wait_up(&west);
+    wait_up(&east);
+    assert!(acquire(&west, 13, "Ivo").is_ok());
+    hand_off(&west, 1, "east", 13);
+    let (token, _, _) = offer(&east);
+    east.send(LinkCommand::Accept { token }).unwrap();
+    assert_eq!(taken(&east, token), Ok(13));
+    // The player logs out on east before west has settled its lost ack.
+    assert_eq!(
+        ask(
+            &east,
+            LinkCommand::Release {
+                request: 2,
+                character: 13
+            }
+        ),
+        Ok(DirectoryAnswer::Released)
+    );
+    // West must not take the lease back with its stale copy.
+    assert_eq!(outcome(&west, 1), HandoffOutcome::Delivered);
+    assert_eq!(holder(&west, 13), None);
+    drop_directory(&west);
+}
