@@ -1,0 +1,343 @@
+//! The wire format of everything that crosses between nodes: hand-off
+//! offers and replies on NATS subjects, and the values stored in the
+//! JetStream directory.
+//!
+//! Each message is one version byte, one kind byte, then the value in
+//! `postcard` (a compact, well-kept serde format). Decoding checks the
+//! length before reading, refuses unknown versions and kinds, trailing
+//! bytes and over-long fields, and never panics: a peer running another
+//! build, or garbage on the subject, is a counted error, not a crash.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::file::MAX_NAME_LEN;
+
+/// The format version this build writes and reads. A node refuses messages
+/// of any other version (a mixed-version cluster must be upgraded together).
+pub const WIRE_VERSION: u8 = 1;
+
+/// Largest entity record one hand-off may carry, in bytes. A character with
+/// its inventory, AI state and session is a few KiB; this leaves room while
+/// staying under NATS's default 1 MiB message limit.
+pub const MAX_PAYLOAD: usize = 256 * 1024;
+
+/// Largest encoded message: the payload plus the fixed fields.
+pub const MAX_MESSAGE: usize = MAX_PAYLOAD + 512;
+
+/// Longest character name carried (bytes of UTF-8).
+pub const MAX_CHARACTER_NAME: usize = 64;
+
+/// What a message is; the second byte of every message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// [`HandoffOffer`]
+    Offer = 1,
+    /// [`HandoffReply`]
+    Reply = 2,
+    /// [`LeaseValue`]
+    Lease = 3,
+    /// [`OnlineValue`]
+    Online = 4,
+    /// [`QuadrantValue`]
+    Quadrant = 5,
+}
+
+/// An entity sent to the node that owns the quadrant it walked into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffOffer {
+    /// The sending node.
+    pub from: String,
+    /// The sender's number for this hand-off.
+    pub handoff: u64,
+    /// The character whose lease moves with the entity.
+    pub character: u64,
+    /// The character's name, for the online-players registry.
+    pub name: String,
+    /// The lease revision the sender holds; the receiver takes the lease
+    /// only if it is still this one (compare-and-swap), which is what makes
+    /// exactly one node own the entity whatever is lost on the way.
+    pub lease_revision: u64,
+    /// The entity's full record, in the game layer's own encoding.
+    pub payload: Vec<u8>,
+}
+
+/// The receiver's answer to a [`HandoffOffer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandoffReply {
+    /// The receiver holds the lease at `revision` and runs the entity.
+    Accepted {
+        /// The lease revision the receiver now holds.
+        revision: u64,
+    },
+    /// The receiver did not take it; the sender keeps the entity.
+    Refused(RefuseReason),
+}
+
+/// Why a hand-off was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefuseReason {
+    /// The receiver has too many hand-offs waiting for its game layer.
+    Busy,
+    /// The offer could not be decoded.
+    Malformed,
+    /// The game layer refused the record (full, invalid, unknown kind).
+    Rejected,
+    /// The lease was no longer at the offered revision: the sender settled
+    /// the hand-off first (its ack timed out) or the lease expired.
+    Superseded,
+    /// The receiver could not reach the directory to take the lease.
+    DirectoryDown,
+    /// The receiver's game layer did not answer in time.
+    Expired,
+}
+
+/// A character lease in the directory: which node runs the character.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseValue {
+    /// The node holding the lease.
+    pub node: String,
+    /// The character's name.
+    pub name: String,
+}
+
+/// An online player in the directory, found by name (for whispers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlineValue {
+    /// The node the player is on.
+    pub node: String,
+    /// The player's character.
+    pub character: u64,
+}
+
+/// A quadrant's owner in the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuadrantValue {
+    /// The node that owns the quadrant.
+    pub node: String,
+}
+
+/// A value that knows its [`Kind`] and its own size limits.
+pub trait WireValue: Serialize + DeserializeOwned {
+    /// The kind byte written before the value.
+    const KIND: Kind;
+    /// Checks the limits serde cannot express (lengths of fields).
+    fn check(&self) -> Result<(), WireError>;
+}
+
+fn check_node(node: &str) -> Result<(), WireError> {
+    if node.is_empty() || node.len() > MAX_NAME_LEN {
+        return Err(WireError::FieldTooLong("node"));
+    }
+    Ok(())
+}
+
+impl WireValue for HandoffOffer {
+    const KIND: Kind = Kind::Offer;
+    fn check(&self) -> Result<(), WireError> {
+        check_node(&self.from)?;
+        if self.name.len() > MAX_CHARACTER_NAME {
+            return Err(WireError::FieldTooLong("name"));
+        }
+        if self.payload.len() > MAX_PAYLOAD {
+            return Err(WireError::FieldTooLong("payload"));
+        }
+        Ok(())
+    }
+}
+
+impl WireValue for HandoffReply {
+    const KIND: Kind = Kind::Reply;
+    fn check(&self) -> Result<(), WireError> {
+        Ok(())
+    }
+}
+
+impl WireValue for LeaseValue {
+    const KIND: Kind = Kind::Lease;
+    fn check(&self) -> Result<(), WireError> {
+        check_node(&self.node)?;
+        if self.name.len() > MAX_CHARACTER_NAME {
+            return Err(WireError::FieldTooLong("name"));
+        }
+        Ok(())
+    }
+}
+
+impl WireValue for OnlineValue {
+    const KIND: Kind = Kind::Online;
+    fn check(&self) -> Result<(), WireError> {
+        check_node(&self.node)
+    }
+}
+
+impl WireValue for QuadrantValue {
+    const KIND: Kind = Kind::Quadrant;
+    fn check(&self) -> Result<(), WireError> {
+        check_node(&self.node)
+    }
+}
+
+/// Why a message could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Longer than [`MAX_MESSAGE`].
+    #[error("message of {0} bytes is over the limit")]
+    TooLong(usize),
+    /// Shorter than the two header bytes.
+    #[error("message too short")]
+    TooShort,
+    /// Another format version.
+    #[error("wire version {0}, this build reads {WIRE_VERSION}")]
+    Version(u8),
+    /// Another kind of message than expected.
+    #[error("message kind {found}, expected {expected}")]
+    Kind {
+        /// The kind byte found.
+        found: u8,
+        /// The kind byte expected.
+        expected: u8,
+    },
+    /// A field over its limit.
+    #[error("field `{0}` over its limit")]
+    FieldTooLong(&'static str),
+    /// Bytes left after the value.
+    #[error("{0} bytes after the value")]
+    Trailing(usize),
+    /// postcard could not read or write the value.
+    #[error("malformed value: {0}")]
+    Malformed(String),
+}
+
+/// Encodes `value` with its header. Refuses values over their limits, so a
+/// node never sends what its peers would refuse.
+pub fn encode<T: WireValue>(value: &T) -> Result<Vec<u8>, WireError> {
+    value.check()?;
+    let mut out = vec![WIRE_VERSION, T::KIND as u8];
+    let out = postcard::to_extend(value, std::mem::take(&mut out))
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    if out.len() > MAX_MESSAGE {
+        return Err(WireError::TooLong(out.len()));
+    }
+    Ok(out)
+}
+
+/// Decodes a message of type `T`, checking length, version, kind, trailing
+/// bytes and field limits.
+pub fn decode<T: WireValue>(bytes: &[u8]) -> Result<T, WireError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(WireError::TooLong(bytes.len()));
+    }
+    let [version, kind, body @ ..] = bytes else {
+        return Err(WireError::TooShort);
+    };
+    if *version != WIRE_VERSION {
+        return Err(WireError::Version(*version));
+    }
+    if *kind != T::KIND as u8 {
+        return Err(WireError::Kind {
+            found: *kind,
+            expected: T::KIND as u8,
+        });
+    }
+    let (value, rest): (T, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Trailing(rest.len()));
+    }
+    value.check()?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn offer() -> HandoffOffer {
+        HandoffOffer {
+            from: "west".into(),
+            handoff: 7,
+            character: 42,
+            name: "Aelin".into(),
+            lease_revision: 9,
+            payload: vec![1, 2, 3, 255],
+        }
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let bytes = encode(&offer()).unwrap();
+        assert_eq!(bytes[..2], [WIRE_VERSION, Kind::Offer as u8]);
+        assert_eq!(decode::<HandoffOffer>(&bytes).unwrap(), offer());
+        let reply = HandoffReply::Refused(RefuseReason::Superseded);
+        assert_eq!(
+            decode::<HandoffReply>(&encode(&reply).unwrap()).unwrap(),
+            reply
+        );
+        let lease = LeaseValue {
+            node: "east".into(),
+            name: "Bran".into(),
+        };
+        assert_eq!(
+            decode::<LeaseValue>(&encode(&lease).unwrap()).unwrap(),
+            lease
+        );
+    }
+
+    #[test]
+    fn bad_headers_and_tails_are_refused() {
+        let mut bytes = encode(&offer()).unwrap();
+        assert_eq!(
+            decode::<HandoffReply>(&bytes),
+            Err(WireError::Kind {
+                found: 1,
+                expected: 2
+            })
+        );
+        bytes.push(0);
+        assert_eq!(decode::<HandoffOffer>(&bytes), Err(WireError::Trailing(1)));
+        bytes[0] = 2;
+        assert_eq!(decode::<HandoffOffer>(&bytes), Err(WireError::Version(2)));
+        assert_eq!(decode::<HandoffOffer>(&[1]), Err(WireError::TooShort));
+        assert!(matches!(
+            decode::<HandoffOffer>(&vec![1; MAX_MESSAGE + 1]),
+            Err(WireError::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn fields_over_their_limits_are_refused_both_ways() {
+        let mut big = offer();
+        big.payload = vec![0; MAX_PAYLOAD + 1];
+        assert_eq!(encode(&big), Err(WireError::FieldTooLong("payload")));
+        let mut long = offer();
+        long.from = "x".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(encode(&long), Err(WireError::FieldTooLong("node")));
+        // A peer that skips the check on its side is still refused here.
+        let mut bytes = vec![WIRE_VERSION, Kind::Offer as u8];
+        bytes = postcard::to_extend(&long, bytes).unwrap();
+        assert_eq!(
+            decode::<HandoffOffer>(&bytes),
+            Err(WireError::FieldTooLong("node"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut bytes = vec![WIRE_VERSION, Kind::Offer as u8];
+            bytes.extend_from_slice(&body);
+            let _ = decode::<HandoffOffer>(&bytes);
+            let _ = decode::<HandoffReply>(&body);
+        }
+
+        #[test]
+        fn truncated_offers_are_errors(cut in 0usize..40) {
+            let bytes = encode(&offer()).unwrap();
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert!(decode::<HandoffOffer>(&bytes[..cut]).is_err());
+        }
+    }
+}
