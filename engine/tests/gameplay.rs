@@ -225,7 +225,11 @@ fn chat_reaches_the_right_players_across_cores_and_bad_lines_are_refused() {
     // Two cores: template 1 starts in the west (core 0), template 2 in the
     // east (core 1).
     let mut server = TestServer::start(2);
-    let a = enter(server.handle(), spec("talker", 1));
+    let mut a = enter(server.handle(), spec("talker", 1));
+    // A new fighter starts with its template's kit: a sword, 5 potions.
+    let (kit, _) = inventory(&mut a);
+    let kit: Vec<_> = kit.iter().map(|i| (i.slot, i.template, i.count)).collect();
+    assert_eq!(kit, [(0, SWORD, 1), (1, POTION, 5)]);
     let c = enter(server.handle(), spec("neighbour", 1));
     let b = enter(server.handle(), spec("faraway", 2));
     let c_id = c.entered.unwrap().character_id;

@@ -862,6 +862,7 @@ impl GameCore {
             exp: 0,
             hp: stats.hp_max as f32,
             mp: stats.mp_max as f32,
+            items: crate::inventory::starting_items(&t.starting_items, &self.services.items),
         };
         let op = StoreRequest::CreateCharacter {
             new,

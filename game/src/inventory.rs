@@ -173,6 +173,17 @@ pub fn rule_of(t: &tos_config::ItemTemplate) -> ItemRule {
     }
 }
 
+/// A new character's bag from its template's starting items (validated
+/// against the item data at load): each entry into the first free slots,
+/// stacking as the item allows.
+pub fn starting_items(kit: &[(u16, u16)], book: &ItemBook) -> Vec<SavedItem> {
+    let mut inv = Inventory::default();
+    for &(template, count) in kit {
+        inv.add(template, count, book);
+    }
+    inv.to_saved()
+}
+
 /// A stack of items in one slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stack {
