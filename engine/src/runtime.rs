@@ -356,6 +356,11 @@ pub fn start_with_layout(
             tos_game::boot::start(config, &data_dir).map_err(StartError::Game)?,
         ))
     };
+    // The shards' skills, loot tables and level table are the game data the
+    // game layer loaded (`runtime.game_data_dir`, or the built-in files).
+    if let Some(game) = &game {
+        world_data.apply_game_data(&game.services.data);
+    }
     // A plain bind first: it fails if any socket (reuseport or not) holds
     // the port, which the reuseport binds below would silently join.
     let addr = match std::net::UdpSocket::bind(bind) {

@@ -644,6 +644,13 @@ impl Entities {
         self.created_tick[i] = tick;
         self.changed_tick[i] = tick;
         self.dirty[i] = true;
+        // Ghosts never get a whole record: no combat state of the slot's
+        // previous entity may show through.
+        self.progress[i] = crate::combat::Progress::default();
+        self.fighter[i] = crate::combat::Fighter::default();
+        self.cast[i] = crate::combat::Cast::default();
+        self.contributions[i] = crate::combat::Contributions::default();
+        self.item[i] = crate::loot::ItemState::default();
         if !ghost {
             self.locals += 1;
         }

@@ -94,11 +94,13 @@ pub fn check_pickup(c: &PickupCheck) -> Result<(), ActionRefusal> {
     if !c.alive {
         return Err(ActionRefusal::Dead);
     }
-    if c.state.template == 0 || c.state.count == 0 {
-        return Err(ActionRefusal::NoSuchItem);
-    }
+    // A ghost first: ghosts do not carry the item state (it lives only
+    // with the core that owns the item).
     if c.ghost {
         return Err(ActionRefusal::ItemElsewhere);
+    }
+    if c.state.template == 0 || c.state.count == 0 {
+        return Err(ActionRefusal::NoSuchItem);
     }
     let reach = f64::from(PICKUP_RANGE);
     if crate::util::dist2(c.player, c.item) > reach * reach {

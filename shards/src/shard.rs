@@ -920,6 +920,7 @@ impl Shard {
         self.simulate(elapsed);
         self.run_casts();
         self.process_deaths();
+        self.regenerate(elapsed);
         self.detect_handoffs();
         self.quantize_all();
         self.report.local_entities = self.ents.locals();

@@ -363,6 +363,12 @@ fn loot_drops_near_the_body_owned_by_the_top_dealer() {
         assert!((dx * dx + dy * dy).sqrt() <= tos_shards::loot::SCATTER + 1.0);
     }
     let d = drops[0];
+    // Visible through snapshots like any entity.
+    let mut buf = [0u8; 1200];
+    s.tick(tick);
+    assert!(s.write_snapshot(A, tick, 1200, &mut buf) > 0);
+    assert!(s.view_of(A).contains(&(d, EntityType::Item)));
+    let tick = tick + 1;
     // B may not take it yet; A may.
     s.push_pickup(B, 1, d).unwrap();
     s.tick(tick);
@@ -613,4 +619,258 @@ fn hand_offs_carry_level_and_experience_and_ghost_strikes_land() {
         (r.progress.level, r.progress.exp, r.progress.template),
         (3, 500, 1)
     );
+}
+
+#[test]
+fn a_ghost_item_is_refused_and_taken_once_on_its_own_core() {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 2, LayoutKind::Stripes);
+    let mut cluster = Cluster::new(&config, &layout, &WorldData::default());
+    // An item on core 1's ground, 200 units from a player on core 0.
+    let item = cluster.shards[1]
+        .spawn_item([150.0, 0.0, 0.0], 8, 3, None)
+        .unwrap();
+    assert!(
+        cluster.shards[0]
+            .spawn_item([150.0, 0.0, 0.0], 8, 3, None)
+            .is_err()
+    );
+    cluster.shards[0]
+        .add_player(A, &Character::new(1, [-50.0, 0.0, 0.0], Faction::ALLIANCE))
+        .unwrap();
+    cluster.shards[1]
+        .add_player(B, &Character::new(2, [250.0, 0.0, 0.0], Faction::ALLIANCE))
+        .unwrap();
+    cluster.step(1);
+    cluster.step(2);
+    assert!(cluster.shards[0].entity(item).is_some_and(|e| e.ghost));
+    // Both ask in the same tick: the ghost's side is refused, the owner
+    // core's player gets it; exactly one Looted in the whole cluster.
+    cluster.shards[0].push_pickup(A, 1, item).unwrap();
+    cluster.shards[1].push_pickup(B, 1, item).unwrap();
+    cluster.step(3);
+    assert_eq!(
+        codes(&cluster.shards[0]),
+        [ActionRefusal::ItemElsewhere.code()]
+    );
+    assert_eq!(codes(&cluster.shards[1]), [0]);
+    let looted: usize = cluster
+        .shards
+        .iter_mut()
+        .map(|s| {
+            s.take_events()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        ShardEvent::Looted {
+                            item: 8,
+                            count: 3,
+                            ..
+                        }
+                    )
+                })
+                .count()
+        })
+        .sum();
+    assert_eq!(looted, 1);
+    // Gone everywhere once the ghost is dropped.
+    for t in 4..20 {
+        cluster.step(t);
+    }
+    assert!(cluster.shards.iter().all(|s| s.entity(item).is_none()));
+}
+
+#[test]
+fn npcs_use_skills_and_player_deaths_are_told() {
+    let mut s = shard();
+    let me = enter(&mut s, A, [0.0; 3], Faction::ALLIANCE);
+    let m = monster(&mut s, [100.0, 0.0, 0.0], 500.0, 5, 0);
+    assert_eq!(s.cast_skill(999_999, 1, me), Err(ActionRefusal::NotInWorld));
+    let mut t = 1;
+    while rec(&s, me).state.contains(EntityState::ALIVE) {
+        s.tick(t);
+        assert_eq!(s.cast_skill(m, 1, me), Ok(()));
+        assert_eq!(s.cast_skill(m, 1, me), Err(ActionRefusal::OnCooldown));
+        t += 31;
+        assert!(t < 100_000);
+    }
+    let events: Vec<ShardEvent> = s.take_events().collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ShardEvent::Died { client } if *client == A))
+    );
+    assert!(events.iter().any(|e| matches!(e,
+        ShardEvent::Combat { client, flags, .. } if *client == A && flags.contains(CombatFlags::KILL))));
+    // Dead players neither act nor drink.
+    s.push_action(A, 1, 1, m).unwrap();
+    s.tick(t);
+    assert_eq!(codes(&s), [ActionRefusal::Dead.code()]);
+    let potion = ConsumableEffect {
+        hp: 10.0,
+        mp: 0.0,
+        cooldown_ms: 0,
+    };
+    assert_eq!(s.use_consumable(A, potion), Err(ActionRefusal::Dead));
+}
+
+#[test]
+fn players_regenerate_out_of_combat_only() {
+    let mut s = shard();
+    // A Human Fighter at level 3: 2 + 2 · 0.05 = 2.1 HP per second.
+    let mut c = Character::new(1, [0.0; 3], Faction::ALLIANCE);
+    c.template = 1;
+    c.level = 3;
+    c.hp_max = 104.0;
+    c.hp = 50.0;
+    c.mp_max = 41.0;
+    c.mp = 41.0;
+    s.add_player(A, &c).unwrap();
+    let me = s.player_of(A).unwrap();
+    for t in 1..=60 {
+        s.tick(t);
+    }
+    let hp = rec(&s, me).hp[0];
+    assert!((hp - 52.1).abs() < 0.01, "{hp}");
+    // In combat (hit by a Horde player): no regeneration for 5 s.
+    let foe = enter(&mut s, B, [100.0, 0.0, 0.0], Faction::HORDE);
+    let _ = foe;
+    s.push_action(B, 1, 1, me).unwrap();
+    s.tick(61);
+    let hurt = rec(&s, me).hp[0];
+    for t in 62..=200 {
+        s.tick(t);
+    }
+    assert_eq!(rec(&s, me).hp[0], hurt);
+    // Out of combat again it climbs, never past the maximum.
+    for t in 201..=60 * 120 {
+        s.tick(t);
+    }
+    assert_eq!(rec(&s, me).hp[0], 104.0);
+}
+
+mod random_play {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One random request.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Skill { who: u8, skill: u16, target: u8 },
+        Pickup { who: u8, item: u8 },
+        Potion { who: u8, hp: f64, mp: f64 },
+        Gear { who: u8, bonus: [f64; 6] },
+        Move { who: u8, dx: f32, dy: f32 },
+        Wait,
+    }
+
+    fn any_f64() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -1.0e9f64..1.0e9,
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(-0.0),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..4, 0u16..13, any::<u8>())
+                .prop_map(|(who, skill, target)| Op::Skill { who, skill, target }),
+            1 => (0u8..4, any::<u8>()).prop_map(|(who, item)| Op::Pickup { who, item }),
+            1 => (0u8..4, any_f64(), any_f64()).prop_map(|(who, hp, mp)| Op::Potion { who, hp, mp }),
+            1 => (0u8..4, proptest::array::uniform6(any_f64()))
+                .prop_map(|(who, bonus)| Op::Gear { who, bonus }),
+            1 => (0u8..4, -40.0f32..40.0, -40.0f32..40.0)
+                .prop_map(|(who, dx, dy)| Op::Move { who, dx, dy }),
+            2 => Just(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever players ask for, in any order, with any numbers: HP and
+        /// MP stay finite and within `0..=max`, nothing panics, and every
+        /// request gets exactly one result.
+        #[test]
+        fn vitals_stay_finite_and_in_bounds(ops in proptest::collection::vec(op(), 1..300)) {
+            let mut s = shard();
+            let clients: Vec<ClientId> = (1..=4).map(ClientId).collect();
+            let mut pos = Vec::new();
+            for (k, &c) in clients.iter().enumerate() {
+                let f = if k % 2 == 0 { Faction::ALLIANCE } else { Faction::HORDE };
+                let p = [k as f32 * 60.0, 0.0, 0.0];
+                enter(&mut s, c, p, f);
+                pos.push(p);
+            }
+            for k in 0..6 {
+                monster(&mut s, [k as f32 * 50.0, 120.0, 0.0], 60.0, 1 + k as u16, 1);
+            }
+            let (mut tick, mut seq, mut asked) = (1u32, 0u32, 0usize);
+            for op in ops {
+                let ids: Vec<u32> = s.local_net_ids().collect();
+                let pick = |n: u8| if n as usize % 8 == 7 { 999_999 } else { ids[n as usize % ids.len()] };
+                seq += 1;
+                match op {
+                    Op::Skill { who, skill, target } => {
+                        s.push_action(clients[who as usize], seq, skill, pick(target)).unwrap();
+                        asked += 1;
+                    }
+                    Op::Pickup { who, item } => {
+                        s.push_pickup(clients[who as usize], seq, pick(item)).unwrap();
+                        asked += 1;
+                    }
+                    Op::Potion { who, hp, mp } => {
+                        let _ = s.use_consumable(
+                            clients[who as usize],
+                            ConsumableEffect { hp, mp, cooldown_ms: 500 },
+                        );
+                    }
+                    Op::Gear { who, bonus } => {
+                        let b = StatBonus {
+                            p_atk: bonus[0],
+                            m_atk: bonus[1],
+                            p_def: bonus[2],
+                            m_def: bonus[3],
+                            hp_max: bonus[4].clamp(-1.0e6, 1.0e6),
+                            mp_max: bonus[5].clamp(-1.0e6, 1.0e6),
+                        };
+                        let _ = s.set_gear(clients[who as usize], b);
+                    }
+                    Op::Move { who, dx, dy } => {
+                        let p = &mut pos[who as usize];
+                        let to = [p[0] + dx, p[1] + dy, 0.0];
+                        s.push_claim(
+                            clients[who as usize],
+                            MovementClaim {
+                                input_seq: seq,
+                                position: to,
+                                velocity: [dx * 60.0, dy * 60.0, 0.0],
+                                yaw: 0.0,
+                                anim: 1,
+                            },
+                        )
+                        .unwrap();
+                        *p = to;
+                    }
+                    Op::Wait => {}
+                }
+                if seq % 3 == 0 {
+                    s.tick(tick);
+                    prop_assert_eq!(s.action_results().len(), asked);
+                    asked = 0;
+                    tick += 7;
+                    s.take_events().for_each(drop);
+                    for n in s.local_net_ids() {
+                        let r = rec(&s, n);
+                        for v in [r.hp, r.mp] {
+                            prop_assert!(v[0].is_finite() && v[1].is_finite(), "{:?}", r);
+                            prop_assert!(v[0] >= 0.0 && v[0] <= v[1], "{:?}", r);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

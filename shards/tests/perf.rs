@@ -109,3 +109,103 @@ fn spread_world() {
 fn battle() {
     run("battle", 1_000, 5_000.0, 120);
 }
+
+/// 1,000 standing players fight 3,000 monsters packed around them: every
+/// player asks for a skill (Strike, Fireball, Whirlwind, Meteor in turn)
+/// twice a second; monsters die, drop loot and respawn. Prints the tick
+/// time with and without the fighting, and what happened.
+#[test]
+#[ignore]
+fn combat() {
+    for fight in [false, true] {
+        let config = ServerConfig::default();
+        let layout = layout(&config, 1, LayoutKind::Stripes);
+        let players = 1_000u32;
+        let capacity = ShardCapacity {
+            entities: 16_384,
+            clients: players,
+            initial_view: 256,
+            max_view: 8192,
+            inputs_per_tick: 8,
+        };
+        let mut data = WorldData::default();
+        let mut rng = Rng::new(2);
+        for _ in 0..3_000 {
+            data.spawns.push(tos_shards::SpawnPoint {
+                kind: tos_shards::EntityType::Monster,
+                faction: Faction::MONSTERS,
+                position: [
+                    rng.range(-5_000.0, 5_000.0),
+                    rng.range(-5_000.0, 5_000.0),
+                    0.0,
+                ],
+                wander_radius: 0.0,
+                speed: 0.0,
+                hp: 200.0,
+                mp: 0.0,
+            });
+        }
+        let mut shard = Shard::with_capacity(0, &config, &layout, data, capacity).unwrap();
+        let monsters: Vec<(u32, [f32; 3])> = shard
+            .local_net_ids()
+            .map(|n| (n, shard.entity(n).unwrap().record.position))
+            .collect();
+        let mut targets = Vec::new();
+        for k in 0..players {
+            let p = [
+                rng.range(-5_000.0, 5_000.0),
+                rng.range(-5_000.0, 5_000.0),
+                0.0,
+            ];
+            let mut c = Character::new(u64::from(k), p, Faction::ALLIANCE);
+            c.mp_max = 10_000.0;
+            c.mp = 10_000.0;
+            shard.add_player(ClientId(k), &c).unwrap();
+            let near = monsters
+                .iter()
+                .min_by(|a, b| {
+                    let d = |q: [f32; 3]| (q[0] - p[0]).hypot(q[1] - p[1]);
+                    d(a.1).total_cmp(&d(b.1))
+                })
+                .unwrap();
+            // Stand next to it.
+            let me = shard.player_of(ClientId(k)).unwrap();
+            shard
+                .teleport(me, [near.1[0] + 100.0, near.1[1], 0.0])
+                .unwrap();
+            targets.push(near.0);
+        }
+        let (warm, ticks) = (120u32, 1_200u32);
+        let (mut t_tick, mut deaths, mut drops, mut ups, mut events, mut seq) =
+            (0.0f64, 0u32, 0u32, 0u32, 0usize, 0u32);
+        for tick in 1..=warm + ticks {
+            seq += 1;
+            if fight {
+                for k in 0..players {
+                    if (tick + k) % 30 == 0 {
+                        let skill = [1u16, 2, 9, 10][((tick / 30 + k) % 4) as usize];
+                        shard
+                            .push_action(ClientId(k), seq, skill, targets[k as usize])
+                            .unwrap();
+                    }
+                }
+            }
+            let a = Instant::now();
+            let r = shard.tick(tick);
+            events += shard.take_events().count();
+            let b = Instant::now();
+            if tick > warm {
+                t_tick += (b - a).as_secs_f64();
+                deaths += r.deaths;
+                drops += r.items_dropped;
+                ups += r.level_ups;
+            }
+        }
+        println!(
+            "combat {}: {players} players, 3000 monsters: tick {:.3} ms; over {ticks} ticks: \
+             {deaths} deaths, {drops} items dropped, {ups} level-ups, {events} events",
+            if fight { "on " } else { "off" },
+            t_tick * 1e3 / f64::from(ticks),
+        );
+    }
+}

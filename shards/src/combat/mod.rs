@@ -338,6 +338,12 @@ pub struct TemplateGrowth {
     pub hp_per_level: f32,
     /// MP added per level above 1.
     pub mp_per_level: f32,
+    /// HP regained per second out of combat at level 1.
+    pub hp_regen: f32,
+    /// MP regained per second out of combat at level 1.
+    pub mp_regen: f32,
+    /// Added to both rates per level above 1.
+    pub regen_per_level: f32,
 }
 
 /// The level table and template growth the shard levels players up with.
@@ -376,6 +382,9 @@ impl Progression {
                         base_mp: t.base_mp as f32,
                         hp_per_level: g.hp_per_level as f32,
                         mp_per_level: g.mp_per_level as f32,
+                        hp_regen: g.hp_regen as f32,
+                        mp_regen: g.mp_regen as f32,
+                        regen_per_level: g.regen_per_level as f32,
                     })
                 })
                 .collect(),
@@ -392,6 +401,17 @@ impl Progression {
     pub fn level_for(&self, exp: u64) -> u16 {
         let reached = self.levels.partition_point(|&need| need <= exp);
         reached.clamp(1, usize::from(u16::MAX)) as u16
+    }
+
+    /// HP and MP regained per second out of combat by `template` at
+    /// `level` (nothing for unknown templates).
+    pub fn regen(&self, template: u16, level: u16) -> [f32; 2] {
+        let Some(g) = self.growth.iter().find(|g| g.template == template) else {
+            return [0.0; 2];
+        };
+        let above = f32::from(level.clamp(1, self.max_level()) - 1);
+        let extra = g.regen_per_level * above;
+        [g.hp_regen + extra, g.mp_regen + extra]
     }
 
     /// HP and MP maxima (without gear) of `template` at `level`, if the
@@ -447,6 +467,10 @@ mod tests {
         assert_eq!(p.maxima(1, 1), Some([80.0, 30.0]));
         assert_eq!(p.maxima(1, 10).unwrap()[0], 80.0 + 12.0 * 9.0);
         assert_eq!(p.maxima(999, 3), None);
+        // Fighter: 2 HP/s and 0.9 MP/s at level 1, +0.05 per level.
+        let r = p.regen(1, 3);
+        assert!((r[0] - 2.1).abs() < 1e-5 && (r[1] - 1.0).abs() < 1e-5);
+        assert_eq!(p.regen(999, 3), [0.0; 2]);
         assert_eq!(Progression::default().level_for(1_000_000), 1);
     }
 }

@@ -360,6 +360,8 @@ impl Shard {
         if !self.ents.state[tu].contains(EntityState::ALIVE) {
             return;
         }
+        // Attacked is in combat, hit or not.
+        self.ents.combat_until[tu] = self.tick.wrapping_add(COMBAT_SECONDS * self.tick_hz);
         let tf = self.ents.fighter[tu];
         if !self
             .rng
@@ -633,6 +635,36 @@ impl Shard {
         }
     }
 
+    /// Players out of combat regain HP and MP at their template's rates
+    /// (class growth in `levels.ron`), up to the maxima. `elapsed` ticks
+    /// passed since the last tick.
+    pub(super) fn regenerate(&mut self, elapsed: u32) {
+        let now = self.tick;
+        let dt = elapsed as f32 / self.tick_hz as f32;
+        for k in 0..self.client_order.len() {
+            let Some(cs) = self.clients.get_mut(&self.client_order[k]) else {
+                continue;
+            };
+            let Some(pi) = player_slot(&self.ents, cs) else {
+                continue;
+            };
+            let pu = pi as usize;
+            let e = &mut self.ents;
+            if !e.state[pu].contains(EntityState::ALIVE) || tick_after(e.combat_until[pu], now) {
+                continue;
+            }
+            let (hp, mp) = (e.hp[pu], e.mp[pu]);
+            if hp[0] >= hp[1] && mp[0] >= mp[1] {
+                continue;
+            }
+            let p = e.progress[pu];
+            let rate = self.combat.progression.regen(p.template, p.level);
+            e.hp[pu][0] = (hp[0] + rate[0] * dt).min(hp[1]).max(hp[0]);
+            e.mp[pu][0] = (mp[0] + rate[1] * dt).min(mp[1]).max(mp[0]);
+            e.dirty[pu] = true;
+        }
+    }
+
     /// Deaths since the last call: a player's is told; an NPC's gives
     /// experience to its damage dealers and drops its loot.
     pub(super) fn process_deaths(&mut self) {
@@ -763,6 +795,44 @@ impl Shard {
                 self.report.items_dropped += 1;
             }
         }
+    }
+
+    /// Puts `count` of item template `item` on the ground at `position`
+    /// (a drop from an inventory, a GM command, tests): an Item entity
+    /// like a loot drop, which only `owner` (if any) may pick up during
+    /// the owner window, and which vanishes after the loot lifetime.
+    /// Returns its network id.
+    pub fn spawn_item(
+        &mut self,
+        position: [f32; 3],
+        item: u16,
+        count: u16,
+        owner: Option<ClientId>,
+    ) -> Result<u32, ShardError> {
+        if item == 0 || count == 0 {
+            return Err(ShardError::BadData(
+                "an item needs a template id and a count",
+            ));
+        }
+        let owner_core = self.world.owner_at(position);
+        if owner_core != self.core {
+            return Err(ShardError::WrongShard { owner: owner_core });
+        }
+        let mut params = SpawnParams::new(EntityType::Item, Faction::NEUTRAL, position);
+        params.hp = 1.0;
+        params.mp = 0.0;
+        params.lifetime_ticks = formula::ms_to_ticks(loot::LIFETIME_MS, self.tick_hz);
+        let e = self.spawn(params)?;
+        let iu = e.index as usize;
+        self.ents.item[iu] = ItemState {
+            template: item,
+            count,
+            owner,
+            owner_until: self
+                .tick
+                .wrapping_add(formula::ms_to_ticks(loot::OWNER_WINDOW_MS, self.tick_hz)),
+        };
+        Ok(self.ents.net_id[iu])
     }
 
     /// A pick-up of the item `item_net` by `client`'s player in slot
