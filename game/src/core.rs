@@ -577,7 +577,8 @@ impl GameCore {
             | ClientMessage::UseItem { .. }
             | ClientMessage::Equip { .. }
             | ClientMessage::Unequip { .. }
-            | ClientMessage::Chat { .. } => self.gameplay(now, handle, &msg),
+            | ClientMessage::Chat { .. }
+            | ClientMessage::DropItem { .. } => self.gameplay(now, handle, &msg),
             ClientMessage::Action {
                 input_seq,
                 action_id,
