@@ -96,6 +96,7 @@ fn new_character(account: AccountId, i: usize) -> NewCharacter {
         exp: 0,
         hp: 100.0,
         mp: 50.0,
+        items: Vec::new(),
     }
 }
 

@@ -71,7 +71,16 @@ pub struct CharacterTemplate {
     pub spawn_radius: f64,
     /// Appearance bytes the client may send at creation (hair, face, ...).
     pub appearance_bytes: u8,
+    /// What a new character starts with: `(item template, count)`, into
+    /// its first bag slots in order (items of `items.ron`, a count within
+    /// the item's `max_stack`, at most [`MAX_STARTING_ITEMS`] entries).
+    #[serde(default)]
+    pub starting_items: Vec<(u16, u16)>,
 }
+
+/// The most starting-item entries of a template (the game layer's bag has
+/// 40 slots; a starting kit is a handful).
+pub const MAX_STARTING_ITEMS: usize = 16;
 
 /// One level: the experience needed to reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +229,7 @@ impl GameData {
         data.combat = CombatData::load(dir)?;
         data.npcs = crate::NpcData::load(dir)?;
         data.check_references(&dir.display().to_string())?;
+        data.check_starting_items(&path(CHARACTERS).display().to_string())?;
         Ok(data)
     }
 
@@ -288,14 +298,44 @@ impl GameData {
         {
             *word = word.to_lowercase();
         }
-        Ok(Self {
+        let data = Self {
             templates: characters.templates,
             levels: levels.levels,
             classes: levels.classes,
             names,
             combat: CombatData::embedded()?,
             npcs: crate::NpcData::embedded()?,
-        })
+        };
+        data.check_starting_items(&characters_origin)?;
+        Ok(data)
+    }
+
+    /// Checks every template's starting items against the item templates
+    /// (`combat`); the error names `origin` (characters.ron) and the field.
+    fn check_starting_items(&self, origin: &str) -> Result<(), ConfigError> {
+        let check = Checker::new(origin);
+        for (t, template) in self.templates.iter().enumerate() {
+            let kit = &template.starting_items;
+            check.require(
+                kit.len() <= MAX_STARTING_ITEMS,
+                format!("templates[{t}].starting_items"),
+                format!("at most {MAX_STARTING_ITEMS} entries"),
+                kit.len(),
+            )?;
+            for (i, &(item, count)) in kit.iter().enumerate() {
+                let field = format!("templates[{t}].starting_items[{i}]");
+                let Some(def) = self.combat.item(item) else {
+                    return Err(check.invalid(field, "an item of items.ron", item));
+                };
+                check.require(
+                    (1..=def.max_stack).contains(&count),
+                    field,
+                    format!("a count of 1..={} (the item's max_stack)", def.max_stack),
+                    count,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks every spawn point lies inside `world` (centred on the
@@ -679,6 +719,29 @@ mod tests {
         for template in &data.templates {
             assert!(data.stats_at(template, 1).is_some(), "{}", template.name);
         }
+    }
+
+    #[test]
+    fn starting_items_must_be_items_within_their_stack() {
+        let fighter = |s: String| {
+            s.replacen(
+                "starting_items: [(1, 1), (8, 5)]",
+                "starting_items: [(1, 1), (999, 5)]",
+                1,
+            )
+        };
+        expect(CHARACTERS, "templates[0].starting_items[1]", fighter);
+        // Healing potions stack to 20.
+        let too_many = |s: String| s.replacen("(8, 5)]", "(8, 21)]", 1);
+        expect(CHARACTERS, "templates[0].starting_items[1]", too_many);
+        let zero = |s: String| s.replacen("[(1, 1),", "[(1, 0),", 1);
+        expect(CHARACTERS, "templates[0].starting_items[0]", zero);
+        let kit = shipped().template(1).unwrap().starting_items.clone();
+        assert_eq!(
+            kit,
+            [(1, 1), (8, 5)],
+            "a fighter starts with a sword and potions"
+        );
     }
 
     #[test]

@@ -75,8 +75,8 @@ pub use combat_data::{
 };
 pub use error::ConfigError;
 pub use game_data::{
-    BaseStats, CharacterTemplate, ClassGrowth, GameData, LevelEntry, LevelStats, NameError,
-    NameRules,
+    BaseStats, CharacterTemplate, ClassGrowth, GameData, LevelEntry, LevelStats,
+    MAX_STARTING_ITEMS, NameError, NameRules,
 };
 pub use layout::{LayoutError, LayoutKind, ResolvedLayout, ShardLayout, ShardSpec};
 pub use network::{IoBackend, NetworkConfig, Steering};

@@ -5,7 +5,10 @@
 //! cooldown) is refused with its reason and counted, the server unharmed
 //! (and a skill on cooldown or without MP comes back as its ActionResult);
 //! say, shout and whisper reach the right players across cores, and an
-//! overlong line, a flood and a whisper to nobody are refused.
+//! overlong line, a flood and a whisper to nobody are refused; the bag and
+//! the gear cross core borders; a dropped item is refused to another
+//! player during the owner window and out of reach, and of two players
+//! grabbing it at once exactly one gets it.
 //! 127.0.0.1 only, bounded.
 
 mod common;
@@ -225,7 +228,11 @@ fn chat_reaches_the_right_players_across_cores_and_bad_lines_are_refused() {
     // Two cores: template 1 starts in the west (core 0), template 2 in the
     // east (core 1).
     let mut server = TestServer::start(2);
-    let a = enter(server.handle(), spec("talker", 1));
+    let mut a = enter(server.handle(), spec("talker", 1));
+    // A new fighter starts with its template's kit: a sword, 5 potions.
+    let (kit, _) = inventory(&mut a);
+    let kit: Vec<_> = kit.iter().map(|i| (i.slot, i.template, i.count)).collect();
+    assert_eq!(kit, [(0, SWORD, 1), (1, POTION, 5)]);
     let c = enter(server.handle(), spec("neighbour", 1));
     let b = enter(server.handle(), spec("faraway", 2));
     let c_id = c.entered.unwrap().character_id;
@@ -411,4 +418,137 @@ fn the_inventory_and_gear_cross_core_borders() {
         after.p_atk,
         base.p_atk
     );
+}
+
+/// The Item entity lying nearest `at` (within 2 m) in `p`'s view.
+fn item_near(p: &mut Player, at: [f32; 3]) -> u32 {
+    let quantizer = p.entered.unwrap().world.quantizer().unwrap();
+    let mut found = None;
+    let ok = p.pump_until(Duration::from_secs(5), |p| {
+        found = p
+            .receiver
+            .visible()
+            .filter(|&(_, kind, _)| kind == 6)
+            .filter_map(|(id, _, q)| {
+                let pos = quantizer.dequantize_position(q.position).ok()?;
+                let d = (pos[0] - at[0]).hypot(pos[1] - at[1]);
+                (d < 200.0).then_some((id, d))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(id, _)| id);
+        found.is_some()
+    });
+    assert!(ok, "no item entity near {at:?}");
+    found.unwrap()
+}
+
+fn potions(p: &mut Player) -> u16 {
+    let (bagged, _) = inventory(p);
+    bagged
+        .iter()
+        .filter(|i| i.template == POTION)
+        .map(|i| i.count)
+        .sum()
+}
+
+#[test]
+fn dropped_items_are_picked_up_once_by_the_right_player_in_reach() {
+    use tos_shards::ActionRefusal as A;
+    let mut server = TestServer::start(1);
+    let accounts = ["dropper", "snatcher", "distant"];
+    let mut ids = Vec::new();
+    let mut at = [0.0; 3];
+    for (k, a) in accounts.iter().enumerate() {
+        let p = enter(server.handle(), spec(a, 1));
+        if k == 0 {
+            at = p.entered.unwrap().position;
+        }
+        ids.push(p.entered.unwrap().character_id);
+        p.leave();
+    }
+    assert!(server.stop());
+    // The snatcher 1 m from the dropper, the distant one 20 m away.
+    server.place(ids[1], [at[0] + 100.0, at[1], at[2]]);
+    server.place(ids[2], [at[0] + 2_000.0, at[1], at[2]]);
+    server.restart();
+    let mut ps: Vec<Player> = accounts
+        .iter()
+        .map(|a| enter(server.handle(), spec(a, 1)))
+        .collect();
+    for p in ps.iter_mut() {
+        assert_eq!(potions(p), 5, "the starting kit");
+    }
+    let pick = |p: &mut Player, seq: u32, item: u32| {
+        p.send(
+            Channel::ReliableOrdered,
+            ClientMessage::PickUp {
+                input_seq: seq,
+                item,
+            },
+        );
+        A::from_code(action_result(p, seq))
+    };
+    // Two potions dropped: they leave the bag.
+    ps[0].send(
+        Channel::ReliableOrdered,
+        ClientMessage::DropItem { slot: 1, count: 2 },
+    );
+    assert_eq!(potions(&mut ps[0]), 3);
+    let item = item_near(&mut ps[1], at);
+    // Someone else's loot during the owner window, and out of reach.
+    assert_eq!(pick(&mut ps[1], 1, item), Some(A::NotYourLoot));
+    assert_eq!(pick(&mut ps[2], 1, item), Some(A::ItemTooFar));
+    // The dropper takes them back: they stack onto the potions again.
+    assert_eq!(pick(&mut ps[0], 1, item), None);
+    assert_eq!(potions(&mut ps[0]), 5);
+    // Dropping more than the slot holds, or from an empty slot.
+    assert_eq!(
+        refused(&mut ps[0], ClientMessage::DropItem { slot: 1, count: 6 }),
+        RefusalReason::NoSuchItem
+    );
+    assert_eq!(
+        refused(&mut ps[0], ClientMessage::DropItem { slot: 9, count: 1 }),
+        RefusalReason::NoSuchItem
+    );
+    // One potion dropped, the owner window left to run out, then both
+    // grab it in the same moment: exactly one gets it.
+    ps[0].send(
+        Channel::ReliableOrdered,
+        ClientMessage::DropItem { slot: 1, count: 1 },
+    );
+    assert_eq!(potions(&mut ps[0]), 4);
+    let item = item_near(&mut ps[1], at);
+    common::play(
+        &mut ps,
+        Duration::from_millis(10_300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    for p in ps.iter_mut().take(2) {
+        p.inbox.clear();
+        p.send(
+            Channel::ReliableOrdered,
+            ClientMessage::PickUp { input_seq: 2, item },
+        );
+        p.pump();
+    }
+    let results: Vec<Option<A>> = ps
+        .iter_mut()
+        .take(2)
+        .map(|p| A::from_code(action_result(p, 2)))
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_none()).count(),
+        1,
+        "exactly one pick-up succeeds: {results:?}"
+    );
+    assert!(results.contains(&Some(A::NoSuchItem)), "{results:?}");
+    let winner = results.iter().position(Option::is_none).unwrap();
+    let total = potions(&mut ps[winner]) + if winner == 0 { 5 } else { 4 };
+    assert_eq!(total, 10, "no potion made or lost");
+    let counters = &server.handle().game().unwrap().services.counters;
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(count(&counters.items_dropped_total) >= 2);
+    assert!(count(&counters.items_looted_total) >= 2);
+    assert_eq!(count(&counters.items_lost_total), 0);
 }

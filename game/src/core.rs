@@ -577,7 +577,8 @@ impl GameCore {
             | ClientMessage::UseItem { .. }
             | ClientMessage::Equip { .. }
             | ClientMessage::Unequip { .. }
-            | ClientMessage::Chat { .. } => self.gameplay(now, handle, &msg),
+            | ClientMessage::Chat { .. }
+            | ClientMessage::DropItem { .. } => self.gameplay(now, handle, &msg),
             ClientMessage::Action {
                 input_seq,
                 action_id,
@@ -862,6 +863,7 @@ impl GameCore {
             exp: 0,
             hp: stats.hp_max as f32,
             mp: stats.mp_max as f32,
+            items: crate::inventory::starting_items(&t.starting_items, &self.services.items),
         };
         let op = StoreRequest::CreateCharacter {
             new,

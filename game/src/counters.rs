@@ -95,6 +95,8 @@ counters! {
     items_lost_total,
     /// Consumables used.
     items_used_total,
+    /// Drops of items on the ground.
+    items_dropped_total,
     /// Equips and unequips.
     equipment_changes_total,
     /// Players' level-ups.

@@ -160,6 +160,17 @@ pub fn rule_of(t: &tos_config::ItemTemplate) -> ItemRule {
     }
 }
 
+/// A new character's bag from its template's starting items (validated
+/// against the item data at load): each entry into the first free slots,
+/// stacking as the item allows.
+pub fn starting_items(kit: &[(u16, u16)], book: &ItemBook) -> Vec<SavedItem> {
+    let mut inv = Inventory::default();
+    for &(template, count) in kit {
+        inv.add(template, count, book);
+    }
+    inv.to_saved()
+}
+
 /// A stack of items in one slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stack {
@@ -469,6 +480,31 @@ impl Inventory {
         left
     }
 
+    /// Whether `count` items of bag slot `slot` can be taken out (to drop
+    /// them): the slot's template if so.
+    pub fn check_take(&self, slot: u8, count: u16) -> Result<u16, RefusalReason> {
+        match self.slot(slot) {
+            Some(s) if count >= 1 && count <= s.count => Ok(s.template),
+            _ => Err(RefusalReason::NoSuchItem),
+        }
+    }
+
+    /// Takes `count` items out of bag slot `slot` (checked with
+    /// [`Inventory::check_take`]); the slot empties at 0.
+    pub fn take(&mut self, slot: u8, count: u16) {
+        let Some(entry) = self.bag.get_mut(usize::from(slot)) else {
+            return;
+        };
+        let Some(stack) = entry.as_mut() else {
+            return;
+        };
+        self.revision = self.revision.wrapping_add(1);
+        stack.count = stack.count.saturating_sub(count);
+        if stack.count == 0 {
+            *entry = None;
+        }
+    }
+
     // --------------------------------------------------------------
     // Equipment
     // --------------------------------------------------------------
@@ -753,6 +789,23 @@ mod tests {
         // The last one used: the slot is empty.
         assert_eq!(inv.slot(0), None);
         assert_eq!(inv.check_use(0, 1_000, &b), Err(RefusalReason::NoSuchItem));
+    }
+
+    #[test]
+    fn items_are_taken_out_only_as_many_as_there_are() {
+        let b = book();
+        let mut inv = Inventory::new(4, u32::MAX);
+        inv.add(POTION, 3, &b);
+        assert_eq!(inv.check_take(0, 0), Err(RefusalReason::NoSuchItem));
+        assert_eq!(inv.check_take(0, 4), Err(RefusalReason::NoSuchItem));
+        assert_eq!(inv.check_take(1, 1), Err(RefusalReason::NoSuchItem));
+        assert_eq!(inv.check_take(0, 2), Ok(POTION));
+        let rev = inv.revision();
+        inv.take(0, 2);
+        assert_eq!(inv.count_of(POTION), 1);
+        assert_ne!(inv.revision(), rev, "a change to save");
+        inv.take(0, 1);
+        assert_eq!(inv.slot(0), None);
     }
 
     #[test]

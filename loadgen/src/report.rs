@@ -55,7 +55,7 @@ pub(crate) struct Recorder {
     /// Players whose login, character or enter was refused.
     pub(crate) logins_failed: u64,
     /// Refusal reasons seen (code → count).
-    pub(crate) refusals: [u64; 32],
+    pub(crate) refusals: [u64; 64],
     /// Characters created this run (accounts that had none).
     pub(crate) characters_created: u64,
     /// Characters that already existed and whose last position this
@@ -101,7 +101,7 @@ impl Default for Recorder {
             login_us: hist(),
             enter_us: hist(),
             logins_failed: 0,
-            refusals: [0; 32],
+            refusals: [0; 64],
             characters_created: 0,
             resumed_known: 0,
             resumed_in_place: 0,

@@ -324,6 +324,7 @@ proptest! {
             ClientMessage::Equip { slot, equip_slot: equip },
             ClientMessage::Unequip { equip_slot: equip },
             ClientMessage::Chat { channel, target: &name, text: &text },
+            ClientMessage::DropItem { slot, count: skill },
         ];
         for m in client {
             let n = { let mut w = Writer::new(&mut buf); m.encode(&mut w).unwrap(); w.position() };

@@ -635,6 +635,10 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 text: "hi",
             }),
         ),
+        (
+            "client-drop-item",
+            client(ClientMessage::DropItem { slot: 1, count: 2 }),
+        ),
         ("server-inventory", inventory()),
         (
             "server-character-stats",

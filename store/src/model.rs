@@ -78,6 +78,8 @@ pub struct NewCharacter {
     pub hp: f32,
     /// Starting mana.
     pub mp: f32,
+    /// Starting inventory (the template's starting items).
+    pub items: Vec<SavedItem>,
 }
 
 /// A character row as stored.

@@ -258,6 +258,7 @@ impl Backend for PostgresBackend {
         check_new_character(new)?;
         let account = to_sql_u64(new.account.0, "account id")?;
         let exp = to_sql_u64(new.exp, "exp")?;
+        let items = crate::items::encode(&new.items)?;
         let mut tx = self.client.transaction()?;
         // Locking the account row serialises creations for one account
         // (across processes too), so the count below cannot be raced.
@@ -282,8 +283,9 @@ impl Backend for PostgresBackend {
         let inserted = tx.query_one(
             "INSERT INTO characters (account_id, name, name_key, template, faction, appearance,
                  level, exp, pos_x, pos_y, pos_z, yaw, hp, mp, created_at, last_saved_at,
-                 state_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16)
+                 state_version, items)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16,
+                 $17)
              RETURNING id",
             &[
                 &account,
@@ -302,6 +304,7 @@ impl Backend for PostgresBackend {
                 &new.mp,
                 &now,
                 &i32::from(CHARACTER_STATE_VERSION),
+                &items,
             ],
         );
         let id: i64 = match inserted {

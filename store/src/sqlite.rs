@@ -268,8 +268,9 @@ impl Backend for SqliteBackend {
             .prepare_cached(
                 "INSERT INTO characters (account_id, name, name_key, template, faction, appearance,
                      level, exp, pos_x, pos_y, pos_z, yaw, hp, mp, created_at, last_saved_at,
-                     state_version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
+                     state_version, items)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16,
+                     ?17)",
             )?
             .execute(params![
                 account,
@@ -288,6 +289,7 @@ impl Backend for SqliteBackend {
                 new.mp,
                 now,
                 CHARACTER_STATE_VERSION,
+                crate::items::encode(&new.items)?,
             ]);
         match inserted {
             Ok(_) => {}

@@ -304,6 +304,26 @@ fn items_are_saved_with_the_state(f: &Fixture) {
         .create_character(&new_character(acc, "Smaug"), 7, 1)
         .unwrap();
     assert!(c.items.is_empty(), "a new character carries nothing");
+    // One created with a starting kit has it at once.
+    let mut kit = new_character(acc, "Bilbo");
+    kit.items = vec![
+        SavedItem {
+            place: ItemPlace::Bag(0),
+            template: 1,
+            count: 1,
+        },
+        SavedItem {
+            place: ItemPlace::Bag(1),
+            template: 8,
+            count: 5,
+        },
+    ];
+    let bilbo = b.create_character(&kit, 7, 1).unwrap();
+    assert_eq!(bilbo.items, kit.items);
+    assert_eq!(
+        b.load_character(bilbo.id).unwrap().unwrap().items,
+        kit.items
+    );
     // A potion stack in slot 0, a sword worn.
     let mut s = state(c.id, 1);
     s.items = vec![

@@ -97,6 +97,7 @@ impl GameCore {
                 target,
                 text,
             } => self.chat(now, handle, client, channel, target, text),
+            ClientMessage::DropItem { slot, count } => self.drop_item(handle, client, slot, count),
             _ => {}
         }
     }
@@ -169,6 +170,42 @@ impl GameCore {
             Err(ActionRefusal::OnCooldown) => {
                 self.refuse(handle, request, RefusalReason::ItemCooldown)
             }
+            Err(_) => self.refuse(handle, request, RefusalReason::CannotActNow),
+        }
+    }
+
+    /// Drops items at the player's feet: the Item entity is spawned first
+    /// and the items leave the bag only if it was, on this core's thread,
+    /// so they are in exactly one place. The dropper owns the item for the
+    /// loot owner window.
+    fn drop_item(&mut self, handle: ConnectionHandle, client: ClientId, slot: u8, count: u16) {
+        let request = client_type::DROP_ITEM;
+        let checked = match self.character(handle) {
+            Some(c) => c.inventory.check_take(slot, count),
+            None => return,
+        };
+        let template = match checked {
+            Ok(t) => t,
+            Err(reason) => return self.refuse(handle, request, reason),
+        };
+        let Some(at) = self
+            .shard
+            .player_of(client)
+            .and_then(|net| self.shard.entity(net))
+            .map(|e| e.record.position)
+        else {
+            return;
+        };
+        match self.shard.spawn_item(at, template, count, Some(client)) {
+            Ok(_) => {
+                if let Some(c) = self.character_mut(handle) {
+                    c.inventory.take(slot, count);
+                }
+                bump(&self.services.counters.items_dropped_total);
+                self.send_inventory(handle);
+            }
+            // The player stands on another core's ground (it is being
+            // handed over) or the shard is full: nothing was dropped.
             Err(_) => self.refuse(handle, request, RefusalReason::CannotActNow),
         }
     }

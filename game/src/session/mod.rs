@@ -93,7 +93,8 @@ impl Session {
                 | M::UseItem { .. }
                 | M::Equip { .. }
                 | M::Unequip { .. }
-                | M::Chat { .. },
+                | M::Chat { .. }
+                | M::DropItem { .. },
             ) => true,
             _ => false,
         };
@@ -127,6 +128,7 @@ pub fn request_type(msg: &ClientMessage<'_>) -> u8 {
         M::Equip { .. } => client_type::EQUIP,
         M::Unequip { .. } => client_type::UNEQUIP,
         M::Chat { .. } => client_type::CHAT,
+        M::DropItem { .. } => client_type::DROP_ITEM,
     }
 }
 
@@ -182,6 +184,7 @@ mod tests {
                 target: "",
                 text: "hi",
             },
+            ClientMessage::DropItem { slot: 0, count: 1 },
         ]
     }
 

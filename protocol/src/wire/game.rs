@@ -17,7 +17,7 @@
 //! of each client message. Layouts, session states and channels:
 //! `docs/PROTOCOL.md` sections 6.3–6.5.
 //!
-//! Gameplay (client 13–17, server 14–17: items, equipment, statistics,
+//! Gameplay (client 13–18, server 14–17: items, equipment, statistics,
 //! combat events, chat) has its structures in [`super::gameplay`],
 //! re-exported here; `docs/PROTOCOL.md` section 6.6.
 
@@ -114,6 +114,8 @@ pub mod client_type {
     pub const UNEQUIP: u8 = 16;
     /// Extension: say, shout or whisper a chat line.
     pub const CHAT: u8 = 17;
+    /// Extension: put items of an inventory slot on the ground.
+    pub const DROP_ITEM: u8 = 18;
 }
 
 /// An entity's state at full precision: the naive encoding that
@@ -543,6 +545,16 @@ pub enum ClientMessage<'a> {
         /// The line.
         text: &'a str,
     },
+    /// 18 — DropItem (extension): inventory slot u8, count u16. The items
+    /// leave the inventory and lie at the player's feet as an Item entity
+    /// (only the dropper may pick it up during the loot owner window).
+    /// Answered by an Inventory, or Refused.
+    DropItem {
+        /// Which inventory slot.
+        slot: u8,
+        /// How many (1 up to the stack's count).
+        count: u16,
+    },
 }
 
 /// The longest character name.
@@ -892,6 +904,11 @@ impl<'a> ClientMessage<'a> {
                 w.str(target, MAX_NAME_LEN)?;
                 w.str(text, MAX_CHAT_LEN)
             }
+            Self::DropItem { slot, count } => {
+                w.u8(client_type::DROP_ITEM)?;
+                w.u8(*slot)?;
+                w.u16(*count)
+            }
         }
     }
 
@@ -917,6 +934,7 @@ impl<'a> ClientMessage<'a> {
             Self::Equip { .. } => client_type::EQUIP,
             Self::Unequip { .. } => client_type::UNEQUIP,
             Self::Chat { .. } => client_type::CHAT,
+            Self::DropItem { .. } => client_type::DROP_ITEM,
         }
     }
 
@@ -1006,6 +1024,10 @@ impl<'a> ClientMessage<'a> {
                     text: r.str(MAX_CHAT_LEN)?,
                 }
             }
+            client_type::DROP_ITEM => Self::DropItem {
+                slot: r.u8()?,
+                count: r.u16()?,
+            },
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;

@@ -1,5 +1,5 @@
 //! The structures of the gameplay messages: items, equipment, character
-//! statistics, combat events and chat (client types 13–17, server types
+//! statistics, combat events and chat (client types 13–18, server types
 //! 14–17), re-exported by [`super::game`], whose [`ClientMessage`] and
 //! [`ServerMessage`] hold the variants. Layouts, limits and which refusal
 //! answers what: `docs/PROTOCOL.md` section 6.6.

@@ -144,6 +144,7 @@ pub fn new_character(account: AccountId, name: &str) -> NewCharacter {
         exp: 0,
         hp: 100.0,
         mp: 50.0,
+        items: Vec::new(),
     }
 }
 
