@@ -1637,7 +1637,7 @@ mod tests {
         // The 32-tick history is 832 of these bytes (docs/WORLD.md §8);
         // the combat columns (level and experience, stats and gear, the
         // cast, the damage dealers, the item state) and 16 cooldowns add
-        // about 180 (docs/GAMEPLAY-combat.md).
+        // about 180 (docs/GAMEPLAY.md §2).
         assert!(entity <= 1472);
         assert!(entry <= 64);
     }

@@ -3,7 +3,7 @@
 //! shard's one seeded generator). Every result is finite and never
 //! negative, whatever the inputs — NaN and infinities included — which
 //! the property tests below check. Worked numbers are in
-//! `docs/GAMEPLAY-combat.md`.
+//! `docs/GAMEPLAY.md` §2.
 
 use super::{BaseStats, Gear};
 
@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn worked_example() {
-        // docs/GAMEPLAY-combat.md: a level-1 Human Fighter (STR 40) with a
+        // docs/GAMEPLAY.md §2: a level-1 Human Fighter (STR 40) with a
         // Rusty Sword (+8) strikes (power 10) a level-1 monster (CON 20).
         let fighter = stats([21, 40, 43, 25, 30, 11]);
         let sword = Gear {

@@ -7,7 +7,7 @@
 //! work inside the tick — skill requests, casts, hits, deaths, experience,
 //! level-ups, loot drops and pick-ups — is `combat/ops.rs`, a child module
 //! of `shard` so that it works on the shard's private state without
-//! widening it; the rules are in `docs/GAMEPLAY-combat.md`.
+//! widening it; the rules are in `docs/GAMEPLAY.md` §2.
 
 pub mod formula;
 
