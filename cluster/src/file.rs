@@ -108,14 +108,7 @@ pub struct Cluster {
 impl ClusterFile {
     /// Parses RON text; errors name `origin`.
     pub fn from_ron_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        ron::Options::default()
-            .from_str(text)
-            .map_err(|error| ConfigError::Parse {
-                origin: origin.to_owned(),
-                line: error.position.line,
-                column: error.position.col,
-                message: error.code.to_string(),
-            })
+        tos_config::from_ron(text, origin)
     }
 }
 

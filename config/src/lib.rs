@@ -56,6 +56,7 @@ mod layout;
 mod network;
 mod npc_data;
 mod parse;
+pub use parse::from_ron;
 mod protocol;
 mod runtime;
 mod security;

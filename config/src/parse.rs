@@ -14,8 +14,9 @@ pub(crate) fn read_file(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-/// Parses `text` as a `T`, reporting errors against `origin`.
-pub(crate) fn from_ron<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+/// Parses `text` as a `T`, reporting errors against `origin` (every RON
+/// file of the project is read through here, so errors read the same).
+pub fn from_ron<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
     ron::Options::default()
         .from_str(text)
         .map_err(|error| ConfigError::Parse {

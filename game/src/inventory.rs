@@ -30,33 +30,9 @@ pub const WEIGHT_LIMIT: u32 = 60_000;
 /// reserve the whole inventory.
 pub const MAX_PENDING_PICKUPS: usize = 4;
 
-/// Stat bonuses of worn items (summed over every worn item).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct GearBonus {
-    /// Physical attack.
-    pub p_atk: f32,
-    /// Magic attack.
-    pub m_atk: f32,
-    /// Physical defence.
-    pub p_def: f32,
-    /// Magic defence.
-    pub m_def: f32,
-    /// Maximum HP.
-    pub hp_max: f32,
-    /// Maximum MP.
-    pub mp_max: f32,
-}
-
-impl GearBonus {
-    fn add(&mut self, o: &GearBonus) {
-        self.p_atk += o.p_atk;
-        self.m_atk += o.m_atk;
-        self.p_def += o.p_def;
-        self.m_def += o.m_def;
-        self.hp_max += o.hp_max;
-        self.mp_max += o.mp_max;
-    }
-}
+/// Stat bonuses of worn items: the data files' type, summed with
+/// [`StatBonus::plus`] and handed to the shard as they are.
+pub use tos_config::StatBonus;
 
 /// What using a consumable does.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -83,7 +59,7 @@ pub struct ItemRule {
     /// What using it does, if it is a consumable.
     pub consumable: Option<ConsumableRule>,
     /// What wearing it adds.
-    pub bonus: GearBonus,
+    pub bonus: StatBonus,
 }
 
 /// Every item template's rules, indexed by template id.
@@ -138,7 +114,6 @@ impl ItemBook {
 
 /// The game-layer rules of an item template of the data files.
 pub fn rule_of(t: &tos_config::ItemTemplate) -> ItemRule {
-    let b = &t.bonus;
     ItemRule {
         template: t.id,
         stack_max: t.max_stack.max(1),
@@ -149,14 +124,7 @@ pub fn rule_of(t: &tos_config::ItemTemplate) -> ItemRule {
             mp: c.mp as f32,
             cooldown_ms: c.cooldown_ms,
         }),
-        bonus: GearBonus {
-            p_atk: b.p_atk as f32,
-            m_atk: b.m_atk as f32,
-            p_def: b.p_def as f32,
-            m_def: b.m_def as f32,
-            hp_max: b.hp_max as f32,
-            mp_max: b.mp_max as f32,
-        },
+        bonus: t.bonus,
     }
 }
 
@@ -384,14 +352,12 @@ impl Inventory {
     }
 
     /// What the worn items add up to.
-    pub fn gear(&self, book: &ItemBook) -> GearBonus {
-        let mut g = GearBonus::default();
-        for t in self.worn.iter().flatten() {
-            if let Some(r) = book.get(*t) {
-                g.add(&r.bonus);
-            }
-        }
-        g
+    pub fn gear(&self, book: &ItemBook) -> StatBonus {
+        self.worn
+            .iter()
+            .flatten()
+            .filter_map(|t| book.get(*t))
+            .fold(StatBonus::default(), |g, r| g.plus(r.bonus))
     }
 
     // --------------------------------------------------------------
@@ -622,10 +588,10 @@ mod tests {
             weight: 1_500,
             equip: Some(slot),
             consumable: None,
-            bonus: GearBonus {
+            bonus: StatBonus {
                 p_atk,
                 p_def,
-                ..GearBonus::default()
+                ..StatBonus::default()
             },
         };
         ItemBook::new([
@@ -639,7 +605,7 @@ mod tests {
                     mp: 0.0,
                     cooldown_ms: 10_000,
                 }),
-                bonus: GearBonus::default(),
+                bonus: StatBonus::default(),
             },
             equip(SWORD, EquipSlot::Weapon, 10.0, 0.0),
             equip(AXE, EquipSlot::Weapon, 14.0, 0.0),
@@ -650,7 +616,7 @@ mod tests {
                 weight: 10_000,
                 equip: None,
                 consumable: None,
-                bonus: GearBonus::default(),
+                bonus: StatBonus::default(),
             },
         ])
         .unwrap()
@@ -744,7 +710,7 @@ mod tests {
             inv.equip(9, EquipSlot::Weapon as u8, &b),
             Err(RefusalReason::NoSuchItem)
         );
-        assert_eq!(inv.gear(&b), GearBonus::default());
+        assert_eq!(inv.gear(&b), StatBonus::default());
         let e = inv.equip(0, EquipSlot::Weapon as u8, &b).unwrap();
         assert_eq!((e.template, e.replaced), (SWORD, None));
         assert_eq!(inv.slot(0), None);

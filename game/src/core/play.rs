@@ -14,10 +14,9 @@ use tos_protocol::wire::game::{
     stats_cause,
 };
 use tos_shards::combat::formula;
-use tos_shards::{ActionRefusal, ConsumableEffect, EntityType, ShardEvent, StatBonus};
+use tos_shards::{ActionRefusal, ConsumableEffect, EntityType, ShardEvent};
 
 use crate::chat::{self, Audience, ChatLine, MAX_FORWARDS, SAY_RADIUS};
-use crate::inventory::GearBonus;
 
 /// A shout costs this many chat tokens (a whole burst): it reaches every
 /// player of the process, so it is rarer than a say.
@@ -44,17 +43,6 @@ impl PlayBuffers {
             items: Vec::with_capacity(crate::inventory::CAPACITY.into()),
             worn: Vec::with_capacity(tos_protocol::wire::game::EQUIP_SLOTS),
         }
-    }
-}
-
-fn stat_bonus(g: &GearBonus) -> StatBonus {
-    StatBonus {
-        p_atk: f64::from(g.p_atk),
-        m_atk: f64::from(g.m_atk),
-        p_def: f64::from(g.p_def),
-        m_def: f64::from(g.m_def),
-        hp_max: f64::from(g.hp_max),
-        mp_max: f64::from(g.mp_max),
     }
 }
 
@@ -244,7 +232,7 @@ impl GameCore {
             return;
         };
         let gear = c.inventory.gear(&self.services.items);
-        if self.shard.set_gear(client, stat_bonus(&gear)).is_err() {
+        if self.shard.set_gear(client, gear).is_err() {
             bump(&self.services.counters.shard_refused_total);
         }
     }
