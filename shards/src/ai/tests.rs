@@ -328,3 +328,48 @@ fn a_patrol_walks_its_points_in_order() {
             .unwrap_or_else(|| panic!("never reached {target:?}: {:?}", w.pos(sheep)));
     }
 }
+
+#[test]
+fn the_shipped_spawn_groups_populate_a_shard_and_live() {
+    let npcs = tos_config::NpcData::embedded().unwrap();
+    let config = ServerConfig::default();
+    let layout = ShardLayout {
+        cores: 1,
+        kind: LayoutKind::Stripes,
+        ..ShardLayout::default()
+    }
+    .resolve(config.world.quadrant_grid())
+    .unwrap();
+    // A wall next to the Alliance town: members are placed outside it.
+    let wall = Aabb::new([-101_000.0, -3_000.0, -100.0], [-100_900.0, 3_000.0, 500.0]);
+    let data = WorldData {
+        obstacles: vec![wall],
+        ..WorldData::default()
+    }
+    .with_npcs(&npcs);
+    assert_eq!(data.spawns.len() as u64, npcs.spawned());
+    let mut shard =
+        Shard::with_capacity(0, &config, &layout, data, ShardCapacity::default()).unwrap();
+    let nets: Vec<u32> = shard.local_net_ids().collect();
+    assert_eq!(nets.len() as u64, npcs.spawned());
+    let guards = nets
+        .iter()
+        .filter(|&&n| shard.entity(n).unwrap().record.ai.patrol != 0)
+        .count();
+    assert_eq!(guards, 15, "the guards and strollers of the patrol groups");
+    for tick in 1..=600 {
+        shard.tick(tick);
+    }
+    for n in nets {
+        let r = shard.entity(n).unwrap().record;
+        let t = npcs.template(r.template).unwrap();
+        assert_eq!(r.faction, Faction(t.faction));
+        assert!(!wall.contains(r.position), "{} inside the wall", t.name);
+        assert_eq!(r.position[2], 0.0, "on the (flat) ground");
+        let home = r.ai.home;
+        let d = ((r.position[0] - home[0]).powi(2) + (r.position[1] - home[1]).powi(2)).sqrt();
+        // Wanderers stay within their radius; patrols within their route.
+        assert!(d <= 15_000.0, "{} strayed {d} from home", t.name);
+    }
+    assert!(shard.ai_stats().aggros == 0, "no players, no fights");
+}
