@@ -529,6 +529,17 @@ impl Shard {
         self.ai.stats
     }
 
+    /// The NPC template of a local entity (`None` for players, templateless
+    /// NPCs and ghosts: ghost batches do not carry templates): level,
+    /// stats, loot table, skills.
+    pub fn npc_template(&self, net_id: u32) -> Option<&crate::ai::NpcProfile> {
+        let i = self
+            .ents
+            .by_net_id(net_id)
+            .filter(|&i| self.ents.is_local(i))?;
+        self.ai.profile(self.ents.template[i as usize])
+    }
+
     /// Sets the per-tick AI budgets.
     pub fn set_ai_budget(&mut self, budget: crate::ai::AiBudget) {
         self.ai.budget = budget;

@@ -328,28 +328,44 @@ fn chase(
             ents.mp[iu][0] -= def.mp_cost;
             ents.dirty[iu] = true;
             cx.rt.stats.attacks += 1;
-            if ents.ghost[tu] {
-                if cx.remote.len() < cx.remote.capacity() {
-                    cx.remote.push(RemoteEffect {
-                        to_core: ents.origin[tu],
-                        target: ents.net_id[tu],
-                        source: ents.net_id[iu],
-                        damage: def.damage,
-                        heal: def.heal,
-                        buff: def.buff,
-                    });
-                }
-            } else {
-                Shard::affect(
-                    ents, cx.report, t, def.damage, def.heal, def.buff, now, cx.tick_hz,
-                );
-            }
+            strike(ents, cx, iu, tu, &def);
         }
         return;
     }
     b.state = AiState::Chase;
     if move_to(ents, cx.rt, &mut cx.mover, i, [tp[0], tp[1]], speed, stuck) == Steer::Unreachable {
         give_up(cx, b);
+    }
+}
+
+/// The effect of NPC `iu`'s skill `def` on target `tu`: the action's
+/// damage, heal and buff, applied now to a local target or shipped to a
+/// ghost's owner — the same path players' actions take. (This is the one
+/// place an NPC attack resolves: the combat resolver plugs in here.)
+fn strike(
+    ents: &mut Entities,
+    cx: &mut AiCtx<'_, '_>,
+    iu: usize,
+    tu: usize,
+    def: &crate::authority::ActionDef,
+) {
+    if ents.ghost[tu] {
+        // The engine drains remote effects every tick; a full buffer
+        // (never in practice) drops the hit rather than allocate.
+        if cx.remote.len() < cx.remote.capacity() {
+            cx.remote.push(RemoteEffect {
+                to_core: ents.origin[tu],
+                target: ents.net_id[tu],
+                source: ents.net_id[iu],
+                damage: def.damage,
+                heal: def.heal,
+                buff: def.buff,
+            });
+        }
+    } else {
+        Shard::affect(
+            ents, cx.report, tu as u32, def.damage, def.heal, def.buff, cx.now, cx.tick_hz,
+        );
     }
 }
 

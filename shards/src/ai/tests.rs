@@ -174,6 +174,7 @@ fn d2(a: [f32; 3], b: [f32; 3]) -> f32 {
 fn an_aggressive_npc_sees_chases_and_attacks_an_enemy() {
     let mut w = World1::new(vec![npc_at(WOLF, 0.0, 0.0)], vec![]);
     let wolf = w.npc();
+    assert_eq!(w.shard.npc_template(wolf).map(|t| t.id), Some(WOLF));
     // Out of aggro range: nothing.
     let me = w.player([2_000.0, 0.0, 0.0]);
     w.run(30);
@@ -186,6 +187,10 @@ fn an_aggressive_npc_sees_chases_and_attacks_an_enemy() {
         .expect("reaches melee range");
     assert!(d2(w.pos(wolf), w.pos(me)) <= 300.0);
     w.until(60, |w| w.hp(me) < 100.0).expect("attacks");
+    assert!(
+        w.shard.npc_template(me).is_none(),
+        "players have no NPC template"
+    );
     assert!(w.shard.ai_stats().attacks >= 1);
     assert!(
         w.shard
