@@ -561,6 +561,24 @@ mod tests {
             });
             assert!(near, "no monsters near ({x}, {y})");
         }
+        // The vanguards' arena (1.5 km around (1000, 1000), characters.ron)
+        // is out of every aggressive NPC's reach: its home area, wander
+        // radius and aggro range together.
+        for g in &data.groups {
+            let t = data.template(g.template).unwrap();
+            if t.ai != AiKind::Aggressive {
+                continue;
+            }
+            let homes: Vec<((f64, f64), f64)> = match &g.area {
+                SpawnArea::Area { centre, radius } => vec![(*centre, *radius)],
+                SpawnArea::Points(p) => p.iter().map(|&c| (c, 0.0)).collect(),
+            };
+            for (c, r) in homes {
+                let reach = r + g.wander_radius + t.aggro_range;
+                let d = (c.0 - 1_000.0).hypot(c.1 - 1_000.0);
+                assert!(d - reach > 1_500.0, "{} reaches into the arena", t.name);
+            }
+        }
     }
 
     #[test]

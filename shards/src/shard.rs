@@ -576,6 +576,17 @@ impl Shard {
         self.ai.stats
     }
 
+    /// The NPC template of a local entity (`None` for players, templateless
+    /// NPCs and ghosts: ghost batches do not carry templates): level,
+    /// stats, loot table, skills.
+    pub fn npc_template(&self, net_id: u32) -> Option<&crate::ai::NpcProfile> {
+        let i = self
+            .ents
+            .by_net_id(net_id)
+            .filter(|&i| self.ents.is_local(i))?;
+        self.ai.profile(self.ents.template[i as usize])
+    }
+
     /// Sets the per-tick AI budgets.
     pub fn set_ai_budget(&mut self, budget: crate::ai::AiBudget) {
         self.ai.budget = budget;
@@ -1599,6 +1610,8 @@ impl Shard {
             + size_of::<crate::loot::ItemState>()
             + size_of::<u16>() // template
             + size_of::<crate::ai::Brain>()
+            + size_of::<crate::ai::PathCache>() // the AI's per-slot path cache
+            + size_of::<(u32, u32)>() // its path request queue
             + size_of::<QuantizedEntity>() * (1 + crate::entity::HISTORY)
             + size_of::<u32>() * 2 // changed, created
             + (size_of::<u32>() + size_of::<u32>()) * 2; // net id map (≈)
@@ -1637,8 +1650,9 @@ mod tests {
         // The 32-tick history is 832 of these bytes (docs/WORLD.md §8);
         // the combat columns (level and experience, stats and gear, the
         // cast, the damage dealers, the item state) and 16 cooldowns add
-        // about 180 (docs/GAMEPLAY.md §2).
-        assert!(entity <= 1472);
+        // about 180 (docs/GAMEPLAY.md §2), the NPC AI (template, brain,
+        // path cache and queue) about 114.
+        assert!(entity <= 1600);
         assert!(entry <= 64);
     }
 }

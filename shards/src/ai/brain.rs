@@ -188,14 +188,19 @@ fn roam(
 ) {
     let iu = i as usize;
     let now = cx.now;
-    if b.patrol > 0 {
-        let route = &cx.rt.book.routes[usize::from(b.patrol - 1)];
-        let n = route.points.len() as u16;
-        let dest = route.points[usize::from(b.leg.min(n - 1))];
+    // A route index from another core's data that this core lacks, or an
+    // empty route, is no route.
+    let route = usize::from(b.patrol)
+        .checked_sub(1)
+        .and_then(|r| cx.rt.book.routes.get(r))
+        .filter(|r| !r.points.is_empty())
+        .map(|r| (r.points.len() as u16, r.looped));
+    if let Some((n, looped)) = route {
+        let points = &cx.rt.book.routes[usize::from(b.patrol - 1)].points;
+        let dest = points[usize::from(b.leg.min(n - 1))];
         match move_to(ents, cx.rt, &mut cx.mover, i, dest, speed, stuck) {
             Steer::Arrived | Steer::Unreachable => {
-                let route = &cx.rt.book.routes[usize::from(b.patrol - 1)];
-                advance_leg(b, n, route.looped);
+                advance_leg(b, n, looped);
                 b.state = AiState::Roam;
             }
             Steer::Moving => b.state = AiState::Roam,

@@ -175,8 +175,9 @@ impl NpcBook {
 /// Per-tick AI budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AiBudget {
-    /// A* cell expansions per tick, over all path requests (a search
-    /// started within the budget finishes, up to its own cap).
+    /// A* cell expansions per tick, over all path requests: a search gets
+    /// at most what is left of it (cut short, it returns the path to the
+    /// cell nearest the goal, and the NPC plans on from there).
     pub path_expansions: u32,
 }
 

@@ -177,6 +177,7 @@ fn d2(a: [f32; 3], b: [f32; 3]) -> f32 {
 fn an_aggressive_npc_sees_chases_and_attacks_an_enemy() {
     let mut w = World1::new(vec![npc_at(WOLF, 0.0, 0.0)], vec![]);
     let wolf = w.npc();
+    assert_eq!(w.shard.npc_template(wolf).map(|t| t.id), Some(WOLF));
     // Out of aggro range: nothing.
     let me = w.player([2_000.0, 0.0, 0.0]);
     w.run(30);
@@ -189,6 +190,10 @@ fn an_aggressive_npc_sees_chases_and_attacks_an_enemy() {
         .expect("reaches melee range");
     assert!(d2(w.pos(wolf), w.pos(me)) <= 300.0);
     w.until(60, |w| w.hp(me) < 100.0).expect("attacks");
+    assert!(
+        w.shard.npc_template(me).is_none(),
+        "players have no NPC template"
+    );
     assert!(w.shard.ai_stats().attacks >= 1);
     assert!(
         w.shard
@@ -330,4 +335,49 @@ fn a_patrol_walks_its_points_in_order() {
         w.until(600, |w| d2(w.pos(sheep), target) < 25.0)
             .unwrap_or_else(|| panic!("never reached {target:?}: {:?}", w.pos(sheep)));
     }
+}
+
+#[test]
+fn the_shipped_spawn_groups_populate_a_shard_and_live() {
+    let npcs = tos_config::NpcData::embedded().unwrap();
+    let config = ServerConfig::default();
+    let layout = ShardLayout {
+        cores: 1,
+        kind: LayoutKind::Stripes,
+        ..ShardLayout::default()
+    }
+    .resolve(config.world.quadrant_grid())
+    .unwrap();
+    // A wall next to the Alliance town: members are placed outside it.
+    let wall = Aabb::new([-101_000.0, -3_000.0, -100.0], [-100_900.0, 3_000.0, 500.0]);
+    let data = WorldData {
+        obstacles: vec![wall],
+        ..WorldData::default()
+    }
+    .with_npcs(&npcs);
+    assert_eq!(data.spawns.len() as u64, npcs.spawned());
+    let mut shard =
+        Shard::with_capacity(0, &config, &layout, data, ShardCapacity::default()).unwrap();
+    let nets: Vec<u32> = shard.local_net_ids().collect();
+    assert_eq!(nets.len() as u64, npcs.spawned());
+    let guards = nets
+        .iter()
+        .filter(|&&n| shard.entity(n).unwrap().record.ai.patrol != 0)
+        .count();
+    assert_eq!(guards, 15, "the guards and strollers of the patrol groups");
+    for tick in 1..=600 {
+        shard.tick(tick);
+    }
+    for n in nets {
+        let r = shard.entity(n).unwrap().record;
+        let t = npcs.template(r.template).unwrap();
+        assert_eq!(r.faction, Faction(t.faction));
+        assert!(!wall.contains(r.position), "{} inside the wall", t.name);
+        assert_eq!(r.position[2], 0.0, "on the (flat) ground");
+        let home = r.ai.home;
+        let d = ((r.position[0] - home[0]).powi(2) + (r.position[1] - home[1]).powi(2)).sqrt();
+        // Wanderers stay within their radius; patrols within their route.
+        assert!(d <= 15_000.0, "{} strayed {d} from home", t.name);
+    }
+    assert!(shard.ai_stats().aggros == 0, "no players, no fights");
 }
