@@ -552,3 +552,64 @@ fn dropped_items_are_picked_up_once_by_the_right_player_in_reach() {
     assert!(count(&counters.items_looted_total) >= 2);
     assert_eq!(count(&counters.items_lost_total), 0);
 }
+
+#[test]
+fn inspect_tells_what_an_entity_is_and_refuses_what_is_not_in_sight() {
+    let mut server = TestServer::start(1);
+    let mut p = with_items(&mut server, "inspector", 1, vec![bag(0, POTION, 3)]);
+    let me = p.entered.unwrap().entity_id;
+    let info = |p: &mut Player, entity: u32| {
+        p.send(Channel::ReliableOrdered, ClientMessage::Inspect { entity });
+        find(p, "an EntityInfo", |m| match *m {
+            ServerMessage::EntityInfo {
+                entity: e,
+                entity_type,
+                template,
+                level,
+                count,
+                name,
+            } if e == entity => Some((entity_type, template, level, count, name.to_string())),
+            _ => None,
+        })
+    };
+    // Itself: a player (type 0) of template 1 at level 1, by its name.
+    assert_eq!(info(&mut p, me), (0, 1, 1, 0, "Inspector".to_string()));
+    // A potion dropped at its feet: an item (type 6) of the potion's
+    // template, the stack's count and the item's name from items.ron.
+    p.send(
+        Channel::ReliableOrdered,
+        ClientMessage::DropItem { slot: 0, count: 2 },
+    );
+    inventory(&mut p);
+    let mut item = None;
+    assert!(p.pump_until(Duration::from_secs(10), |p| {
+        item = p
+            .receiver
+            .visible()
+            .find(|&(_, kind, _)| kind == 6)
+            .map(|(id, _, _)| id);
+        item.is_some()
+    }));
+    let item = item.unwrap();
+    let (kind, template, level, count, name) = info(&mut p, item);
+    assert_eq!((kind, template, level, count), (6, POTION, 0, 2));
+    assert!(!name.is_empty(), "the item's name from the data files");
+    // Nothing of that id here: refused with its reason, and counted.
+    let counters = std::sync::Arc::clone(&server.handle().game().unwrap().services.counters);
+    let before = counters.refusals_of(RefusalReason::NoSuchEntity);
+    assert_eq!(
+        refused(
+            &mut p,
+            ClientMessage::Inspect {
+                entity: 0x0fff_ffff
+            }
+        ),
+        RefusalReason::NoSuchEntity
+    );
+    assert_eq!(
+        counters.refusals_of(RefusalReason::NoSuchEntity),
+        before + 1
+    );
+    // The server is unharmed: it still answers.
+    assert_eq!(info(&mut p, me).0, 0);
+}

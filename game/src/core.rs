@@ -578,7 +578,8 @@ impl GameCore {
             | ClientMessage::Equip { .. }
             | ClientMessage::Unequip { .. }
             | ClientMessage::Chat { .. }
-            | ClientMessage::DropItem { .. } => self.gameplay(now, handle, &msg),
+            | ClientMessage::DropItem { .. }
+            | ClientMessage::Inspect { .. } => self.gameplay(now, handle, &msg),
             ClientMessage::Action {
                 input_seq,
                 action_id,

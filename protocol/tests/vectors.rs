@@ -639,6 +639,10 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             "client-drop-item",
             client(ClientMessage::DropItem { slot: 1, count: 2 }),
         ),
+        (
+            "client-inspect",
+            client(ClientMessage::Inspect { entity: 300 }),
+        ),
         ("server-inventory", inventory()),
         (
             "server-character-stats",
@@ -672,6 +676,17 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 channel: ChatChannel::Say,
                 from: "Ayla",
                 text: "hello",
+            }),
+        ),
+        (
+            "server-entity-info",
+            server(ServerMessage::EntityInfo {
+                entity: 300,
+                entity_type: 2,
+                template: 5,
+                level: 7,
+                count: 0,
+                name: "Wolf",
             }),
         ),
         ("delta-records", records),

@@ -10,8 +10,8 @@
 use super::*;
 
 use tos_protocol::wire::game::{
-    CharacterStats, ChatChannel, EquippedItem, InventoryItem, combat_flags, encode_inventory,
-    stats_cause,
+    CharacterStats, ChatChannel, EquippedItem, InventoryItem, MAX_NAME_LEN, combat_flags,
+    encode_inventory, stats_cause,
 };
 use tos_shards::combat::formula;
 use tos_shards::{ActionRefusal, ConsumableEffect, EntityType, ShardEvent};
@@ -44,6 +44,23 @@ impl PlayBuffers {
             worn: Vec::with_capacity(tos_protocol::wire::game::EQUIP_SLOTS),
         }
     }
+}
+
+/// How far away an entity may be inspected, world units (100 m: what a
+/// player can pick out on screen).
+pub(crate) const INSPECT_RANGE: f32 = 10_000.0;
+
+/// A name cut to the protocol's limit on a character boundary (names in
+/// the data files are not limited; a long one is shortened, not refused).
+fn truncate_name(name: &str) -> &str {
+    if name.len() <= MAX_NAME_LEN {
+        return name;
+    }
+    let mut end = MAX_NAME_LEN;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 impl GameCore {
@@ -86,8 +103,85 @@ impl GameCore {
                 text,
             } => self.chat(now, handle, client, channel, target, text),
             ClientMessage::DropItem { slot, count } => self.drop_item(handle, client, slot, count),
+            ClientMessage::Inspect { entity } => self.inspect(handle, client, entity),
             _ => {}
         }
+    }
+
+    /// What an entity in sight is: its template, level and name (what
+    /// snapshots leave out because it rarely changes).
+    fn inspect(&mut self, handle: ConnectionHandle, client: ClientId, entity: u32) {
+        let request = client_type::INSPECT;
+        let me = self
+            .shard
+            .player_of(client)
+            .and_then(|net| self.shard.entity(net))
+            .map(|e| e.record.position);
+        let info = self.shard.entity(entity);
+        let (Some(me), Some(info)) = (me, info) else {
+            return self.refuse(handle, request, RefusalReason::NoSuchEntity);
+        };
+        let r = &info.record;
+        let (dx, dy, dz) = (
+            r.position[0] - me[0],
+            r.position[1] - me[1],
+            r.position[2] - me[2],
+        );
+        if dx * dx + dy * dy + dz * dz > INSPECT_RANGE * INSPECT_RANGE {
+            return self.refuse(handle, request, RefusalReason::NoSuchEntity);
+        }
+        let data = &self.services.data;
+        let (template, level, count, name): (u16, u16, u16, &str) = match r.kind {
+            EntityType::Item => (
+                r.item.template,
+                0,
+                r.item.count,
+                data.combat
+                    .item(r.item.template)
+                    .map_or("", |i| i.name.as_str()),
+            ),
+            EntityType::Player => {
+                // The name is known where the player's session is.
+                let name = r
+                    .owner
+                    .and_then(|c| self.handle_of(c))
+                    .and_then(|h| match self.sessions.get(&h).map(|s| &s.session) {
+                        Some(Session::InGame(g)) => Some(g.character.name.as_str()),
+                        _ => None,
+                    })
+                    .unwrap_or("");
+                (r.progress.template, r.progress.level, 0, name)
+            }
+            _ => (
+                r.template,
+                r.progress.level,
+                0,
+                data.npcs
+                    .templates
+                    .iter()
+                    .find(|t| t.id == r.template)
+                    .map_or("", |t| t.name.as_str()),
+            ),
+        };
+        // The name borrows the sessions and the game data: copied out (at
+        // most 32 bytes, on the stack) before the message is queued.
+        let name = truncate_name(name);
+        let mut name_buf = [0u8; MAX_NAME_LEN];
+        name_buf[..name.len()].copy_from_slice(name.as_bytes());
+        let name_len = name.len();
+        let entity_type = r.kind as u8;
+        let name = core::str::from_utf8(&name_buf[..name_len]).unwrap_or("");
+        self.reliable(
+            handle,
+            &ServerMessage::EntityInfo {
+                entity,
+                entity_type,
+                template,
+                level,
+                count,
+                name,
+            },
+        );
     }
 
     /// The player just entered this core's world: its gear goes to the

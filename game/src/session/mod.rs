@@ -94,7 +94,8 @@ impl Session {
                 | M::Equip { .. }
                 | M::Unequip { .. }
                 | M::Chat { .. }
-                | M::DropItem { .. },
+                | M::DropItem { .. }
+                | M::Inspect { .. },
             ) => true,
             _ => false,
         };
@@ -129,6 +130,7 @@ pub fn request_type(msg: &ClientMessage<'_>) -> u8 {
         M::Unequip { .. } => client_type::UNEQUIP,
         M::Chat { .. } => client_type::CHAT,
         M::DropItem { .. } => client_type::DROP_ITEM,
+        M::Inspect { .. } => client_type::INSPECT,
     }
 }
 

@@ -131,6 +131,8 @@ refusal_reasons! {
     ChatFlood = 34 => "chatting too fast",
     /// No character of that name is online.
     NoSuchPlayer = 35 => "no such player online",
+    /// No such entity within the player's sight (Inspect).
+    NoSuchEntity = 36 => "no such entity in sight",
 }
 
 impl fmt::Display for RefusalReason {

@@ -74,6 +74,8 @@ pub mod server_type {
     pub const COMBAT_EVENT: u8 = 16;
     /// Extension: a chat line.
     pub const CHAT_MESSAGE: u8 = 17;
+    /// Extension: what an entity in sight is (the answer to Inspect).
+    pub const ENTITY_INFO: u8 = 18;
 }
 
 /// Client message type numbers.
@@ -116,6 +118,8 @@ pub mod client_type {
     pub const CHAT: u8 = 17;
     /// Extension: put items of an inventory slot on the ground.
     pub const DROP_ITEM: u8 = 18;
+    /// Extension: ask what an entity in sight is.
+    pub const INSPECT: u8 = 19;
 }
 
 /// An entity's state at full precision: the naive encoding that
@@ -408,6 +412,28 @@ pub enum ServerMessage<'a> {
         /// The line.
         text: &'a str,
     },
+    /// 18 — EntityInfo (extension): entity id varint, entity type u8,
+    /// template u16, level u16, count u16, name (varint length ≤ 32 +
+    /// UTF-8). The answer to Inspect: what snapshots do not carry because
+    /// it rarely changes. `template` is the NPC template (NPC, monster), the
+    /// character template (player) or the item template (item); `level` is
+    /// 0 for items; `count` is the stack lying there (items, else 0);
+    /// `name` is the NPC's or item's name, or the character's name when its
+    /// player is on the answering core (empty otherwise).
+    EntityInfo {
+        /// The entity (network id).
+        entity: u32,
+        /// Its type byte (as in snapshots).
+        entity_type: u8,
+        /// Its template.
+        template: u16,
+        /// Its level.
+        level: u16,
+        /// Items: how many.
+        count: u16,
+        /// Its name, if known here.
+        name: &'a str,
+    },
 }
 
 /// The header of a DeltaSync; the records follow as raw bytes.
@@ -554,6 +580,13 @@ pub enum ClientMessage<'a> {
         slot: u8,
         /// How many (1 up to the stack's count).
         count: u16,
+    },
+    /// 19 — Inspect (extension): entity id varint. Asks what an entity the
+    /// player sees is (its template, level, name): answered by EntityInfo,
+    /// or Refused with `NoSuchEntity` when it is not within sight.
+    Inspect {
+        /// The entity (network id, as seen in snapshots).
+        entity: u32,
     },
 }
 
@@ -713,6 +746,22 @@ impl<'a> ServerMessage<'a> {
                 w.str(from, MAX_NAME_LEN)?;
                 w.str(text, MAX_CHAT_LEN)
             }
+            Self::EntityInfo {
+                entity,
+                entity_type,
+                template,
+                level,
+                count,
+                name,
+            } => {
+                w.u8(server_type::ENTITY_INFO)?;
+                w.varint(u64::from(*entity))?;
+                w.u8(*entity_type)?;
+                w.u16(*template)?;
+                w.u16(*level)?;
+                w.u16(*count)?;
+                w.str(name, MAX_NAME_LEN)
+            }
         }
     }
 
@@ -802,6 +851,14 @@ impl<'a> ServerMessage<'a> {
                 channel: ChatChannel::from_u8(r.u8()?)?,
                 from: r.str(MAX_NAME_LEN)?,
                 text: r.str(MAX_CHAT_LEN)?,
+            },
+            server_type::ENTITY_INFO => Self::EntityInfo {
+                entity: r.varint_u32()?,
+                entity_type: r.u8()?,
+                template: r.u16()?,
+                level: r.u16()?,
+                count: r.u16()?,
+                name: r.str(MAX_NAME_LEN)?,
             },
             other => return Err(WireError::UnknownType(other)),
         };
@@ -909,6 +966,10 @@ impl<'a> ClientMessage<'a> {
                 w.u8(*slot)?;
                 w.u16(*count)
             }
+            Self::Inspect { entity } => {
+                w.u8(client_type::INSPECT)?;
+                w.varint(u64::from(*entity))
+            }
         }
     }
 
@@ -935,6 +996,7 @@ impl<'a> ClientMessage<'a> {
             Self::Unequip { .. } => client_type::UNEQUIP,
             Self::Chat { .. } => client_type::CHAT,
             Self::DropItem { .. } => client_type::DROP_ITEM,
+            Self::Inspect { .. } => client_type::INSPECT,
         }
     }
 
@@ -1027,6 +1089,9 @@ impl<'a> ClientMessage<'a> {
             client_type::DROP_ITEM => Self::DropItem {
                 slot: r.u8()?,
                 count: r.u16()?,
+            },
+            client_type::INSPECT => Self::Inspect {
+                entity: r.varint_u32()?,
             },
             other => return Err(WireError::UnknownType(other)),
         };
