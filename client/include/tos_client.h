@@ -205,6 +205,11 @@ enum TosEventKind
    * `tos_client_poll_chat`.
    */
   TOS_EVENT_KIND_CHAT = 19,
+  /**
+   * The server said what an entity is (after `tos_client_inspect`):
+   * `entity.id`; read it with `tos_client_entity_details`.
+   */
+  TOS_EVENT_KIND_INSPECTED = 20,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -603,6 +608,33 @@ typedef struct TosChatLine {
   char text[201];
 } TosChatLine;
 
+/**
+ * What the server said an entity is (the answer to `tos_client_inspect`).
+ */
+typedef struct TosEntityDetails {
+  /**
+   * Type (as in `TosEntity::entity_type`).
+   */
+  uint32_t entity_type;
+  /**
+   * NPC, character or item template.
+   */
+  uint32_t template_;
+  /**
+   * Level (0 for items).
+   */
+  uint32_t level;
+  /**
+   * Items: how many lie there.
+   */
+  uint32_t count;
+  /**
+   * Its name, NUL-terminated UTF-8 (empty when the server did not know
+   * it).
+   */
+  char name[33];
+} TosEntityDetails;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -889,6 +921,27 @@ TosResult tos_client_character_stats(struct TosClient *client, struct TosCharact
  * `client` is a handle or null; `out` is null or writable.
  */
 TosResult tos_client_poll_chat(struct TosClient *client, struct TosChatLine *out);
+
+/**
+ * Asks what entity `entity` (in view) is; an `INSPECTED` event answers
+ * (or a `REFUSED` with reason 36 when it is out of sight).
+ *
+ * # Safety
+ * `client` is a handle or null.
+ */
+TosResult tos_client_inspect(struct TosClient *client, uint32_t entity);
+
+/**
+ * What the server last said entity `entity` is, into `*out`;
+ * `TOS_RESULT_NOT_FOUND` when it was not inspected (or was forgotten:
+ * 1,024 answers are kept).
+ *
+ * # Safety
+ * `client` is a handle or null; `out` is null or writable.
+ */
+TosResult tos_client_entity_details(struct TosClient *client,
+                                    uint32_t entity,
+                                    struct TosEntityDetails *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -245,6 +245,22 @@ public:
         return s;
     }
 
+    /// Asks what an entity in view is (an INSPECTED event answers).
+    void inspect(std::uint32_t entity) {
+        detail::check(tos_client_inspect(handle_, entity), "tos_client_inspect");
+    }
+
+    /// What the server said an entity is, once inspected.
+    std::optional<TosEntityDetails> entity_details(std::uint32_t entity) const {
+        TosEntityDetails d{};
+        const TosResult r = tos_client_entity_details(handle_, entity, &d);
+        if (r == TOS_RESULT_NOT_FOUND) {
+            return std::nullopt;
+        }
+        detail::check(r, "tos_client_entity_details");
+        return d;
+    }
+
     /// The session ticket (empty before login).
     std::vector<std::uint8_t> ticket() const {
         std::size_t len = 0;

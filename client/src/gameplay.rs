@@ -4,7 +4,7 @@
 //! hands those messages here and reports what changed as
 //! [`SessionEvent`]s; the state stays here for the game to read.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use tos_protocol::wire::game::{
     CharacterStats, ChatChannel, EQUIP_SLOTS, InventoryItem, ServerMessage,
@@ -56,6 +56,25 @@ impl InventoryView {
     }
 }
 
+/// Entities whose EntityInfo is kept; past it the oldest answers are
+/// forgotten (a client asks again when it needs one).
+pub const MAX_INSPECTED: usize = 1024;
+
+/// What the server said an entity is (the answer to an Inspect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityDetails {
+    /// Its type byte (as in snapshots).
+    pub entity_type: u8,
+    /// NPC, character or item template.
+    pub template: u16,
+    /// Its level (0 for items).
+    pub level: u16,
+    /// Items: how many lie there.
+    pub count: u16,
+    /// Its name, when the answering server knows it (else empty).
+    pub name: String,
+}
+
 /// One chat line received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatLine {
@@ -75,6 +94,8 @@ pub(crate) struct Gameplay {
     stats: Option<CharacterStats>,
     chat: VecDeque<ChatLine>,
     chat_dropped: u64,
+    inspected: HashMap<u32, EntityDetails>,
+    inspected_order: VecDeque<u32>,
 }
 
 impl Gameplay {
@@ -134,8 +155,40 @@ impl Gameplay {
                 });
                 Some(SessionEvent::Chat { channel: *channel })
             }
+            ServerMessage::EntityInfo {
+                entity,
+                entity_type,
+                template,
+                level,
+                count,
+                name,
+            } => {
+                if !self.inspected.contains_key(entity) {
+                    if self.inspected_order.len() >= MAX_INSPECTED {
+                        if let Some(old) = self.inspected_order.pop_front() {
+                            self.inspected.remove(&old);
+                        }
+                    }
+                    self.inspected_order.push_back(*entity);
+                }
+                self.inspected.insert(
+                    *entity,
+                    EntityDetails {
+                        entity_type: *entity_type,
+                        template: *template,
+                        level: *level,
+                        count: *count,
+                        name: (*name).to_string(),
+                    },
+                );
+                Some(SessionEvent::Inspected { entity: *entity })
+            }
             _ => None,
         }
+    }
+
+    pub(crate) fn details(&self, entity: u32) -> Option<&EntityDetails> {
+        self.inspected.get(&entity)
     }
 
     pub(crate) fn inventory(&self) -> &InventoryView {
@@ -272,6 +325,28 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, MAX_CHAT_LINES);
+    }
+
+    #[test]
+    fn inspected_entities_are_kept_up_to_a_bound() {
+        let mut g = Gameplay::default();
+        for e in 0..MAX_INSPECTED as u32 + 5 {
+            let ev = g.handle_message(&ServerMessage::EntityInfo {
+                entity: e,
+                entity_type: 2,
+                template: 5,
+                level: 7,
+                count: 0,
+                name: "Wolf",
+            });
+            assert_eq!(ev, Some(SessionEvent::Inspected { entity: e }));
+        }
+        assert!(g.details(0).is_none(), "the oldest is forgotten");
+        let d = g
+            .details(MAX_INSPECTED as u32 + 4)
+            .expect("the newest is kept");
+        assert_eq!((d.template, d.level, d.name.as_str()), (5, 7, "Wolf"));
+        assert_eq!(g.inspected.len(), MAX_INSPECTED);
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!   gameplay requests (pick up, use, equip, unequip, chat).
 //! - [`gameplay`]: what the server tells a playing character about itself
 //!   — inventory and equipment ([`InventoryView`]), level and statistics,
-//!   combat events, chat lines ([`ChatLine`]).
+//!   combat events, chat lines ([`ChatLine`]), what inspected entities
+//!   are ([`EntityDetails`]).
 //! - [`flow`]: [`LoginFlow`], the account and character flow of one
 //!   client — log in (or register), list characters, create one if there
 //!   is none, enter the world — as a state machine whose states are types.
@@ -40,7 +41,7 @@ pub mod snapshot;
 
 pub use driver::{DriverError, UdpClient};
 pub use flow::{CharacterInfo, Entered, FlowEvent, LoginFlow, LoginSpec};
-pub use gameplay::{ChatLine, InventoryView, MAX_CHAT_LINES};
+pub use gameplay::{ChatLine, EntityDetails, InventoryView, MAX_CHAT_LINES, MAX_INSPECTED};
 pub use interp::{Interpolator, PredictedInput, Prediction, ServerClock};
 pub use session::{
     Session, SessionConfig, SessionError, SessionEvent, SessionStats, SnapshotHandling,

@@ -31,7 +31,7 @@ use tos_protocol::wire::game::{
 use tos_protocol::wire::{Channel, Writer};
 
 use crate::flow::{Entered, FlowEvent, LoginFlow, LoginSpec};
-use crate::gameplay::{ChatLine, Gameplay, InventoryView};
+use crate::gameplay::{ChatLine, EntityDetails, Gameplay, InventoryView};
 use crate::interp::{Interpolator, PredictedInput, Prediction, ServerClock};
 use crate::snapshot::{EntityEvent, SnapshotReceiver, WorldView};
 
@@ -234,6 +234,11 @@ pub enum SessionEvent {
         amount: f32,
         /// `combat_flags` bits (HIT, MISS, CRIT, HEAL, KILL, ...).
         flags: u8,
+    },
+    /// The server said what an entity is ([`Session::entity_details`]).
+    Inspected {
+        /// The entity.
+        entity: u32,
     },
     /// A chat line arrived; [`Session::poll_chat`] returns it.
     Chat {
@@ -611,6 +616,20 @@ impl Session {
         })
     }
 
+    /// Asks what entity `entity` (in view) is: its template, level and
+    /// name arrive as [`SessionEvent::Inspected`], then
+    /// [`Session::entity_details`]; a Refused (Inspect, `NoSuchEntity`)
+    /// when it is out of sight.
+    pub fn send_inspect(&mut self, entity: u32) -> Result<(), SessionError> {
+        self.in_world()?;
+        self.send(ClientMessage::Inspect { entity })
+    }
+
+    /// What the server last said entity `entity` is, if it was inspected.
+    pub fn entity_details(&self, entity: u32) -> Option<&EntityDetails> {
+        self.gameplay.details(entity)
+    }
+
     /// The inventory and equipment as the server last sent them.
     pub fn inventory(&self) -> &InventoryView {
         self.gameplay.inventory()
@@ -831,7 +850,8 @@ impl Parts<'_> {
             ServerMessage::Inventory(_)
             | ServerMessage::CharacterStats(_)
             | ServerMessage::CombatEvent { .. }
-            | ServerMessage::ChatMessage { .. } => {
+            | ServerMessage::ChatMessage { .. }
+            | ServerMessage::EntityInfo { .. } => {
                 if let Some(e) = self.gameplay.handle_message(&msg) {
                     self.push(e);
                 }

@@ -103,6 +103,15 @@ fn null_and_made_up_handles_are_errors() {
                 text: [0; 201],
             };
             assert_eq!(tos_client_poll_chat(h, &mut line), want);
+            assert_eq!(tos_client_inspect(h, 1), want);
+            let mut d = TosEntityDetails {
+                entity_type: 0,
+                template: 0,
+                level: 0,
+                count: 0,
+                name: [0; 33],
+            };
+            assert_eq!(tos_client_entity_details(h, 1, &mut d), want);
             assert_eq!(tos_client_close(h), want);
             tos_client_free(h); // ignored
         }
@@ -409,6 +418,21 @@ fn live_server_misuse() {
             text: [0; 201],
         };
         assert_eq!(tos_client_poll_chat(c, &mut line), TosResult::NotFound);
+        let mut d = TosEntityDetails {
+            entity_type: 0,
+            template: 0,
+            level: 0,
+            count: 0,
+            name: [0; 33],
+        };
+        assert_eq!(
+            tos_client_entity_details(c, 12_345, &mut d),
+            TosResult::NotFound
+        );
+        assert_eq!(
+            tos_client_entity_details(c, 12_345, null_mut()),
+            TosResult::NullPointer
+        );
 
         assert_eq!(tos_client_close(c), TosResult::Ok);
         assert_eq!(tos_client_close(c), TosResult::Closed);
@@ -518,6 +542,7 @@ fn struct_layouts_are_stable() {
     assert_eq!(offset_of!(TosCharacterStats, exp), 8);
     assert_eq!(size_of::<TosChatLine>(), 240);
     assert_eq!(offset_of!(TosChatLine, text), 37);
+    assert_eq!(size_of::<TosEntityDetails>(), 52);
     assert_eq!(align_of::<TosEvent>(), 8);
     assert_eq!(offset_of!(TosEvent, id), 24);
     assert_eq!(offset_of!(TosEvent, entity), 40);

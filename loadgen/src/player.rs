@@ -513,7 +513,8 @@ impl Player {
                 | SessionEvent::InventoryChanged { .. }
                 | SessionEvent::StatsChanged { .. }
                 | SessionEvent::Combat { .. }
-                | SessionEvent::Chat { .. } => {}
+                | SessionEvent::Chat { .. }
+                | SessionEvent::Inspected { .. } => {}
             }
         }
     }

@@ -63,6 +63,18 @@ namespace Tos
         StatsChanged = 17,
         Combat = 18,
         Chat = 19,
+        Inspected = 20,
+    }
+
+    /// <summary>TosEntityDetails (52 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct TosEntityDetails
+    {
+        public uint EntityType;
+        public uint Template;
+        public uint Level;
+        public uint Count;
+        public fixed byte Name[33];
     }
 
     /// <summary>TosItem (12 bytes).</summary>
@@ -252,6 +264,8 @@ namespace Tos
         [DllImport(LibraryName)] public static extern TosResult tos_client_inventory(IntPtr client, out TosInventory inventory, [Out] TosItem[] items, UIntPtr cap);
         [DllImport(LibraryName)] public static extern TosResult tos_client_character_stats(IntPtr client, out TosCharacterStats stats);
         [DllImport(LibraryName)] public static extern TosResult tos_client_poll_chat(IntPtr client, out TosChatLine line);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_inspect(IntPtr client, uint entity);
+        [DllImport(LibraryName)] public static extern TosResult tos_client_entity_details(IntPtr client, uint entity, out TosEntityDetails details);
         [DllImport(LibraryName)] public static extern TosResult tos_client_ticket(IntPtr client, byte[] buf, UIntPtr cap, out UIntPtr len);
         [DllImport(LibraryName)] public static extern TosResult tos_client_sample_entity(IntPtr client, uint entityId, double delayTicks, out TosEntity entity);
         [DllImport(LibraryName)] public static extern TosResult tos_client_server_tick(IntPtr client, out double tick);

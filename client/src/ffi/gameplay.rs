@@ -1,6 +1,6 @@
 //! The C ABI of the gameplay requests and state: pick up, use, equip,
-//! unequip, chat; the inventory, the character's statistics and chat
-//! lines, copied into caller-owned structs.
+//! unequip, chat, inspect; the inventory, the character's statistics, chat
+//! lines and inspected entities, copied into caller-owned structs.
 
 use std::ffi::c_char;
 
@@ -341,6 +341,74 @@ pub unsafe extern "C" fn tos_client_poll_chat(
         copy_str(&mut l.text, &line.text);
         // SAFETY: non-null and writable.
         unsafe { *out = l };
+        Ok(())
+    })
+}
+
+/// What the server said an entity is (the answer to `tos_client_inspect`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TosEntityDetails {
+    /// Type (as in `TosEntity::entity_type`).
+    pub entity_type: u32,
+    /// NPC, character or item template.
+    pub template: u32,
+    /// Level (0 for items).
+    pub level: u32,
+    /// Items: how many lie there.
+    pub count: u32,
+    /// Its name, NUL-terminated UTF-8 (empty when the server did not know
+    /// it).
+    pub name: [c_char; 33],
+}
+
+/// Asks what entity `entity` (in view) is; an `INSPECTED` event answers
+/// (or a `REFUSED` with reason 36 when it is out of sight).
+///
+/// # Safety
+/// `client` is a handle or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tos_client_inspect(client: *mut TosClient, entity: u32) -> TosResult {
+    guard(|| {
+        let c = live_client(client)?;
+        c.inner
+            .session_mut()
+            .send_inspect(entity)
+            .map_err(session_error)
+    })
+}
+
+/// What the server last said entity `entity` is, into `*out`;
+/// `TOS_RESULT_NOT_FOUND` when it was not inspected (or was forgotten:
+/// 1,024 answers are kept).
+///
+/// # Safety
+/// `client` is a handle or null; `out` is null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tos_client_entity_details(
+    client: *mut TosClient,
+    entity: u32,
+    out: *mut TosEntityDetails,
+) -> TosResult {
+    guard(|| {
+        // SAFETY: forwarded.
+        let c = unsafe { self::client(client)? };
+        if out.is_null() {
+            return fail(TosResult::NullPointer, "out is null");
+        }
+        let Some(d) = c.inner.session().entity_details(entity) else {
+            return fail(TosResult::NotFound, "that entity was not inspected");
+        };
+        let mut details = TosEntityDetails {
+            entity_type: u32::from(d.entity_type),
+            template: u32::from(d.template),
+            level: u32::from(d.level),
+            count: u32::from(d.count),
+            name: [0; 33],
+        };
+        copy_str(&mut details.name, &d.name);
+        // SAFETY: non-null and writable.
+        unsafe { *out = details };
         Ok(())
     })
 }

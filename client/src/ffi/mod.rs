@@ -39,9 +39,10 @@ use crate::snapshot::{EntityEvent, EntityState};
 
 mod gameplay;
 pub use gameplay::{
-    TosCharacterStats, TosChatLine, TosInventory, TosItem, tos_client_character_stats,
-    tos_client_chat, tos_client_equip, tos_client_inventory, tos_client_pickup,
-    tos_client_poll_chat, tos_client_unequip, tos_client_use_item,
+    TosCharacterStats, TosChatLine, TosEntityDetails, TosInventory, TosItem,
+    tos_client_character_stats, tos_client_chat, tos_client_entity_details, tos_client_equip,
+    tos_client_inspect, tos_client_inventory, tos_client_pickup, tos_client_poll_chat,
+    tos_client_unequip, tos_client_use_item,
 };
 
 /// What a call returned. Negative values are errors; the message of the
@@ -139,6 +140,9 @@ pub enum TosEventKind {
     /// A chat line arrived: `code` = its channel; take it with
     /// `tos_client_poll_chat`.
     Chat = 19,
+    /// The server said what an entity is (after `tos_client_inspect`):
+    /// `entity.id`; read it with `tos_client_entity_details`.
+    Inspected = 20,
 }
 
 /// One character of the account.
@@ -547,6 +551,13 @@ fn event(e: &SessionEvent) -> TosEvent {
             request: u32::from(skill),
             code: u32::from(flags),
             ..TosEvent::new(K::Combat)
+        },
+        SessionEvent::Inspected { entity } => TosEvent {
+            entity: TosEntity {
+                id: entity,
+                ..TosEntity::default()
+            },
+            ..TosEvent::new(K::Inspected)
         },
         SessionEvent::Chat { channel } => TosEvent {
             code: channel as u32,
