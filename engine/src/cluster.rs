@@ -274,7 +274,10 @@ fn claim(link: &NatsLink, quadrants: &[[u16; 3]]) -> Result<bool, JoinError> {
 #[derive(Debug)]
 enum Waiting {
     /// A core's lease request.
-    Lease { core: u16, request: u64 },
+    Lease {
+        core: u16,
+        request: u64,
+    },
     /// A core's whisper: first the directory lookup, then the publish.
     WhisperLookup {
         core: u16,
@@ -282,7 +285,10 @@ enum Waiting {
         from: String,
         text: String,
     },
-    WhisperSend { core: u16, request: u64 },
+    WhisperSend {
+        core: u16,
+        request: u64,
+    },
     /// A release (nobody waits for it).
     Release,
     /// This node's quadrant claim after NATS came back.
@@ -361,7 +367,11 @@ impl Router {
                     Waiting::Lease { core, request },
                 );
                 if !sent {
-                    self.answer(core, request, ClusterAnswer::Lease(LeaseAnswer::Unavailable));
+                    self.answer(
+                        core,
+                        request,
+                        ClusterAnswer::Lease(LeaseAnswer::Unavailable),
+                    );
                 }
             }
             ClusterOp::Release { character } => {
@@ -534,7 +544,9 @@ impl Router {
                     self.claimed = true;
                     tracing::info!(node = %self.node, quadrants = self.quadrants.len(), "cluster: quadrants claimed");
                 }
-                Err(e) => tracing::error!(error = %e, "cluster: claiming this node's quadrants failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cluster: claiming this node's quadrants failed")
+                }
             },
         }
     }

@@ -1025,7 +1025,11 @@ impl GameCore {
                 self.on_store(p, answer);
             }
         }
-        while let Some(reply) = self.cluster.as_ref().and_then(|c| c.replies.try_recv().ok()) {
+        while let Some(reply) = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.replies.try_recv().ok())
+        {
             self.on_cluster(reply);
         }
     }
@@ -1574,7 +1578,10 @@ impl GameCore {
         let Some((client, handle)) = found else {
             return;
         };
-        tracing::warn!(character, "lease lost to another node: the character stops here unsaved");
+        tracing::warn!(
+            character,
+            "lease lost to another node: the character stops here unsaved"
+        );
         let _ = self.shard.remove_player(client);
         self.in_world.retain(|&(c, _)| c != client);
         self.by_client.remove(&client);

@@ -1001,7 +1001,12 @@ impl Shard {
     /// is refused with [`MoveRejection::NodeBorder`]. A table of the wrong
     /// length is ignored (treated as no foreign quadrant) and reported.
     pub fn set_foreign_quadrants(&mut self, foreign: Vec<bool>) -> bool {
-        let count = self.world.grid().iter().map(|&n| usize::from(n)).product::<usize>();
+        let count = self
+            .world
+            .grid()
+            .iter()
+            .map(|&n| usize::from(n))
+            .product::<usize>();
         if !foreign.is_empty() && foreign.len() != count {
             return false;
         }
@@ -1689,4 +1694,3 @@ mod tests {
         assert!(entry <= 64);
     }
 }
-

@@ -57,7 +57,12 @@ struct Args {
     echo: bool,
     /// Run as one node of a cluster (RON; docs/DEPLOY.md). Needs --node;
     /// the node's layout comes from this file (no --layout).
-    #[arg(long, value_name = "FILE", requires = "node", conflicts_with = "layout")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "node",
+        conflicts_with = "layout"
+    )]
     cluster: Option<String>,
     /// This node's name in the cluster file. Needs --cluster.
     #[arg(long, value_name = "NAME", requires = "cluster")]
