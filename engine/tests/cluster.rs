@@ -48,6 +48,84 @@ fn nats_url() -> Option<String> {
     Some(url)
 }
 
+/// The nats-server binary, for the test that stops and restarts NATS
+/// (same skip/require rule).
+fn nats_server_binary() -> Option<&'static str> {
+    const PATH: &str = "/usr/sbin/nats-server";
+    if Path::new(PATH).exists() {
+        return Some(PATH);
+    }
+    let msg = format!("skipped: {PATH} not installed (Debian package nats-server)");
+    assert!(
+        std::env::var("TOS_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "{msg}"
+    );
+    eprintln!("{msg}");
+    None
+}
+
+/// A nats-server with JetStream of this test's own, to stop and restart.
+struct PrivateNats {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    binary: &'static str,
+}
+
+impl PrivateNats {
+    fn start(binary: &'static str) -> Self {
+        let mut nats = Self {
+            port: free_tcp_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            binary,
+        };
+        nats.restart();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on the same port and store directory.
+    fn restart(&mut self) {
+        let child = Command::new(self.binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.local_addr().unwrap().port()
@@ -218,6 +296,11 @@ struct Pair {
 impl Pair {
     fn start(lease_ttl_ms: u64) -> Option<Self> {
         let nats = nats_url()?;
+        Some(Self::start_on(nats, lease_ttl_ms))
+    }
+
+    /// Two nodes using the NATS server at `nats`.
+    fn start_on(nats: String, lease_ttl_ms: u64) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "t{}n{}",
@@ -257,13 +340,13 @@ impl Pair {
         let west = Node::start(dir.path(), "west", west_port);
         let east = Node::start(dir.path(), "east", east_port);
         assert!(west.logged("cluster node: serving these quadrants"));
-        Some(Self {
+        Self {
             west,
             east,
             dir,
             name,
             nats,
-        })
+        }
     }
 
     /// Writes a character's saved position into the shared database.
@@ -513,4 +596,115 @@ fn a_sigkilled_nodes_characters_are_free_after_the_lease_expires() {
         entered_east >= Duration::from_millis(TTL_MS / 2),
         "free too early: {entered_east:?}"
     );
+}
+
+#[test]
+fn a_node_whose_quadrants_another_node_claimed_does_not_start() {
+    let Some(pair) = Pair::start(30_000) else {
+        return;
+    };
+    // The same cluster with the west half given to a node called "north":
+    // the directory says the west holds those quadrants.
+    let dir = pair.dir.path();
+    let file = std::fs::read_to_string(dir.join("cluster.ron"))
+        .unwrap()
+        .replace("name: \"west\"", "name: \"north\"");
+    std::fs::write(dir.join("cluster-north.ron"), file).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tos-server"))
+        .args(["--config", dir.join("west.ron").to_str().unwrap()])
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .args(["--cores", "1", "--port", &free_udp_port().to_string()])
+        .args(["--cluster", dir.join("cluster-north.ron").to_str().unwrap()])
+        .args(["--node", "north", "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tos-server starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a node with another node's quadrants kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("node \"west\" has claimed quadrants of this node"),
+        "a clear start error: {stderr}"
+    );
+}
+
+#[test]
+fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
+    if nats_url().is_none() {
+        return;
+    }
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
+    let mut nats = PrivateNats::start(binary);
+    let pair = Pair::start_on(nats.url(), 30_000);
+    let mut players = vec![pair.west.player("stayer", 1)];
+    assert!(players[0].entered.is_some());
+    // The latecomer's account and character exist before NATS goes.
+    pair.west.player("latecomer", 1).leave();
+    std::thread::sleep(Duration::from_millis(500));
+
+    nats.kill();
+    assert!(
+        pair.west.logged("cluster: NATS is down"),
+        "the node notices"
+    );
+    // The west keeps running its quadrants: her moves are applied.
+    common::play(
+        &mut players,
+        Duration::from_millis(300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    let before = players[0].acked_position().expect("acknowledged");
+    common::play(
+        &mut players,
+        Duration::from_millis(1_500),
+        |_, _| [-300.0, 0.0, 0.0],
+        |_| false,
+    );
+    common::play(
+        &mut players,
+        Duration::from_millis(300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    let after = players[0].acked_position().expect("acknowledged");
+    assert!(
+        before[0] - after[0] > 300.0,
+        "moves applied while NATS is down: {before:?} -> {after:?}"
+    );
+    assert!(!players[0].disconnected);
+    // No lease can be taken: entering is refused, saying to try again.
+    let late = pair.west.player("latecomer", 1);
+    assert_eq!(refusal(&late), Some(RefusalReason::ServerBusy));
+    late.leave();
+    assert!(pair.west.metric("tos_game_cluster_unavailable_total") >= 1);
+
+    // NATS returns: entering works again.
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = pair.west.player("latecomer", 1);
+        if p.entered.is_some() {
+            break;
+        }
+        assert_eq!(refusal(&p), Some(RefusalReason::ServerBusy));
+        p.leave();
+        assert!(Instant::now() < deadline, "entering never resumed");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!players[0].disconnected);
 }
