@@ -32,6 +32,10 @@ const QUEUE: usize = 4_096;
 /// node starts anyway (the claim is then made when NATS comes up).
 const CLAIM_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a stopping cluster thread waits for its last answers
+/// (releases of the characters the cores logged out on shutdown).
+const STOP_DRAIN: Duration = Duration::from_secs(2);
+
 /// Request numbers of the cluster thread's own requests (quadrant claims)
 /// start here, far above any core request it forwards.
 const OWN_REQUESTS: u64 = 1 << 62;
@@ -249,11 +253,13 @@ fn claim(link: &NatsLink, quadrants: &[[u16; 3]]) -> Result<bool, JoinError> {
             .map_err(JoinError::Link)?;
             sent = true;
         }
-        match link.events().recv_timeout(Duration::from_millis(50)) {
-            Ok(LinkEvent::Reply {
-                request: OWN_REQUESTS,
-                result,
-            }) => match result {
+        // Other events before the claim's answer (Up) need no action here.
+        if let Ok(LinkEvent::Reply {
+            request: OWN_REQUESTS,
+            result,
+        }) = link.events().recv_timeout(Duration::from_millis(50))
+        {
+            match result {
                 Ok(_) => return Ok(true),
                 Err(LinkError::Directory(DirectoryError::Conflict { owner })) => {
                     return Err(JoinError::QuadrantConflict { owner });
@@ -262,8 +268,7 @@ fn claim(link: &NatsLink, quadrants: &[[u16; 3]]) -> Result<bool, JoinError> {
                     tracing::warn!(error = %e, "cluster: claiming quadrants failed; retrying");
                     sent = false;
                 }
-            },
-            Ok(_) | Err(_) => {}
+            }
         }
     }
     tracing::warn!("cluster: NATS did not answer at start; quadrants are claimed when it does");
@@ -312,8 +317,9 @@ struct Router {
 impl Router {
     fn run(mut self) {
         tracing::info!(node = %self.node, "cluster thread running");
+        // A handle of its own: the arms below need `self` mutably.
+        let events = self.link.events().clone();
         while !self.stop.load(Ordering::SeqCst) {
-            let events = self.link.events().clone();
             select! {
                 recv(self.commands) -> command => match command {
                     Ok(command) => self.command(command),
@@ -324,6 +330,15 @@ impl Router {
                     Err(_) => return,
                 },
                 default(Duration::from_millis(50)) => {}
+            }
+        }
+        // Stopping: let the releases the cores sent on their way out reach
+        // the directory (briefly), so a clean shutdown frees its characters
+        // at once instead of after the lease TTL.
+        let deadline = Instant::now() + STOP_DRAIN;
+        while !self.waiting.is_empty() && Instant::now() < deadline {
+            if let Ok(event) = events.recv_timeout(Duration::from_millis(20)) {
+                self.event(event);
             }
         }
     }

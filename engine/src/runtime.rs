@@ -120,7 +120,7 @@ pub struct ServerHandle {
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
     steering: &'static str,
     game: Option<Box<Boot>>,
-    cluster: Option<crate::cluster::ClusterNode>,
+    cluster: Option<Box<crate::cluster::ClusterNode>>,
     panicked: Arc<std::sync::Mutex<Vec<usize>>>,
 }
 
@@ -517,7 +517,7 @@ pub fn start_node(
                 last = ?quadrants.last(),
                 "cluster node: serving these quadrants; the others belong to other nodes"
             );
-            Some(joined)
+            Some(Box::new(joined))
         }
         (Some(_), None) => {
             return Err(StartError::Cluster(

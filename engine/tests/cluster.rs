@@ -269,10 +269,15 @@ impl Node {
     }
 
     fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Sends `sig` and waits for the process to end; its exit status.
+    fn signal(&mut self, sig: i32) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
         assert_eq!(rc, 0);
-        let _ = self.child.wait();
+        self.child.wait().expect("the node exits")
     }
 }
 
@@ -707,4 +712,27 @@ fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(!players[0].disconnected);
+}
+
+#[test]
+fn a_clean_shutdown_releases_its_characters_at_once() {
+    // A long lease: only a release lets the east take her quickly.
+    let Some(mut pair) = Pair::start(60_000) else {
+        return;
+    };
+    let leaver = pair.west.player("leaver", 1);
+    let entered = leaver.entered.expect("entered in the west");
+    let status = pair.west.signal(libc::SIGTERM);
+    assert!(status.success(), "a clean exit: {status:?}");
+    drop(leaver);
+    // Her logout save put her in the west; as if she had been in the east.
+    pair.place(entered.character_id, [5_000.0, 0.0, entered.position[2]]);
+    let stopped = Instant::now();
+    let p = pair.east.player("leaver", 1);
+    assert!(
+        p.entered.is_some(),
+        "the east takes her at once, not after the lease: {:?}",
+        p.failed
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(10));
 }
