@@ -1062,17 +1062,19 @@ impl Shard {
                             quantizer: self.world.quantizer(),
                             terrain: &self.terrain,
                         };
-                        let verdict =
+                        // Nobody here simulates the ground past a node
+                        // border: hold the player like a wall. Checked first
+                        // so that a held claim costs no movement credit (a
+                        // player pressing against the border would else be
+                        // corrected for speed next); non-finite claims are
+                        // left to the rules below.
+                        let verdict = if claim.position.iter().all(|c| c.is_finite())
+                            && foreign_at(&self.foreign, &self.world, claim.position)
+                        {
+                            Err(MoveRejection::NodeBorder)
+                        } else {
                             validate_claim(&ctx, &mut cs.mover, from, &claim, factor, stuck)
-                                .and_then(|accepted| {
-                                    // Nobody here simulates the ground past a
-                                    // node border: hold the player like a wall.
-                                    if foreign_at(&self.foreign, &self.world, claim.position) {
-                                        Err(MoveRejection::NodeBorder)
-                                    } else {
-                                        Ok(accepted)
-                                    }
-                                });
+                        };
                         match verdict {
                             Ok(accepted) => {
                                 self.report.claims_accepted += 1;
