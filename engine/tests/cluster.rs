@@ -474,6 +474,7 @@ fn a_whisper_crosses_nodes_and_a_whisper_to_nobody_is_refused() {
         text: "across the border",
     };
     west.send(Channel::ReliableOrdered, whisper);
+    let sent = Instant::now();
     // Pumped out now: the listeners pump only their own connections.
     west.pump();
     let heard = find(&mut east, "ChatMessage", |m| match m {
@@ -485,6 +486,10 @@ fn a_whisper_crosses_nodes_and_a_whisper_to_nobody_is_refused() {
         _ => None,
     });
     assert_eq!(heard, ("Talker".into(), "across the border".into()));
+    eprintln!(
+        "whisper west -> east through NATS heard after {:?} (client to client, loopback)",
+        sent.elapsed()
+    );
     let echo = find(&mut west, "WhisperSent", |m| match m {
         ServerMessage::ChatMessage {
             channel: ChatChannel::WhisperSent,
