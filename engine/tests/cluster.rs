@@ -576,10 +576,21 @@ fn a_sigkilled_nodes_characters_are_free_after_the_lease_expires() {
     let Some(mut pair) = Pair::start(TTL_MS) else {
         return;
     };
-    let runner = pair.west.player("runner", 1);
+    let mut runner = pair.west.player("runner", 1);
     let entered = runner.entered.expect("entered in the west");
     // As if her last save had put her in the east.
     pair.place(entered.character_id, [5_000.0, 0.0, entered.position[2]]);
+    // While the west lives it renews her lease: after twice the TTL the
+    // east still finds her live there.
+    runner.pump_until(Duration::from_millis(2 * TTL_MS), |_| false);
+    assert!(!runner.disconnected);
+    let renewed = pair.east.player("runner", 1);
+    assert_eq!(
+        refusal(&renewed),
+        Some(RefusalReason::CharacterInUse),
+        "the lease was renewed while she played"
+    );
+    renewed.leave();
     pair.west.kill();
     let killed = Instant::now();
     drop(runner);
