@@ -14,7 +14,10 @@
 //! - [`wire`]: the versioned, length-checked binary format of everything
 //!   that crosses between nodes.
 //!
-//! The engine does not use this crate yet (see `docs/DEPLOY.md`, "Status").
+//! The engine uses it for `tos-server --cluster FILE --node NAME`
+//! (`tos-engine::cluster`): quadrant claims, character leases, whispers
+//! across nodes. Hand-offs across processes are not wired into the engine
+//! yet (see `docs/DEPLOY.md`, "Status").
 
 pub mod directory;
 pub mod file;

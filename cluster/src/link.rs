@@ -199,6 +199,17 @@ pub enum LinkCommand {
         /// The quadrant, `(x, y, z)`.
         quadrant: [u16; 3],
     },
+    /// Send a whisper to a player on node `to` (core NATS, at most once:
+    /// a node that is not running does not get it). Answered by
+    /// [`DirectoryAnswer::Sent`] once published, or [`LinkError::NatsDown`].
+    Whisper {
+        /// The caller's number for this request.
+        request: u64,
+        /// The recipient's node.
+        to: String,
+        /// The line.
+        line: wire::WhisperLine,
+    },
     /// Delete the cluster's directory buckets (tests, decommissioning).
     DropDirectory {
         /// The caller's number for this request.
@@ -259,6 +270,8 @@ pub enum LinkEvent {
         /// The answer.
         result: Result<DirectoryAnswer, LinkError>,
     },
+    /// A whisper from another node for a player here.
+    Whisper(wire::WhisperLine),
     /// A lease this node held now belongs to another node (it expired
     /// while NATS was away and another node took it): stop running the
     /// character without saving it.
@@ -326,6 +339,8 @@ pub enum DirectoryAnswer {
     Quadrant(Option<String>),
     /// The directory buckets were deleted.
     Dropped,
+    /// A whisper was published.
+    Sent,
 }
 
 /// Why the link could not do something.
@@ -580,6 +595,16 @@ async fn run(shared: Rc<Shared>) {
             return;
         }
     };
+    let mut whispers = match client
+        .subscribe(whisper_subject(&shared.config.cluster, &shared.config.node))
+        .await
+    {
+        Ok(subscriber) => subscriber,
+        Err(e) => {
+            tracing::error!("nats link: cannot subscribe: {e}");
+            return;
+        }
+    };
     let mut js = async_nats::jetstream::new(client.clone());
     // A directory call must fail well before a hand-off would time out.
     js.set_timeout(shared.config.handoff_timeout);
@@ -618,6 +643,15 @@ async fn run(shared: Rc<Shared>) {
                 Some(message) => ctx.offer_in(message).await,
                 None => return,
             },
+            message = whispers.next() => match message {
+                Some(message) => match wire::decode::<wire::WhisperLine>(&message.payload) {
+                    Ok(line) => ctx.emit(LinkEvent::Whisper(line)),
+                    Err(_) => {
+                        ctx.shared.counters.malformed_in.fetch_add(1, Relaxed);
+                    }
+                },
+                None => return,
+            },
             _ = housekeeping.tick() => {
                 let up = ctx.client.connection_state() == ConnState::Connected;
                 shared.up.store(up, Relaxed);
@@ -630,6 +664,10 @@ async fn run(shared: Rc<Shared>) {
             _ = renewals.tick() => ctx.spawn_renewals(),
         }
     }
+}
+
+fn whisper_subject(cluster: &str, node: &str) -> String {
+    format!("{cluster}.whisper.{node}")
 }
 
 fn handoff_subject(cluster: &str, node: &str) -> String {
@@ -786,6 +824,24 @@ impl Ctx {
                 let result = async {
                     let owner = ctx.directory().await?.quadrant_owner(quadrant).await?;
                     Ok(DirectoryAnswer::Quadrant(owner))
+                }
+                .await;
+                ctx.emit(LinkEvent::Reply { request, result });
+            }),
+            LinkCommand::Whisper { request, to, line } => self.spawn(async move {
+                let result = async {
+                    if !ctx.is_up() {
+                        return Err(LinkError::NatsDown);
+                    }
+                    check_name(&to).map_err(|w| LinkError::Config(format!("node: {w}")))?;
+                    let bytes = wire::encode(&line)
+                        .map_err(|e| LinkError::Config(format!("whisper: {e}")))?;
+                    let subject = whisper_subject(&ctx.config().cluster, &to);
+                    ctx.client
+                        .publish(subject, Bytes::from(bytes))
+                        .await
+                        .map_err(|_| LinkError::NatsDown)?;
+                    Ok(DirectoryAnswer::Sent)
                 }
                 .await;
                 ctx.emit(LinkEvent::Reply { request, result });

@@ -42,6 +42,25 @@ pub enum Kind {
     Online = 4,
     /// [`QuadrantValue`]
     Quadrant = 5,
+    /// [`WhisperLine`]
+    Whisper = 6,
+}
+
+/// Longest chat text carried (bytes of UTF-8); the game layer's own limit
+/// is lower.
+pub const MAX_CHAT_TEXT: usize = 1024;
+
+/// A whisper for a player on another node, on `<cluster>.whisper.<node>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhisperLine {
+    /// The speaker's node.
+    pub from_node: String,
+    /// The speaker's character name.
+    pub from: String,
+    /// The recipient's character (as the directory lists it).
+    pub to: u64,
+    /// The text.
+    pub text: String,
 }
 
 /// An entity sent to the node that owns the quadrant it walked into.
@@ -179,6 +198,20 @@ impl WireValue for QuadrantValue {
     }
 }
 
+impl WireValue for WhisperLine {
+    const KIND: Kind = Kind::Whisper;
+    fn check(&self) -> Result<(), WireError> {
+        check_node(&self.from_node)?;
+        if self.from.len() > MAX_CHARACTER_NAME {
+            return Err(WireError::FieldTooLong("from"));
+        }
+        if self.text.len() > MAX_CHAT_TEXT {
+            return Err(WireError::FieldTooLong("text"));
+        }
+        Ok(())
+    }
+}
+
 /// Why a message could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -254,6 +287,24 @@ pub fn decode<T: WireValue>(bytes: &[u8]) -> Result<T, WireError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn whisper_lines_round_trip_and_long_text_is_refused() {
+        let line = WhisperLine {
+            from_node: "west".into(),
+            from: "Aria".into(),
+            to: 7,
+            text: "hello".into(),
+        };
+        let bytes = encode(&line).unwrap();
+        assert_eq!(decode::<WhisperLine>(&bytes).unwrap(), line);
+        let long = WhisperLine {
+            text: "x".repeat(MAX_CHAT_TEXT + 1),
+            ..line
+        };
+        assert_eq!(encode(&long), Err(WireError::FieldTooLong("text")));
+        assert!(decode::<HandoffOffer>(&bytes).is_err());
+    }
 
     fn offer() -> HandoffOffer {
         HandoffOffer {

@@ -21,10 +21,14 @@
 //!   simulates) is `tos-game`'s: a core feeds its `GameCore` plain values
 //!   and carries out the `Output`s it polls; the database and password
 //!   hashing run on the store's and the auth pool's own threads.
+//! - [`cluster`]: a node of a cluster — the cluster file's part for this
+//!   node, the NATS link and the thread routing the cores' lease and
+//!   whisper requests to it (crate `tos-cluster`).
 //! - [`signals`]: SIGINT / SIGTERM.
 //!
 //! The `tos-server` binary (`src/bin/tos-server.rs`) wires these together.
 
+pub mod cluster;
 pub mod core;
 pub mod io;
 mod metrics;

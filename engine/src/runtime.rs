@@ -70,6 +70,8 @@ pub enum StartError {
     /// A setting is out of its allowed range (a config built in code that
     /// skipped validation).
     Config(String),
+    /// The node could not join its cluster (link, quadrant claims).
+    Cluster(String),
 }
 
 impl core::fmt::Display for StartError {
@@ -97,6 +99,7 @@ impl core::fmt::Display for StartError {
             Self::World(e) => write!(f, "cannot build the world: {e}"),
             Self::Game(e) => write!(f, "{e}"),
             Self::Config(e) => write!(f, "bad configuration: {e}"),
+            Self::Cluster(e) => write!(f, "{e}"),
         }
     }
 }
@@ -117,6 +120,7 @@ pub struct ServerHandle {
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
     steering: &'static str,
     game: Option<Box<Boot>>,
+    cluster: Option<Box<crate::cluster::ClusterNode>>,
     panicked: Arc<std::sync::Mutex<Vec<usize>>>,
 }
 
@@ -198,6 +202,10 @@ impl ServerHandle {
             } else {
                 all = false;
             }
+        }
+        // After the cores: their lease releases are in its queue.
+        if let Some(cluster) = self.cluster.take() {
+            cluster.stop(Duration::from_secs(1));
         }
         // After the cores: their last saves are in the store's queue.
         if let Some(game) = self.game.take() {
@@ -305,6 +313,22 @@ pub fn start_with_layout(
     config: &ServerConfig,
     layout: Option<&ShardLayout>,
 ) -> Result<ServerHandle, StartError> {
+    start_node(config, layout, None)
+}
+
+/// Starts a server as one node of a cluster (`node`), or alone (`None`).
+/// A node runs with its layout from the cluster file (`layout` is then
+/// ignored), spawns only the NPCs of its own quadrants, and joins the
+/// cluster (NATS link, quadrant claims) before its cores start.
+pub fn start_node(
+    config: &ServerConfig,
+    layout: Option<&ShardLayout>,
+    node: Option<&crate::cluster::NodeSetup>,
+) -> Result<ServerHandle, StartError> {
+    let layout = match node {
+        Some(node) => node.layout().or(layout),
+        None => layout,
+    };
     let bind = config
         .network
         .bind_addr()
@@ -376,6 +400,18 @@ pub fn start_with_layout(
             .map_err(|e| StartError::World(e.to_string()))?;
         world_data = world_data.with_npcs(&data.npcs);
         world_data.apply_game_data(data);
+    }
+    // A node simulates only its own quadrants: the other nodes spawn theirs.
+    if let Some(node) = node {
+        let quantizer = config
+            .world
+            .quantizer()
+            .map_err(|e| StartError::World(e.to_string()))?;
+        world_data.spawns.retain(|s| {
+            quantizer
+                .quadrant_coords(quantizer.clamp(s.position))
+                .is_ok_and(|q| node.owns(q))
+        });
     }
     // A plain bind first: it fails if any socket (reuseport or not) holds
     // the port, which the reuseport binds below would silently join.
@@ -463,6 +499,33 @@ pub fn start_with_layout(
     } else {
         Mode::World
     };
+    // The cluster thread and its NATS link start before the cores and run
+    // on threads of their own; a conflicting quadrant claim stops here.
+    let cluster = match (node, &game) {
+        (Some(node), Some(game)) => {
+            let joined = crate::cluster::ClusterNode::start(
+                node,
+                cores.len(),
+                Arc::clone(&game.services.registry),
+            )
+            .map_err(|e| StartError::Cluster(e.to_string()))?;
+            let quadrants = node.quadrants();
+            tracing::info!(
+                node = node.name(),
+                quadrants = quadrants.len(),
+                first = ?quadrants.first(),
+                last = ?quadrants.last(),
+                "cluster node: serving these quadrants; the others belong to other nodes"
+            );
+            Some(Box::new(joined))
+        }
+        (Some(_), None) => {
+            return Err(StartError::Cluster(
+                "a cluster node runs the world (not --echo)".into(),
+            ));
+        }
+        (None, _) => None,
+    };
     let mut threads = Vec::with_capacity(cores.len());
     let panicked_all = Arc::new(std::sync::Mutex::new(Vec::new()));
     let panicked = Arc::clone(&panicked_all);
@@ -491,6 +554,7 @@ pub fn start_with_layout(
             Arc::clone(&next_client),
         );
         let services = game.as_ref().map(|g| g.services.clone());
+        let core_cluster = cluster.as_ref().and_then(|c| c.core(index));
         let tick_hz = config.runtime.tick_hz;
         let budget = (config.sync.snapshot_budget_bytes as usize).min(transport.max_unfragmented());
         let t = std::thread::Builder::new()
@@ -510,14 +574,25 @@ pub fn start_with_layout(
                 let world = match (mode, services) {
                     (Mode::World, Some(services)) => {
                         match Shard::new(index as u16, &cfg, &layout, data) {
-                            Ok(shard) => Some(tos_game::GameCore::new(
-                                index as u16,
-                                shard,
-                                services,
-                                next_client,
-                                budget,
-                                tick_hz,
-                            )),
+                            Ok(shard) => {
+                                let mut game = tos_game::GameCore::new(
+                                    index as u16,
+                                    shard,
+                                    services,
+                                    next_client,
+                                    budget,
+                                    tick_hz,
+                                );
+                                if let Some(c) = core_cluster {
+                                    if !game.join_cluster(c) {
+                                        let _ = ready.send(Err(format!(
+                                            "core {index}: the cluster's grid is not this world's"
+                                        )));
+                                        return;
+                                    }
+                                }
+                                Some(game)
+                            }
                             Err(e) => {
                                 let _ = ready.send(Err(format!("core {index}: world: {e}")));
                                 return;
@@ -600,6 +675,7 @@ pub fn start_with_layout(
         metrics,
         steering,
         game,
+        cluster,
         panicked,
     })
 }

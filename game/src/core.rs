@@ -142,6 +142,18 @@ enum Pending {
         handle: ConnectionHandle,
         character_id: u64,
     },
+    /// EnterToWorld: the loaded character's cluster lease is being taken.
+    Lease {
+        handle: ConnectionHandle,
+        transfer: Box<SessionTransfer>,
+    },
+    /// A whisper to a player on another node: the directory is asked where.
+    Whisper {
+        handle: ConnectionHandle,
+        request: u8,
+        to: String,
+        text: String,
+    },
 }
 
 /// A queued output: a message whose bytes wait in the arena, or another
@@ -200,6 +212,8 @@ pub struct GameCore {
     tick_hz: u32,
     /// How long a pick-up reservation waits for the shard's verdict, ticks.
     pickup_timeout: u32,
+    /// The node's cluster, when the process is one node of several.
+    cluster: Option<crate::cluster::CoreCluster>,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
@@ -268,8 +282,25 @@ impl GameCore {
             // never comes (the player crossed into another core meanwhile)
             // must not hold inventory room for long.
             pickup_timeout: tick_hz.saturating_mul(2).max(2),
+            cluster: None,
             _not_send: core::marker::PhantomData,
         }
+    }
+
+    /// Makes this core part of a cluster node: characters take their
+    /// lease in the directory before they enter, and the shard holds
+    /// players back at the borders of quadrants other nodes simulate.
+    /// False (and nothing changed) if the view's grid is not this world's.
+    pub fn join_cluster(&mut self, cluster: crate::cluster::CoreCluster) -> bool {
+        if cluster.view.grid != self.shard.world().grid()
+            || !self
+                .shard
+                .set_foreign_quadrants(cluster.view.foreign_table())
+        {
+            return false;
+        }
+        self.cluster = Some(cluster);
+        true
     }
 
     /// The shard (read-only, for diagnostics and tests).
@@ -945,8 +976,25 @@ impl GameCore {
         }
         self.in_world.retain(|&(c, h)| c != g.client && h != handle);
         self.by_client.remove(&g.client);
-        self.services.registry.release(g.character.id);
+        self.release_character(g.character.id);
         bump(&self.services.counters.leaves_total);
+    }
+
+    /// A character left the world here: out of the registry, and its
+    /// cluster lease given back (if the release cannot be queued the lease
+    /// expires after the cluster's lease TTL instead).
+    fn release_character(&mut self, character: u64) {
+        self.services.registry.release(character);
+        if let Some(cluster) = &self.cluster {
+            let command = crate::cluster::ClusterCommand {
+                request: 0,
+                core: self.core,
+                op: crate::cluster::ClusterOp::Release { character },
+            };
+            if !cluster.view.send(command) {
+                bump(&self.services.counters.cluster_busy_total);
+            }
+        }
     }
 
     fn save_now(&mut self, state: CharacterState) {
@@ -977,6 +1025,13 @@ impl GameCore {
             if let Some(p) = self.pending.remove(&id) {
                 self.on_store(p, answer);
             }
+        }
+        while let Some(reply) = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.replies.try_recv().ok())
+        {
+            self.on_cluster(reply);
         }
     }
 
@@ -1323,6 +1378,23 @@ impl GameCore {
         if record.deleted_at.is_some() {
             return self.enter_failed(handle, RefusalReason::CharacterDeleted);
         }
+        if let Some(cluster) = &self.cluster {
+            if self.shard.is_foreign(record.position) {
+                // Zone transfer is not built yet: the client is refused and
+                // the log says where the character's ground is served.
+                let quadrant = self.shard.world().quadrant_of(record.position);
+                let owner = cluster.view.owner(quadrant).cloned();
+                tracing::info!(
+                    character_id,
+                    ?quadrant,
+                    node = owner.as_ref().map_or("?", |n| n.name.as_str()),
+                    address = owner.as_ref().map_or("?", |n| n.address.as_str()),
+                    "a character's saved position is another node's: connect there"
+                );
+                bump(&self.services.counters.cluster_wrong_node_total);
+                return self.enter_failed(handle, RefusalReason::EnterFailed);
+            }
+        }
         let claimed = self.services.registry.claim(OnlineEntry {
             character_id,
             name: record.name.clone(),
@@ -1371,8 +1443,163 @@ impl GameCore {
             chat: crate::chat::ChatLimiter::default(),
         };
         let transfer = SessionTransfer { account, character };
+        if self.cluster.is_some() {
+            return self.take_lease(handle, transfer);
+        }
         self.sessions.remove(&handle);
         self.place(handle, transfer);
+    }
+
+    /// Asks the cluster thread for the character's lease; the character
+    /// enters when it is taken ([`GameCore::on_cluster`]).
+    fn take_lease(&mut self, handle: ConnectionHandle, transfer: SessionTransfer) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let request = self.next_request;
+        let character = transfer.character.id;
+        let command = crate::cluster::ClusterCommand {
+            request,
+            core: self.core,
+            op: crate::cluster::ClusterOp::Acquire {
+                character,
+                name: transfer.character.name.clone(),
+            },
+        };
+        if !cluster.view.send(command) {
+            bump(&self.services.counters.cluster_busy_total);
+            self.services.registry.release(character);
+            return self.enter_failed(handle, RefusalReason::ServerBusy);
+        }
+        self.next_request += 1;
+        self.pending.insert(
+            request,
+            Pending::Lease {
+                handle,
+                transfer: Box::new(transfer),
+            },
+        );
+    }
+
+    /// A message from the cluster thread.
+    fn on_cluster(&mut self, reply: crate::cluster::ClusterReply) {
+        use crate::cluster::{ClusterAnswer, ClusterReply, WhisperAnswer};
+        match reply {
+            ClusterReply::Answer { request, answer } => {
+                match (self.pending.remove(&request), answer) {
+                    (Some(Pending::Lease { handle, transfer }), ClusterAnswer::Lease(lease)) => {
+                        self.on_lease(handle, *transfer, lease)
+                    }
+                    (
+                        Some(Pending::Whisper {
+                            handle,
+                            request,
+                            to,
+                            text,
+                        }),
+                        ClusterAnswer::Whisper(w),
+                    ) => match w {
+                        WhisperAnswer::Sent => {
+                            bump(&self.services.counters.whispers_total);
+                            let echo = ServerMessage::ChatMessage {
+                                channel: tos_protocol::wire::game::ChatChannel::WhisperSent,
+                                from: &to,
+                                text: &text,
+                            };
+                            self.reliable(handle, &echo);
+                        }
+                        WhisperAnswer::NoSuchPlayer => {
+                            self.refuse(handle, request, RefusalReason::NoSuchPlayer)
+                        }
+                        WhisperAnswer::Unavailable => {
+                            self.refuse(handle, request, RefusalReason::ServerBusy)
+                        }
+                    },
+                    (Some(other), answer) => {
+                        tracing::error!(?other, ?answer, "a cluster answer of the wrong kind");
+                    }
+                    (None, _) => {}
+                }
+            }
+            ClusterReply::Whisper { from, to, text } => {
+                self.chat_arrived(crate::chat::ChatLine {
+                    channel: tos_protocol::wire::game::ChatChannel::Whisper,
+                    from,
+                    text,
+                    audience: crate::chat::Audience::Character(to),
+                    forwards: 0,
+                });
+            }
+            ClusterReply::LeaseLost { character } => self.lease_lost(character),
+        }
+    }
+
+    fn on_lease(
+        &mut self,
+        handle: ConnectionHandle,
+        transfer: SessionTransfer,
+        lease: crate::cluster::LeaseAnswer,
+    ) {
+        use crate::cluster::LeaseAnswer;
+        let character = transfer.character.id;
+        let entering = matches!(
+            self.sessions.get(&handle).map(|s| &s.session),
+            Some(Session::Entering(_))
+        );
+        match lease {
+            LeaseAnswer::Taken if entering => {
+                self.sessions.remove(&handle);
+                self.place(handle, transfer);
+            }
+            // The client left while the lease was taken: give it back.
+            LeaseAnswer::Taken => self.release_character(character),
+            LeaseAnswer::HeldBy(node) => {
+                tracing::info!(character, node = %node, "refused: the character is live on another node");
+                self.services.registry.release(character);
+                self.enter_failed(handle, RefusalReason::CharacterInUse);
+            }
+            LeaseAnswer::Unavailable => {
+                // The rule: no lease, no entering (a character could else
+                // be live on two nodes once NATS returns).
+                bump(&self.services.counters.cluster_unavailable_total);
+                self.services.registry.release(character);
+                self.enter_failed(handle, RefusalReason::ServerBusy);
+            }
+        }
+    }
+
+    /// Another node holds the lease of a character playing here: it stops
+    /// here without a save (the other node's state is the one that counts).
+    fn lease_lost(&mut self, character: u64) {
+        let found = self
+            .in_world
+            .iter()
+            .copied()
+            .find(|&(_, h)| self.in_game_character(h) == Some(character));
+        let Some((client, handle)) = found else {
+            return;
+        };
+        tracing::warn!(
+            character,
+            "lease lost to another node: the character stops here unsaved"
+        );
+        let _ = self.shard.remove_player(client);
+        self.in_world.retain(|&(c, _)| c != client);
+        self.by_client.remove(&client);
+        self.sessions.remove(&handle);
+        self.services.registry.release(character);
+        bump(&self.services.counters.cluster_leases_lost_total);
+        self.output(Output::Close {
+            handle,
+            reason: tos_protocol::wire::control::DisconnectReason::Kicked,
+        });
+    }
+
+    fn in_game_character(&self, handle: ConnectionHandle) -> Option<u64> {
+        match self.sessions.get(&handle).map(|s| &s.session) {
+            Some(Session::InGame(g)) => Some(g.character.id),
+            _ => None,
+        }
     }
 
     /// Puts a loaded character into this core's world, or sends it with its
@@ -1454,7 +1681,7 @@ impl GameCore {
                     RefusalReason::EnterFailed
                 };
                 tracing::warn!(error = %e, "a character could not enter");
-                self.services.registry.release(transfer.character.id);
+                self.release_character(transfer.character.id);
                 let SessionTransfer { account, .. } = transfer;
                 // Back to the selection screen with a refusal.
                 let address = SocketAddr::from(([0, 0, 0, 0], 0));
@@ -1486,7 +1713,7 @@ impl GameCore {
             }
             PeerMessage::Enter { session } => match connection {
                 Some(handle) => self.place(handle, *session),
-                None => self.services.registry.release(session.character.id),
+                None => self.release_character(session.character.id),
             },
             PeerMessage::Handoff { handoff, session } => {
                 let client = handoff.client.as_ref().map(|c| c.client());
@@ -1567,6 +1794,9 @@ impl GameCore {
         // correction is not corrected again.
         for i in 0..self.shard.corrections().len() {
             let c = self.shard.corrections()[i];
+            if c.reason == tos_shards::MoveRejection::NodeBorder {
+                bump(&self.services.counters.cluster_border_held_total);
+            }
             if let Some(handle) = self.handle_of(c.client) {
                 let n = encode_small(&c.message(), &mut buf);
                 self.queue_bytes(handle, &buf[..n]);

@@ -109,6 +109,17 @@ counters! {
     whispers_total,
     /// Whispers whose recipient had left by the time they arrived.
     chat_undelivered_total,
+    /// Movement claims held back at a node border (another node's
+    /// quadrant; hand-off across processes is not built yet).
+    cluster_border_held_total,
+    /// Enters refused because the saved position is another node's.
+    cluster_wrong_node_total,
+    /// Enters refused because the lease could not be taken (NATS down).
+    cluster_unavailable_total,
+    /// Cluster commands not queued (the cluster thread's queue was full).
+    cluster_busy_total,
+    /// Characters stopped here because another node took their lease.
+    cluster_leases_lost_total,
 }
 
 impl GameCounters {

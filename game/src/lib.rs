@@ -34,11 +34,15 @@
 //!   saves, and deciding when it changed.
 //! - [`inventory`]: a character's inventory and equipment (slots, stacks,
 //!   weight, pick-up reservations, equip rules, consumable cooldowns).
+//! - [`cluster`]: what a core of a cluster node exchanges with the
+//!   node's cluster thread (leases, whispers across nodes) and which
+//!   quadrants other nodes simulate.
 //! - [`chat`]: chat rules (text checks, the per-session rate limit) and
 //!   the lines that cross cores.
 
 pub mod boot;
 pub mod chat;
+pub mod cluster;
 pub mod core;
 pub mod counters;
 pub mod inventory;

@@ -160,6 +160,9 @@ pub enum MoveRejection {
     Flying = 9,
     /// Through an obstacle.
     Wall = 10,
+    /// Into a quadrant another node of the cluster simulates: held at the
+    /// node border until hand-off across processes exists.
+    NodeBorder = 11,
 }
 
 /// Anti-cheat counters of one player: rejected claims by reason, and
@@ -184,6 +187,8 @@ pub struct CheatCounters {
     pub flying: u32,
     /// Through walls.
     pub wall: u32,
+    /// Held at a node border (not cheating: another node owns the ground).
+    pub node_border: u32,
     /// Refused actions.
     pub actions_refused: u32,
 }
@@ -201,6 +206,7 @@ impl CheatCounters {
             MoveRejection::StepTooHigh => &mut self.climb,
             MoveRejection::Flying => &mut self.flying,
             MoveRejection::Wall => &mut self.wall,
+            MoveRejection::NodeBorder => &mut self.node_border,
         };
         *c = c.saturating_add(1);
     }

@@ -210,6 +210,8 @@ pub struct TickReport {
     pub claims_accepted: u32,
     /// Movement claims rejected (corrections issued or pending).
     pub claims_rejected: u32,
+    /// Of those, claims into another node's quadrants (held at the border).
+    pub claims_held_at_border: u32,
     /// Claims ignored: older than one already applied, or from a dead
     /// player.
     pub claims_stale: u32,
@@ -366,6 +368,9 @@ pub struct Shard {
     doomed: Vec<(u32, u16)>,
     scratch: Scratch,
     report: TickReport,
+    /// Per quadrant (linear index): whether another node of the cluster
+    /// simulates it. Empty when the process runs the world alone.
+    foreign: Vec<bool>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -493,6 +498,7 @@ impl Shard {
             doomed: Vec::with_capacity(n as usize),
             scratch: Scratch::new(n),
             report: TickReport::default(),
+            foreign: Vec::new(),
             world,
             _not_send: PhantomData,
         };
@@ -1001,6 +1007,29 @@ impl Shard {
         }
     }
 
+    /// Marks the quadrants another node of the cluster simulates (indexed
+    /// like the layout's owner table; `true`: foreign). Movement into them
+    /// is refused with [`MoveRejection::NodeBorder`]. A table of the wrong
+    /// length is ignored (treated as no foreign quadrant) and reported.
+    pub fn set_foreign_quadrants(&mut self, foreign: Vec<bool>) -> bool {
+        let count = self
+            .world
+            .grid()
+            .iter()
+            .map(|&n| usize::from(n))
+            .product::<usize>();
+        if !foreign.is_empty() && foreign.len() != count {
+            return false;
+        }
+        self.foreign = foreign;
+        true
+    }
+
+    /// Whether `p` lies in a quadrant another node simulates.
+    pub fn is_foreign(&self, p: [f32; 3]) -> bool {
+        foreign_at(&self.foreign, &self.world, p)
+    }
+
     fn apply_inputs(&mut self, elapsed: u32) {
         let now = self.tick;
         let grace = (self.rules.rtt_allowance * self.tick_hz as f32).ceil() as u32 + 2;
@@ -1044,7 +1073,20 @@ impl Shard {
                             quantizer: self.world.quantizer(),
                             terrain: &self.terrain,
                         };
-                        match validate_claim(&ctx, &mut cs.mover, from, &claim, factor, stuck) {
+                        // Nobody here simulates the ground past a node
+                        // border: hold the player like a wall. Checked first
+                        // so that a held claim costs no movement credit (a
+                        // player pressing against the border would else be
+                        // corrected for speed next); non-finite claims are
+                        // left to the rules below.
+                        let verdict = if claim.position.iter().all(|c| c.is_finite())
+                            && foreign_at(&self.foreign, &self.world, claim.position)
+                        {
+                            Err(MoveRejection::NodeBorder)
+                        } else {
+                            validate_claim(&ctx, &mut cs.mover, from, &claim, factor, stuck)
+                        };
+                        match verdict {
                             Ok(accepted) => {
                                 self.report.claims_accepted += 1;
                                 self.ents.position[pu] = claim.position;
@@ -1057,6 +1099,9 @@ impl Shard {
                             }
                             Err(reason) => {
                                 self.report.claims_rejected += 1;
+                                if reason == MoveRejection::NodeBorder {
+                                    self.report.claims_held_at_border += 1;
+                                }
                                 if !tick_after(cs.correction_until, now) {
                                     cs.counters.record(reason);
                                     cs.correction_until =
@@ -1635,6 +1680,15 @@ impl Shard {
                 + c.inputs.capacity() * core::mem::size_of::<Input>()
         })
     }
+}
+
+/// Whether `p` lies in a quadrant marked foreign (another node's).
+fn foreign_at(foreign: &[bool], world: &World, p: [f32; 3]) -> bool {
+    !foreign.is_empty()
+        && foreign
+            .get(world.quadrant_index(world.quadrant_of(p)))
+            .copied()
+            .unwrap_or(false)
 }
 
 #[cfg(test)]

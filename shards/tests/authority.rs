@@ -402,3 +402,34 @@ fn invisible_entities_are_hidden_from_enemies_only() {
     }
     assert!(shard.view_of(C).iter().any(|&(i, _)| i == me));
 }
+
+#[test]
+fn claims_into_another_nodes_quadrants_are_held_at_the_border() {
+    let mut shard = shard_with(WorldData::default());
+    // The default grid is 16 x 16 x 1; x quadrants 8.. (x >= 0) are another
+    // node's.
+    assert!(!shard.set_foreign_quadrants(vec![true; 3]), "wrong length");
+    let foreign: Vec<bool> = (0..256).map(|i| i % 16 >= 8).collect();
+    assert!(shard.set_foreign_quadrants(foreign));
+    assert!(shard.is_foreign([10.0, 0.0, 0.0]));
+    assert!(!shard.is_foreign([-10.0, 0.0, 0.0]));
+    let me = player(&mut shard, [-300.0, 0.0, 0.0]);
+    let mut x = -300.0f32;
+    let mut held = 0;
+    for tick in 1..=120u32 {
+        x += 15.0;
+        shard
+            .push_claim(C, claim(tick, [x, 0.0, 0.0], [900.0, 0.0, 0.0]))
+            .unwrap();
+        shard.tick(tick);
+        for c in shard.corrections() {
+            assert_eq!(c.reason, MoveRejection::NodeBorder);
+            held += 1;
+            x = c.position[0];
+        }
+        assert!(position(&shard, me)[0] < 0.0, "tick {tick}: crossed");
+    }
+    assert!(held > 0);
+    assert!(position(&shard, me)[0] > -20.0, "walked up to the border");
+    assert!(shard.cheat_counters(C).unwrap().node_border > 0);
+}

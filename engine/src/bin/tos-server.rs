@@ -3,7 +3,13 @@
 //! ```text
 //! tos-server [--config FILE] [--layout FILE] [--data-dir DIR]
 //!            [--cores all|N|A,B,C] [--port PORT] [--log-level LEVEL] [--echo]
+//!            [--cluster FILE --node NAME]
 //! ```
+//!
+//! With `--cluster` the process is node `--node` of a cluster
+//! (docs/DEPLOY.md): it serves only that node's quadrants, with the node's
+//! layout from the cluster file, and needs NATS; without it the process is
+//! a world of its own and needs no NATS.
 //!
 //! Without `--config` the embedded defaults are used (`config/server.ron`).
 //! The data directory (default `./data`) holds the SQLite database and the
@@ -47,8 +53,20 @@ struct Args {
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
     /// Benchmark mode: echo client messages back, no world.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cluster")]
     echo: bool,
+    /// Run as one node of a cluster (RON; docs/DEPLOY.md). Needs --node;
+    /// the node's layout comes from this file (no --layout).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "node",
+        conflicts_with = "layout"
+    )]
+    cluster: Option<String>,
+    /// This node's name in the cluster file. Needs --cluster.
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    node: Option<String>,
 }
 
 fn cores(v: &str) -> Result<CoreSelection, String> {
@@ -136,7 +154,19 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    let server = match runtime::start_with_layout(&config, layout.as_ref()) {
+    let node = match (&args.cluster, &args.node) {
+        (Some(path), Some(name)) => {
+            match tos_engine::cluster::NodeSetup::load(std::path::Path::new(path), name, &config) {
+                Ok(node) => Some(node),
+                Err(e) => {
+                    eprintln!("tos-server: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        _ => None,
+    };
+    let server = match runtime::start_node(&config, layout.as_ref(), node.as_ref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tos-server: {e}");

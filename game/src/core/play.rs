@@ -537,7 +537,7 @@ impl GameCore {
             ChatChannel::Shout => Audience::Everyone,
             ChatChannel::Whisper => {
                 let Some(entry) = self.services.registry.find_by_name(target) else {
-                    return self.refuse(handle, request, RefusalReason::NoSuchPlayer);
+                    return self.whisper_elsewhere(handle, request, from, target, text);
                 };
                 let line = ChatLine {
                     channel,
@@ -579,6 +579,46 @@ impl GameCore {
                 });
             }
         }
+    }
+
+    /// A whisper to nobody online in this process: on a cluster node the
+    /// cluster thread looks the name up in the directory and sends the
+    /// line to the recipient's node; alone, nobody has that name.
+    fn whisper_elsewhere(
+        &mut self,
+        handle: ConnectionHandle,
+        request: u8,
+        from: String,
+        to: &str,
+        text: &str,
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return self.refuse(handle, request, RefusalReason::NoSuchPlayer);
+        };
+        let id = self.next_request;
+        let command = crate::cluster::ClusterCommand {
+            request: id,
+            core: self.core,
+            op: crate::cluster::ClusterOp::Whisper {
+                from,
+                to: to.to_owned(),
+                text: text.to_owned(),
+            },
+        };
+        if !cluster.view.send(command) {
+            bump(&self.services.counters.cluster_busy_total);
+            return self.refuse(handle, request, RefusalReason::ServerBusy);
+        }
+        self.next_request += 1;
+        self.pending.insert(
+            id,
+            Pending::Whisper {
+                handle,
+                request,
+                to: to.to_owned(),
+                text: text.to_owned(),
+            },
+        );
     }
 
     /// Delivers a whisper here, or sends it to the core that holds its

@@ -1,0 +1,754 @@
+//! Two real `tos-server` processes as the two nodes of one cluster on
+//! 127.0.0.1 (a test copy of `config/cluster-2nodes.ron` with free ports,
+//! a cluster name of its own and, where it matters, a short lease), sharing
+//! one data directory (one SQLite database, one key set) and a real NATS
+//! with JetStream. NATS follows the project's rule: `TOS_TEST_NATS_URL`,
+//! skipped without it, failing instead with `TOS_REQUIRE_SERVICES=1`.
+//!
+//! The world splits at x = 0: template 1 (Human) starts in the west,
+//! template 2 (Orc) in the east.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use common::play::{find, refused};
+use common::{Player, spec};
+use tos_protocol::wire::Channel;
+use tos_protocol::wire::game::{ChatChannel, ClientMessage, RefusalReason, ServerMessage};
+use tos_store::{Backend, CharacterId, CharacterState, SqliteBackend};
+
+/// The NATS server to test against, or `None` (skipped, said why).
+fn nats_url() -> Option<String> {
+    let required = std::env::var("TOS_REQUIRE_SERVICES").as_deref() == Ok("1");
+    let url = match std::env::var("TOS_TEST_NATS_URL") {
+        Ok(url) => url,
+        Err(_) if required => "nats://127.0.0.1:4222".to_owned(),
+        Err(_) => {
+            eprintln!("skipped: TOS_TEST_NATS_URL is not set");
+            return None;
+        }
+    };
+    let address: SocketAddr = url
+        .trim_start_matches("nats://")
+        .parse()
+        .expect("TOS_TEST_NATS_URL is nats://IP:PORT");
+    if TcpStream::connect_timeout(&address, Duration::from_secs(2)).is_err() {
+        let msg = format!("skipped: NATS not reachable at {url}");
+        assert!(!required, "{msg}");
+        eprintln!("{msg}");
+        return None;
+    }
+    Some(url)
+}
+
+/// The nats-server binary, for the test that stops and restarts NATS
+/// (same skip/require rule).
+fn nats_server_binary() -> Option<&'static str> {
+    const PATH: &str = "/usr/sbin/nats-server";
+    if Path::new(PATH).exists() {
+        return Some(PATH);
+    }
+    let msg = format!("skipped: {PATH} not installed (Debian package nats-server)");
+    assert!(
+        std::env::var("TOS_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "{msg}"
+    );
+    eprintln!("{msg}");
+    None
+}
+
+/// A nats-server with JetStream of this test's own, to stop and restart.
+struct PrivateNats {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    binary: &'static str,
+}
+
+impl PrivateNats {
+    fn start(binary: &'static str) -> Self {
+        let mut nats = Self {
+            port: free_tcp_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            binary,
+        };
+        nats.restart();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on the same port and store directory.
+    fn restart(&mut self) {
+        let child = Command::new(self.binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+fn free_tcp_port() -> u16 {
+    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+fn hex32(s: &str) -> [u8; 32] {
+    let s = s.trim();
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    out
+}
+
+/// One node: a `tos-server` child process.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    key: [u8; 32],
+    integrity: [u8; 32],
+    metrics: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Node {
+    fn start(dir: &Path, name: &str, port: u16) -> Self {
+        let metrics_port = free_tcp_port();
+        let mut c = common::config(1, dir);
+        c.network.bind = format!("127.0.0.1:{port}");
+        c.network.metrics_addr = Some(format!("127.0.0.1:{metrics_port}"));
+        c.accounts.login_attempts_per_minute_per_account = 100_000;
+        let config = dir.join(format!("{name}.ron"));
+        std::fs::write(
+            &config,
+            ron::ser::to_string_pretty(&c, Default::default()).unwrap(),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tos-server"))
+            .args(["--config", config.to_str().unwrap()])
+            .args(["--data-dir", dir.to_str().unwrap()])
+            .args(["--cores", "1", "--log-level", "info"])
+            .args(["--cluster", dir.join("cluster.ron").to_str().unwrap()])
+            .args(["--node", name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("tos-server starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut key = None;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("node {name} did not start ({e}): {seen:#?}"));
+            if let Some(at) = line.find("key=") {
+                if key.is_none() && line.contains("static public key") {
+                    key = Some(hex32(&line[at + 4..at + 68]));
+                }
+            }
+            let running = line.contains("tos-server running");
+            seen.push(line);
+            if running {
+                break;
+            }
+        }
+        let integrity = hex32(
+            &std::fs::read_to_string(dir.join("integrity.secret")).expect("integrity secret"),
+        );
+        let log = Arc::new(Mutex::new(seen));
+        let kept = Arc::clone(&log);
+        std::thread::spawn(move || {
+            while let Ok(line) = rx.recv() {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            key: key.expect("the log names the public key"),
+            integrity,
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            log,
+        }
+    }
+
+    /// A player of `account` (template `template`) connecting here; pumped
+    /// until it entered or was refused.
+    fn player(&self, account: &str, template: u16) -> Player {
+        let mut p = Player::to(
+            self.addr,
+            self.key,
+            self.integrity,
+            spec(account, template),
+            Vec::new(),
+        );
+        assert!(
+            p.pump_until(Duration::from_secs(20), |p| p.entered.is_some()
+                || p.failed.is_some()),
+            "{account}: neither entered nor refused"
+        );
+        p
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(self.metrics).expect("metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    /// Whether the node logged a line with `needle` (within 3 s: the log
+    /// comes through a pipe and a thread).
+    fn logged(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Sends `sig` and waits for the process to end; its exit status.
+    fn signal(&mut self, sig: i32) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0);
+        self.child.wait().expect("the node exits")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two nodes of a cluster of their own (and the directory dropped at the
+/// end, so test runs do not pile buckets up in NATS).
+struct Pair {
+    west: Node,
+    east: Node,
+    dir: tempfile::TempDir,
+    name: String,
+    nats: String,
+}
+
+impl Pair {
+    fn start(lease_ttl_ms: u64) -> Option<Self> {
+        let nats = nats_url()?;
+        Some(Self::start_on(nats, lease_ttl_ms))
+    }
+
+    /// Two nodes using the NATS server at `nats`.
+    fn start_on(nats: String, lease_ttl_ms: u64) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "t{}n{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("layouts")).unwrap();
+        let layouts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/layouts");
+        std::fs::copy(
+            layouts.join("single-core.ron"),
+            dir.path().join("layouts/single-core.ron"),
+        )
+        .unwrap();
+        // The shipped example with this test's name, ports and lease.
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/cluster-2nodes.ron"),
+        )
+        .unwrap();
+        let (west_port, east_port) = (free_udp_port(), free_udp_port());
+        let file = shipped
+            .replace("\"shadowland\"", &format!("{name:?}"))
+            .replace(
+                "lease_ttl_ms: 30000",
+                &format!("lease_ttl_ms: {lease_ttl_ms}"),
+            )
+            .replace(
+                "handoff_timeout_ms: 2000",
+                &format!("handoff_timeout_ms: {}", (lease_ttl_ms / 4).min(2000)),
+            )
+            .replace("127.0.0.1:7777", &format!("127.0.0.1:{west_port}"))
+            .replace("127.0.0.1:7778", &format!("127.0.0.1:{east_port}"))
+            .replace("nats://127.0.0.1:4222", &nats);
+        assert!(file.contains(&name) && file.contains(&east_port.to_string()));
+        std::fs::write(dir.path().join("cluster.ron"), file).unwrap();
+        // West first: it creates the keys and the database east then uses.
+        let west = Node::start(dir.path(), "west", west_port);
+        let east = Node::start(dir.path(), "east", east_port);
+        assert!(west.logged("cluster node: serving these quadrants"));
+        Self {
+            west,
+            east,
+            dir,
+            name,
+            nats,
+        }
+    }
+
+    /// Writes a character's saved position into the shared database.
+    fn place(&self, character_id: u64, position: [f32; 3]) {
+        let mut db =
+            SqliteBackend::open(&self.dir.path().join("tos.sqlite3"), Duration::from_secs(5))
+                .expect("the database opens");
+        let state = db
+            .load_character(CharacterId(character_id))
+            .expect("loads")
+            .expect("the character exists");
+        let s = CharacterState {
+            id: state.id,
+            position,
+            yaw: state.yaw,
+            hp: state.hp,
+            mp: state.mp,
+            level: state.level,
+            exp: state.exp,
+            items: state.items,
+        };
+        db.save_states(&[s], 0).expect("saved");
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (name, node) in [("west", &self.west), ("east", &self.east)] {
+                for line in node.log.lock().unwrap().iter() {
+                    if line.contains("WARN") || line.contains("ERROR") || line.contains("cluster") {
+                        eprintln!("{name}: {line}");
+                    }
+                }
+            }
+        }
+        let config = tos_cluster::LinkConfig::new(&self.name, "cleanup", &self.nats);
+        if let Ok(link) = tos_cluster::NatsLink::start(config) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !link.is_up() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = link.send(tos_cluster::LinkCommand::DropDirectory { request: 1 });
+            while Instant::now() < deadline {
+                if let Ok(tos_cluster::LinkEvent::Reply { .. }) =
+                    link.events().recv_timeout(Duration::from_millis(100))
+                {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn refusal(p: &Player) -> Option<RefusalReason> {
+    p.failed.map(|(_, reason)| reason)
+}
+
+#[test]
+fn one_character_is_never_live_on_both_nodes() {
+    let Some(pair) = Pair::start(30_000) else {
+        return;
+    };
+    // Aria enters in the west, where she starts.
+    let aria = pair.west.player("aria", 1);
+    let entered = aria.entered.expect("entered in the west");
+    assert!(entered.position[0] < 0.0, "a Human starts in the west");
+    // Her saved position is made the east's (as a stale save would be): the
+    // east would load her, and only her lease in the directory keeps her
+    // from being live on both nodes.
+    pair.place(entered.character_id, [5_000.0, 0.0, entered.position[2]]);
+    let twin = pair.east.player("aria", 1);
+    assert_eq!(twin.entered, None, "live on two nodes");
+    assert_eq!(refusal(&twin), Some(RefusalReason::CharacterInUse));
+    assert!(pair.east.logged("the character is live on another node"));
+    twin.leave();
+    // She logs out in the west: the lease is released, the east takes her.
+    aria.leave();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let moved = loop {
+        // The west saves her logout position (west); east refuses that as
+        // the west's ground, so put her east again once the west is done.
+        std::thread::sleep(Duration::from_millis(300));
+        pair.place(entered.character_id, [5_000.0, 0.0, entered.position[2]]);
+        let p = pair.east.player("aria", 1);
+        if p.entered.is_some() || Instant::now() > deadline {
+            break p;
+        }
+        p.leave();
+    };
+    assert!(
+        moved.entered.is_some(),
+        "after the logout in the west the east takes her: {:?}",
+        moved.failed
+    );
+    // Now the west refuses her (her lease is the east's).
+    let back = pair.west.player("aria", 1);
+    assert!(back.entered.is_none());
+    // Refused on the position first: her saved position is the east's, and
+    // the west names where she is served.
+    assert_eq!(refusal(&back), Some(RefusalReason::EnterFailed));
+    let east_address = pair.east.addr.to_string();
+    assert!(
+        pair.west.logged(&east_address),
+        "the west logs the east's client address"
+    );
+}
+
+#[test]
+fn a_whisper_crosses_nodes_and_a_whisper_to_nobody_is_refused() {
+    let Some(pair) = Pair::start(30_000) else {
+        return;
+    };
+    let mut west = pair.west.player("talker", 1);
+    let mut east = pair.east.player("faraway", 2);
+    assert!(west.entered.is_some() && east.entered.is_some());
+    let whisper = ClientMessage::Chat {
+        channel: ChatChannel::Whisper,
+        target: "FARAWAY",
+        text: "across the border",
+    };
+    west.send(Channel::ReliableOrdered, whisper);
+    let sent = Instant::now();
+    // Pumped out now: the listeners pump only their own connections.
+    west.pump();
+    let heard = find(&mut east, "ChatMessage", |m| match m {
+        ServerMessage::ChatMessage {
+            channel: ChatChannel::Whisper,
+            from,
+            text,
+        } => Some((from.to_string(), text.to_string())),
+        _ => None,
+    });
+    assert_eq!(heard, ("Talker".into(), "across the border".into()));
+    eprintln!(
+        "whisper west -> east through NATS heard after {:?} (client to client, loopback)",
+        sent.elapsed()
+    );
+    let echo = find(&mut west, "WhisperSent", |m| match m {
+        ServerMessage::ChatMessage {
+            channel: ChatChannel::WhisperSent,
+            text,
+            ..
+        } => Some(text.to_string()),
+        _ => None,
+    });
+    assert_eq!(echo, "across the border");
+    // The other way too.
+    east.send(
+        Channel::ReliableOrdered,
+        ClientMessage::Chat {
+            channel: ChatChannel::Whisper,
+            target: "talker",
+            text: "heard you",
+        },
+    );
+    east.pump();
+    let back = find(&mut west, "ChatMessage", |m| match m {
+        ServerMessage::ChatMessage {
+            channel: ChatChannel::Whisper,
+            text,
+            ..
+        } => Some(text.to_string()),
+        _ => None,
+    });
+    assert_eq!(back, "heard you");
+    // Nobody of that name on any node.
+    let nobody = ClientMessage::Chat {
+        channel: ChatChannel::Whisper,
+        target: "Nobody",
+        text: "hi",
+    };
+    assert_eq!(refused(&mut west, nobody), RefusalReason::NoSuchPlayer);
+}
+
+#[test]
+fn a_player_walking_east_is_held_at_the_node_border() {
+    let Some(pair) = Pair::start(30_000) else {
+        return;
+    };
+    let walker = pair.west.player("walker", 1);
+    let entered = walker.entered.expect("entered in the west");
+    walker.leave();
+    // Let the logout save land, then stand her 600 units west of the border.
+    std::thread::sleep(Duration::from_millis(500));
+    pair.place(entered.character_id, [-600.0, 0.0, entered.position[2]]);
+    let mut players = vec![pair.west.player("walker", 1)];
+    let start = players[0].entered.expect("entered again").position;
+    assert!((start[0] + 600.0).abs() < 1.0, "placed: {start:?}");
+    // Four seconds east at 300 units/s: 1,200 units, twice the way across.
+    common::play(
+        &mut players,
+        Duration::from_secs(4),
+        |_, _| [300.0, 0.0, 0.0],
+        |_| false,
+    );
+    common::play(
+        &mut players,
+        Duration::from_millis(500),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    let p = &players[0];
+    assert!(!p.corrections.is_empty(), "the border corrects the walker");
+    let held = p.corrections.last().unwrap();
+    assert!(
+        held[0] < 0.0 && held[0] > -600.0,
+        "held on the west side, after walking: {held:?}"
+    );
+    let acked = p.acked_position().expect("claims acknowledged");
+    assert!(
+        acked[0] < 0.0,
+        "no claim in the east was applied: {acked:?}"
+    );
+    assert!(pair.west.metric("tos_game_cluster_border_held_total") >= 1);
+    assert_eq!(pair.east.metric("tos_game_cluster_border_held_total"), 0);
+}
+
+#[test]
+fn a_sigkilled_nodes_characters_are_free_after_the_lease_expires() {
+    const TTL_MS: u64 = 3_000;
+    let Some(mut pair) = Pair::start(TTL_MS) else {
+        return;
+    };
+    let mut runner = pair.west.player("runner", 1);
+    let entered = runner.entered.expect("entered in the west");
+    // As if her last save had put her in the east.
+    pair.place(entered.character_id, [5_000.0, 0.0, entered.position[2]]);
+    // While the west lives it renews her lease: after twice the TTL the
+    // east still finds her live there.
+    runner.pump_until(Duration::from_millis(2 * TTL_MS), |_| false);
+    assert!(!runner.disconnected);
+    let renewed = pair.east.player("runner", 1);
+    assert_eq!(
+        refusal(&renewed),
+        Some(RefusalReason::CharacterInUse),
+        "the lease was renewed while she played"
+    );
+    renewed.leave();
+    pair.west.kill();
+    let killed = Instant::now();
+    drop(runner);
+    // Her lease outlives the dead node for a while...
+    let early = pair.east.player("runner", 1);
+    assert_eq!(refusal(&early), Some(RefusalReason::CharacterInUse));
+    early.leave();
+    // ...and expires within the lease TTL (plus JetStream's expiry sweep).
+    let entered_east = loop {
+        let p = pair.east.player("runner", 1);
+        if p.entered.is_some() {
+            break killed.elapsed();
+        }
+        assert_eq!(refusal(&p), Some(RefusalReason::CharacterInUse));
+        p.leave();
+        assert!(
+            killed.elapsed() < Duration::from_millis(TTL_MS * 4),
+            "the dead node's lease never expired"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!("entered on the east node {entered_east:?} after the west was killed");
+    assert!(
+        entered_east >= Duration::from_millis(TTL_MS / 2),
+        "free too early: {entered_east:?}"
+    );
+}
+
+#[test]
+fn a_node_whose_quadrants_another_node_claimed_does_not_start() {
+    let Some(pair) = Pair::start(30_000) else {
+        return;
+    };
+    // The same cluster with the west half given to a node called "north":
+    // the directory says the west holds those quadrants.
+    let dir = pair.dir.path();
+    let file = std::fs::read_to_string(dir.join("cluster.ron"))
+        .unwrap()
+        .replace("name: \"west\"", "name: \"north\"");
+    std::fs::write(dir.join("cluster-north.ron"), file).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tos-server"))
+        .args(["--config", dir.join("west.ron").to_str().unwrap()])
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .args(["--cores", "1", "--port", &free_udp_port().to_string()])
+        .args(["--cluster", dir.join("cluster-north.ron").to_str().unwrap()])
+        .args(["--node", "north", "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tos-server starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a node with another node's quadrants kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("node \"west\" has claimed quadrants of this node"),
+        "a clear start error: {stderr}"
+    );
+}
+
+#[test]
+fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
+    if nats_url().is_none() {
+        return;
+    }
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
+    let mut nats = PrivateNats::start(binary);
+    let pair = Pair::start_on(nats.url(), 30_000);
+    let mut players = vec![pair.west.player("stayer", 1)];
+    assert!(players[0].entered.is_some());
+    // The latecomer's account and character exist before NATS goes.
+    pair.west.player("latecomer", 1).leave();
+    std::thread::sleep(Duration::from_millis(500));
+
+    nats.kill();
+    assert!(
+        pair.west.logged("cluster: NATS is down"),
+        "the node notices"
+    );
+    // The west keeps running its quadrants: her moves are applied.
+    common::play(
+        &mut players,
+        Duration::from_millis(300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    let before = players[0].acked_position().expect("acknowledged");
+    common::play(
+        &mut players,
+        Duration::from_millis(1_500),
+        |_, _| [-300.0, 0.0, 0.0],
+        |_| false,
+    );
+    common::play(
+        &mut players,
+        Duration::from_millis(300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    let after = players[0].acked_position().expect("acknowledged");
+    assert!(
+        before[0] - after[0] > 300.0,
+        "moves applied while NATS is down: {before:?} -> {after:?}"
+    );
+    assert!(!players[0].disconnected);
+    // No lease can be taken: entering is refused, saying to try again.
+    let late = pair.west.player("latecomer", 1);
+    assert_eq!(refusal(&late), Some(RefusalReason::ServerBusy));
+    late.leave();
+    assert!(pair.west.metric("tos_game_cluster_unavailable_total") >= 1);
+
+    // NATS returns: entering works again.
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = pair.west.player("latecomer", 1);
+        if p.entered.is_some() {
+            break;
+        }
+        assert_eq!(refusal(&p), Some(RefusalReason::ServerBusy));
+        p.leave();
+        assert!(Instant::now() < deadline, "entering never resumed");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!players[0].disconnected);
+}
+
+#[test]
+fn a_clean_shutdown_releases_its_characters_at_once() {
+    // A long lease: only a release lets the east take her quickly.
+    let Some(mut pair) = Pair::start(60_000) else {
+        return;
+    };
+    let leaver = pair.west.player("leaver", 1);
+    let entered = leaver.entered.expect("entered in the west");
+    let status = pair.west.signal(libc::SIGTERM);
+    assert!(status.success(), "a clean exit: {status:?}");
+    drop(leaver);
+    // Her logout save put her in the west; as if she had been in the east.
+    pair.place(entered.character_id, [5_000.0, 0.0, entered.position[2]]);
+    let stopped = Instant::now();
+    let p = pair.east.player("leaver", 1);
+    assert!(
+        p.entered.is_some(),
+        "the east takes her at once, not after the lease: {:?}",
+        p.failed
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+}

@@ -1,0 +1,222 @@
+//! The game layer's side of the cluster: which quadrants other nodes
+//! simulate, and the plain values a core exchanges with the node's cluster
+//! thread (character leases, whispers to other nodes). The NATS link
+//! itself runs in the engine on a thread of its own; a core only sends a
+//! [`ClusterCommand`] over a bounded channel and reads the
+//! [`ClusterReply`]s of its own bounded channel, the way it talks to the
+//! store, so nothing here blocks or touches a socket.
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+/// A node of the cluster, as the game layer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node's name.
+    pub name: String,
+    /// The address its clients reach it at (logged when a character's
+    /// saved position belongs to it).
+    pub address: String,
+}
+
+/// What the cores of a node share about the cluster.
+#[derive(Debug)]
+pub struct ClusterView {
+    /// This node's index in `nodes`.
+    pub me: usize,
+    /// Every node, in cluster-file order.
+    pub nodes: Vec<NodeInfo>,
+    /// The owning node per quadrant, indexed like a layout's owner table
+    /// (`x + y * gx + z * gx * gy`).
+    pub owners: Vec<u16>,
+    /// Quadrants per axis.
+    pub grid: [u16; 3],
+    /// Commands to the cluster thread (bounded).
+    pub commands: Sender<ClusterCommand>,
+}
+
+impl ClusterView {
+    /// The node owning a quadrant, `None` outside the grid.
+    pub fn owner(&self, quadrant: [u16; 3]) -> Option<&NodeInfo> {
+        if (0..3).any(|a| quadrant[a] >= self.grid[a]) {
+            return None;
+        }
+        let [gx, gy, _] = self.grid.map(usize::from);
+        let [x, y, z] = quadrant.map(usize::from);
+        let owner = *self.owners.get(x + y * gx + z * gx * gy)?;
+        self.nodes.get(usize::from(owner))
+    }
+
+    /// The foreign-quadrant table the shard holds players back with.
+    pub fn foreign_table(&self) -> Vec<bool> {
+        self.owners
+            .iter()
+            .map(|&o| usize::from(o) != self.me)
+            .collect()
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        self.nodes.get(self.me).map_or("", |n| n.name.as_str())
+    }
+
+    /// Sends a command; false when the cluster thread's queue is full or
+    /// the thread is gone (the caller refuses what needed it).
+    pub fn send(&self, command: ClusterCommand) -> bool {
+        match self.commands.try_send(command) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// What a core asks of the cluster thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterOp {
+    /// Take the lease of a character entering the world here (and list it
+    /// as online here). Answered with [`ClusterAnswer::Lease`].
+    Acquire {
+        /// The character.
+        character: u64,
+        /// Its name (the online list is by name).
+        name: String,
+    },
+    /// Give the lease of a character that left the world back. Nobody
+    /// waits for the answer: a release that fails (NATS down) leaves the
+    /// lease to expire.
+    Release {
+        /// The character.
+        character: u64,
+    },
+    /// A whisper to a character that is not online on this node: the
+    /// cluster thread finds its node in the directory and sends it there.
+    /// Answered with [`ClusterAnswer::Whisper`].
+    Whisper {
+        /// The speaker's name.
+        from: String,
+        /// The recipient's name, as typed.
+        to: String,
+        /// The text.
+        text: String,
+    },
+}
+
+/// A command with the core's number for it and where the answer goes.
+#[derive(Debug, Clone)]
+pub struct ClusterCommand {
+    /// The core's request number (comes back in the reply); 0 when no
+    /// answer is wanted.
+    pub request: u64,
+    /// The sending core (its reply channel).
+    pub core: u16,
+    /// What to do.
+    pub op: ClusterOp,
+}
+
+/// How a lease request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseAnswer {
+    /// This node holds the lease: the character may enter.
+    Taken,
+    /// Another node holds it: the character is live there.
+    HeldBy(String),
+    /// The directory cannot be reached (NATS down) or is overloaded: the
+    /// lease cannot be taken, so the character does not enter.
+    Unavailable,
+}
+
+/// How a cross-node whisper ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhisperAnswer {
+    /// Sent to the recipient's node.
+    Sent,
+    /// Nobody of that name is online anywhere.
+    NoSuchPlayer,
+    /// The directory cannot be reached.
+    Unavailable,
+}
+
+/// An answer to a core's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterAnswer {
+    /// To [`ClusterOp::Acquire`].
+    Lease(LeaseAnswer),
+    /// To [`ClusterOp::Whisper`].
+    Whisper(WhisperAnswer),
+}
+
+/// What the cluster thread tells one core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterReply {
+    /// The answer to the core's request number `request`.
+    Answer {
+        /// The core's number.
+        request: u64,
+        /// The answer.
+        answer: ClusterAnswer,
+    },
+    /// A whisper from another node for a character on this core.
+    Whisper {
+        /// The speaker's name.
+        from: String,
+        /// The recipient's character id.
+        to: u64,
+        /// The text.
+        text: String,
+    },
+    /// The lease of a character on this core now belongs to another node
+    /// (it expired during a NATS outage and the character entered there):
+    /// stop running it here without saving it.
+    LeaseLost {
+        /// The character.
+        character: u64,
+    },
+}
+
+/// A core's end of the cluster: the shared view and its reply channel.
+#[derive(Debug, Clone)]
+pub struct CoreCluster {
+    /// What every core shares.
+    pub view: std::sync::Arc<ClusterView>,
+    /// Replies for this core.
+    pub replies: Receiver<ClusterReply>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_and_the_foreign_table() {
+        let (commands, _rx) = crossbeam_channel::bounded(1);
+        let view = ClusterView {
+            me: 1,
+            nodes: vec![
+                NodeInfo {
+                    name: "west".into(),
+                    address: "127.0.0.1:1".into(),
+                },
+                NodeInfo {
+                    name: "east".into(),
+                    address: "127.0.0.1:2".into(),
+                },
+            ],
+            owners: vec![0, 1, 0, 1],
+            grid: [2, 2, 1],
+            commands,
+        };
+        assert_eq!(view.owner([0, 1, 0]).map(|n| n.name.as_str()), Some("west"));
+        assert_eq!(view.owner([1, 1, 0]).map(|n| n.name.as_str()), Some("east"));
+        assert_eq!(view.owner([2, 0, 0]), None);
+        assert_eq!(view.foreign_table(), vec![true, false, true, false]);
+        assert_eq!(view.node_name(), "east");
+        let op = ClusterOp::Release { character: 1 };
+        let command = |request| ClusterCommand {
+            request,
+            core: 0,
+            op: op.clone(),
+        };
+        assert!(view.send(command(1)));
+        // Bounded: a full queue is a refusal, never a block.
+        assert!(!view.send(command(2)));
+    }
+}
