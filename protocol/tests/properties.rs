@@ -264,7 +264,7 @@ proptest! {
         id in any::<u64>(), template in any::<u16>(), level in any::<u16>(), faction in any::<u8>(),
         appearance in proptest::collection::vec(any::<u8>(), 0..=MAX_APPEARANCE_LEN),
         ticket in proptest::collection::vec(any::<u8>(), 0..=MAX_SESSION_TICKET_LEN),
-        request in any::<u8>(), reason in 1u8..=35, max in any::<u8>(),
+        request in any::<u8>(), reason in 1u8..=RefusalReason::ALL.len() as u8, max in any::<u8>(),
         p in [finite(), finite(), finite()], count in 0usize..12,
     ) {
         let mut buf = vec![0u8; 2048];
@@ -420,7 +420,9 @@ proptest! {
         // A list whose count runs past its bytes, or leaves bytes over.
         prop_assert!(ServerMessage::decode(&[server_type::CHARACTER_LIST, 5, extra as u8]).is_err());
         prop_assert!(ServerMessage::decode(&[server_type::CHARACTER_LIST, 5, 0, 1]).is_err());
-        prop_assert!(ServerMessage::decode(&[server_type::REFUSED, 9, 35 + extra as u8]).is_err());
+        // Past the last reason (the codes run 1..=ALL.len()).
+        let past = RefusalReason::ALL.len() as u8 + extra as u8;
+        prop_assert!(ServerMessage::decode(&[server_type::REFUSED, 9, past]).is_err());
     }
 
     #[test]

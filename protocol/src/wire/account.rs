@@ -388,6 +388,6 @@ mod tests {
             assert!(!r.as_str().is_empty());
         }
         assert!(RefusalReason::from_u8(0).is_err());
-        assert!(RefusalReason::from_u8(37).is_err());
+        assert!(RefusalReason::from_u8(RefusalReason::ALL.len() as u8 + 1).is_err());
     }
 }
