@@ -18,6 +18,28 @@ fn last_error() -> String {
         .into_owned()
 }
 
+/// An event buffer entry before the library fills it.
+fn blank_event() -> TosEvent {
+    TosEvent {
+        kind: TosEventKind::Connected,
+        tick: 0,
+        input_seq: 0,
+        code: 0,
+        request: 0,
+        reserved: 0,
+        id: 0,
+        expires_at: 0,
+        entity: TosEntity::default(),
+        position: [0.0; 3],
+        velocity: [0.0; 3],
+        predicted: [0.0; 3],
+        source: 0,
+        target: 0,
+        amount: 0.0,
+        reserved2: 0,
+    }
+}
+
 fn params(
     addr: &CString,
     key: &[u8; 32],
@@ -44,24 +66,7 @@ fn params(
 
 #[test]
 fn null_and_made_up_handles_are_errors() {
-    let mut events = [TosEvent {
-        kind: TosEventKind::Connected,
-        tick: 0,
-        input_seq: 0,
-        code: 0,
-        request: 0,
-        reserved: 0,
-        id: 0,
-        expires_at: 0,
-        entity: TosEntity::default(),
-        position: [0.0; 3],
-        velocity: [0.0; 3],
-        predicted: [0.0; 3],
-        source: 0,
-        target: 0,
-        amount: 0.0,
-        reserved2: 0,
-    }; 4];
+    let mut events = [blank_event(); 4];
     let mut n = 0usize;
     let p = [0f32; 3];
     let mut e = TosEntity::default();
@@ -223,24 +228,7 @@ fn poll_until(
 ) -> (Vec<TosEvent>, TosResult) {
     let end = Instant::now() + limit;
     let mut all = Vec::new();
-    let mut buf = [TosEvent {
-        kind: TosEventKind::Connected,
-        tick: 0,
-        input_seq: 0,
-        code: 0,
-        request: 0,
-        reserved: 0,
-        id: 0,
-        expires_at: 0,
-        entity: TosEntity::default(),
-        position: [0.0; 3],
-        velocity: [0.0; 3],
-        predicted: [0.0; 3],
-        source: 0,
-        target: 0,
-        amount: 0.0,
-        reserved2: 0,
-    }; 32];
+    let mut buf = [blank_event(); 32];
     while Instant::now() < end {
         let mut n = 0;
         // SAFETY: a live handle, a 32-event buffer.

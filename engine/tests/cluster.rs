@@ -22,7 +22,6 @@ use common::play::{find, refused};
 use common::{Player, spec};
 use tos_protocol::wire::Channel;
 use tos_protocol::wire::game::{ChatChannel, ClientMessage, RefusalReason, ServerMessage};
-use tos_store::{Backend, CharacterId, CharacterState, SqliteBackend};
 
 /// The NATS server to test against, or `None` (skipped, said why).
 fn nats_url() -> Option<String> {
@@ -356,24 +355,7 @@ impl Pair {
 
     /// Writes a character's saved position into the shared database.
     fn place(&self, character_id: u64, position: [f32; 3]) {
-        let mut db =
-            SqliteBackend::open(&self.dir.path().join("tos.sqlite3"), Duration::from_secs(5))
-                .expect("the database opens");
-        let state = db
-            .load_character(CharacterId(character_id))
-            .expect("loads")
-            .expect("the character exists");
-        let s = CharacterState {
-            id: state.id,
-            position,
-            yaw: state.yaw,
-            hp: state.hp,
-            mp: state.mp,
-            level: state.level,
-            exp: state.exp,
-            items: state.items,
-        };
-        db.save_states(&[s], 0).expect("saved");
+        common::place_in(&self.dir.path().join("tos.sqlite3"), character_id, position);
     }
 }
 

@@ -82,24 +82,29 @@ impl TestServer {
 
     /// Moves a character that is not in the world (a game master's edit).
     pub fn place(&self, character_id: u64, position: [f32; 3]) {
-        let mut db = SqliteBackend::open(&self.database(), Duration::from_secs(5))
-            .expect("the database opens");
-        let state = db
-            .load_character(CharacterId(character_id))
-            .expect("loads")
-            .expect("the character exists");
-        let s = CharacterState {
-            id: state.id,
-            position,
-            yaw: state.yaw,
-            hp: state.hp,
-            mp: state.mp,
-            level: state.level,
-            exp: state.exp,
-            items: state.items,
-        };
-        db.save_states(&[s], 0).expect("saved");
+        place_in(&self.database(), character_id, position);
     }
+}
+
+/// Moves a character that is not in the world to `position`, in the SQLite
+/// database at `database` (the server holding it stopped, or sharing it).
+pub fn place_in(database: &std::path::Path, character_id: u64, position: [f32; 3]) {
+    let mut db = SqliteBackend::open(database, Duration::from_secs(5)).expect("the database opens");
+    let state = db
+        .load_character(CharacterId(character_id))
+        .expect("loads")
+        .expect("the character exists");
+    let s = CharacterState {
+        id: state.id,
+        position,
+        yaw: state.yaw,
+        hp: state.hp,
+        mp: state.mp,
+        level: state.level,
+        exp: state.exp,
+        items: state.items,
+    };
+    db.save_states(&[s], 0).expect("saved");
 }
 
 impl Drop for TestServer {
