@@ -689,6 +689,14 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 name: "Wolf",
             }),
         ),
+        (
+            "server-zone-transfer",
+            server(ServerMessage::ZoneTransfer {
+                address: "10.0.0.2:7777",
+                static_key: [0x42; 32],
+                ticket: b"TOSX\x01abcd",
+            }),
+        ),
         ("delta-records", records),
         ("lz4-payload", lz4_payload),
         ("lz4-compressed", lz4_compressed),

@@ -76,6 +76,9 @@ pub mod server_type {
     pub const CHAT_MESSAGE: u8 = 17;
     /// Extension: what an entity in sight is (the answer to Inspect).
     pub const ENTITY_INFO: u8 = 18;
+    /// Extension: the character walked onto another node's ground: connect
+    /// there with the given key and one-time ticket.
+    pub const ZONE_TRANSFER: u8 = 19;
 }
 
 /// Client message type numbers.
@@ -434,6 +437,22 @@ pub enum ServerMessage<'a> {
         /// Its name, if known here.
         name: &'a str,
     },
+    /// 19 — ZoneTransfer (extension): address (string ≤
+    /// [`MAX_ADDRESS_LEN`], `host:port`), the node's static X25519 public
+    /// key (32 bytes), a one-time transfer ticket (varint length ≤
+    /// [`MAX_TRANSFER_TICKET_LEN`] + bytes). The character now lives on
+    /// another node of the cluster: the client opens a connection there,
+    /// pinning `static_key`, with `ticket` as the Connect's auth ticket,
+    /// and the new node answers with WorldEntered (no login, no character
+    /// selection). The old connection is then closed by the server.
+    ZoneTransfer {
+        /// Where the node's clients connect.
+        address: &'a str,
+        /// The node's static public key (pin it).
+        static_key: [u8; 32],
+        /// The one-time ticket to connect with.
+        ticket: &'a [u8],
+    },
 }
 
 /// The header of a DeltaSync; the records follow as raw bytes.
@@ -592,6 +611,12 @@ pub enum ClientMessage<'a> {
 
 /// The longest character name.
 pub const MAX_NAME_LEN: usize = 32;
+
+/// Longest address in a ZoneTransfer (`host:port`), bytes.
+pub const MAX_ADDRESS_LEN: usize = 64;
+
+/// Longest transfer ticket in a ZoneTransfer, bytes.
+pub const MAX_TRANSFER_TICKET_LEN: usize = 64;
 
 /// The channel a client message must be sent on: movement claims
 /// (SyncEntity, SyncEntityQuantized) are [`Channel::Unreliable`] (a newer
@@ -762,6 +787,16 @@ impl<'a> ServerMessage<'a> {
                 w.u16(*count)?;
                 w.str(name, MAX_NAME_LEN)
             }
+            Self::ZoneTransfer {
+                address,
+                static_key,
+                ticket,
+            } => {
+                w.u8(server_type::ZONE_TRANSFER)?;
+                w.str(address, MAX_ADDRESS_LEN)?;
+                w.bytes(static_key)?;
+                w.len_prefixed(ticket, MAX_TRANSFER_TICKET_LEN)
+            }
         }
     }
 
@@ -859,6 +894,11 @@ impl<'a> ServerMessage<'a> {
                 level: r.u16()?,
                 count: r.u16()?,
                 name: r.str(MAX_NAME_LEN)?,
+            },
+            server_type::ZONE_TRANSFER => Self::ZoneTransfer {
+                address: r.str(MAX_ADDRESS_LEN)?,
+                static_key: r.array()?,
+                ticket: r.len_prefixed(MAX_TRANSFER_TICKET_LEN)?,
             },
             other => return Err(WireError::UnknownType(other)),
         };
