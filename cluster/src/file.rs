@@ -44,6 +44,11 @@ pub struct ClusterFile {
     /// hand-off before it settles the hand-off through the directory.
     #[serde(default = "default_handoff_timeout_ms")]
     pub handoff_timeout_ms: u64,
+    /// How long a node keeps a player handed over to it for its client to
+    /// connect with the transfer ticket; after that the player is saved
+    /// where it crossed and its lease released (the client logs in again).
+    #[serde(default = "default_transfer_timeout_ms")]
+    pub transfer_timeout_ms: u64,
     /// The processes of this world.
     pub nodes: Vec<NodeSpec>,
 }
@@ -56,6 +61,10 @@ fn default_handoff_timeout_ms() -> u64 {
     2_000
 }
 
+fn default_transfer_timeout_ms() -> u64 {
+    10_000
+}
+
 /// One process of the cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +73,12 @@ pub struct NodeSpec {
     pub name: String,
     /// The UDP address clients are sent to when they move to this node.
     pub address: String,
+    /// The node's static X25519 public key, 64 hex digits (the server logs
+    /// it at start: "server static public key"); clients sent here pin it.
+    /// Omitted: the nodes share one key file (one `--data-dir` or the same
+    /// `security.server_static_key_file`), and each node sends its own key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_key: Option<String>,
     /// The NATS server this node connects to (`nats://host:port`).
     pub nats_url: String,
     /// The node's shard layout file (which of its cores owns which
@@ -102,6 +117,7 @@ pub struct Cluster {
     /// (`x + y * gx + z * gx * gy`).
     owners: Vec<u16>,
     addresses: Vec<SocketAddr>,
+    keys: Vec<Option<[u8; 32]>>,
     layouts: Vec<Option<ShardLayout>>,
 }
 
@@ -181,6 +197,13 @@ impl Cluster {
                 file.handoff_timeout_ms.to_string(),
             ));
         }
+        if !(1_000..=120_000).contains(&file.transfer_timeout_ms) {
+            return Err(invalid(
+                "transfer_timeout_ms".into(),
+                "1000..=120000",
+                file.transfer_timeout_ms.to_string(),
+            ));
+        }
         if file.nodes.is_empty() || file.nodes.len() > MAX_NODES {
             return Err(invalid(
                 "nodes".into(),
@@ -194,6 +217,7 @@ impl Cluster {
         const FREE: u16 = u16::MAX;
         let mut owners = vec![FREE; count];
         let mut addresses = Vec::with_capacity(file.nodes.len());
+        let mut keys = Vec::with_capacity(file.nodes.len());
         let mut names: HashMap<&str, usize> = HashMap::new();
         for (n, node) in file.nodes.iter().enumerate() {
             let field = |name: &str| format!("nodes[{n}].{name}");
@@ -213,6 +237,14 @@ impl Cluster {
                 )
             })?;
             addresses.push(address);
+            let key = match &node.static_key {
+                Some(k) => Some(
+                    tos_config::parse_hex32(k)
+                        .map_err(|why| invalid(field("static_key"), &why, quote(k)))?,
+                ),
+                None => None,
+            };
+            keys.push(key);
             check_nats_url(&node.nats_url)
                 .map_err(|why| invalid(field("nats_url"), why, quote(&node.nats_url)))?;
 
@@ -339,6 +371,7 @@ impl Cluster {
             grid,
             owners,
             addresses,
+            keys,
             layouts,
         })
     }
@@ -368,6 +401,11 @@ impl Cluster {
         Duration::from_millis(self.file.handoff_timeout_ms)
     }
 
+    /// How long an arrival waits for its client.
+    pub fn transfer_timeout(&self) -> Duration {
+        Duration::from_millis(self.file.transfer_timeout_ms)
+    }
+
     /// The nodes, in file order.
     pub fn nodes(&self) -> &[NodeSpec] {
         &self.file.nodes
@@ -376,6 +414,11 @@ impl Cluster {
     /// The index of the node called `name`.
     pub fn node_index(&self, name: &str) -> Option<usize> {
         self.file.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// The static public key the file gives node `index`, if any.
+    pub fn static_key(&self, index: usize) -> Option<[u8; 32]> {
+        self.keys.get(index).copied().flatten()
     }
 
     /// The parsed client address of node `index`.
@@ -530,12 +573,30 @@ mod tests {
         assert_eq!(invalid_field(&bad_name), "nodes[1].name");
         let bad_address = TWO.replace("127.0.0.1:7002", "localhost");
         assert_eq!(invalid_field(&bad_address), "nodes[1].address");
+        let bad_key = TWO.replace(
+            "address: \"127.0.0.1:7002\",",
+            "address: \"127.0.0.1:7002\", static_key: \"12ab\",",
+        );
+        assert_eq!(invalid_field(&bad_key), "nodes[1].static_key");
+        let key = "ab".repeat(32);
+        let good_key = TWO.replace(
+            "address: \"127.0.0.1:7002\",",
+            &format!("address: \"127.0.0.1:7002\", static_key: \"{key}\","),
+        );
+        let c = parse(&good_key).expect("valid");
+        assert_eq!(c.static_key(1), Some([0xab; 32]));
+        assert_eq!(c.static_key(0), None);
         let bad_url = TWO.replacen("nats://127.0.0.1:4222", "http://x", 1);
         assert_eq!(invalid_field(&bad_url), "nodes[0].nats_url");
         let bad_cluster = TWO.replace("name: \"test\"", "name: \"a b\"");
         assert_eq!(invalid_field(&bad_cluster), "name");
         let short_lease = TWO.replace("name: \"test\",", "name: \"test\", lease_ttl_ms: 4000,");
         assert_eq!(invalid_field(&short_lease), "handoff_timeout_ms");
+        let long_transfer = TWO.replace(
+            "name: \"test\",",
+            "name: \"test\", transfer_timeout_ms: 999999,",
+        );
+        assert_eq!(invalid_field(&long_transfer), "transfer_timeout_ms");
         let bad_world = TWO.replace(
             "name: \"test\",",
             "name: \"test\", world: (components: (0, 8, 4)),",

@@ -56,7 +56,7 @@ mod layout;
 mod network;
 mod npc_data;
 mod parse;
-pub use parse::from_ron;
+pub use parse::{from_ron, parse_hex32};
 mod protocol;
 mod runtime;
 mod security;

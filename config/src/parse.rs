@@ -116,3 +116,34 @@ fn list(names: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Reads 64 hex digits (a 32-byte key, as settings and cluster files write
+/// keys); the error says what is wrong.
+pub fn parse_hex32(text: &str) -> Result<[u8; 32], String> {
+    let text = text.trim();
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "expected 64 hex digits, found {} characters",
+            text.len()
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        // Checked above: every pair is two hex digits.
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod hex_tests {
+    #[test]
+    fn keys_parse_and_bad_keys_say_why() {
+        let key = "00ff".repeat(16);
+        let parsed = super::parse_hex32(&key).unwrap();
+        assert_eq!(parsed[0], 0);
+        assert_eq!(parsed[1], 0xff);
+        assert!(super::parse_hex32("abc").is_err());
+        assert!(super::parse_hex32(&"zz".repeat(32)).is_err());
+    }
+}

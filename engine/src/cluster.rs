@@ -2,8 +2,18 @@
 //! starting the [`NatsLink`] (on its own thread, never a core's), claiming
 //! the node's quadrants in the directory, and the `tos-cluster` thread that
 //! carries the cores' plain-value requests (leases, whispers to other
-//! nodes) to the link and routes the answers and incoming whispers back to
-//! each core's bounded reply channel.
+//! nodes, players crossing to other nodes) to the link and routes the
+//! answers, incoming whispers and arriving players back to each core's
+//! bounded reply channel.
+//!
+//! Arriving players: an offer from another node is decoded and checked
+//! here (the record is well formed, its position is this node's ground,
+//! no arrival of that character waits already) before the link takes the
+//! lease. A taken player waits in `arrivals` under its ticket's secret
+//! until a core claims it (the client connected with the ticket) or
+//! `transfer_timeout_ms` passes; then core 0 saves it where it crossed and
+//! releases its lease. Both tables are bounded by the link's
+//! `max_pending` offers and by [`MAX_ARRIVALS`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,9 +30,11 @@ use tos_cluster::{
 use tos_config::{ServerConfig, ShardLayout};
 use tos_game::OnlineRegistry;
 use tos_game::cluster::{
-    ClusterAnswer, ClusterCommand, ClusterOp, ClusterReply, ClusterView, CoreCluster, LeaseAnswer,
-    NodeInfo, WhisperAnswer,
+    ClusterAnswer, ClusterCommand, ClusterOp, ClusterReply, ClusterView, CoreCluster,
+    CrossingOutcome, LeaseAnswer, NodeInfo, WhisperAnswer,
 };
+use tos_game::transfer::{MAX_RECORD_LEN, TransferRecord, TransferSecret};
+use tos_protocol::quant::Quantizer;
 
 /// Capacity of the cores' command queue to the cluster thread, and of each
 /// core's reply channel: enters, leaves and whispers, never per tick.
@@ -35,6 +47,13 @@ const CLAIM_WAIT: Duration = Duration::from_secs(5);
 /// How long a stopping cluster thread waits for its last answers
 /// (releases of the characters the cores logged out on shutdown).
 const STOP_DRAIN: Duration = Duration::from_secs(2);
+
+/// Players handed to this node waiting for their clients, at most; an
+/// offer past it is refused (`Busy`) and the sender keeps the player.
+const MAX_ARRIVALS: usize = 4_096;
+
+// A crossing's record always fits what the link carries.
+const _: () = assert!(MAX_RECORD_LEN <= tos_cluster::wire::MAX_PAYLOAD);
 
 /// Request numbers of the cluster thread's own requests (quadrant claims)
 /// start here, far above any core request it forwards.
@@ -113,6 +132,11 @@ pub enum JoinError {
     },
     /// A thread could not start.
     Thread(std::io::Error),
+    /// The cluster file gives this node another static key than its key
+    /// file holds: clients sent here would be refused.
+    KeyMismatch,
+    /// The cluster's world geometry is invalid.
+    World(String),
 }
 
 impl core::fmt::Display for JoinError {
@@ -125,6 +149,12 @@ impl core::fmt::Display for JoinError {
                  (two cluster files disagree, or a node was renamed: unclaim them first)"
             ),
             Self::Thread(e) => write!(f, "cannot start the cluster thread: {e}"),
+            Self::KeyMismatch => write!(
+                f,
+                "cluster: this node's static_key in the cluster file is not the key of its \
+                 key file (security.server_static_key_file); clients sent here would fail"
+            ),
+            Self::World(e) => write!(f, "cluster: the world's geometry: {e}"),
         }
     }
 }
@@ -137,7 +167,21 @@ impl ClusterNode {
         setup: &NodeSetup,
         cores: usize,
         registry: Arc<OnlineRegistry>,
+        own_key: [u8; 32],
     ) -> Result<Self, JoinError> {
+        if setup
+            .cluster
+            .static_key(setup.index)
+            .is_some_and(|k| k != own_key)
+        {
+            return Err(JoinError::KeyMismatch);
+        }
+        let quantizer = setup
+            .cluster
+            .file()
+            .world
+            .quantizer()
+            .map_err(|e| JoinError::World(e.to_string()))?;
         let config = LinkConfig::for_node(&setup.cluster, setup.index)
             .ok_or(JoinError::Link(LinkError::Config("no such node".into())))?;
         let link = NatsLink::start(config).map_err(JoinError::Link)?;
@@ -155,9 +199,12 @@ impl ClusterNode {
             .cluster
             .nodes()
             .iter()
-            .map(|n| NodeInfo {
+            .enumerate()
+            .map(|(i, n)| NodeInfo {
                 name: n.name.clone(),
                 address: n.address.clone(),
+                // Without a key in the file the nodes share one key file.
+                static_key: setup.cluster.static_key(i).unwrap_or(own_key),
             })
             .collect();
         let grid = setup.cluster.grid();
@@ -179,6 +226,7 @@ impl ClusterNode {
             owners,
             grid,
             commands: commands_tx,
+            up: AtomicBool::new(link.is_up()),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let router = Router {
@@ -187,6 +235,12 @@ impl ClusterNode {
             commands,
             to_cores,
             registry,
+            view: Arc::clone(&view),
+            quantizer,
+            transfer_timeout: setup.cluster.transfer_timeout(),
+            offers: HashMap::new(),
+            arrivals: HashMap::new(),
+            handoffs: HashMap::new(),
             waiting: HashMap::new(),
             next: 1,
             quadrants,
@@ -300,6 +354,13 @@ enum Waiting {
     Claim,
 }
 
+/// A player handed to this node, waiting for its client.
+#[derive(Debug)]
+struct Arrival {
+    record: Box<TransferRecord>,
+    deadline: Instant,
+}
+
 /// The thread between the cores and the link.
 struct Router {
     link: NatsLink,
@@ -307,6 +368,17 @@ struct Router {
     commands: Receiver<ClusterCommand>,
     to_cores: Vec<Sender<ClusterReply>>,
     registry: Arc<OnlineRegistry>,
+    /// What the cores share (NATS up or down is written here).
+    view: Arc<ClusterView>,
+    /// Positions to quadrants, to check an offer's ground.
+    quantizer: Quantizer,
+    transfer_timeout: Duration,
+    /// Offers accepted, waiting for the lease (by the link's token).
+    offers: HashMap<u64, Box<TransferRecord>>,
+    /// Players whose lease this node took, waiting for their clients.
+    arrivals: HashMap<TransferSecret, Arrival>,
+    /// Hand-offs asked by the cores, by the link's number: (core, request).
+    handoffs: HashMap<u64, (u16, u64)>,
     waiting: HashMap<u64, Waiting>,
     next: u64,
     quadrants: Vec<[u16; 3]>,
@@ -331,6 +403,7 @@ impl Router {
                 },
                 default(Duration::from_millis(50)) => {}
             }
+            self.expire_arrivals(Instant::now());
         }
         // Stopping: let the releases the cores sent on their way out reach
         // the directory (briefly), so a clean shutdown frees its characters
@@ -404,6 +477,35 @@ impl Router {
                     );
                 }
             }
+            ClusterOp::HandOff {
+                to,
+                character,
+                payload,
+            } => {
+                let id = self.next;
+                self.next += 1;
+                let kept =
+                    |why: &str| ClusterAnswer::Crossing(CrossingOutcome::Kept(why.to_owned()));
+                let Some(to) = self.view.nodes.get(to).map(|n| n.name.clone()) else {
+                    return self.answer(core, request, kept("no such node"));
+                };
+                let command = LinkCommand::HandOff {
+                    handoff: id,
+                    to,
+                    character,
+                    payload,
+                };
+                match self.link.send(command) {
+                    Ok(()) => {
+                        self.handoffs.insert(id, (core, request));
+                    }
+                    Err(e) => self.answer(core, request, kept(&e.to_string())),
+                }
+            }
+            ClusterOp::ClaimArrival { secret } => {
+                let arrival = self.arrivals.remove(&secret).map(|a| a.record);
+                self.answer(core, request, ClusterAnswer::Arrival(arrival));
+            }
             ClusterOp::Whisper { from, to, text } => {
                 let sent = self.forward(
                     |id| LinkCommand::FindPlayer {
@@ -432,6 +534,7 @@ impl Router {
         match event {
             LinkEvent::Up => {
                 tracing::info!(node = %self.node, "cluster: NATS is up");
+                self.view.set_up(true);
                 if !self.claimed {
                     let quadrants = self.quadrants.clone();
                     self.forward(
@@ -444,6 +547,7 @@ impl Router {
                 }
             }
             LinkEvent::Down => {
+                self.view.set_up(false);
                 tracing::warn!(node = %self.node, "cluster: NATS is down; entering needs a lease and is refused until it returns");
             }
             LinkEvent::Reply { request, result } => self.reply(request, result),
@@ -468,15 +572,112 @@ impl Router {
                     self.to_core(core, ClusterReply::LeaseLost { character });
                 }
             }
-            // Hand-offs across processes are not built yet: nobody here
-            // offers, and an offer from another build is refused.
-            LinkEvent::Offer { token, .. } => {
-                let _ = self.link.send(LinkCommand::Refuse {
-                    token,
-                    reason: tos_cluster::RefuseReason::Rejected,
-                });
+            LinkEvent::Offer {
+                token,
+                from,
+                character,
+                payload,
+                ..
+            } => self.offer(token, &from, character, &payload),
+            LinkEvent::Taken { token, character } => {
+                if let Some(record) = self.offers.remove(&token) {
+                    tracing::debug!(
+                        character,
+                        "cluster: a player arrives; waiting for its client"
+                    );
+                    let deadline = Instant::now() + self.transfer_timeout;
+                    self.to_core(0, ClusterReply::Arrived(record.clone()));
+                    self.arrivals
+                        .insert(record.secret, Arrival { record, deadline });
+                }
             }
-            LinkEvent::Handoff { .. } | LinkEvent::Taken { .. } | LinkEvent::NotTaken { .. } => {}
+            LinkEvent::NotTaken { token, reason } => {
+                tracing::info!(
+                    ?reason,
+                    "cluster: an accepted offer was not taken after all"
+                );
+                self.offers.remove(&token);
+            }
+            LinkEvent::Handoff {
+                handoff,
+                character,
+                outcome,
+            } => {
+                let Some((core, request)) = self.handoffs.remove(&handoff) else {
+                    return;
+                };
+                let outcome = match outcome {
+                    tos_cluster::HandoffOutcome::Delivered => CrossingOutcome::Delivered,
+                    tos_cluster::HandoffOutcome::Kept(why) => {
+                        CrossingOutcome::Kept(format!("{why:?}"))
+                    }
+                    tos_cluster::HandoffOutcome::Superseded { owner } => {
+                        tracing::warn!(character, owner = %owner, "cluster: a crossing player's lease is a third node's");
+                        CrossingOutcome::Superseded
+                    }
+                };
+                self.answer(core, request, ClusterAnswer::Crossing(outcome));
+            }
+        }
+    }
+
+    /// Another node offers a player: checked before the lease is taken.
+    fn offer(&mut self, token: u64, from: &str, character: u64, payload: &[u8]) {
+        let refuse = |link: &NatsLink, reason| {
+            let _ = link.send(LinkCommand::Refuse { token, reason });
+        };
+        let record = match TransferRecord::decode(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(from, error = %e, "cluster: a malformed player record was refused");
+                return refuse(&self.link, tos_cluster::RefuseReason::Malformed);
+            }
+        };
+        let here = self
+            .quantizer
+            .quadrant_coords(record.state.position)
+            .ok()
+            .and_then(|q| self.view.owner_index(q))
+            == Some(self.view.me);
+        let mut waiting = self
+            .offers
+            .values()
+            .chain(self.arrivals.values().map(|a| &a.record));
+        let twice = waiting.any(|r| r.character() == character);
+        if record.character() != character || !here || twice {
+            tracing::warn!(
+                from,
+                character,
+                here,
+                twice,
+                "cluster: a player record not for this node was refused"
+            );
+            return refuse(&self.link, tos_cluster::RefuseReason::Rejected);
+        }
+        if self.arrivals.len() + self.offers.len() >= MAX_ARRIVALS {
+            return refuse(&self.link, tos_cluster::RefuseReason::Busy);
+        }
+        if self.link.send(LinkCommand::Accept { token }).is_ok() {
+            self.offers.insert(token, Box::new(record));
+        }
+    }
+
+    /// Arrivals whose client did not come in time: core 0 saves them where
+    /// they crossed and gives their leases back.
+    fn expire_arrivals(&mut self, now: Instant) {
+        if self.arrivals.is_empty() {
+            return;
+        }
+        let expired: Vec<TransferSecret> = self
+            .arrivals
+            .iter()
+            .filter(|(_, a)| a.deadline <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for secret in expired {
+            if let Some(a) = self.arrivals.remove(&secret) {
+                self.to_core(0, ClusterReply::Unclaimed(a.record));
+            }
         }
     }
 

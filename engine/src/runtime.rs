@@ -507,6 +507,7 @@ pub fn start_node(
                 node,
                 cores.len(),
                 Arc::clone(&game.services.registry),
+                static_public,
             )
             .map_err(|e| StartError::Cluster(e.to_string()))?;
             let quadrants = node.quadrants();

@@ -299,12 +299,17 @@ struct Pair {
 
 impl Pair {
     fn start(lease_ttl_ms: u64) -> Option<Self> {
+        Self::start_with(lease_ttl_ms, 10_000)
+    }
+
+    /// With arrivals waiting `transfer_timeout_ms` for their clients.
+    fn start_with(lease_ttl_ms: u64, transfer_timeout_ms: u64) -> Option<Self> {
         let nats = nats_url()?;
-        Some(Self::start_on(nats, lease_ttl_ms))
+        Some(Self::start_on(nats, lease_ttl_ms, transfer_timeout_ms))
     }
 
     /// Two nodes using the NATS server at `nats`.
-    fn start_on(nats: String, lease_ttl_ms: u64) -> Self {
+    fn start_on(nats: String, lease_ttl_ms: u64, transfer_timeout_ms: u64) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "t{}n{}",
@@ -332,8 +337,11 @@ impl Pair {
                 &format!("lease_ttl_ms: {lease_ttl_ms}"),
             )
             .replace(
-                "handoff_timeout_ms: 2000",
-                &format!("handoff_timeout_ms: {}", (lease_ttl_ms / 4).min(2000)),
+                "handoff_timeout_ms: 2000,",
+                &format!(
+                    "handoff_timeout_ms: {}, transfer_timeout_ms: {transfer_timeout_ms},",
+                    (lease_ttl_ms / 4).min(2000)
+                ),
             )
             .replace("127.0.0.1:7777", &format!("127.0.0.1:{west_port}"))
             .replace("127.0.0.1:7778", &format!("127.0.0.1:{east_port}"))
@@ -509,47 +517,189 @@ fn a_whisper_crosses_nodes_and_a_whisper_to_nobody_is_refused() {
     assert_eq!(refused(&mut west, nobody), RefusalReason::NoSuchPlayer);
 }
 
+/// A ZoneTransfer's fields: (address, static key, ticket).
+type Transfer = (SocketAddr, [u8; 32], Vec<u8>);
+
+/// Walks `p` at `velocity` until the server sends it elsewhere.
+fn walk_until_transfer(p: &mut Player, velocity: [f32; 3], limit: Duration) -> Transfer {
+    let mut found = None;
+    common::play(
+        std::slice::from_mut(p),
+        limit,
+        |_, _| velocity,
+        |ps| {
+            found = ps[0]
+                .inbox
+                .iter()
+                .find_map(|m| match ServerMessage::decode(m) {
+                    Ok(ServerMessage::ZoneTransfer {
+                        address,
+                        static_key,
+                        ticket,
+                    }) => Some((address.parse().unwrap(), static_key, ticket.to_vec())),
+                    _ => None,
+                });
+            found.is_some()
+        },
+    );
+    found.unwrap_or_else(|| {
+        panic!(
+            "no ZoneTransfer within {limit:?}; corrections {:?}",
+            p.corrections
+        )
+    })
+}
+
+/// Connects to the node a ZoneTransfer names and waits for WorldEntered.
+fn follow(t: &Transfer, integrity: [u8; 32], account: &str) -> Player {
+    let mut p = Player::to(t.0, t.1, integrity, spec(account, 1), t.2.clone());
+    p.manual = true;
+    let entered = std::cell::Cell::new(None);
+    let ok = p.pump_until(Duration::from_secs(10), |p| {
+        if let Some(e) = p.inbox.iter().find_map(|m| match ServerMessage::decode(m) {
+            Ok(ServerMessage::WorldEntered {
+                entity_id,
+                server_tick,
+                character_id,
+                position,
+                yaw,
+                world,
+            }) => Some(tos_client::Entered {
+                entity_id,
+                character_id,
+                server_tick,
+                position,
+                yaw,
+                world,
+            }),
+            _ => None,
+        }) {
+            entered.set(Some(e));
+        }
+        entered.get().is_some() || p.denied
+    });
+    assert!(
+        ok && !p.denied,
+        "{account}: the new node did not take the transfer"
+    );
+    let e = entered.get().unwrap();
+    p.entered = Some(e);
+    p.position = e.position;
+    p
+}
+
 #[test]
-fn a_player_walking_east_is_held_at_the_node_border() {
+fn a_player_walks_across_the_node_border_and_back() {
     let Some(pair) = Pair::start(30_000) else {
         return;
     };
     let walker = pair.west.player("walker", 1);
     let entered = walker.entered.expect("entered in the west");
     walker.leave();
-    // Let the logout save land, then stand her 600 units west of the border.
+    // Let the logout save land, then stand her 150 units west of the border.
     std::thread::sleep(Duration::from_millis(500));
-    pair.place(entered.character_id, [-600.0, 0.0, entered.position[2]]);
-    let mut players = vec![pair.west.player("walker", 1)];
-    let start = players[0].entered.expect("entered again").position;
-    assert!((start[0] + 600.0).abs() < 1.0, "placed: {start:?}");
-    // Four seconds east at 300 units/s: 1,200 units, twice the way across.
-    common::play(
-        &mut players,
-        Duration::from_secs(4),
-        |_, _| [300.0, 0.0, 0.0],
-        |_| false,
-    );
-    common::play(
-        &mut players,
-        Duration::from_millis(500),
-        |_, _| [0.0; 3],
-        |_| false,
-    );
-    let p = &players[0];
-    assert!(!p.corrections.is_empty(), "the border corrects the walker");
-    let held = p.corrections.last().unwrap();
+    pair.place(entered.character_id, [-150.0, 0.0, entered.position[2]]);
+    let mut west = pair.west.player("walker", 1);
+    assert!(west.entered.is_some(), "entered again: {:?}", west.failed);
+    // East at 300 units/s: across in half a second.
+    let to_east = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(5));
+    assert_eq!(to_east.0, pair.east.addr, "sent to the east's address");
+    assert_eq!(to_east.1, pair.east.key, "with the east's static key");
+    let left_west = Instant::now();
+    let west_snapshots = west.snapshots;
+    let mut east = follow(&to_east, pair.east.integrity, "walker");
+    let e = east.entered.unwrap();
+    assert_eq!(e.character_id, entered.character_id);
     assert!(
-        held[0] < 0.0 && held[0] > -600.0,
-        "held on the west side, after walking: {held:?}"
+        e.position[0] >= 0.0 && e.position[0] < 50.0,
+        "in the east, just across: {:?}",
+        e.position
     );
-    let acked = p.acked_position().expect("claims acknowledged");
+    assert!(east.pump_until(Duration::from_secs(5), |p| p.snapshots > 0));
+    eprintln!(
+        "west to east: first snapshot {:?} after the ZoneTransfer",
+        left_west.elapsed()
+    );
+    // The old connection is closed by the west; no more snapshots there.
     assert!(
-        acked[0] < 0.0,
-        "no claim in the east was applied: {acked:?}"
+        west.pump_until(Duration::from_secs(8), |p| p.disconnected),
+        "the west closes the old connection"
     );
-    assert!(pair.west.metric("tos_game_cluster_border_held_total") >= 1);
-    assert_eq!(pair.east.metric("tos_game_cluster_border_held_total"), 0);
+    assert!(west.snapshots >= west_snapshots);
+    // Census: she is online on exactly one node.
+    assert_eq!(pair.west.metric("tos_game_online"), 0);
+    assert_eq!(pair.east.metric("tos_game_online"), 1);
+    // The ticket is good once.
+    let mut again = Player::to(
+        to_east.0,
+        to_east.1,
+        pair.east.integrity,
+        spec("walker", 1),
+        to_east.2.clone(),
+    );
+    again.manual = true;
+    assert!(
+        again.pump_until(Duration::from_secs(5), |p| p.denied),
+        "a used transfer ticket is refused"
+    );
+    assert!(pair.east.metric("tos_game_zone_tickets_rejected_total") >= 1);
+    // And back west.
+    let to_west = walk_until_transfer(&mut east, [-300.0, 0.0, 0.0], Duration::from_secs(5));
+    assert_eq!(to_west.0, pair.west.addr);
+    let back = follow(&to_west, pair.west.integrity, "walker");
+    assert!(back.entered.unwrap().position[0] < 0.0);
+    assert_eq!(pair.west.metric("tos_game_zone_transfers_out_total"), 1);
+    assert_eq!(pair.west.metric("tos_game_zone_transfers_in_total"), 1);
+    assert_eq!(pair.east.metric("tos_game_zone_transfers_in_total"), 1);
+    assert_eq!(pair.east.metric("tos_game_zone_transfers_out_total"), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pair.west.metric("tos_game_online"), 1);
+    assert_eq!(pair.east.metric("tos_game_online"), 0);
+    // She logs out in the west: saved there, on the west's ground.
+    back.leave();
+}
+
+#[test]
+fn a_transfer_whose_client_never_comes_is_saved_where_it_crossed() {
+    let Some(pair) = Pair::start_with(30_000, 1_000) else {
+        return;
+    };
+    let stray = pair.west.player("stray", 1);
+    let entered = stray.entered.expect("entered in the west");
+    stray.leave();
+    std::thread::sleep(Duration::from_millis(500));
+    pair.place(entered.character_id, [-100.0, 0.0, entered.position[2]]);
+    let mut west = pair.west.player("stray", 1);
+    let to_east = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(5));
+    // The client goes away instead of following.
+    west.leave();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pair.east.metric("tos_game_zone_arrivals_unclaimed_total") == 0 {
+        assert!(Instant::now() < deadline, "the arrival never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Too late for the ticket.
+    let mut late = Player::to(
+        to_east.0,
+        to_east.1,
+        pair.east.integrity,
+        spec("stray", 1),
+        to_east.2,
+    );
+    late.manual = true;
+    assert!(late.pump_until(Duration::from_secs(5), |p| p.denied));
+    // Her lease is free and her saved position is the east's: she logs in
+    // there, where she crossed.
+    let again = pair.east.player("stray", 1);
+    let e = again
+        .entered
+        .unwrap_or_else(|| panic!("east takes her: {:?}", again.failed));
+    assert!(
+        e.position[0] >= 0.0 && e.position[0] < 50.0,
+        "{:?}",
+        e.position
+    );
+    assert_eq!(pair.west.metric("tos_game_online"), 0);
 }
 
 #[test]
@@ -652,7 +802,7 @@ fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
         return;
     };
     let mut nats = PrivateNats::start(binary);
-    let pair = Pair::start_on(nats.url(), 30_000);
+    let pair = Pair::start_on(nats.url(), 30_000, 10_000);
     let mut players = vec![pair.west.player("stayer", 1)];
     assert!(players[0].entered.is_some());
     // The latecomer's account and character exist before NATS goes.

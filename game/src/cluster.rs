@@ -1,21 +1,28 @@
 //! The game layer's side of the cluster: which quadrants other nodes
 //! simulate, and the plain values a core exchanges with the node's cluster
-//! thread (character leases, whispers to other nodes). The NATS link
+//! thread (character leases, whispers to other nodes, players crossing
+//! to other nodes and arriving from them). The NATS link
 //! itself runs in the engine on a thread of its own; a core only sends a
 //! [`ClusterCommand`] over a bounded channel and reads the
 //! [`ClusterReply`]s of its own bounded channel, the way it talks to the
 //! store, so nothing here blocks or touches a socket.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::transfer::{TransferRecord, TransferSecret};
 
 /// A node of the cluster, as the game layer needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
     /// The node's name.
     pub name: String,
-    /// The address its clients reach it at (logged when a character's
-    /// saved position belongs to it).
+    /// The address its clients reach it at (sent to a client crossing
+    /// onto its ground).
     pub address: String,
+    /// Its static X25519 public key (the client pins it).
+    pub static_key: [u8; 32],
 }
 
 /// What the cores of a node share about the cluster.
@@ -32,18 +39,36 @@ pub struct ClusterView {
     pub grid: [u16; 3],
     /// Commands to the cluster thread (bounded).
     pub commands: Sender<ClusterCommand>,
+    /// Whether NATS answers (the cluster thread keeps it current): while
+    /// it does not, node borders hold players like walls.
+    pub up: AtomicBool,
 }
 
 impl ClusterView {
     /// The node owning a quadrant, `None` outside the grid.
     pub fn owner(&self, quadrant: [u16; 3]) -> Option<&NodeInfo> {
+        self.nodes.get(self.owner_index(quadrant)?)
+    }
+
+    /// The index of the node owning a quadrant, `None` outside the grid.
+    pub fn owner_index(&self, quadrant: [u16; 3]) -> Option<usize> {
         if (0..3).any(|a| quadrant[a] >= self.grid[a]) {
             return None;
         }
         let [gx, gy, _] = self.grid.map(usize::from);
         let [x, y, z] = quadrant.map(usize::from);
-        let owner = *self.owners.get(x + y * gx + z * gx * gy)?;
-        self.nodes.get(usize::from(owner))
+        let owner = usize::from(*self.owners.get(x + y * gx + z * gx * gy)?);
+        (owner < self.nodes.len()).then_some(owner)
+    }
+
+    /// Whether NATS answers.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Records whether NATS answers (the cluster thread).
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
     }
 
     /// The foreign-quadrant table the shard holds players back with.
@@ -86,6 +111,23 @@ pub enum ClusterOp {
     Release {
         /// The character.
         character: u64,
+    },
+    /// Hand a player who stepped onto node `to`'s ground over to it (the
+    /// record is [`TransferRecord::encode`]d). Answered with
+    /// [`ClusterAnswer::Crossing`]; until then the player is frozen here.
+    HandOff {
+        /// The receiving node's index.
+        to: usize,
+        /// The character (its lease moves).
+        character: u64,
+        /// The encoded record.
+        payload: Vec<u8>,
+    },
+    /// A Connect carried a transfer ticket: take the arrival it names
+    /// (once). Answered with [`ClusterAnswer::Arrival`].
+    ClaimArrival {
+        /// The ticket's secret.
+        secret: TransferSecret,
     },
     /// A whisper to a character that is not online on this node: the
     /// cluster thread finds its node in the directory and sends it there.
@@ -135,17 +177,35 @@ pub enum WhisperAnswer {
     Unavailable,
 }
 
-/// An answer to a core's request.
+/// How a hand-off to another node ended, for the sending core.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrossingOutcome {
+    /// The other node holds the lease and waits for the client: send the
+    /// client there and forget the player without saving it.
+    Delivered,
+    /// This node still holds the lease (the other node refused, did not
+    /// answer, or NATS is down): the player stays, corrected back.
+    Kept(String),
+    /// A third node holds the lease now: stop the player unsaved.
+    Superseded,
+}
+
+/// An answer to a core's request.
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClusterAnswer {
     /// To [`ClusterOp::Acquire`].
     Lease(LeaseAnswer),
     /// To [`ClusterOp::Whisper`].
     Whisper(WhisperAnswer),
+    /// To [`ClusterOp::HandOff`].
+    Crossing(CrossingOutcome),
+    /// To [`ClusterOp::ClaimArrival`]: the player to run, or `None` when
+    /// no arrival has that ticket (unknown, used, expired).
+    Arrival(Option<Box<TransferRecord>>),
 }
 
 /// What the cluster thread tells one core.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClusterReply {
     /// The answer to the core's request number `request`.
     Answer {
@@ -170,6 +230,15 @@ pub enum ClusterReply {
         /// The character.
         character: u64,
     },
+    /// A player was handed over to this node (its lease is ours now):
+    /// save its state at the crossing at once, so a crash of this node
+    /// before or after its client arrives loses nothing from before the
+    /// crossing. The player itself waits in the cluster thread.
+    Arrived(Box<TransferRecord>),
+    /// A player handed over to this node whose client never came (or
+    /// whose connection failed before it entered): save it where it
+    /// crossed and give its lease back, so the next login finds it.
+    Unclaimed(Box<TransferRecord>),
 }
 
 /// A core's end of the cluster: the shared view and its reply channel.
@@ -194,19 +263,26 @@ mod tests {
                 NodeInfo {
                     name: "west".into(),
                     address: "127.0.0.1:1".into(),
+                    static_key: [1; 32],
                 },
                 NodeInfo {
                     name: "east".into(),
                     address: "127.0.0.1:2".into(),
+                    static_key: [2; 32],
                 },
             ],
             owners: vec![0, 1, 0, 1],
             grid: [2, 2, 1],
             commands,
+            up: AtomicBool::new(false),
         };
         assert_eq!(view.owner([0, 1, 0]).map(|n| n.name.as_str()), Some("west"));
         assert_eq!(view.owner([1, 1, 0]).map(|n| n.name.as_str()), Some("east"));
         assert_eq!(view.owner([2, 0, 0]), None);
+        assert_eq!(view.owner_index([1, 0, 0]), Some(1));
+        assert!(!view.is_up());
+        view.set_up(true);
+        assert!(view.is_up());
         assert_eq!(view.foreign_table(), vec![true, false, true, false]);
         assert_eq!(view.node_name(), "east");
         let op = ClusterOp::Release { character: 1 };

@@ -46,6 +46,7 @@ use crate::session::{
 use crate::store_link::{StoreAnswer, StoreLink};
 
 mod play;
+mod zone;
 
 /// Accounts made from external tickets are stored under this prefix.
 pub const EXTERNAL_PREFIX: &str = "ext:";
@@ -147,6 +148,15 @@ enum Pending {
         handle: ConnectionHandle,
         transfer: Box<SessionTransfer>,
     },
+    /// A player crossing to node `to`: its hand-off is in flight.
+    Crossing {
+        handle: ConnectionHandle,
+        client: ClientId,
+        secret: crate::transfer::TransferSecret,
+        to: usize,
+    },
+    /// A Connect's transfer ticket: the arrival it names is being claimed.
+    Arrival { handle: ConnectionHandle },
     /// A whisper to a player on another node: the directory is asked where.
     Whisper {
         handle: ConnectionHandle,
@@ -214,6 +224,8 @@ pub struct GameCore {
     pickup_timeout: u32,
     /// The node's cluster, when the process is one node of several.
     cluster: Option<crate::cluster::CoreCluster>,
+    /// Players crossing to other nodes and arriving from them.
+    zone: zone::Zone,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
@@ -283,6 +295,7 @@ impl GameCore {
             // must not hold inventory room for long.
             pickup_timeout: tick_hz.saturating_mul(2).max(2),
             cluster: None,
+            zone: zone::Zone::default(),
             _not_send: core::marker::PhantomData,
         }
     }
@@ -430,6 +443,12 @@ impl GameCore {
             self.output(Output::Accept { handle });
             return;
         }
+        if crate::transfer::TransferSecret::is_transfer_ticket(ticket) {
+            // One-time and unguessable: checked by the cluster thread, not
+            // the signature verifier (and not rate-limited per address: a
+            // whole town may cross at once from one NAT).
+            return self.check_transfer_ticket(handle, ticket);
+        }
         if !self.services.limits.allow(address.ip(), None, now) {
             self.services.counters.refused(RefusalReason::RateLimited);
             bump(&self.services.counters.tickets_rejected_total);
@@ -453,6 +472,9 @@ impl GameCore {
 
     /// A connection completed its handshake.
     pub fn handle_connected(&mut self, handle: ConnectionHandle, address: SocketAddr) {
+        if self.arrive(handle) {
+            return;
+        }
         match self.ticketed.remove(&handle) {
             Some(account) => {
                 self.sessions.insert(
@@ -477,6 +499,9 @@ impl GameCore {
     /// world and its character is saved at once.
     pub fn handle_closed(&mut self, handle: ConnectionHandle) {
         self.ticketed.remove(&handle);
+        if self.zone_closed(handle) {
+            return;
+        }
         let Some(mut slot) = self.sessions.remove(&handle) else {
             return;
         };
@@ -948,6 +973,15 @@ impl GameCore {
     }
 
     fn leave(&mut self, handle: ConnectionHandle) {
+        let frozen = match self.sessions.get(&handle).map(|s| &s.session) {
+            Some(Session::InGame(g)) => self.is_frozen(g.client),
+            _ => false,
+        };
+        if frozen {
+            // Its hand-off to another node is being decided: which node
+            // saves it is not known yet. Asked again in a moment, it works.
+            return self.refuse(handle, client_type::LEAVE_WORLD, RefusalReason::ServerBusy);
+        }
         let Some(slot) = self.sessions.get_mut(&handle) else {
             return;
         };
@@ -1404,50 +1438,66 @@ impl GameCore {
         if !claimed {
             return self.enter_failed(handle, RefusalReason::CharacterInUse);
         }
-        let data = &self.services.data;
-        let (hp_max, mp_max) = data
-            .template(record.template)
-            .and_then(|t| data.stats_at(t, record.level))
-            .map_or((record.hp.max(1.0), record.mp.max(0.0)), |s| {
-                (s.hp_max as f32, s.mp_max as f32)
-            });
-        let (inventory, lost) = crate::inventory::Inventory::from_saved(
-            &record.items,
-            crate::inventory::CAPACITY,
-            crate::inventory::WEIGHT_LIMIT,
-        );
-        if lost > 0 {
-            // Only a hand-edited row gets here; the next save writes the
-            // inventory as loaded.
-            tracing::error!(character_id, lost, "saved items found no inventory slot");
-        }
-        let character = PlayingCharacter {
-            id: record.id.0,
-            name: record.name.clone(),
-            template: record.template,
-            faction: record.faction,
-            hp_max,
-            mp_max,
-            saved: CharacterState {
-                id: record.id,
-                position: record.position,
-                yaw: record.yaw,
-                hp: record.hp,
-                mp: record.mp,
-                level: record.level,
-                exp: record.exp,
-                items: record.items.clone(),
-            },
-            saved_items: 0,
-            inventory: Box::new(inventory),
-            chat: crate::chat::ChatLimiter::default(),
+        let state = CharacterState {
+            id: record.id,
+            position: record.position,
+            yaw: record.yaw,
+            hp: record.hp,
+            mp: record.mp,
+            level: record.level,
+            exp: record.exp,
+            items: record.items.clone(),
         };
+        let character = self.playing(record.name.clone(), record.template, record.faction, state);
         let transfer = SessionTransfer { account, character };
         if self.cluster.is_some() {
             return self.take_lease(handle, transfer);
         }
         self.sessions.remove(&handle);
         self.place(handle, transfer);
+    }
+
+    /// A character as it plays, from its saved (or handed-over) state.
+    fn playing(
+        &self,
+        name: String,
+        template: u16,
+        faction: u8,
+        saved: CharacterState,
+    ) -> PlayingCharacter {
+        let data = &self.services.data;
+        let (hp_max, mp_max) = data
+            .template(template)
+            .and_then(|t| data.stats_at(t, saved.level))
+            .map_or((saved.hp.max(1.0), saved.mp.max(0.0)), |s| {
+                (s.hp_max as f32, s.mp_max as f32)
+            });
+        let (inventory, lost) = crate::inventory::Inventory::from_saved(
+            &saved.items,
+            crate::inventory::CAPACITY,
+            crate::inventory::WEIGHT_LIMIT,
+        );
+        if lost > 0 {
+            // Only a hand-edited row gets here; the next save writes the
+            // inventory as loaded.
+            tracing::error!(
+                character_id = saved.id.0,
+                lost,
+                "saved items found no inventory slot"
+            );
+        }
+        PlayingCharacter {
+            id: saved.id.0,
+            name,
+            template,
+            faction,
+            hp_max,
+            mp_max,
+            saved,
+            saved_items: 0,
+            inventory: Box::new(inventory),
+            chat: crate::chat::ChatLimiter::default(),
+        }
     }
 
     /// Asks the cluster thread for the character's lease; the character
@@ -1491,6 +1541,18 @@ impl GameCore {
                         self.on_lease(handle, *transfer, lease)
                     }
                     (
+                        Some(Pending::Crossing {
+                            handle,
+                            client,
+                            secret,
+                            to,
+                        }),
+                        ClusterAnswer::Crossing(outcome),
+                    ) => self.on_crossing(handle, client, secret, to, outcome),
+                    (Some(Pending::Arrival { handle }), ClusterAnswer::Arrival(arrival)) => {
+                        self.on_arrival(handle, arrival)
+                    }
+                    (
                         Some(Pending::Whisper {
                             handle,
                             request,
@@ -1531,6 +1593,8 @@ impl GameCore {
                 });
             }
             ClusterReply::LeaseLost { character } => self.lease_lost(character),
+            ClusterReply::Unclaimed(record) => self.unclaimed(*record),
+            ClusterReply::Arrived(record) => self.save_now(record.state),
         }
     }
 
@@ -1788,6 +1852,7 @@ impl GameCore {
                 connection,
             });
         }
+        self.open_borders();
         self.shard.tick(tick);
         let mut buf = [0u8; 64];
         // Corrections go reliably: a claim rejected within a round trip of a
@@ -1813,6 +1878,9 @@ impl GameCore {
         // Loot, experience, level-ups, combat: before the hand-offs below
         // move any session away.
         self.handle_events();
+        // Players stepping onto other nodes' ground, and old connections
+        // of players sent there.
+        self.zone_tick();
         // Entities crossing into other cores' quadrants, with their players.
         self.handoffs.extend(self.shard.take_handoffs());
         let mut handoffs = std::mem::take(&mut self.handoffs);
@@ -1900,6 +1968,11 @@ impl GameCore {
     fn save_changed(&mut self) {
         for i in 0..self.in_world.len() {
             let (client, handle) = self.in_world[i];
+            if self.is_frozen(client) {
+                // Its record is on its way to another node: the outcome
+                // decides which node saves it.
+                continue;
+            }
             let Some(net) = self.shard.player_of(client) else {
                 continue;
             };

@@ -109,8 +109,8 @@ counters! {
     whispers_total,
     /// Whispers whose recipient had left by the time they arrived.
     chat_undelivered_total,
-    /// Movement claims held back at a node border (another node's
-    /// quadrant; hand-off across processes is not built yet).
+    /// Players held back at a node border (another node's quadrant, while
+    /// NATS is down or when the other node did not take them).
     cluster_border_held_total,
     /// Enters refused because the saved position is another node's.
     cluster_wrong_node_total,
@@ -120,6 +120,22 @@ counters! {
     cluster_busy_total,
     /// Characters stopped here because another node took their lease.
     cluster_leases_lost_total,
+    /// Players whose valid step onto another node's ground was offered to
+    /// that node.
+    zone_crossings_total,
+    /// Of those, players the other node took: sent there (ZoneTransfer).
+    zone_transfers_out_total,
+    /// Of those, crossings the other node did not take (or NATS was down):
+    /// the player stayed, corrected back.
+    zone_crossings_kept_total,
+    /// Players that arrived from another node and entered here.
+    zone_transfers_in_total,
+    /// Players handed to this node whose client never came (or whose
+    /// connection failed first): saved where they crossed.
+    zone_arrivals_unclaimed_total,
+    /// Connects with a transfer ticket that named no arrival (unknown,
+    /// used, expired or malformed).
+    zone_tickets_rejected_total,
 }
 
 impl GameCounters {

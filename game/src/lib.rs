@@ -35,8 +35,10 @@
 //! - [`inventory`]: a character's inventory and equipment (slots, stacks,
 //!   weight, pick-up reservations, equip rules, consumable cooldowns).
 //! - [`cluster`]: what a core of a cluster node exchanges with the
-//!   node's cluster thread (leases, whispers across nodes) and which
-//!   quadrants other nodes simulate.
+//!   node's cluster thread (leases, whispers, players crossing to other
+//!   nodes) and which quadrants other nodes simulate.
+//! - [`transfer`]: the record a player crossing to another node travels
+//!   as, and its one-time transfer ticket.
 //! - [`chat`]: chat rules (text checks, the per-session rate limit) and
 //!   the lines that cross cores.
 
@@ -53,6 +55,7 @@ pub mod seam;
 pub mod services;
 pub mod session;
 mod store_link;
+pub mod transfer;
 
 pub use crate::core::GameCore;
 pub use counters::GameCounters;

@@ -19,6 +19,8 @@
 //!   the interest query ([`AoiGrid::query`]).
 //! - [`authority`]: movement claim validation ([`validate_claim`]), the
 //!   anti-cheat counters, and action checks ([`ActionRefusal`]).
+//! - [`border`]: [`BorderCrossing`], a player's legal step onto another
+//!   cluster node's ground, reported and held for the game layer.
 //! - [`combat`]: combat columns, formulas, experience and level-ups, and
 //!   the events the game layer reads ([`ShardEvent`]).
 //! - [`loot`]: drops of dead NPCs as Item entities, and pick-up rules.
@@ -42,6 +44,7 @@
 pub mod ai;
 pub mod aoi;
 pub mod authority;
+pub mod border;
 pub mod combat;
 pub mod data;
 pub mod entity;
@@ -60,6 +63,7 @@ pub use authority::{
     ACTION_DONE, ActionDef, ActionRefusal, BuffEffect, CheatCounters, MoveRejection, MovementRules,
     SkillBuffDef, TargetRule,
 };
+pub use border::BorderCrossing;
 pub use combat::{BaseStats, CombatFlags, ConsumableEffect, Progression, ShardEvent, StatBonus};
 pub use entity::{
     Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState, EntityType,

@@ -9,6 +9,7 @@
 //! accept_handoff / accept_ghosts / apply_remote_effect  (from other cores)
 //! tick(t)                       -> TickReport
 //! corrections(), action_results()         -> send to clients
+//! border_crossings()                      -> players walking onto another node's ground
 //! take_handoffs(), take_remote_effects()  -> ship to other cores
 //! publish_ghosts(t, &mut batches)         -> ship to other cores
 //! write_snapshot(client, t, budget, buf)  -> send to each client
@@ -212,6 +213,8 @@ pub struct TickReport {
     pub claims_rejected: u32,
     /// Of those, claims into another node's quadrants (held at the border).
     pub claims_held_at_border: u32,
+    /// Valid claims onto another node's ground reported as crossings.
+    pub border_crossings: u32,
     /// Claims ignored: older than one already applied, or from a dead
     /// player.
     pub claims_stale: u32,
@@ -271,6 +274,10 @@ pub(crate) struct ClientState {
     counters: CheatCounters,
     last_claim_seq: Option<u32>,
     correction_until: u32,
+    /// The player asked to cross onto another node's ground and waits for
+    /// the game layer's [`Shard::end_crossing`] (or its removal): its
+    /// claims are held meanwhile.
+    crossing: bool,
     view: ClientView,
 }
 
@@ -359,6 +366,7 @@ pub struct Shard {
     ai_enabled: bool,
     ai: crate::ai::AiRuntime,
     corrections: Vec<Correction>,
+    crossings: Vec<crate::border::BorderCrossing>,
     action_results: Vec<ActionOutcome>,
     handoffs: Vec<Handoff>,
     remote_effects: Vec<RemoteEffect>,
@@ -371,6 +379,10 @@ pub struct Shard {
     /// Per quadrant (linear index): whether another node of the cluster
     /// simulates it. Empty when the process runs the world alone.
     foreign: Vec<bool>,
+    /// Whether a valid claim onto another node's ground becomes a
+    /// [`crate::border::BorderCrossing`] (the cluster can carry it) or is
+    /// held like a wall.
+    crossings_open: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -489,6 +501,7 @@ impl Shard {
             ai_enabled: true,
             ai: crate::ai::AiRuntime::new(data.npcs, n, crate::nav::NavParams::new(&rules), flat),
             corrections: Vec::with_capacity(capacity.clients as usize),
+            crossings: Vec::with_capacity(64),
             action_results: Vec::with_capacity(capacity.clients as usize),
             handoffs: Vec::with_capacity(256),
             remote_effects: Vec::with_capacity(256),
@@ -499,6 +512,7 @@ impl Shard {
             scratch: Scratch::new(n),
             report: TickReport::default(),
             foreign: Vec::new(),
+            crossings_open: false,
             world,
             _not_send: PhantomData,
         };
@@ -863,6 +877,7 @@ impl Shard {
                 counters: CheatCounters::default(),
                 last_claim_seq: None,
                 correction_until: 0,
+                crossing: false,
                 view: ClientView::new(self.capacity.initial_view, self.capacity.max_view),
             })
         });
@@ -873,6 +888,7 @@ impl Shard {
         state.mover = MoverState::new(&self.rules, 0);
         state.rtt_ms = 0;
         state.counters = CheatCounters::default();
+        state.crossing = false;
         state.last_claim_seq = None;
         state.correction_until = self.tick;
         state.view.reset();
@@ -939,6 +955,44 @@ impl Shard {
         &self.corrections
     }
 
+    /// Players whose valid claims stepped onto another node's ground in the
+    /// last tick (only while crossings are open). Each stays where it was,
+    /// its claims held, until [`Shard::end_crossing`] or its removal.
+    pub fn border_crossings(&self) -> &[crate::border::BorderCrossing] {
+        &self.crossings
+    }
+
+    /// Opens or closes the node borders: while open, a valid claim onto
+    /// another node's ground is reported as a crossing; while closed it is
+    /// refused with [`MoveRejection::NodeBorder`].
+    pub fn set_crossings_open(&mut self, open: bool) {
+        self.crossings_open = open;
+    }
+
+    /// A crossing did not happen (the other node did not take the player):
+    /// its claims are accepted again and it is corrected back to where it
+    /// stands. `Err` when the client is unknown.
+    pub fn end_crossing(&mut self, client: ClientId) -> Result<(), ShardError> {
+        let cs = self
+            .clients
+            .get_mut(&client)
+            .ok_or(ShardError::UnknownClient(client))?;
+        cs.crossing = false;
+        let Some(pi) = player_slot(&self.ents, cs) else {
+            return Ok(());
+        };
+        let pu = pi as usize;
+        cs.counters.record(MoveRejection::NodeBorder);
+        self.corrections.push(Correction {
+            client,
+            input_seq: self.ents.last_input_seq[pu],
+            position: self.ents.position[pu],
+            velocity: [0.0; 3],
+            reason: MoveRejection::NodeBorder,
+        });
+        Ok(())
+    }
+
     /// Action outcomes of the last tick.
     pub fn action_results(&self) -> &[ActionOutcome] {
         &self.action_results
@@ -969,6 +1023,7 @@ impl Shard {
             ..TickReport::default()
         };
         self.corrections.clear();
+        self.crossings.clear();
         self.action_results.clear();
         self.sweep_ghosts();
         self.apply_inputs(elapsed);
@@ -1049,6 +1104,10 @@ impl Shard {
             }
             for n in 0..cs.inputs.len() {
                 match cs.inputs[n] {
+                    Input::Claim(_) if cs.crossing => {
+                        // On its way to another node: nothing moves here.
+                        self.report.claims_held_at_border += 1;
+                    }
                     Input::Claim(claim) => {
                         if cs
                             .last_claim_seq
@@ -1079,13 +1138,26 @@ impl Shard {
                         // player pressing against the border would else be
                         // corrected for speed next); non-finite claims are
                         // left to the rules below.
-                        let verdict = if claim.position.iter().all(|c| c.is_finite())
-                            && foreign_at(&self.foreign, &self.world, claim.position)
-                        {
+                        let across = claim.position.iter().all(|c| c.is_finite())
+                            && foreign_at(&self.foreign, &self.world, claim.position);
+                        let verdict = if across && !self.crossings_open {
                             Err(MoveRejection::NodeBorder)
                         } else {
                             validate_claim(&ctx, &mut cs.mover, from, &claim, factor, stuck)
                         };
+                        if across && verdict.is_ok() {
+                            // A legal step onto another node's ground: the
+                            // game layer hands the player over; it stays
+                            // here, held, until then.
+                            cs.crossing = true;
+                            self.report.border_crossings += 1;
+                            self.crossings.push(crate::border::BorderCrossing {
+                                client: id,
+                                position: claim.position,
+                                yaw: claim.yaw,
+                            });
+                            continue;
+                        }
                         match verdict {
                             Ok(accepted) => {
                                 self.report.claims_accepted += 1;

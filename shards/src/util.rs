@@ -105,7 +105,7 @@ impl Rng {
 
 /// Whether tick `a` is after tick `b` on the wrapping `u32` tick line.
 #[inline]
-pub(crate) fn tick_after(a: u32, b: u32) -> bool {
+pub fn tick_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
 }
 

@@ -168,7 +168,7 @@ impl RawCharacter {
                 self.appearance.len()
             )));
         }
-        let items = crate::items::decode(&self.items)
+        let items = crate::items::decode_items(&self.items)
             .map_err(|e| StoreError::Corrupt(format!("character {}: items: {e}", self.id)))?;
         Ok(CharacterRecord {
             items,

@@ -6,7 +6,8 @@
 //! 1 = worn), slot u8, template u16 LE, count u16 LE. An empty column (rows
 //! of schema version 1, new characters) is no items. Reading checks every
 //! entry (a known place, a count ≥ 1, no slot used twice), so corrupt
-//! data is an error, never a duplicated item.
+//! data is an error, never a duplicated item. The same bytes carry a
+//! character's items when it moves to another node of a cluster.
 
 use crate::{ItemPlace, SavedItem, StoreError};
 
@@ -19,7 +20,7 @@ const ENTRY: usize = 6;
 pub const MAX_SAVED_ITEMS: usize = 256;
 
 /// Encodes a character's items.
-pub(crate) fn encode(items: &[SavedItem]) -> Result<Vec<u8>, StoreError> {
+pub fn encode_items(items: &[SavedItem]) -> Result<Vec<u8>, StoreError> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
@@ -49,8 +50,8 @@ pub(crate) fn encode(items: &[SavedItem]) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-/// Decodes what [`encode`] wrote; the message says what is wrong.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<SavedItem>, String> {
+/// Decodes what [`encode_items`] wrote; the message says what is wrong.
+pub fn decode_items(bytes: &[u8]) -> Result<Vec<SavedItem>, String> {
     let Some((&format, body)) = bytes.split_first() else {
         return Ok(Vec::new());
     };
@@ -104,37 +105,37 @@ mod tests {
 
     #[test]
     fn items_round_trip() {
-        let bytes = encode(&items()).unwrap();
+        let bytes = encode_items(&items()).unwrap();
         assert_eq!(
             bytes,
             [1, 0, 0, 100, 0, 5, 0, 1, 3, 20, 0, 1, 0],
             "the documented layout"
         );
-        assert_eq!(decode(&bytes).unwrap(), items());
-        assert_eq!(encode(&[]).unwrap(), Vec::<u8>::new());
-        assert_eq!(decode(&[]).unwrap(), Vec::new());
+        assert_eq!(decode_items(&bytes).unwrap(), items());
+        assert_eq!(encode_items(&[]).unwrap(), Vec::<u8>::new());
+        assert_eq!(decode_items(&[]).unwrap(), Vec::new());
     }
 
     #[test]
     fn corrupt_items_are_errors() {
-        let good = encode(&items()).unwrap();
+        let good = encode_items(&items()).unwrap();
         let mut bad = good.clone();
         bad[0] = 9;
-        assert!(decode(&bad).is_err(), "unknown format");
-        assert!(decode(&good[..good.len() - 1]).is_err(), "truncated");
+        assert!(decode_items(&bad).is_err(), "unknown format");
+        assert!(decode_items(&good[..good.len() - 1]).is_err(), "truncated");
         let mut bad = good.clone();
         bad[1] = 7;
-        assert!(decode(&bad).is_err(), "unknown place");
+        assert!(decode_items(&bad).is_err(), "unknown place");
         let mut bad = good.clone();
         bad[5] = 0;
-        assert!(decode(&bad).is_err(), "count 0");
+        assert!(decode_items(&bad).is_err(), "count 0");
         let mut twice = good.clone();
         twice.extend_from_slice(&good[1..7]);
-        assert!(decode(&twice).is_err(), "one slot used twice");
+        assert!(decode_items(&twice).is_err(), "one slot used twice");
         let zero = [SavedItem {
             count: 0,
             ..items()[0]
         }];
-        assert!(encode(&zero).is_err());
+        assert!(encode_items(&zero).is_err());
     }
 }

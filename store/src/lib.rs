@@ -12,7 +12,8 @@
 //!   their ids;
 //! - module `backend`: the [`Backend`] trait (synchronous, object-safe,
 //!   called only on store threads) and the name-key rule ([`name_key`]);
-//! - module `items`: the byte layout of a character's items in its row;
+//! - module `items`: the byte layout of a character's items in its row
+//!   ([`encode_items`], [`decode_items`]; also what a node hand-off carries);
 //! - module `sqlite`: [`SqliteBackend`], the embedded default (WAL file);
 //! - module `pg`: [`PostgresBackend`], the store for a fleet;
 //! - module `service`: [`Store::start`], [`StoreHandle`], [`StoreClient`],
@@ -37,7 +38,7 @@ use std::time::Duration;
 
 pub use backend::{Backend, name_key};
 pub use error::StoreError;
-pub use items::MAX_SAVED_ITEMS;
+pub use items::{MAX_SAVED_ITEMS, decode_items, encode_items};
 pub use metrics::StoreMetrics;
 pub use model::{
     Account, AccountId, CHARACTER_STATE_VERSION, CharacterId, CharacterRecord, CharacterState,

@@ -258,7 +258,7 @@ impl Backend for PostgresBackend {
         check_new_character(new)?;
         let account = to_sql_u64(new.account.0, "account id")?;
         let exp = to_sql_u64(new.exp, "exp")?;
-        let items = crate::items::encode(&new.items)?;
+        let items = crate::items::encode_items(&new.items)?;
         let mut tx = self.client.transaction()?;
         // Locking the account row serialises creations for one account
         // (across processes too), so the count below cannot be raced.
@@ -403,7 +403,7 @@ impl Backend for PostgresBackend {
             mp.push(s.mp);
             level.push(i32::from(s.level));
             exp.push(to_sql_u64(s.exp, "exp")?);
-            items.push(crate::items::encode(&s.items)?);
+            items.push(crate::items::encode_items(&s.items)?);
         }
         let stmt = match &self.save_stmt {
             Some(stmt) => stmt.clone(),

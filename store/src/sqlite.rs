@@ -289,7 +289,7 @@ impl Backend for SqliteBackend {
                 new.mp,
                 now,
                 CHARACTER_STATE_VERSION,
-                crate::items::encode(&new.items)?,
+                crate::items::encode_items(&new.items)?,
             ]);
         match inserted {
             Ok(_) => {}
@@ -390,7 +390,7 @@ impl Backend for SqliteBackend {
                     to_sql_u64(s.exp, "exp")?,
                     now,
                     CHARACTER_STATE_VERSION,
-                    crate::items::encode(&s.items)?,
+                    crate::items::encode_items(&s.items)?,
                 ])?;
             }
         }

@@ -1,0 +1,21 @@
+//! Node borders: what the shard reports when a player's legal step lands
+//! on ground another node of the cluster simulates. The shard only
+//! reports it and holds the player; carrying the player over (the record,
+//! the lease, the client's connection) is the game layer's and the
+//! cluster's work (docs/DEPLOY.md).
+
+use crate::entity::ClientId;
+
+/// A player whose valid claim stepped onto another node's ground. Until
+/// the game layer calls [`crate::Shard::end_crossing`] (the other node did
+/// not take it) or removes the player (it did), the player stays where it
+/// stood and its claims are held.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BorderCrossing {
+    /// Whose claim.
+    pub client: ClientId,
+    /// Where the claim put the player: on the other node's ground.
+    pub position: [f32; 3],
+    /// The claim's facing.
+    pub yaw: f32,
+}
