@@ -575,13 +575,13 @@ mod tests {
         assert_eq!(invalid_field(&bad_address), "nodes[1].address");
         let bad_key = TWO.replace(
             "address: \"127.0.0.1:7002\",",
-            "address: \"127.0.0.1:7002\", static_key: \"12ab\",",
+            "address: \"127.0.0.1:7002\", static_key: Some(\"12ab\"),",
         );
         assert_eq!(invalid_field(&bad_key), "nodes[1].static_key");
         let key = "ab".repeat(32);
         let good_key = TWO.replace(
             "address: \"127.0.0.1:7002\",",
-            &format!("address: \"127.0.0.1:7002\", static_key: \"{key}\","),
+            &format!("address: \"127.0.0.1:7002\", static_key: Some(\"{key}\"),"),
         );
         let c = parse(&good_key).expect("valid");
         assert_eq!(c.static_key(1), Some([0xab; 32]));
