@@ -337,16 +337,21 @@ impl Pair {
                 &format!("lease_ttl_ms: {lease_ttl_ms}"),
             )
             .replace(
-                "handoff_timeout_ms: 2000,",
-                &format!(
-                    "handoff_timeout_ms: {}, transfer_timeout_ms: {transfer_timeout_ms},",
-                    (lease_ttl_ms / 4).min(2000)
-                ),
+                "handoff_timeout_ms: 2000",
+                &format!("handoff_timeout_ms: {}", (lease_ttl_ms / 4).min(2000)),
+            )
+            .replace(
+                "transfer_timeout_ms: 10000",
+                &format!("transfer_timeout_ms: {transfer_timeout_ms}"),
             )
             .replace("127.0.0.1:7777", &format!("127.0.0.1:{west_port}"))
             .replace("127.0.0.1:7778", &format!("127.0.0.1:{east_port}"))
             .replace("nats://127.0.0.1:4222", &nats);
-        assert!(file.contains(&name) && file.contains(&east_port.to_string()));
+        assert!(
+            file.contains(&name)
+                && file.contains(&east_port.to_string())
+                && file.contains(&format!("transfer_timeout_ms: {transfer_timeout_ms}"))
+        );
         std::fs::write(dir.path().join("cluster.ron"), file).unwrap();
         // West first: it creates the keys and the database east then uses.
         let west = Node::start(dir.path(), "west", west_port);
@@ -803,6 +808,12 @@ fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
     };
     let mut nats = PrivateNats::start(binary);
     let pair = Pair::start_on(nats.url(), 30_000, 10_000);
+    // She stands 700 units west of the node border.
+    let first = pair.west.player("stayer", 1);
+    let entered = first.entered.expect("entered in the west");
+    first.leave();
+    std::thread::sleep(Duration::from_millis(500));
+    pair.place(entered.character_id, [-700.0, 0.0, entered.position[2]]);
     let mut players = vec![pair.west.player("stayer", 1)];
     assert!(players[0].entered.is_some());
     // The latecomer's account and character exist before NATS goes.
@@ -840,6 +851,34 @@ fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
         "moves applied while NATS is down: {before:?} -> {after:?}"
     );
     assert!(!players[0].disconnected);
+    // The border holds her like a wall: no crossing without NATS.
+    let held_before = pair.west.metric("tos_game_cluster_border_held_total");
+    common::play(
+        &mut players,
+        Duration::from_secs(5),
+        |_, _| [300.0, 0.0, 0.0],
+        |_| false,
+    );
+    common::play(
+        &mut players,
+        Duration::from_millis(300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    let at_border = players[0].acked_position().expect("acknowledged");
+    assert!(
+        at_border[0] < 0.0 && at_border[0] > -300.0,
+        "walked to the border and held there: {at_border:?}"
+    );
+    assert!(pair.west.metric("tos_game_cluster_border_held_total") > held_before);
+    assert!(
+        !players[0].inbox.iter().any(|m| matches!(
+            ServerMessage::decode(m),
+            Ok(ServerMessage::ZoneTransfer { .. })
+        )),
+        "no transfer while NATS is down"
+    );
+    assert_eq!(pair.west.metric("tos_game_zone_crossings_total"), 0);
     // No lease can be taken: entering is refused, saying to try again.
     let late = pair.west.player("latecomer", 1);
     assert_eq!(refusal(&late), Some(RefusalReason::ServerBusy));
@@ -860,6 +899,11 @@ fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(!players[0].disconnected);
+    // And crossings resume: she walks on into the east.
+    let mut stayer = players.pop().unwrap();
+    let to_east = walk_until_transfer(&mut stayer, [300.0, 0.0, 0.0], Duration::from_secs(10));
+    let east = follow(&to_east, pair.east.integrity, "stayer");
+    assert!(east.entered.unwrap().position[0] >= 0.0);
 }
 
 #[test]
