@@ -708,6 +708,98 @@ fn a_transfer_whose_client_never_comes_is_saved_where_it_crossed() {
 }
 
 #[test]
+fn a_receiver_killed_mid_crossing_leaves_the_player_on_exactly_one_node() {
+    const TTL_MS: u64 = 3_000;
+    let Some(mut pair) = Pair::start(TTL_MS) else {
+        return;
+    };
+    let first = pair.west.player("midway", 1);
+    let entered = first.entered.expect("entered in the west");
+    first.leave();
+    std::thread::sleep(Duration::from_millis(500));
+    pair.place(entered.character_id, [-100.0, 0.0, entered.position[2]]);
+    let mut west = pair.west.player("midway", 1);
+    let _ = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(5));
+    // The east took her lease and is killed before her client arrives.
+    pair.east.kill();
+    let killed = Instant::now();
+    west.leave();
+    assert_eq!(
+        pair.west.metric("tos_game_online"),
+        0,
+        "the west let her go"
+    );
+    let port = pair.east.addr.port();
+    pair.east = Node::start(pair.dir.path(), "east", port);
+    // Once the dead east's lease expires exactly one node takes her: the
+    // one whose ground her last save is on (the east saved her crossing
+    // when it took her, unless it died first; then the west's last save).
+    let (node, position) = loop {
+        assert!(
+            killed.elapsed() < Duration::from_millis(TTL_MS * 5),
+            "she never came back"
+        );
+        let mut found = None;
+        for (name, node) in [("west", &pair.west), ("east", &pair.east)] {
+            let p = node.player("midway", 1);
+            match p.entered {
+                Some(e) => found = Some((name, e.position)),
+                None => assert!(
+                    matches!(
+                        refusal(&p),
+                        Some(RefusalReason::CharacterInUse | RefusalReason::EnterFailed)
+                    ),
+                    "{name}: {:?}",
+                    p.failed
+                ),
+            }
+            p.leave();
+            if found.is_some() {
+                break;
+            }
+        }
+        if let Some(f) = found {
+            break f;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!("after the kill she entered on the {node} at {position:?}");
+    match node {
+        "east" => assert!(position[0] >= 0.0 && position[0] < 50.0, "{position:?}"),
+        _ => assert!(position[0] >= -150.0 && position[0] < 0.0, "{position:?}"),
+    }
+    // And only there: the other node refuses her while she plays.
+    let (mine, other) = if node == "east" {
+        (&pair.east, &pair.west)
+    } else {
+        (&pair.west, &pair.east)
+    };
+    let again = mine.player("midway", 1);
+    assert!(again.entered.is_some());
+    let twin = other.player("midway", 1);
+    assert!(twin.entered.is_none(), "live on two nodes");
+}
+
+#[test]
+fn a_sender_killed_after_the_crossing_does_not_stop_the_player() {
+    let Some(mut pair) = Pair::start(30_000) else {
+        return;
+    };
+    let first = pair.west.player("escapee", 1);
+    let entered = first.entered.expect("entered in the west");
+    first.leave();
+    std::thread::sleep(Duration::from_millis(500));
+    pair.place(entered.character_id, [-100.0, 0.0, entered.position[2]]);
+    let mut west = pair.west.player("escapee", 1);
+    let to_east = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(5));
+    pair.west.kill();
+    let mut east = follow(&to_east, pair.east.integrity, "escapee");
+    assert!(east.pump_until(Duration::from_secs(5), |p| p.snapshots > 10));
+    assert_eq!(pair.east.metric("tos_game_online"), 1);
+    assert!(!east.disconnected);
+}
+
+#[test]
 fn a_sigkilled_nodes_characters_are_free_after_the_lease_expires() {
     const TTL_MS: u64 = 3_000;
     let Some(mut pair) = Pair::start(TTL_MS) else {
