@@ -278,6 +278,9 @@ pub(crate) struct ClientState {
     /// the game layer's [`Shard::end_crossing`] (or its removal): its
     /// claims are held meanwhile.
     crossing: bool,
+    /// Until this tick a claim across a node border is held like a wall
+    /// (a crossing was just refused: no new offer per claim in flight).
+    border_cooldown_until: u32,
     view: ClientView,
 }
 
@@ -367,6 +370,9 @@ pub struct Shard {
     ai: crate::ai::AiRuntime,
     corrections: Vec<Correction>,
     crossings: Vec<crate::border::BorderCrossing>,
+    /// Corrections issued between ticks (a refused crossing), sent with
+    /// the next tick's.
+    corrections_between: Vec<Correction>,
     action_results: Vec<ActionOutcome>,
     handoffs: Vec<Handoff>,
     remote_effects: Vec<RemoteEffect>,
@@ -502,6 +508,7 @@ impl Shard {
             ai: crate::ai::AiRuntime::new(data.npcs, n, crate::nav::NavParams::new(&rules), flat),
             corrections: Vec::with_capacity(capacity.clients as usize),
             crossings: Vec::with_capacity(64),
+            corrections_between: Vec::with_capacity(64),
             action_results: Vec::with_capacity(capacity.clients as usize),
             handoffs: Vec::with_capacity(256),
             remote_effects: Vec::with_capacity(256),
@@ -878,6 +885,7 @@ impl Shard {
                 last_claim_seq: None,
                 correction_until: 0,
                 crossing: false,
+                border_cooldown_until: 0,
                 view: ClientView::new(self.capacity.initial_view, self.capacity.max_view),
             })
         });
@@ -889,6 +897,7 @@ impl Shard {
         state.rtt_ms = 0;
         state.counters = CheatCounters::default();
         state.crossing = false;
+        state.border_cooldown_until = 0;
         state.last_claim_seq = None;
         state.correction_until = self.tick;
         state.view.reset();
@@ -971,19 +980,23 @@ impl Shard {
 
     /// A crossing did not happen (the other node did not take the player):
     /// its claims are accepted again and it is corrected back to where it
-    /// stands. `Err` when the client is unknown.
+    /// stands, in the next tick's [`Shard::corrections`]; for a second its
+    /// claims across the border are held like a wall (the claims already
+    /// in flight would else each start a crossing). `Err` when the client
+    /// is unknown.
     pub fn end_crossing(&mut self, client: ClientId) -> Result<(), ShardError> {
         let cs = self
             .clients
             .get_mut(&client)
             .ok_or(ShardError::UnknownClient(client))?;
         cs.crossing = false;
+        cs.border_cooldown_until = self.tick.wrapping_add(self.tick_hz);
         let Some(pi) = player_slot(&self.ents, cs) else {
             return Ok(());
         };
         let pu = pi as usize;
         cs.counters.record(MoveRejection::NodeBorder);
-        self.corrections.push(Correction {
+        self.corrections_between.push(Correction {
             client,
             input_seq: self.ents.last_input_seq[pu],
             position: self.ents.position[pu],
@@ -1023,6 +1036,7 @@ impl Shard {
             ..TickReport::default()
         };
         self.corrections.clear();
+        self.corrections.append(&mut self.corrections_between);
         self.crossings.clear();
         self.action_results.clear();
         self.sweep_ghosts();
@@ -1140,7 +1154,9 @@ impl Shard {
                         // left to the rules below.
                         let across = claim.position.iter().all(|c| c.is_finite())
                             && foreign_at(&self.foreign, &self.world, claim.position);
-                        let verdict = if across && !self.crossings_open {
+                        let closed =
+                            !self.crossings_open || tick_after(cs.border_cooldown_until, now);
+                        let verdict = if across && closed {
                             Err(MoveRejection::NodeBorder)
                         } else {
                             validate_claim(&ctx, &mut cs.mover, from, &claim, factor, stuck)

@@ -433,3 +433,83 @@ fn claims_into_another_nodes_quadrants_are_held_at_the_border() {
     assert!(position(&shard, me)[0] > -20.0, "walked up to the border");
     assert!(shard.cheat_counters(C).unwrap().node_border > 0);
 }
+
+#[test]
+fn with_the_borders_open_a_legal_step_across_is_reported_and_the_player_held() {
+    let mut shard = shard_with(WorldData::default());
+    let foreign: Vec<bool> = (0..256).map(|i| i % 16 >= 8).collect();
+    assert!(shard.set_foreign_quadrants(foreign));
+    shard.set_crossings_open(true);
+    let me = player(&mut shard, [-30.0, 0.0, 0.0]);
+    let mut x = -30.0f32;
+    let mut crossed = None;
+    for tick in 1..=20u32 {
+        x += 5.0;
+        shard
+            .push_claim(C, claim(tick, [x, 0.0, 0.0], [300.0, 0.0, 0.0]))
+            .unwrap();
+        shard.tick(tick);
+        assert!(shard.corrections().is_empty(), "tick {tick}: corrected");
+        if let Some(c) = shard.border_crossings().first() {
+            assert_eq!(shard.border_crossings().len(), 1);
+            assert_eq!(c.client, C);
+            assert!(c.position[0] >= 0.0, "the claimed point across: {c:?}");
+            crossed = Some(tick);
+            break;
+        }
+    }
+    let crossed = crossed.expect("the step across is reported");
+    let stood = position(&shard, me);
+    assert!(stood[0] < 0.0, "it stays on this side: {stood:?}");
+    // Held: later claims (either way) move nothing and are not reported again.
+    for tick in crossed + 1..crossed + 10 {
+        shard
+            .push_claim(
+                C,
+                claim(tick, [stood[0] - 4.0, 0.0, 0.0], [-300.0, 0.0, 0.0]),
+            )
+            .unwrap();
+        shard.tick(tick);
+        assert!(shard.border_crossings().is_empty());
+        assert_eq!(position(&shard, me), stood);
+    }
+    // The other node did not take it: unfrozen, and corrected back with
+    // the next tick's corrections.
+    shard.end_crossing(C).unwrap();
+    let t = crossed + 20;
+    shard
+        .push_claim(C, claim(t, [stood[0] - 4.0, 0.0, 0.0], [-240.0, 0.0, 0.0]))
+        .unwrap();
+    shard.tick(t);
+    let c = shard.corrections().first().copied().expect("a correction");
+    assert_eq!(c.reason, MoveRejection::NodeBorder);
+    assert_eq!(c.position, stood);
+    let back = position(&shard, me);
+    assert!(back[0] < stood[0], "it moves again: {back:?}");
+    // For a second a step across is a wall, not a new crossing...
+    let across = [back[0] + 10.0, 0.0, 0.0];
+    shard
+        .push_claim(C, claim(t + 1, across, [300.0, 0.0, 0.0]))
+        .unwrap();
+    shard.tick(t + 1);
+    assert!(
+        shard.border_crossings().is_empty(),
+        "no crossing in the cooldown"
+    );
+    assert_eq!(position(&shard, me), back);
+    // ...and after it, the same step crosses again.
+    for tick in t + 2..t + 80 {
+        shard.tick(tick);
+    }
+    shard
+        .push_claim(C, claim(t + 80, across, [300.0, 0.0, 0.0]))
+        .unwrap();
+    shard.tick(t + 80);
+    assert_eq!(
+        shard.border_crossings().len(),
+        1,
+        "{:?}",
+        shard.corrections()
+    );
+    assert!(shard.end_crossing(tos_shards::ClientId(999)).is_err());
+}
