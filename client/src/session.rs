@@ -362,8 +362,9 @@ pub enum SessionEvent {
     },
     /// The character is in the world on the new node, which sent its
     /// first snapshot. Every entity of the old node was reported removed
-    /// before the new node's entities; `entered` names the player's new
-    /// entity (ids change between nodes).
+    /// before the new node's entities (which follow this event, unless the
+    /// first snapshot overtook WorldEntered); `entered` names the player's
+    /// new entity (ids change between nodes).
     ZoneTransferred {
         /// Where the character stands on the new node, its new entity.
         entered: Entered,
@@ -469,6 +470,9 @@ pub struct Session {
     /// The configured seed (tests): transfer connections derive theirs
     /// from it; `None` draws each from the operating system.
     seed: Option<[u8; 32]>,
+    /// Connections opened after the first (each transfer's), numbering
+    /// their seeds.
+    reconnects: u64,
     transfer_timeout: Duration,
     flow: LoginFlow,
     receiver: SnapshotReceiver,
@@ -518,6 +522,7 @@ impl Session {
             transport: config.transport,
             integrity: config.integrity,
             seed: config.seed,
+            reconnects: 0,
             transfer_timeout: config.transfer_timeout,
             flow: if config.choose_character {
                 LoginFlow::with_selection(login)
@@ -699,8 +704,8 @@ impl Session {
             self.fail_transfer(TransferFailure::BadAddress, now);
             return;
         };
-        let transfers = self.stats.zone_transfers + self.stats.transfer_failures + 1;
-        let conn = connection_seed(self.seed, transfers).and_then(|seed| {
+        self.reconnects += 1;
+        let conn = connection_seed(self.seed, self.reconnects).and_then(|seed| {
             Connection::connect(
                 ClientConfig {
                     transport: Arc::clone(&self.transport),

@@ -61,6 +61,11 @@ struct Node {
     client: Option<ConnectionHandle>,
     tickets: Vec<Vec<u8>>,
     in_world: bool,
+    /// A transfer target that sends its first snapshot before WorldEntered
+    /// (they travel on different channels: either may arrive first).
+    snapshot_first: bool,
+    /// WorldEntered goes out with the next datagrams (after a snapshot).
+    enter_next: bool,
     tick: u32,
     /// The client's Disconnect arrived (reason, by the peer).
     disconnected: Option<(DisconnectReason, bool)>,
@@ -81,6 +86,8 @@ impl Node {
             client: None,
             tickets: Vec::new(),
             in_world: false,
+            snapshot_first: false,
+            enter_next: false,
             tick: u32::from(secret) * 1_000,
             disconnected: None,
             claims: 0,
@@ -179,6 +186,10 @@ impl Node {
     }
 
     fn events(&mut self, now: Instant) {
+        if self.enter_next {
+            self.enter_next = false;
+            self.enter();
+        }
         let mut incoming = Vec::new();
         let mut messages = Vec::new();
         let mut connected = false;
@@ -213,8 +224,13 @@ impl Node {
         }
         if connected && self.transfer_target {
             // Straight into the world: no login, no character list.
-            self.enter();
-            self.snapshot();
+            if self.snapshot_first {
+                self.snapshot();
+                self.enter_next = true;
+            } else {
+                self.enter();
+                self.snapshot();
+            }
         }
         for m in messages {
             self.on_message(&m);
@@ -233,6 +249,10 @@ struct World {
 
 impl World {
     fn new(answer: Answer) -> Self {
+        Self::with(answer, SnapshotHandling::Events)
+    }
+
+    fn with(answer: Answer, handling: SnapshotHandling) -> Self {
         let now = Instant::now();
         let west = Node::new(
             WEST,
@@ -260,7 +280,7 @@ impl World {
         };
         let mut config = SessionConfig::new(west.key(), spec);
         config.seed = Some([9; 32]);
-        config.snapshots = SnapshotHandling::Events;
+        config.snapshots = handling;
         config.transfer_timeout = Duration::from_secs(2);
         let session = Session::connect(config, west.addr, now).unwrap();
         Self {
@@ -337,7 +357,7 @@ impl World {
         self.step(Duration::from_millis(16));
         self.west.snapshot();
         self.step(Duration::from_millis(16));
-        assert_eq!(self.session.entities_in_view(), 2);
+        assert_eq!(self.session.receiver().visible_count(), 2);
         let key = self.east.key();
         self.west.send(
             Channel::ReliableOrdered,
@@ -551,4 +571,168 @@ fn a_transfer_to_a_name_instead_of_an_address_fails_at_once() {
         }
     ));
     assert!(w.session.is_ended());
+}
+
+#[test]
+fn a_snapshot_before_world_entered_and_a_headless_session_transfer_too() {
+    for handling in [SnapshotHandling::Events, SnapshotHandling::Apply] {
+        let mut w = World::with(Answer::Accept, handling);
+        w.east.snapshot_first = true;
+        w.enter_and_cross();
+        let mark = w.events.len();
+        let done = w.until("the transfer", |e| {
+            matches!(e, SessionEvent::ZoneTransferred { .. })
+        });
+        w.step(Duration::from_millis(1));
+        let transferred = w.events[mark..]
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::ZoneTransferred { .. }))
+            .count();
+        assert_eq!(transferred, 1, "{handling:?}");
+        let SessionEvent::ZoneTransferred { entered, .. } = w.events[done] else {
+            unreachable!()
+        };
+        assert_eq!(entered.entity_id, 500);
+        let first_snapshot = w.events[mark..]
+            .iter()
+            .position(|e| matches!(e, SessionEvent::Snapshot { .. }))
+            .unwrap();
+        assert!(
+            mark + first_snapshot < done,
+            "the snapshot came first, the transfer completed with WorldEntered"
+        );
+        // Whatever the order, every old entity is removed before a new one
+        // is created.
+        let last_removed = w.events[mark..]
+            .iter()
+            .rposition(|e| matches!(e, SessionEvent::Entity(EntityEvent::Removed { .. })));
+        let first_created = w.events[mark..]
+            .iter()
+            .position(|e| matches!(e, SessionEvent::Entity(EntityEvent::Created(_))));
+        if handling == SnapshotHandling::Events {
+            assert!(
+                last_removed.unwrap() < first_created.unwrap(),
+                "{:?}",
+                w.events
+            );
+            assert_eq!(w.session.entities_in_view(), 2);
+        } else {
+            assert_eq!(
+                (last_removed, first_created),
+                (None, None),
+                "no entity events"
+            );
+        }
+        // The receiver holds the new node's world only.
+        let mut ids: Vec<u32> = w
+            .session
+            .receiver()
+            .visible()
+            .map(|(id, _, _)| id)
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![500, 501], "{handling:?}");
+        assert_eq!(w.session.stats().zone_transfers, 1);
+        assert!(
+            w.session
+                .send_move([0.0; 3], [0.0; 3], 0.0, 0, 0.016)
+                .is_ok()
+        );
+    }
+}
+
+/// The UDP driver through a transfer: the two nodes on real loopback
+/// sockets, the client's datagrams to whichever node the session names,
+/// the new node's answers taken from its address.
+#[test]
+fn the_udp_driver_follows_a_transfer_to_another_address() {
+    use std::net::UdpSocket;
+    use tos_client::UdpClient;
+
+    let west_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let east_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&west_socket, &east_socket] {
+        s.set_nonblocking(true).unwrap();
+    }
+    let (west_addr, east_addr) = (
+        west_socket.local_addr().unwrap(),
+        east_socket.local_addr().unwrap(),
+    );
+    let mut west = Node::new(WEST, 1, 10, vec![(10, [100.0, 0.0, 0.0])]);
+    let mut east = Node::new(EAST, 2, 500, vec![(500, [120.0, 0.0, 0.0])]);
+    (west.addr, east.addr) = (west_addr, east_addr);
+    east.transfer_target = true;
+    let spec = LoginSpec {
+        account: "walker".into(),
+        password: "correct horse battery".into(),
+        register: false,
+        character_name: "Walker".into(),
+        template: 1,
+        appearance: vec![],
+        ticketed: false,
+        login_only: false,
+    };
+    let mut client = UdpClient::connect(
+        west_addr,
+        SessionConfig::new(west.key(), spec),
+        Instant::now(),
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let mut sent_transfer = false;
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let now = Instant::now();
+        client.poll(now).unwrap();
+        while let Some(e) = client.poll_event() {
+            events.push(e);
+        }
+        for (node, socket) in [(&mut west, &west_socket), (&mut east, &east_socket)] {
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                node.endpoint.handle_datagram(now, from, &mut buf[..n]);
+            }
+            node.events(now);
+            node.endpoint.handle_timeout(now);
+            while let Some(t) = node.endpoint.poll_transmit(now, &mut buf) {
+                let _ = socket.send_to(&buf[..t.size], t.destination);
+            }
+        }
+        if !sent_transfer
+            && events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::EnteredWorld(_)))
+        {
+            west.snapshot();
+            let key = east.key();
+            let address = east_addr.to_string();
+            west.send(
+                Channel::ReliableOrdered,
+                &ServerMessage::ZoneTransfer {
+                    address: &address,
+                    static_key: key,
+                    ticket: TICKET,
+                },
+            );
+            sent_transfer = true;
+        }
+        if events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::ZoneTransferred { .. }))
+            && west.disconnected.is_some()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            SessionEvent::ZoneTransferred { to, .. } if *to == east_addr
+        )),
+        "{events:?}"
+    );
+    assert_eq!(west.disconnected, Some((DisconnectReason::Graceful, true)));
+    assert_eq!(client.session().server_address(), east_addr);
+    assert_eq!(east.tickets, vec![TICKET.to_vec()]);
 }
