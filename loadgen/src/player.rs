@@ -514,6 +514,9 @@ impl Player {
                     rec.connected += 1;
                 }
                 SessionEvent::Connected => {}
+                // A player sent to another node logs in again there with
+                // its ticket: its login time is the first one's.
+                SessionEvent::Authenticated { .. } if self.authenticated_at.is_some() => {}
                 SessionEvent::Authenticated { .. } => {
                     self.authenticated_at = Some(now);
                     if let Some(c) = self.connected_at {
