@@ -93,6 +93,12 @@ enum TosResult
    * it: `choose_character` and a `CHARACTER_LIST` event).
    */
   TOS_RESULT_NOT_SELECTING = -11,
+  /**
+   * A zone transfer is under way (between `ZONE_TRANSFER_STARTED` and
+   * `ZONE_TRANSFERRED`): nothing was sent. Send the current movement
+   * again afterwards; repeat a request.
+   */
+  TOS_RESULT_TRANSFERRING = -12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -210,6 +216,30 @@ enum TosEventKind
    * `entity.id`; read it with `tos_client_entity_details`.
    */
   TOS_EVENT_KIND_INSPECTED = 20,
+  /**
+   * The server sent the character to another node of the cluster: the
+   * session closed the old connection and is connecting there. Moves
+   * and requests return `TOS_RESULT_TRANSFERRING` until
+   * `ZONE_TRANSFERRED`; keep drawing the world as it is.
+   */
+  TOS_EVENT_KIND_ZONE_TRANSFER_STARTED = 21,
+  /**
+   * In the world on the new node: every entity of the old node was
+   * removed (`ENTITY_REMOVED` before this event); `entity` is the
+   * player's new entity (ids change between nodes), `tick` the new
+   * node's tick, `id` the character, `amount` the transfer gap in
+   * milliseconds (last snapshot of the old node to first of the new).
+   */
+  TOS_EVENT_KIND_ZONE_TRANSFERRED = 22,
+  /**
+   * The zone transfer failed and the session ended (no `DISCONNECTED`
+   * follows; the server saves the character where it crossed, so log in
+   * again): `code` = 1 bad address, 2 denied (`request` = the deny
+   * reason, 5 ticket rejected), 3 disconnected (`request` = the
+   * disconnect reason), 4 refused (`request` = the refusal reason),
+   * 5 timed out.
+   */
+  TOS_EVENT_KIND_ZONE_TRANSFER_FAILED = 23,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

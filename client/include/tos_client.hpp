@@ -133,14 +133,20 @@ public:
         return buffer.first(n);
     }
 
-    /// Claims a move; returns its input sequence. Throws tos::Error with
-    /// TOS_RESULT_SEND_FAILED when the send queue is full (skip a frame).
+    /// Claims a move; returns its input sequence, or 0 (nothing sent)
+    /// during a zone transfer: claims supersede each other, so keep
+    /// moving and the first claim after ZONE_TRANSFERRED carries the
+    /// state. Throws tos::Error with TOS_RESULT_SEND_FAILED when the send
+    /// queue is full (skip a frame).
     std::uint32_t move(std::span<const float, 3> position, std::span<const float, 3> velocity,
                        float yaw, std::uint8_t anim, float dt) {
         std::uint32_t seq = 0;
-        detail::check(
-            tos_client_move(handle_, position.data(), velocity.data(), yaw, anim, dt, &seq),
-            "tos_client_move");
+        TosResult r =
+            tos_client_move(handle_, position.data(), velocity.data(), yaw, anim, dt, &seq);
+        if (r == TOS_RESULT_TRANSFERRING) {
+            return 0;
+        }
+        detail::check(r, "tos_client_move");
         return seq;
     }
 

@@ -1,6 +1,11 @@
 //! A small non-blocking UDP driver for a [`Session`]: one
 //! `std::net::UdpSocket` in non-blocking mode, pumped by [`UdpClient::poll`]
 //! once per game frame. No threads: the caller's loop is the only one.
+//!
+//! Datagrams go where the session says (`Transmit::destination`) and are
+//! taken from any address: a zone transfer moves the session to another
+//! node. A socket bound to loopback cannot reach another host (nor an IPv4
+//! socket an IPv6 one), so a transfer to such a node binds a new socket.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -61,14 +66,7 @@ impl UdpClient {
         config: SessionConfig,
         now: Instant,
     ) -> Result<Self, DriverError> {
-        let bind: SocketAddr = match server {
-            SocketAddr::V4(a) if a.ip().is_loopback() => SocketAddr::new(server.ip(), 0),
-            SocketAddr::V6(a) if a.ip().is_loopback() => SocketAddr::new(server.ip(), 0),
-            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = UdpSocket::bind(bind)?;
-        socket.set_nonblocking(true)?;
+        let socket = bind_for(server)?;
         let session = Session::connect(config, server, now)?;
         Ok(Self {
             socket,
@@ -100,6 +98,11 @@ impl UdpClient {
 
     fn flush(&mut self, now: Instant) -> Result<(), DriverError> {
         while let Some(t) = self.session.poll_transmit(now, &mut self.buf[..]) {
+            if !reaches(self.socket.local_addr()?, t.destination) {
+                // A zone transfer to a node this socket cannot reach: the
+                // old node's datagrams (its Disconnect) are done with.
+                self.socket = bind_for(t.destination)?;
+            }
             match self.socket.send_to(&self.buf[..t.size], t.destination) {
                 Ok(_) => {}
                 // A full socket buffer loses the datagram, as the network
@@ -137,4 +140,24 @@ impl UdpClient {
         self.session.close(now);
         self.flush(now)
     }
+}
+
+/// A non-blocking socket for talking to `server`: on loopback for a
+/// loopback server, otherwise on every interface of its address family.
+fn bind_for(server: SocketAddr) -> io::Result<UdpSocket> {
+    let bind: SocketAddr = match server {
+        SocketAddr::V4(a) if a.ip().is_loopback() => SocketAddr::new(server.ip(), 0),
+        SocketAddr::V6(a) if a.ip().is_loopback() => SocketAddr::new(server.ip(), 0),
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(bind)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Whether a socket bound to `local` can send to `to`: the same address
+/// family, and off loopback only when not bound to it.
+fn reaches(local: SocketAddr, to: SocketAddr) -> bool {
+    local.is_ipv4() == to.is_ipv4() && (!local.ip().is_loopback() || to.ip().is_loopback())
 }

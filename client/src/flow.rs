@@ -13,6 +13,12 @@
 //!   Listing --list--> Selecting --enter(id)--> Entering --WorldEntered--> InGame
 //!                     Selecting --create(..)--> Creating --done--> Listing
 //!   Creating / Entering --Refused--> Selecting (the same list)
+//!
+//! Zone transfer (PROTOCOL.md §6.6, ZoneTransfer): the character's ground
+//! moved to another node; the session reconnects there with the transfer
+//! ticket, and that node starts the connection in the world:
+//!   InGame --transfer()--> Transferring --WorldEntered--> InGame
+//!   Transferring --Refused--> Failed
 //! ```
 //!
 //! Each state is its own type holding what it needs; a server message
@@ -148,6 +154,10 @@ struct Entering {
 }
 #[derive(Debug)]
 struct InGame;
+/// Connected (or connecting) to another node with a transfer ticket: that
+/// node sends WorldEntered on its own, and nothing is sent until then.
+#[derive(Debug)]
+struct Transferring;
 
 #[derive(Debug)]
 enum State {
@@ -159,6 +169,7 @@ enum State {
     Creating(Creating),
     Entering(Entering),
     InGame(InGame),
+    Transferring(Transferring),
     /// Logged in, and asked to go no further.
     Done,
     Failed,
@@ -248,6 +259,25 @@ impl LoginFlow {
     /// Whether the character is in the world.
     pub fn in_game(&self) -> bool {
         matches!(self.state, State::InGame(_))
+    }
+
+    /// Whether the character is between nodes: a zone transfer started
+    /// ([`LoginFlow::transfer`]) and the new node has not yet said
+    /// WorldEntered.
+    pub fn transferring(&self) -> bool {
+        matches!(self.state, State::Transferring(_))
+    }
+
+    /// The character leaves for another node (a ZoneTransfer arrived while
+    /// in the world): the next WorldEntered, from the new node, puts it
+    /// back in the world. False, and nothing changes, when the character
+    /// is not in the world.
+    pub fn transfer(&mut self) -> bool {
+        if !self.in_game() {
+            return false;
+        }
+        self.state = State::Transferring(Transferring);
+        true
     }
 
     /// Whether the flow gave up.
@@ -361,7 +391,7 @@ impl LoginFlow {
                 })
             }
             (
-                State::Entering(e),
+                state @ (State::Entering(_) | State::Transferring(_)),
                 ServerMessage::WorldEntered {
                     entity_id,
                     server_tick,
@@ -371,7 +401,9 @@ impl LoginFlow {
                     world,
                 },
             ) => {
-                let _ = e.character_id;
+                if let State::Entering(e) = state {
+                    let _ = e.character_id;
+                }
                 self.state = State::InGame(InGame);
                 Some(FlowEvent::Entered(Entered {
                     entity_id: *entity_id,
@@ -401,7 +433,8 @@ impl LoginFlow {
                 | State::LoggingIn(_)
                 | State::Listing(_)
                 | State::Creating(_)
-                | State::Entering(_),
+                | State::Entering(_)
+                | State::Transferring(_),
                 ServerMessage::Refused { request, reason },
             ) => self.fail(*request, *reason),
             (state, _) => {

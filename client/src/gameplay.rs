@@ -187,6 +187,13 @@ impl Gameplay {
         }
     }
 
+    /// Forgets what inspected entities were: after a zone transfer the
+    /// new node's network ids name other entities.
+    pub(crate) fn forget_entities(&mut self) {
+        self.inspected.clear();
+        self.inspected_order.clear();
+    }
+
     pub(crate) fn details(&self, entity: u32) -> Option<&EntityDetails> {
         self.inspected.get(&entity)
     }

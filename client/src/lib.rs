@@ -13,7 +13,8 @@
 //!   with the pinned server key, login or session ticket, character
 //!   selection, entering the world, movement claims and actions, and
 //!   snapshots turned into entity events ([`SessionEvent`]), and the
-//!   gameplay requests (pick up, use, equip, unequip, chat).
+//!   gameplay requests (pick up, use, equip, unequip, chat), and zone
+//!   transfers to another node of a cluster.
 //! - [`gameplay`]: what the server tells a playing character about itself
 //!   — inventory and equipment ([`InventoryView`]), level and statistics,
 //!   combat events, chat lines ([`ChatLine`]), what inspected entities
@@ -44,7 +45,8 @@ pub use flow::{CharacterInfo, Entered, FlowEvent, LoginFlow, LoginSpec};
 pub use gameplay::{ChatLine, EntityDetails, InventoryView, MAX_CHAT_LINES, MAX_INSPECTED};
 pub use interp::{Interpolator, PredictedInput, Prediction, ServerClock};
 pub use session::{
-    Session, SessionConfig, SessionError, SessionEvent, SessionStats, SnapshotHandling,
+    DEFAULT_TRANSFER_TIMEOUT, Session, SessionConfig, SessionError, SessionEvent, SessionStats,
+    SnapshotHandling, TransferFailure,
 };
 pub use snapshot::{
     EntityEvent, EntityState, RECEIVER_HISTORY, ReceiveError, ReceiverStats, SnapshotInfo,

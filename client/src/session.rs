@@ -13,11 +13,28 @@
 //! Channels (PROTOCOL.md §6.5): login, character and EnterToWorld messages
 //! and Actions travel ReliableOrdered (channel 1); movement claims
 //! Unreliable (channel 0), since a newer claim supersedes a lost one.
+//!
+//! Zone transfer (PROTOCOL.md §6.6, ZoneTransfer): when the character walks
+//! onto ground another node of the cluster owns, the server names that
+//! node's address, key and a one-time ticket. The session closes the old
+//! connection itself (a clean Disconnect, nothing reported), opens one to
+//! the new node pinning its key with the ticket in the Connect, and waits
+//! for that node's WorldEntered; the world view starts over there (old
+//! entities are reported removed, baselines, prediction and the server
+//! clock begin anew). While the new connection is not in the world yet,
+//! claims and requests are refused with [`SessionError::Transferring`]:
+//! nothing is queued, and since a claim supersedes every earlier one the
+//! caller loses no movement by sending its current state once the session
+//! is back ([`SessionEvent::ZoneTransferred`], or as soon as sends succeed
+//! again). A reliable request made in the gap must be made again.
+//! [`Session::poll_transmit`] gives each datagram's destination, which
+//! changes with the transfer; datagrams from the old node's address go to
+//! the old connection until its Disconnect is done.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tos_protocol::connection::{
     ClientConfig, Connection, Event, SendError, ServerKey, Transmit, TransportConfig,
@@ -26,7 +43,7 @@ use tos_protocol::integrity::IntegrityTable;
 use tos_protocol::wire::control::{DenyReason, DisconnectReason};
 use tos_protocol::wire::game::{
     CharacterStats, ChatChannel, ClientMessage, EquipSlot, MAX_CHAT_LEN, MAX_NAME_LEN,
-    MovementClaim, RefusalReason, ServerMessage,
+    MAX_TRANSFER_TICKET_LEN, MovementClaim, RefusalReason, ServerMessage,
 };
 use tos_protocol::wire::{Channel, Writer};
 
@@ -80,7 +97,17 @@ pub struct SessionConfig {
     /// [`Session::create_character`]. Otherwise it enters the first live
     /// character, creating one from the login spec if there is none.
     pub choose_character: bool,
+    /// How long a zone transfer may take, from the ZoneTransfer to the new
+    /// node's first snapshot, before it counts as failed
+    /// ([`TransferFailure::TimedOut`]). The default,
+    /// [`DEFAULT_TRANSFER_TIMEOUT`], is the server's ticket lifetime
+    /// (`cluster.transfer_timeout_ms`).
+    pub transfer_timeout: Duration,
 }
+
+/// How long a zone transfer may take by default: the lifetime of the
+/// server's transfer ticket (PROTOCOL.md §6.6, 10 s).
+pub const DEFAULT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl SessionConfig {
     /// A config with default transport settings, no ticket, no integrity
@@ -96,6 +123,7 @@ impl SessionConfig {
             tick_hz: 60.0,
             snapshots: SnapshotHandling::Events,
             choose_character: false,
+            transfer_timeout: DEFAULT_TRANSFER_TIMEOUT,
         }
     }
 }
@@ -115,6 +143,11 @@ pub enum SessionError {
     Send(SendError),
     /// The operating system had no randomness for the seed.
     NoRandomness,
+    /// A zone transfer is under way: the new node has not put the
+    /// character in the world yet. Nothing was sent or queued; claims are
+    /// superseding, so send the current state again once the session is
+    /// back (PROTOCOL.md §6.6); make a reliable request again.
+    Transferring,
 }
 
 impl core::fmt::Display for SessionError {
@@ -126,6 +159,7 @@ impl core::fmt::Display for SessionError {
             Self::Invalid(what) => f.write_str(what),
             Self::Send(e) => write!(f, "cannot send: {e}"),
             Self::NoRandomness => f.write_str("no randomness from the operating system"),
+            Self::Transferring => f.write_str("a zone transfer is under way"),
         }
     }
 }
@@ -137,6 +171,51 @@ impl From<SendError> for SessionError {
         match e {
             SendError::Closed => Self::Closed,
             other => Self::Send(other),
+        }
+    }
+}
+
+/// Why a zone transfer failed. The session has then ended; the server
+/// saves the character where it crossed, and the player logs in again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferFailure {
+    /// The ZoneTransfer's address is not an IP address and port (the
+    /// session does no name lookups: it is sans-IO).
+    BadAddress,
+    /// The new node refused the connection (`TicketRejected`: the ticket
+    /// was used, expired or unknown there).
+    Denied(DenyReason),
+    /// The new connection ended before the character was in the world
+    /// there (a handshake timeout when the node does not answer).
+    Disconnected(DisconnectReason),
+    /// The new node refused the character.
+    Refused(RefusalReason),
+    /// No WorldEntered and snapshot from the new node within
+    /// [`SessionConfig::transfer_timeout`].
+    TimedOut,
+}
+
+impl TransferFailure {
+    /// A number for the C ABI and logs: 1 bad address, 2 denied,
+    /// 3 disconnected, 4 refused, 5 timed out.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::BadAddress => 1,
+            Self::Denied(_) => 2,
+            Self::Disconnected(_) => 3,
+            Self::Refused(_) => 4,
+            Self::TimedOut => 5,
+        }
+    }
+
+    /// The deny, disconnect or refusal reason's own code (0 for the
+    /// others).
+    pub fn reason_code(self) -> u32 {
+        match self {
+            Self::Denied(r) => r as u32,
+            Self::Disconnected(r) => r as u32,
+            Self::Refused(r) => r as u32,
+            Self::BadAddress | Self::TimedOut => 0,
         }
     }
 }
@@ -271,6 +350,43 @@ pub enum SessionEvent {
         /// Whether the server ended it.
         by_peer: bool,
     },
+    /// The server moved the character to another node (ZoneTransfer): the
+    /// old connection is closed, a new one to `to` is opening. Claims and
+    /// requests fail with [`SessionError::Transferring`] until the new
+    /// node has the character in the world.
+    ZoneTransferStarted {
+        /// The old node's address.
+        from: SocketAddr,
+        /// The new node's address.
+        to: SocketAddr,
+    },
+    /// The character is in the world on the new node, which sent its
+    /// first snapshot. Every entity of the old node was reported removed
+    /// before the new node's entities (which follow this event, unless the
+    /// first snapshot overtook WorldEntered); `entered` names the player's
+    /// new entity (ids change between nodes).
+    ZoneTransferred {
+        /// Where the character stands on the new node, its new entity.
+        entered: Entered,
+        /// The old node's address.
+        from: SocketAddr,
+        /// The new node's address.
+        to: SocketAddr,
+        /// The transfer gap: from the last snapshot received from the old
+        /// node (or the ZoneTransfer, if none came) to the first from the
+        /// new one.
+        gap: Duration,
+    },
+    /// A zone transfer failed; the session has ended (no Disconnected
+    /// follows). The server saves the character where it crossed: log in
+    /// again.
+    ZoneTransferFailed {
+        /// The address the session was sent to (unspecified when it did
+        /// not parse).
+        to: SocketAddr,
+        /// Why.
+        failure: TransferFailure,
+    },
 }
 
 /// Counters of a session.
@@ -284,6 +400,41 @@ pub struct SessionStats {
     pub bad_messages: u64,
     /// Corrections received.
     pub corrections: u64,
+    /// Zone transfers completed (the new node's first snapshot arrived).
+    pub zone_transfers: u64,
+    /// Zone transfers that failed.
+    pub transfer_failures: u64,
+    /// The gap of the last completed transfer
+    /// ([`SessionEvent::ZoneTransferred`]'s `gap`).
+    pub last_transfer_gap: Option<Duration>,
+}
+
+/// A ZoneTransfer as it arrived, copied out of the message (which borrows
+/// the connection being replaced).
+#[derive(Debug, Clone, Copy)]
+struct TransferOrder {
+    /// `None`: the address is not an IP address and port.
+    address: Option<SocketAddr>,
+    static_key: [u8; 32],
+    ticket: [u8; MAX_TRANSFER_TICKET_LEN],
+    ticket_len: usize,
+}
+
+/// A zone transfer under way.
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    from: SocketAddr,
+    to: SocketAddr,
+    /// Where the gap counts from: the old node's last snapshot.
+    last_snapshot: Instant,
+    /// The old node's newest snapshot tick (old entities are removed
+    /// after it).
+    old_tick: u32,
+    deadline: Instant,
+    /// The new node's WorldEntered.
+    entered: Option<Entered>,
+    /// When the new node's first snapshot arrived.
+    first_snapshot: Option<Instant>,
 }
 
 /// Events buffered at most; beyond it the oldest entity updates are
@@ -307,6 +458,22 @@ fn push_event(events: &mut VecDeque<SessionEvent>, e: SessionEvent) {
 #[derive(Debug)]
 pub struct Session {
     conn: Connection,
+    /// The previous node's connection after a zone transfer, until its
+    /// Disconnect is done; its events are not reported.
+    closing: Option<Connection>,
+    transfer: Option<Transfer>,
+    order: Option<TransferOrder>,
+    failure: Option<TransferFailure>,
+    last_snapshot_at: Option<Instant>,
+    transport: Arc<TransportConfig>,
+    integrity: Option<Arc<IntegrityTable>>,
+    /// The configured seed (tests): transfer connections derive theirs
+    /// from it; `None` draws each from the operating system.
+    seed: Option<[u8; 32]>,
+    /// Connections opened after the first (each transfer's), numbering
+    /// their seeds.
+    reconnects: u64,
+    transfer_timeout: Duration,
     flow: LoginFlow,
     receiver: SnapshotReceiver,
     view: WorldView,
@@ -331,23 +498,15 @@ impl Session {
         server: SocketAddr,
         now: Instant,
     ) -> Result<Self, SessionError> {
-        let seed = match config.seed {
-            Some(s) => s,
-            None => {
-                let mut s = [0u8; 32];
-                rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut s)
-                    .map_err(|_| SessionError::NoRandomness)?;
-                s
-            }
-        };
+        let seed = connection_seed(config.seed, 0)?;
         let mut login = config.login;
         login.ticketed = !config.ticket.is_empty();
         let conn = Connection::connect(
             ClientConfig {
-                transport: config.transport,
+                transport: Arc::clone(&config.transport),
                 server_key: ServerKey::Pinned(config.server_key),
                 ticket: config.ticket,
-                integrity: config.integrity,
+                integrity: config.integrity.clone(),
                 seed,
             },
             server,
@@ -355,6 +514,16 @@ impl Session {
         )?;
         Ok(Self {
             conn,
+            closing: None,
+            transfer: None,
+            order: None,
+            failure: None,
+            last_snapshot_at: None,
+            transport: config.transport,
+            integrity: config.integrity,
+            seed: config.seed,
+            reconnects: 0,
+            transfer_timeout: config.transfer_timeout,
             flow: if config.choose_character {
                 LoginFlow::with_selection(login)
             } else {
@@ -376,30 +545,77 @@ impl Session {
         })
     }
 
-    /// A datagram from the network.
+    /// A datagram from the network (from any address: after a zone
+    /// transfer the old node's go to the old connection while it closes).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        let to_old = self
+            .closing
+            .as_ref()
+            .is_some_and(|old| from == old.remote_address() && from != self.conn.remote_address());
+        if to_old {
+            if let Some(old) = self.closing.as_mut() {
+                old.handle_datagram(now, from, datagram);
+            }
+            self.drain_closing();
+            return;
+        }
         self.conn.handle_datagram(now, from, datagram);
         self.process(now);
     }
 
     /// The moment [`Session::handle_timeout`] is due.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.conn.next_timeout()
+        let mut next = self.conn.next_timeout();
+        let mut earliest = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        earliest(self.closing.as_ref().and_then(Connection::next_timeout));
+        earliest(self.transfer.map(|t| t.deadline));
+        next
     }
 
     /// Timers: retransmissions, heartbeats, the handshake and idle
-    /// timeouts. Calling it early does no harm.
+    /// timeouts, a zone transfer's deadline. Calling it early does no
+    /// harm.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.conn.next_timeout().is_some_and(|t| t <= now) {
             self.conn.handle_timeout(now);
         }
+        if let Some(old) = self.closing.as_mut() {
+            if old.next_timeout().is_some_and(|t| t <= now) {
+                old.handle_timeout(now);
+            }
+        }
+        self.drain_closing();
         self.process(now);
+        if self.transfer.is_some_and(|t| t.deadline <= now) {
+            self.fail_transfer(TransferFailure::TimedOut, now);
+        }
     }
 
     /// The next datagram to send, written at the start of `buf` (at least
-    /// the MTU, 1,200 bytes).
+    /// the MTU, 1,200 bytes), and where to send it (the node the session
+    /// talks to now, or the old node's Disconnect after a zone transfer).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some(old) = self.closing.as_mut() {
+            if let Some(t) = old.poll_transmit(now, buf) {
+                return Some(t);
+            }
+        }
         self.conn.poll_transmit(now, buf)
+    }
+
+    /// Discards the old connection's events (its Disconnect is the
+    /// session's own doing, not news) and forgets it once closed.
+    fn drain_closing(&mut self) {
+        if let Some(old) = self.closing.as_mut() {
+            while old.poll_event().is_some() {}
+            if old.is_closed() {
+                self.closing = None;
+            }
+        }
     }
 
     /// The next event.
@@ -415,7 +631,11 @@ impl Session {
         while let Some(event) = self.conn.poll_event() {
             match event {
                 Event::Connected => {
-                    self.push(SessionEvent::Connected);
+                    // A transfer's connection is not news: the transfer's
+                    // own events say how it went.
+                    if self.transfer.is_none() {
+                        self.push(SessionEvent::Connected);
+                    }
                     self.flow.on_connected();
                 }
                 Event::Message { data, .. } => {
@@ -434,8 +654,25 @@ impl Session {
                         stats: &mut self.stats,
                         handling: self.handling,
                         gameplay: &mut self.gameplay,
+                        transfer: &mut self.transfer,
+                        order: &mut self.order,
+                        failure: &mut self.failure,
+                        last_snapshot_at: &mut self.last_snapshot_at,
                     };
                     parts.on_message(data, now);
+                    if self.order.is_some() || self.failure.is_some() {
+                        // The rest of this connection's events belong to a
+                        // node the session is leaving.
+                        break;
+                    }
+                }
+                Event::Denied { reason } if self.transfer.is_some() => {
+                    self.failure = Some(TransferFailure::Denied(reason));
+                    break;
+                }
+                Event::Disconnected { reason, .. } if self.transfer.is_some() => {
+                    self.failure = Some(TransferFailure::Disconnected(reason));
+                    break;
                 }
                 Event::Denied { reason } => {
                     self.ended = true;
@@ -448,7 +685,94 @@ impl Session {
                 _ => {}
             }
         }
+        if let Some(failure) = self.failure.take() {
+            self.fail_transfer(failure, now);
+            return;
+        }
+        if let Some(order) = self.order.take() {
+            self.start_transfer(order, now);
+        }
         self.flush_flow();
+    }
+
+    /// Leaves this node for the one a ZoneTransfer named: closes the old
+    /// connection (a clean Disconnect, sent by [`Session::poll_transmit`]),
+    /// opens the new one with the ticket, and starts the world over.
+    fn start_transfer(&mut self, order: TransferOrder, now: Instant) {
+        let from = self.conn.remote_address();
+        let Some(to) = order.address else {
+            self.fail_transfer(TransferFailure::BadAddress, now);
+            return;
+        };
+        self.reconnects += 1;
+        let conn = connection_seed(self.seed, self.reconnects).and_then(|seed| {
+            Connection::connect(
+                ClientConfig {
+                    transport: Arc::clone(&self.transport),
+                    server_key: ServerKey::Pinned(order.static_key),
+                    ticket: order.ticket[..order.ticket_len].to_vec(),
+                    integrity: self.integrity.clone(),
+                    seed,
+                },
+                to,
+                now,
+            )
+            .map_err(SessionError::from)
+        });
+        let conn = match conn {
+            Ok(c) => c,
+            Err(_) => {
+                self.fail_transfer(
+                    TransferFailure::Disconnected(DisconnectReason::Graceful),
+                    now,
+                );
+                return;
+            }
+        };
+        let mut old = std::mem::replace(&mut self.conn, conn);
+        old.close(now, DisconnectReason::Graceful);
+        // At most one old connection closes at a time: one a transfer
+        // before this left is dropped (its Disconnect was sent).
+        self.closing = Some(old);
+        self.drain_closing();
+        self.flow.transfer();
+        // A transfer chained before the previous one completed keeps the
+        // gap counting from the first node's last snapshot.
+        let (last_snapshot, old_tick) = match self.transfer {
+            Some(t) => (t.last_snapshot, t.old_tick),
+            None => (
+                self.last_snapshot_at.unwrap_or(now),
+                self.receiver.newest_tick().unwrap_or(0),
+            ),
+        };
+        self.transfer = Some(Transfer {
+            from,
+            to,
+            last_snapshot,
+            old_tick,
+            deadline: now + self.transfer_timeout,
+            entered: None,
+            first_snapshot: None,
+        });
+        // The new node's baselines, acks and ticks have nothing to do with
+        // the old one's; unacknowledged claims will never be acknowledged.
+        self.receiver = SnapshotReceiver::new();
+        self.prediction = Prediction::new();
+        self.push(SessionEvent::ZoneTransferStarted { from, to });
+    }
+
+    /// A transfer failed: the session ends with one event saying why.
+    fn fail_transfer(&mut self, failure: TransferFailure, now: Instant) {
+        let to = self
+            .transfer
+            .take()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |t| t.to);
+        self.stats.transfer_failures += 1;
+        self.ended = true;
+        self.conn.close(now, DisconnectReason::Graceful);
+        // Closing reports a Disconnected of our own: not news.
+        while self.conn.poll_event().is_some() {}
+        self.push(SessionEvent::ZoneTransferFailed { to, failure });
     }
 
     /// Sends what the login flow queued (reliable ordered, like every
@@ -655,6 +979,9 @@ impl Session {
         if self.ended {
             return Err(SessionError::Closed);
         }
+        if self.transfer.is_some_and(|t| t.entered.is_none()) {
+            return Err(SessionError::Transferring);
+        }
         if self.entered.is_none() {
             return Err(SessionError::NotInWorld);
         }
@@ -682,6 +1009,8 @@ impl Session {
     /// next [`Session::poll_transmit`]. The server saves the character.
     pub fn close(&mut self, now: Instant) {
         self.ended = true;
+        // Leaving mid-transfer is the caller's choice, not a failure.
+        self.transfer = None;
         self.conn.close(now, DisconnectReason::Graceful);
         // The connection reports its own Disconnected at once: hand it on.
         self.process(now);
@@ -695,6 +1024,18 @@ impl Session {
     /// Whether the handshake completed and the connection is up.
     pub fn is_connected(&self) -> bool {
         self.conn.is_established()
+    }
+
+    /// Whether a zone transfer is under way (from the ZoneTransfer to the
+    /// new node's first snapshot).
+    pub fn is_transferring(&self) -> bool {
+        self.transfer.is_some()
+    }
+
+    /// The address of the node the session talks to now (it changes with
+    /// a zone transfer).
+    pub fn server_address(&self) -> SocketAddr {
+        self.conn.remote_address()
     }
 
     /// Where the character entered, once in the world.
@@ -738,7 +1079,8 @@ impl Session {
         self.input_seq
     }
 
-    /// The underlying connection (statistics, round-trip time).
+    /// The underlying connection (statistics, round-trip time): after a
+    /// zone transfer, the new node's.
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -764,6 +1106,10 @@ struct Parts<'s> {
     stats: &'s mut SessionStats,
     handling: SnapshotHandling,
     gameplay: &'s mut Gameplay,
+    transfer: &'s mut Option<Transfer>,
+    order: &'s mut Option<TransferOrder>,
+    failure: &'s mut Option<TransferFailure>,
+    last_snapshot_at: &'s mut Option<Instant>,
 }
 
 impl Parts<'_> {
@@ -771,11 +1117,61 @@ impl Parts<'_> {
         push_event(self.events, e);
     }
 
+    /// A snapshot from the new node of a transfer: the first one starts
+    /// the world over (the old node's entities removed, the server clock
+    /// anew) and, with the new node's WorldEntered in, completes the
+    /// transfer, before its own entities are reported (so the caller knows
+    /// its new entity id when they come).
+    fn on_transfer_snapshot(&mut self, now: Instant) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        if t.first_snapshot.is_some() {
+            return;
+        }
+        t.first_snapshot = Some(now);
+        let old_tick = t.old_tick;
+        *self.clock = ServerClock::new(self.clock.tick_hz());
+        self.gameplay.forget_entities();
+        let (interp, events) = (&mut *self.interp, &mut *self.events);
+        self.view.clear(old_tick, |e| {
+            interp.push(&e);
+            push_event(events, SessionEvent::Entity(e));
+        });
+        self.complete_transfer();
+    }
+
+    /// Completes a transfer once the new node has said WorldEntered and
+    /// sent a snapshot (in either order: they travel on different
+    /// channels).
+    fn complete_transfer(&mut self) {
+        let Some(t) = *self.transfer else {
+            return;
+        };
+        let (Some(entered), Some(first)) = (t.entered, t.first_snapshot) else {
+            return;
+        };
+        let gap = first.saturating_duration_since(t.last_snapshot);
+        self.stats.zone_transfers += 1;
+        self.stats.last_transfer_gap = Some(gap);
+        *self.transfer = None;
+        self.push(SessionEvent::ZoneTransferred {
+            entered,
+            from: t.from,
+            to: t.to,
+            gap,
+        });
+    }
+
     fn on_message(&mut self, data: &[u8], now: Instant) {
         let Ok(msg) = ServerMessage::decode(data) else {
             self.stats.bad_messages += 1;
             return;
         };
+        if let ServerMessage::DeltaSync(_) = msg {
+            *self.last_snapshot_at = Some(now);
+            self.on_transfer_snapshot(now);
+        }
         match msg {
             ServerMessage::DeltaSync(d) if self.handling == SnapshotHandling::DecodeOnly => {
                 let mut r = tos_protocol::wire::Reader::new(d.records);
@@ -827,6 +1223,27 @@ impl Parts<'_> {
                 }
                 Err(_) => self.stats.bad_snapshots += 1,
             },
+            ServerMessage::ZoneTransfer {
+                address,
+                static_key,
+                ticket,
+            } => {
+                if !self.flow.in_game() {
+                    // Only a character in the world crosses a border.
+                    self.stats.bad_messages += 1;
+                    return;
+                }
+                let mut t = [0u8; MAX_TRANSFER_TICKET_LEN];
+                // The decoder bounds the ticket to MAX_TRANSFER_TICKET_LEN.
+                let n = ticket.len().min(MAX_TRANSFER_TICKET_LEN);
+                t[..n].copy_from_slice(&ticket[..n]);
+                *self.order = Some(TransferOrder {
+                    address: address.parse().ok(),
+                    static_key,
+                    ticket: t,
+                    ticket_len: n,
+                });
+            }
             ServerMessage::Correction {
                 input_seq,
                 position,
@@ -844,7 +1261,9 @@ impl Parts<'_> {
             ServerMessage::ActionResult { input_seq, result } => {
                 self.push(SessionEvent::ActionResult { input_seq, result });
             }
-            ServerMessage::Refused { request, reason } if self.entered.is_some() => {
+            ServerMessage::Refused { request, reason }
+                if self.entered.is_some() && !self.flow.transferring() =>
+            {
                 self.push(SessionEvent::Refused { request, reason });
             }
             ServerMessage::Inventory(_)
@@ -876,7 +1295,18 @@ impl Parts<'_> {
                     // than misplaced.
                     let _ = self.view.set_world(&e.world);
                     *self.entered = Some(e);
-                    self.push(SessionEvent::EnteredWorld(e));
+                    match self.transfer.as_mut() {
+                        // The new node's WorldEntered: reported with the
+                        // transfer's completion.
+                        Some(t) => {
+                            t.entered = Some(e);
+                            self.complete_transfer();
+                        }
+                        None => self.push(SessionEvent::EnteredWorld(e)),
+                    }
+                }
+                Some(FlowEvent::Failed { reason, .. }) if self.transfer.is_some() => {
+                    *self.failure = Some(TransferFailure::Refused(reason));
                 }
                 Some(FlowEvent::Failed { request, reason }) => {
                     self.push(SessionEvent::LoginFailed { request, reason });
@@ -895,6 +1325,26 @@ impl Parts<'_> {
                     }
                 }
             },
+        }
+    }
+}
+
+/// The seed of a session's `n`th connection (0: the first; each zone
+/// transfer opens another): the configured seed varied by `n`, or fresh
+/// randomness from the operating system.
+fn connection_seed(configured: Option<[u8; 32]>, n: u64) -> Result<[u8; 32], SessionError> {
+    match configured {
+        Some(mut s) => {
+            for (b, x) in s[24..].iter_mut().zip(n.to_le_bytes()) {
+                *b ^= x;
+            }
+            Ok(s)
+        }
+        None => {
+            let mut s = [0u8; 32];
+            rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut s)
+                .map_err(|_| SessionError::NoRandomness)?;
+            Ok(s)
         }
     }
 }

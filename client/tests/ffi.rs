@@ -545,3 +545,13 @@ fn struct_layouts_are_stable() {
         assert_eq!(offset_of!(TosConnectParams, tick_hz), 76);
     }
 }
+
+/// The numbers the C# binding enumerates by hand (zone transfer's events
+/// and result were added last).
+#[test]
+fn zone_transfer_numbers_are_stable() {
+    assert_eq!(TosEventKind::ZoneTransferStarted as u32, 21);
+    assert_eq!(TosEventKind::ZoneTransferred as u32, 22);
+    assert_eq!(TosEventKind::ZoneTransferFailed as u32, 23);
+    assert_eq!(TosResult::Transferring as i32, -12);
+}

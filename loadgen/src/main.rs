@@ -9,6 +9,7 @@
 //! ```text
 //! loadgen --spawn-server --players 500 --seconds 20            # one-command demo
 //! loadgen --server 127.0.0.1:3565 --server-key HEX --players 1000
+//! loadgen --cluster config/cluster-2nodes.ron --server-key HEX --players 200
 //! ```
 //! Run `loadgen --help` for every option.
 
@@ -46,8 +47,8 @@ struct Args {
     /// Run a server in this process on 127.0.0.1 (demo).
     #[arg(
         long = "spawn-server",
-        conflicts_with = "server",
-        required_unless_present = "server"
+        conflicts_with_all = ["server", "cluster"],
+        required_unless_present_any = ["server", "cluster"]
     )]
     spawn: bool,
     /// Target server (loopback only unless --allow-remote).
@@ -56,6 +57,13 @@ struct Args {
     /// The server's static public key (64 hex digits; the server logs it at start).
     #[arg(long, value_name = "HEX", value_parser = hex32)]
     server_key: Option<[u8; 32]>,
+    /// A cluster of tos-server nodes (its cluster file): players connect to
+    /// the first node (or --server), start near the border between the
+    /// nodes and walk across it and back, each crossing a zone transfer.
+    /// Every node must hold the --server-key (nodes sharing a data
+    /// directory do).
+    #[arg(long, value_name = "FILE", requires = "server_key")]
+    cluster: Option<std::path::PathBuf>,
     /// Secret the server's integrity tables come from (64 hex digits).
     #[arg(long, value_name = "HEX", value_parser = hex32)]
     integrity_secret: Option<[u8; 32]>,
@@ -224,6 +232,9 @@ fn check_args(a: &Args) -> Result<(), String> {
     if !(a.ramp >= 0.0 && a.ramp.is_finite()) {
         return Err("--ramp must be a non-negative number of seconds".into());
     }
+    if a.cluster.is_some() && a.mode == Mode::Echo {
+        return Err("--cluster plays the world: not with --mode echo".into());
+    }
     if let Some(s) = a.server {
         if !s.ip().is_loopback() && !a.allow_remote {
             return Err(format!(
@@ -262,6 +273,60 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Reads the cluster file and finds where its players walk: the border
+/// along x between two nodes nearest the vanguards' spawn point (the battle
+/// grounds, where crossing players' characters start), in world units.
+fn cluster_plan(path: &std::path::Path, args: &Args) -> Result<worker::ClusterPlan, String> {
+    let cluster = tos_cluster::Cluster::load(path).map_err(|e| e.to_string())?;
+    let nodes: Vec<SocketAddr> = (0..cluster.nodes().len())
+        .filter_map(|i| cluster.address(i))
+        .collect();
+    if nodes.len() < 2 {
+        return Err(format!(
+            "{}: a cluster of one node has no border to cross",
+            path.display()
+        ));
+    }
+    if let Some(n) = nodes.iter().find(|n| !n.ip().is_loopback()) {
+        if !args.allow_remote {
+            return Err(format!(
+                "refusing to load {n} of the cluster: not a loopback address (pass --allow-remote to target hosts you own)"
+            ));
+        }
+    }
+    let world = cluster
+        .file()
+        .world
+        .quantizer()
+        .map_err(|e| e.to_string())?;
+    let border_x = border_x(&world, |q| cluster.owner(q), player::BATTLE_CENTRE)
+        .ok_or_else(|| {
+            format!(
+                "{}: no border between nodes along x in the row of the battle grounds ({:.0} m, {:.0} m)",
+                path.display(),
+                player::BATTLE_CENTRE[0] / 100.0,
+                player::BATTLE_CENTRE[1] / 100.0
+            )
+        })?;
+    Ok(worker::ClusterPlan { nodes, border_x })
+}
+
+/// The x (world units) of the quadrant edge nearest `near` where the owner
+/// changes, in the row of quadrants holding `near`.
+fn border_x(
+    world: &tos_protocol::quant::Quantizer,
+    owner: impl Fn([u16; 3]) -> Option<usize>,
+    near: [f32; 3],
+) -> Option<f32> {
+    let row = world.quadrant_coords(world.clamp(near)).ok()?;
+    let [gx, _, _] = world.grid();
+    let (min, size) = (world.min()[0], world.quadrant_size()[0]);
+    (1..gx)
+        .filter(|&x| owner([x - 1, row[1], row[2]]) != owner([x, row[1], row[2]]))
+        .map(|x| (min + f64::from(x) * size) as f32)
+        .min_by(|a, b| (a - near[0]).abs().total_cmp(&(b - near[0]).abs()))
 }
 
 /// Reads remembered positions: one `index x y z` line per player.
@@ -357,13 +422,22 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         None
     };
-    let (server, key, integrity) = match &spawned {
-        Some(s) => (
+    let cluster = match &args.cluster {
+        Some(path) => Some(Arc::new(cluster_plan(path, args)?)),
+        None => None,
+    };
+    let (server, key, integrity) = match (&spawned, &cluster) {
+        (Some(s), _) => (
             s.local_addr(),
             s.static_public_key(),
             Some(s.integrity_secret()),
         ),
-        None => (
+        (None, Some(c)) => (
+            args.server.unwrap_or(c.nodes[0]),
+            args.server_key.unwrap_or_else(|| unreachable!("checked")),
+            args.integrity_secret,
+        ),
+        (None, None) => (
             args.server.unwrap_or_else(|| unreachable!("checked")),
             args.server_key.unwrap_or_else(|| unreachable!("checked")),
             args.integrity_secret,
@@ -371,7 +445,8 @@ fn run(args: &Args) -> Result<(), String> {
     };
     // Players play with the server's built-in game data (skills, items):
     // a server run with other data files gets requests it may refuse.
-    let kit = if args.no_play || args.mode == Mode::Echo {
+    // Crossing players only walk: hunting would lead them off the border.
+    let kit = if args.no_play || args.mode == Mode::Echo || cluster.is_some() {
         None
     } else {
         let data =
@@ -424,6 +499,7 @@ fn run(args: &Args) -> Result<(), String> {
             password: args.password.clone(),
             remembered: Arc::clone(&remembered_arc),
             kit: kit.clone(),
+            cluster: cluster.clone(),
         };
         let (live, stop) = (Arc::clone(&live), Arc::clone(&stop));
         handles.push(
@@ -607,4 +683,34 @@ fn run(args: &Args) -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_clusters_border_is_x_zero() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/cluster-2nodes.ron");
+        let cluster = tos_cluster::Cluster::load(&path).expect("the shipped example loads");
+        let world = cluster.file().world.quantizer().expect("a world");
+        let x = border_x(&world, |q| cluster.owner(q), player::BATTLE_CENTRE);
+        // West owns quadrants x 0..8 of 16 in a world centred on the origin.
+        assert_eq!(x, Some(0.0));
+        // The battle grounds, where crossers start, are near it.
+        assert!(player::BATTLE_CENTRE[0].abs() < 3_000.0);
+    }
+
+    #[test]
+    fn a_cluster_without_a_border_along_x_has_none() {
+        let world = tos_config::WorldConfig::default().quantizer().unwrap();
+        assert_eq!(border_x(&world, |_| Some(0), [0.0; 3]), None);
+        // Split by y only: no owner change along x in any row.
+        let by_y = |q: [u16; 3]| Some(usize::from(q[1] >= 8));
+        assert_eq!(border_x(&world, by_y, [0.0; 3]), None);
+        // Split at quadrant 5: x = -409,600 + 5 × 51,200.
+        let at5 = |q: [u16; 3]| Some(usize::from(q[0] >= 5));
+        assert_eq!(border_x(&world, at5, [0.0; 3]), Some(-153_600.0));
+    }
 }

@@ -3,16 +3,19 @@
 //! behaviour (walk between waypoints or converge on a battle, movement
 //! claims at the input rate, occasional reliable actions) and the
 //! measurements it takes. Echo mode, which measures the protocol path
-//! alone, drives a bare connection instead.
+//! alone, drives a bare connection instead. In a cluster run players walk
+//! back and forth across the border between two nodes, and each crossing
+//! is a zone transfer the SDK follows.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tos_client::{Session, SessionEvent};
+use tos_client::{Session, SessionError, SessionEvent};
 use tos_protocol::connection::{Connection, Event, Transmit};
 use tos_protocol::wire::Channel;
 use tos_protocol::wire::control::DisconnectReason;
 use tos_protocol::wire::game::FullEntityState;
+use tos_protocol::wire::game::{RefusalReason, client_type};
 
 use crate::play::{Feet, Play};
 use crate::report::Recorder;
@@ -26,6 +29,9 @@ pub(crate) enum Behaviour {
     Fighter,
     /// Claims impossible moves (speed hacks) and sends garbage.
     Cheater,
+    /// Walks back and forth across the border between two nodes of a
+    /// cluster (`--cluster`), 30 to 60 m past it each way.
+    Crosser,
 }
 
 /// What the load asks players to do.
@@ -71,7 +77,12 @@ impl Link {
     }
 
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        self.connection().next_timeout()
+        match self {
+            // The session's: its connection's, an old connection's closing
+            // and a zone transfer's deadline.
+            Self::World(s) => s.next_timeout(),
+            Self::Echo(c) => c.next_timeout(),
+        }
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
@@ -120,8 +131,27 @@ pub(crate) struct Player {
     rng: tos_protocol::rng::SplitMix64,
     /// Hunting, looting and chatting (world mode).
     play: Option<Play>,
+    /// The border a crosser walks across (x, world units).
+    border_x: Option<f32>,
+    /// The last connection ids routed to this player, oldest replaced
+    /// first (a zone transfer brings new ones).
+    keys: [Option<u32>; KEYS_ROUTED],
+    next_key: usize,
+    /// Its character stands on another node's ground: the worker sends it
+    /// to the next node of the cluster.
+    pub(crate) wants_other_node: bool,
+    /// Nodes tried after the first.
+    pub(crate) nodes_tried: usize,
     pub(crate) done: bool,
 }
+
+/// Connection ids routed to one player at most: the current connection's
+/// (the first Connect's and the server's) and a closing one's.
+const KEYS_ROUTED: usize = 4;
+
+/// How far past the border a crosser walks each way, units (30 to 60 m).
+const CROSS_MIN: f32 = 3_000.0;
+const CROSS_MAX: f32 = 6_000.0;
 
 impl std::fmt::Debug for Player {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,8 +184,9 @@ impl Player {
         remembered: Option<[f32; 3]>,
         now: Instant,
     ) -> Self {
+        let key = link.connection().connection_id();
         let mut p = Self {
-            key: link.connection().connection_id(),
+            key,
             link,
             socket,
             behaviour,
@@ -173,10 +204,37 @@ impl Player {
             input_period: Duration::from_secs_f64(1.0 / f64::from(rate_hz.max(1))),
             rng: tos_protocol::rng::SplitMix64::new(seed),
             play: None,
+            border_x: None,
+            keys: [Some(key), None, None, None],
+            next_key: 1,
+            wants_other_node: false,
+            nodes_tried: 0,
             done: false,
         };
         p.waypoint = p.pick_waypoint();
         p
+    }
+
+    /// Makes a crosser walk across the border at `x` (world units).
+    pub(crate) fn with_border(mut self, x: Option<f32>) -> Self {
+        self.border_x = x;
+        self
+    }
+
+    /// How it behaves.
+    pub(crate) fn behaviour(&self) -> Behaviour {
+        self.behaviour
+    }
+
+    /// Routes `id` to this player from now on; returns the id no longer
+    /// routed to it, if one is forgotten to make room.
+    pub(crate) fn remember_key(&mut self, id: u32) -> Option<u32> {
+        if self.keys.contains(&Some(id)) {
+            return None;
+        }
+        let slot = self.next_key % KEYS_ROUTED;
+        self.next_key = self.next_key.wrapping_add(1);
+        self.keys[slot].replace(id).filter(|&old| old != id)
     }
 
     /// Where this player's character is (as far as this client knows: its
@@ -226,6 +284,12 @@ impl Player {
     }
 
     fn pick_waypoint(&mut self) -> [f32; 3] {
+        if let (Behaviour::Crosser, Some(border)) = (self.behaviour, self.border_x) {
+            // The other side of the border from here, at the same y.
+            let side = if self.position[0] < border { 1.0 } else { -1.0 };
+            let d = CROSS_MIN + self.rand_f32() * (CROSS_MAX - CROSS_MIN);
+            return [border + side * d, self.position[1], 0.0];
+        }
         match self.behaviour {
             Behaviour::Fighter => {
                 let (a, r) = (
@@ -312,6 +376,7 @@ impl Player {
         let dist = (to[0] * to[0] + to[1] * to[1]).sqrt();
         let step = speed * dt;
         let mut velocity = [0.0f32; 3];
+        let before = (self.position, self.waypoint);
         if dist <= step {
             self.position = [goal[0], goal[1], self.position[2]];
             if feet == Feet::Free {
@@ -331,9 +396,16 @@ impl Player {
         let Link::World(session) = &mut self.link else {
             return;
         };
-        if let Ok(seq) = session.send_move(self.position, velocity, yaw, anim, dt) {
-            rec.inputs_sent += 1;
-            self.sent_at[seq as usize % HISTORY] = (seq, Some(now));
+        match session.send_move(self.position, velocity, yaw, anim, dt) {
+            Ok(seq) => {
+                rec.inputs_sent += 1;
+                self.sent_at[seq as usize % HISTORY] = (seq, Some(now));
+            }
+            // Between two nodes: the character stands where the old node
+            // last had it, and the first claim on the new node carries on
+            // from there (claims supersede each other; nothing is queued).
+            Err(SessionError::Transferring) => (self.position, self.waypoint) = before,
+            Err(_) => {}
         }
         if act {
             let _ = session.send_action(1, 0);
@@ -434,11 +506,17 @@ impl Player {
                 play.on_event(&e, session);
             }
             match e {
-                SessionEvent::Connected => {
+                // A player sent to another node connects a second time:
+                // counted once.
+                SessionEvent::Connected if self.connected_at.is_none() => {
                     self.connected_at = Some(now);
                     rec.handshake(now.saturating_duration_since(self.started));
                     rec.connected += 1;
                 }
+                SessionEvent::Connected => {}
+                // A player sent to another node logs in again there with
+                // its ticket: its login time is the first one's.
+                SessionEvent::Authenticated { .. } if self.authenticated_at.is_some() => {}
                 SessionEvent::Authenticated { .. } => {
                     self.authenticated_at = Some(now);
                     if let Some(c) = self.connected_at {
@@ -491,6 +569,15 @@ impl Player {
                         *c += 1;
                     }
                 }
+                SessionEvent::LoginFailed {
+                    request: client_type::ENTER_TO_WORLD,
+                    reason: RefusalReason::EnterFailed,
+                } if self.border_x.is_some() => {
+                    // In a cluster: the character stands on another
+                    // node's ground (the node logs where); go there.
+                    rec.sent_elsewhere += 1;
+                    self.wants_other_node = true;
+                }
                 SessionEvent::LoginFailed { reason, .. } => {
                     if let Some(c) = rec.refusals.get_mut(reason as usize) {
                         *c += 1;
@@ -498,6 +585,19 @@ impl Player {
                     rec.logins_failed += 1;
                     self.done = true;
                 }
+                SessionEvent::ZoneTransferred { entered, gap, .. } => {
+                    // A new entity on the new node, where the new node
+                    // says the character stands.
+                    self.entity = Some(entered.entity_id);
+                    self.position = entered.position;
+                    rec.zone_transfers += 1;
+                    let _ = rec.transfer_gap_us.record(gap.as_micros().max(1) as u64);
+                }
+                SessionEvent::ZoneTransferFailed { .. } => {
+                    rec.transfer_failures += 1;
+                    self.done = true;
+                }
+                SessionEvent::ZoneTransferStarted { .. } => {}
                 SessionEvent::Denied { .. } => {
                     rec.disconnect(DisconnectReason::Kicked);
                     rec.denied += 1;
@@ -526,5 +626,67 @@ impl Player {
             Link::World(s) => s.stats().bad_messages + s.stats().bad_snapshots,
             Link::Echo(_) => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tos_client::{LoginSpec, SessionConfig};
+
+    fn crosser(at: [f32; 3]) -> Player {
+        let spec = LoginSpec {
+            account: "lg0".into(),
+            password: "loadgen-password".into(),
+            register: true,
+            character_name: "Lg0".into(),
+            template: 3,
+            appearance: vec![0; 4],
+            ticketed: false,
+            login_only: false,
+        };
+        let mut config = SessionConfig::new([1; 32], spec);
+        config.seed = Some([2; 32]);
+        let now = Instant::now();
+        let session = Session::connect(config, "127.0.0.1:7777".parse().unwrap(), now).unwrap();
+        let mut p = Player::new(
+            Link::World(session),
+            0,
+            Behaviour::Crosser,
+            60,
+            7,
+            None,
+            now,
+        )
+        .with_border(Some(0.0));
+        p.position = at;
+        p
+    }
+
+    #[test]
+    fn a_crosser_walks_30_to_60_m_past_the_border_each_way() {
+        let mut p = crosser([1_500.0, 1_000.0, 0.0]);
+        for leg in 0..20 {
+            let w = p.pick_waypoint();
+            let side = if leg % 2 == 0 { -1.0 } else { 1.0 };
+            assert_eq!(w[0].signum(), side, "leg {leg}: {w:?}");
+            assert!((CROSS_MIN..=CROSS_MAX).contains(&w[0].abs()), "{w:?}");
+            assert_eq!(w[1], 1_000.0, "along x only");
+            p.position = w;
+        }
+    }
+
+    #[test]
+    fn a_player_routes_a_bounded_number_of_connection_ids() {
+        let mut p = crosser([0.0; 3]);
+        let first = p.key;
+        let mut forgotten = Vec::new();
+        for id in 1..=10u32 {
+            forgotten.extend(p.remember_key(id));
+        }
+        assert_eq!(p.keys.iter().flatten().count(), KEYS_ROUTED);
+        assert_eq!(forgotten.len(), 10 + 1 - KEYS_ROUTED);
+        assert_eq!(forgotten[0], first);
+        assert_eq!(p.remember_key(10), None, "a known id is kept as it is");
     }
 }

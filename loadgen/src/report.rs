@@ -73,6 +73,16 @@ pub(crate) struct Recorder {
     pub(crate) cpu_us: u64,
     /// What the players' gameplay came to.
     pub(crate) gameplay: GameplayCounts,
+    /// Zone transfers completed (cluster runs).
+    pub(crate) zone_transfers: u64,
+    /// Zone transfers that failed (the player's session ended).
+    pub(crate) transfer_failures: u64,
+    /// Transfer gaps: the old node's last snapshot to the new node's
+    /// first, µs.
+    pub(crate) transfer_gap_us: Histogram<u64>,
+    /// Players whose character stood on another node's ground at login,
+    /// sent there with their session ticket (cluster runs).
+    pub(crate) sent_elsewhere: u64,
 }
 
 impl Default for Recorder {
@@ -109,6 +119,10 @@ impl Default for Recorder {
             inputs_skipped: 0,
             cpu_us: 0,
             gameplay: GameplayCounts::default(),
+            zone_transfers: 0,
+            transfer_failures: 0,
+            transfer_gap_us: hist(),
+            sent_elsewhere: 0,
         }
     }
 }
@@ -167,6 +181,10 @@ impl Recorder {
         self.inputs_skipped += o.inputs_skipped;
         self.cpu_us += o.cpu_us;
         self.gameplay.merge(&o.gameplay);
+        self.zone_transfers += o.zone_transfers;
+        self.transfer_failures += o.transfer_failures;
+        let _ = self.transfer_gap_us.add(&o.transfer_gap_us);
+        self.sent_elsewhere += o.sent_elsewhere;
     }
 
     /// Whether the loadgen kept its input rate: at most 0.1% of inputs
@@ -339,6 +357,9 @@ pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
         row("login", &r.login_us, 1000.0, "ms");
         row("enter world", &r.enter_us, 1000.0, "ms");
         row("entities per snapshot", &r.entities, 1.0, "count");
+        if r.zone_transfers > 0 {
+            row("zone transfer gap", &r.transfer_gap_us, 1000.0, "ms");
+        }
     }
     row("loadgen input send lag", &r.send_lag_us, 1000.0, "ms");
     let _ = writeln!(
@@ -415,6 +436,13 @@ pub(crate) fn table(info: &RunInfo, r: &Recorder) -> String {
             r.snapshots, r.snapshot_bytes, r.naive_bytes, saved
         );
         let _ = writeln!(s, "corrections (authority): {}", r.corrections);
+        if r.zone_transfers + r.transfer_failures + r.sent_elsewhere > 0 {
+            let _ = writeln!(
+                s,
+                "zone transfers: {} (failed {}); players sent to their character's node at login: {}",
+                r.zone_transfers, r.transfer_failures, r.sent_elsewhere
+            );
+        }
         let g = &r.gameplay;
         let _ = writeln!(
             s,
@@ -531,6 +559,10 @@ pub(crate) fn json(info: &RunInfo, r: &Recorder) -> Value {
         "loadgen_cpu_cores": round3(r.cpu_us as f64 / 1e6 / secs),
         "kept_rate": r.kept_rate(info.rate_hz),
         "disconnects": r.disconnects,
+        "zone_transfers": r.zone_transfers,
+        "transfer_gap_ms": json_hist(&r.transfer_gap_us, 1000.0),
+        "transfer_failures": r.transfer_failures,
+        "sent_elsewhere": r.sent_elsewhere,
         "gameplay": {
             "kills": g.kills,
             "deaths": g.deaths,
@@ -761,6 +793,9 @@ mod tests {
         assert!(j["login_ms"].is_object(), "{j}");
         assert_eq!(j["gameplay"]["kills"], 0, "{j}");
         assert_eq!(j["disconnects"][1], 1, "{j}");
+        assert_eq!(j["zone_transfers"], 0, "{j}");
+        assert!(j["transfer_gap_ms"]["p99"].is_number(), "{j}");
+        assert_eq!(j["transfer_failures"], 0, "{j}");
         // A server address with a quote stays valid JSON.
         let odd = RunInfo {
             server: "a\"b".into(),

@@ -1,6 +1,11 @@
 //! A loadgen thread: a few UDP sockets (io_uring or recvmmsg backends, the
 //! engine's own), many players multiplexed over them, routed by the
 //! connection id in each datagram's header.
+//!
+//! With a cluster (`--cluster`) players talk to several nodes from the same
+//! sockets: a zone transfer gives a player a new connection (new ids, to
+//! route too) to another address, and a player whose character stands on
+//! another node's ground is sent there with its session ticket.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -45,6 +50,17 @@ pub(crate) struct Plan {
     pub(crate) remembered: Arc<HashMap<usize, [f32; 3]>>,
     /// What players play with; `None`: they only walk (`--no-play`).
     pub(crate) kit: Option<Arc<Kit>>,
+    /// The cluster the players walk across (`--cluster`).
+    pub(crate) cluster: Option<Arc<ClusterPlan>>,
+}
+
+/// What players of a cluster run need: the nodes and the border.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterPlan {
+    /// Every node's client address, in cluster file order.
+    pub(crate) nodes: Vec<SocketAddr>,
+    /// The x of the border players walk across, world units.
+    pub(crate) border_x: f32,
 }
 
 /// The character template a player creates: wanderers and cheaters start
@@ -53,7 +69,9 @@ pub(crate) struct Plan {
 fn template(global: usize, behaviour: Behaviour) -> u16 {
     let faction = (global % 2) as u16;
     match behaviour {
-        Behaviour::Fighter => 3 + faction,
+        // Crossers too: the battle grounds lie on the default cluster's
+        // border (x = 0).
+        Behaviour::Fighter | Behaviour::Crosser => 3 + faction,
         _ => 1 + faction,
     }
 }
@@ -65,6 +83,21 @@ fn character_name(account: &str) -> String {
     match c.next() {
         Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
         None => String::new(),
+    }
+}
+
+/// The account and character of player `global`.
+fn login_spec(plan: &Plan, global: usize, b: Behaviour) -> LoginSpec {
+    let account = format!("{}{global}", plan.account_prefix);
+    LoginSpec {
+        character_name: character_name(&account),
+        account,
+        password: plan.password.clone(),
+        register: true,
+        template: template(global, b),
+        appearance: vec![(global % 251) as u8; 4],
+        ticketed: false,
+        login_only: plan.login_only,
     }
 }
 
@@ -94,11 +127,13 @@ fn session_config(cfg: ClientConfig, login: LoginSpec, apply_snapshots: bool) ->
 /// What a worker measured, and where its players' characters ended.
 pub(crate) type Outcome = (Recorder, Vec<(usize, [f32; 3])>);
 
-fn behaviour(i: usize, battle: f64, cheat: f64) -> Behaviour {
+fn behaviour(i: usize, battle: f64, cheat: f64, cluster: bool) -> Behaviour {
     // Deterministic spread: the fractions hold for any player count.
     let x = (i as f64 * 0.618_033_988_75).fract();
     if x < cheat {
         Behaviour::Cheater
+    } else if cluster {
+        Behaviour::Crosser
     } else if x < cheat + battle {
         Behaviour::Fighter
     } else {
@@ -201,7 +236,12 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                 let mut seed = cfg.seed;
                 seed[..8].copy_from_slice(&(global as u64).to_le_bytes());
                 cfg.seed = seed;
-                let b = behaviour(global, plan.battle_fraction, plan.cheater_fraction);
+                let b = behaviour(
+                    global,
+                    plan.battle_fraction,
+                    plan.cheater_fraction,
+                    plan.cluster.is_some(),
+                );
                 // Cheaters misbehave instead; players that keep no world
                 // (decode-only) cannot see what to hunt.
                 let play = match (&plan.kit, plan.mode, b) {
@@ -222,17 +262,7 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                         .map(Link::Echo)
                         .ok(),
                     Mode::World => {
-                        let account = format!("{}{global}", plan.account_prefix);
-                        let login = LoginSpec {
-                            character_name: character_name(&account),
-                            account,
-                            password: plan.password.clone(),
-                            register: true,
-                            template: template(global, b),
-                            appearance: vec![(global % 251) as u8; 4],
-                            ticketed: false,
-                            login_only: plan.login_only,
-                        };
+                        let login = login_spec(&plan, global, b);
                         Session::connect(
                             session_config(cfg, login, plan.apply_snapshots),
                             plan.server,
@@ -254,7 +284,8 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                             plan.remembered.get(&global).copied(),
                             now,
                         )
-                        .with_play(play);
+                        .with_play(play)
+                        .with_border(plan.cluster.as_ref().map(|c| c.border_x));
                         routes.insert((p.socket, p.key), pi);
                         slot.player = Some(p);
                     }
@@ -285,11 +316,26 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
                 rec.garbage_sent += 1;
             }
             p.handle_events(now, &mut rec);
+            if p.wants_other_node {
+                if let Some(c) = &plan.cluster {
+                    let global = plan.first_player + pi;
+                    let login = login_spec(&plan, global, p.behaviour());
+                    let io = &mut sockets[p.socket];
+                    go_elsewhere(p, c, &plan, login, now, &mut buf, io);
+                }
+            }
             let id = p.link.connection().connection_id();
             if id != p.key {
-                // New id (cookie or migration): route both until the end.
+                // New id (cookie, migration, zone transfer): route the
+                // last few ids a player had, so that late datagrams of a
+                // closing connection still reach it, and no more.
                 p.key = id;
                 routes.insert((p.socket, id), pi);
+                if let Some(old) = p.remember_key(id) {
+                    if routes.get(&(p.socket, old)) == Some(&pi) {
+                        routes.remove(&(p.socket, old));
+                    }
+                }
             }
             slot.wake = if p.done {
                 plan.deadline
@@ -341,6 +387,52 @@ pub(crate) fn run(plan: Plan, live: Arc<Live>, stop: Arc<AtomicBool>) -> Outcome
     publish(&live, &mut rec, &mut published);
     rec.cpu_us = thread_cpu_us();
     (rec, positions)
+}
+
+/// A player whose character stands on another node's ground (the node it
+/// asked refused to enter it there) goes to the next node of the cluster
+/// with its session ticket: no password hash, the same character. Each
+/// node is tried once.
+fn go_elsewhere(
+    p: &mut Player,
+    cluster: &ClusterPlan,
+    plan: &Plan,
+    login: LoginSpec,
+    now: Instant,
+    buf: &mut [u8],
+    io: &mut Backend,
+) {
+    p.wants_other_node = false;
+    let Link::World(session) = &mut p.link else {
+        return;
+    };
+    let here = cluster
+        .nodes
+        .iter()
+        .position(|&n| n == session.server_address())
+        .unwrap_or(0);
+    p.nodes_tried += 1;
+    if p.nodes_tried >= cluster.nodes.len() || session.ticket().is_empty() {
+        p.done = true;
+        return;
+    }
+    let next = cluster.nodes[(here + 1) % cluster.nodes.len()];
+    let ticket = session.ticket().to_vec();
+    session.close(now);
+    while let Some(t) = session.poll_transmit(now, buf) {
+        if io.queue_send(t.destination, &buf[..t.size]).is_err() {
+            let _ = io.flush();
+        }
+    }
+    let mut cfg = plan.client.clone();
+    cfg.seed[..8].copy_from_slice(&(p.nodes_tried as u64).to_le_bytes());
+    cfg.seed[8..12].copy_from_slice(&p.key.to_le_bytes());
+    let mut config = session_config(cfg, login, plan.apply_snapshots);
+    config.ticket = ticket;
+    match Session::connect(config, next, now) {
+        Ok(s) => p.link = Link::World(s),
+        Err(_) => p.done = true,
+    }
 }
 
 fn publish(live: &Live, rec: &mut Recorder, last: &mut Recorder) {

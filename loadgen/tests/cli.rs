@@ -120,3 +120,44 @@ fn remote_targets_and_bad_arguments_are_refused() {
     let out = loadgen(&["--bogus"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn cluster_arguments_are_checked() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/cluster-2nodes.ron");
+    let key = "ab".repeat(32);
+    // A cluster needs the nodes' key, and is not a spawned server.
+    let out = loadgen(&["--cluster", example]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = loadgen(&["--cluster", example, "--server-key", &key, "--spawn-server"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = loadgen(&["--cluster", example, "--server-key", &key, "--mode", "echo"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A file that is not there, and nodes off this host, are refused.
+    let out = loadgen(&[
+        "--cluster",
+        "/nonexistent/cluster.ron",
+        "--server-key",
+        &key,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.ron"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("127.0.0.1:7778", "192.0.2.1:7778");
+    std::fs::write(dir.path().join("cluster.ron"), text).unwrap();
+    let layouts = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/layouts");
+    std::fs::create_dir(dir.path().join("layouts")).unwrap();
+    for e in std::fs::read_dir(layouts).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join("layouts").join(e.file_name())).unwrap();
+    }
+    let path = dir.path().join("cluster.ron");
+    let out = loadgen(&["--cluster", path.to_str().unwrap(), "--server-key", &key]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a loopback address"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -39,6 +39,7 @@ namespace Tos
         SendFailed = -9,
         Panic = -10,
         NotSelecting = -11,
+        Transferring = -12,
     }
 
     /// <summary>TosEventKind.</summary>
@@ -64,6 +65,9 @@ namespace Tos
         Combat = 18,
         Chat = 19,
         Inspected = 20,
+        ZoneTransferStarted = 21,
+        ZoneTransferred = 22,
+        ZoneTransferFailed = 23,
     }
 
     /// <summary>TosEntityDetails (52 bytes).</summary>
@@ -372,11 +376,14 @@ namespace Tos
             return new ArraySegment<TosEvent>(buffer, 0, (int)n.ToUInt64());
         }
 
-        /// <summary>Claims a move; returns its input sequence.</summary>
+        /// <summary>Claims a move; returns its input sequence, or 0 (nothing sent) during a
+        /// zone transfer: claims supersede each other, so keep moving.</summary>
         public uint Move(TosVec3 position, TosVec3 velocity, float yawDegrees, byte anim, float dt)
         {
-            Check(Native.tos_client_move(handle, new[] { position.X, position.Y, position.Z },
-                new[] { velocity.X, velocity.Y, velocity.Z }, yawDegrees, anim, dt, out uint seq), "tos_client_move");
+            var r = Native.tos_client_move(handle, new[] { position.X, position.Y, position.Z },
+                new[] { velocity.X, velocity.Y, velocity.Z }, yawDegrees, anim, dt, out uint seq);
+            if (r == TosResult.Transferring) return 0;
+            Check(r, "tos_client_move");
             return seq;
         }
 

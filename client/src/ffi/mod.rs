@@ -77,6 +77,10 @@ pub enum TosResult {
     /// Not at the character list (entering or creating a character needs
     /// it: `choose_character` and a `CHARACTER_LIST` event).
     NotSelecting = -11,
+    /// A zone transfer is under way (between `ZONE_TRANSFER_STARTED` and
+    /// `ZONE_TRANSFERRED`): nothing was sent. Send the current movement
+    /// again afterwards; repeat a request.
+    Transferring = -12,
 }
 
 /// What an event is.
@@ -143,6 +147,24 @@ pub enum TosEventKind {
     /// The server said what an entity is (after `tos_client_inspect`):
     /// `entity.id`; read it with `tos_client_entity_details`.
     Inspected = 20,
+    /// The server sent the character to another node of the cluster: the
+    /// session closed the old connection and is connecting there. Moves
+    /// and requests return `TOS_RESULT_TRANSFERRING` until
+    /// `ZONE_TRANSFERRED`; keep drawing the world as it is.
+    ZoneTransferStarted = 21,
+    /// In the world on the new node: every entity of the old node was
+    /// removed (`ENTITY_REMOVED` before this event); `entity` is the
+    /// player's new entity (ids change between nodes), `tick` the new
+    /// node's tick, `id` the character, `amount` the transfer gap in
+    /// milliseconds (last snapshot of the old node to first of the new).
+    ZoneTransferred = 22,
+    /// The zone transfer failed and the session ended (no `DISCONNECTED`
+    /// follows; the server saves the character where it crossed, so log in
+    /// again): `code` = 1 bad address, 2 denied (`request` = the deny
+    /// reason, 5 ticket rejected), 3 disconnected (`request` = the
+    /// disconnect reason), 4 refused (`request` = the refusal reason),
+    /// 5 timed out.
+    ZoneTransferFailed = 23,
 }
 
 /// One character of the account.
@@ -568,6 +590,19 @@ fn event(e: &SessionEvent) -> TosEvent {
             request: u32::from(by_peer),
             ..TosEvent::new(K::Disconnected)
         },
+        SessionEvent::ZoneTransferStarted { .. } => TosEvent::new(K::ZoneTransferStarted),
+        SessionEvent::ZoneTransferred { entered, gap, .. } => TosEvent {
+            amount: gap.as_secs_f32() * 1000.0,
+            ..TosEvent {
+                kind: K::ZoneTransferred,
+                ..event(&SessionEvent::EnteredWorld(entered))
+            }
+        },
+        SessionEvent::ZoneTransferFailed { failure, .. } => TosEvent {
+            code: failure.code(),
+            request: failure.reason_code(),
+            ..TosEvent::new(K::ZoneTransferFailed)
+        },
     }
 }
 
@@ -579,6 +614,7 @@ fn session_error(e: SessionError) -> Fail {
         SessionError::Invalid(_) => Fail(TosResult::InvalidArgument, e.to_string()),
         SessionError::Send(_) => Fail(TosResult::SendFailed, e.to_string()),
         SessionError::NoRandomness => Fail(TosResult::Io, e.to_string()),
+        SessionError::Transferring => Fail(TosResult::Transferring, e.to_string()),
     }
 }
 

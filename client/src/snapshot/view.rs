@@ -129,6 +129,16 @@ impl WorldView {
         self.known.is_empty()
     }
 
+    /// Forgets every entity reported, each through `emit` as
+    /// [`EntityEvent::Removed`] after `tick`: the world a zone transfer
+    /// left (the new node's entities have other ids and new baselines).
+    pub fn clear(&mut self, tick: u32, mut emit: impl FnMut(EntityEvent)) {
+        for (&id, _) in self.known.iter() {
+            emit(EntityEvent::Removed { id, tick });
+        }
+        self.known.clear();
+    }
+
     /// Reports, through `emit`, every change between what was reported and
     /// the receiver's view now. Call it after each applied snapshot; it
     /// allocates only when more entities are in view than ever before.
