@@ -1020,3 +1020,164 @@ fn a_clean_shutdown_releases_its_characters_at_once() {
     );
     assert!(stopped.elapsed() < Duration::from_secs(10));
 }
+
+/// Where a pacing player is and which way it walks.
+struct Pacer {
+    client: tos_client::UdpClient,
+    position: Option<[f32; 3]>,
+    east: bool,
+}
+
+#[test]
+fn players_pace_back_and_forth_across_the_border_and_are_always_on_one_node() {
+    use tos_client::{SessionConfig, SessionEvent, UdpClient};
+    const PLAYERS: usize = 10;
+    const RUN: Duration = Duration::from_secs(20);
+    const SPEED: f32 = 250.0;
+    let Some(pair) = Pair::start(30_000) else {
+        return;
+    };
+    // Their characters, stood a few dozen units west of the border.
+    let names: Vec<String> = (0..PLAYERS).map(|i| format!("pacer{i}")).collect();
+    let mut placed = Vec::new();
+    for name in &names {
+        let p = pair.west.player(name, 1);
+        placed.push(p.entered.expect("entered in the west").character_id);
+        p.leave();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (i, id) in placed.iter().enumerate() {
+        pair.place(*id, [-30.0 - 7.0 * i as f32, 5.0 * i as f32, 0.0]);
+    }
+    let integrity = Arc::new(tos_protocol::integrity::IntegrityTable::generate(
+        &pair.west.integrity,
+        tos_engine::settings::CLIENT_VERSION,
+    ));
+    let mut pacers: Vec<Pacer> = names
+        .iter()
+        .map(|name| {
+            let mut login = spec(name, 1);
+            login.register = false;
+            let mut config = SessionConfig::new(pair.west.key, login);
+            config.integrity = Some(Arc::clone(&integrity));
+            config.snapshots = tos_client::SnapshotHandling::Apply;
+            Pacer {
+                client: UdpClient::connect(pair.west.addr, config, Instant::now()).unwrap(),
+                position: None,
+                east: true,
+            }
+        })
+        .collect();
+    let mut gaps = Vec::new();
+    let mut census = 0;
+    let start = Instant::now();
+    let mut next_move = start;
+    let mut next_census = start + Duration::from_secs(1);
+    let mut stop_at = None;
+    loop {
+        let now = Instant::now();
+        for (i, p) in pacers.iter_mut().enumerate() {
+            p.client.poll(now).unwrap();
+            while let Some(e) = p.client.poll_event() {
+                match e {
+                    SessionEvent::EnteredWorld(e) => p.position = Some(e.position),
+                    SessionEvent::ZoneTransferred { entered, gap, .. } => {
+                        p.position = Some(entered.position);
+                        gaps.push(gap);
+                    }
+                    SessionEvent::Correction { predicted, .. } => p.position = Some(predicted),
+                    SessionEvent::Disconnected { .. }
+                    | SessionEvent::Denied { .. }
+                    | SessionEvent::LoginFailed { .. }
+                    | SessionEvent::ZoneTransferFailed { .. } => {
+                        panic!("{}: {e:?}", names[i])
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if now >= next_move {
+            next_move += Duration::from_micros(16_667);
+            let walking = stop_at.is_none();
+            for p in pacers.iter_mut() {
+                let Some(pos) = p.position.as_mut() else {
+                    continue;
+                };
+                if p.client.session().is_transferring() {
+                    continue;
+                }
+                // Turn 60 units past the border either way.
+                if pos[0] > 60.0 {
+                    p.east = false;
+                }
+                if pos[0] < -60.0 {
+                    p.east = true;
+                }
+                let vx = match (walking, p.east) {
+                    (false, _) => 0.0,
+                    (true, true) => SPEED,
+                    (true, false) => -SPEED,
+                };
+                pos[0] += vx / 60.0;
+                let at = *pos;
+                let _ = p
+                    .client
+                    .session_mut()
+                    .send_move(at, [vx, 0.0, 0.0], 0.0, 1, 1.0 / 60.0);
+            }
+        }
+        if now >= next_census {
+            next_census += Duration::from_millis(500);
+            // Never on two nodes: the two registries together hold at most
+            // every player (one in flight is on neither).
+            let online = pair.west.metric("tos_game_online") + pair.east.metric("tos_game_online");
+            assert!(online <= PLAYERS as u64, "census {census}: {online} online");
+            census += 1;
+        }
+        if stop_at.is_none() && now - start >= RUN {
+            stop_at = Some(now);
+        }
+        if let Some(t) = stop_at {
+            let settled = pacers
+                .iter()
+                .all(|p| p.position.is_some() && !p.client.session().is_transferring());
+            if settled && now - t > Duration::from_secs(1) {
+                break;
+            }
+            assert!(now - t < Duration::from_secs(15), "transfers never settled");
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (west, east) = (
+        pair.west.metric("tos_game_online"),
+        pair.east.metric("tos_game_online"),
+    );
+    assert_eq!(west + east, PLAYERS as u64, "every player on one node");
+    for (i, p) in pacers.iter().enumerate() {
+        let on_east = p.client.session().server_address() == pair.east.addr;
+        let x = p.position.unwrap()[0];
+        assert_eq!(
+            on_east,
+            x >= 0.0,
+            "{} at x = {x} on the wrong node",
+            names[i]
+        );
+    }
+    let out = pair.west.metric("tos_game_zone_transfers_out_total")
+        + pair.east.metric("tos_game_zone_transfers_out_total");
+    let inn = pair.west.metric("tos_game_zone_transfers_in_total")
+        + pair.east.metric("tos_game_zone_transfers_in_total");
+    assert_eq!(out, inn, "every player sent was received");
+    assert_eq!(gaps.len() as u64, inn);
+    assert!(inn >= PLAYERS as u64 * 2, "only {inn} transfers in {RUN:?}");
+    gaps.sort();
+    let pct = |q: f64| gaps[((gaps.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "{} transfers of {PLAYERS} players in {RUN:?}, {census} censuses: gap p50 {:?}, p99 {:?}, max {:?}",
+        gaps.len(),
+        pct(0.5),
+        pct(0.99),
+        gaps.last().unwrap()
+    );
+}
