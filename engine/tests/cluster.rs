@@ -366,6 +366,24 @@ impl Pair {
         }
     }
 
+    /// `account`'s character stood at `x` (the west's ground), logged in
+    /// on the west again.
+    fn west_player_at(&self, account: &str, x: f32) -> Player {
+        let first = self.west.player(account, 1);
+        let entered = first.entered.expect("entered in the west");
+        first.leave();
+        // Let the logout save land before the edit.
+        std::thread::sleep(Duration::from_millis(500));
+        self.place(entered.character_id, [x, 0.0, entered.position[2]]);
+        let p = self.west.player(account, 1);
+        assert!(
+            p.entered.is_some(),
+            "{account}: entered again: {:?}",
+            p.failed
+        );
+        p
+    }
+
     /// Writes a character's saved position into the shared database.
     fn place(&self, character_id: u64, position: [f32; 3]) {
         common::place_in(&self.dir.path().join("tos.sqlite3"), character_id, position);
@@ -598,14 +616,9 @@ fn a_player_walks_across_the_node_border_and_back() {
     let Some(pair) = Pair::start(30_000) else {
         return;
     };
-    let walker = pair.west.player("walker", 1);
-    let entered = walker.entered.expect("entered in the west");
-    walker.leave();
-    // Let the logout save land, then stand her 150 units west of the border.
-    std::thread::sleep(Duration::from_millis(500));
-    pair.place(entered.character_id, [-150.0, 0.0, entered.position[2]]);
-    let mut west = pair.west.player("walker", 1);
-    assert!(west.entered.is_some(), "entered again: {:?}", west.failed);
+    // She stands 150 units west of the border.
+    let mut west = pair.west_player_at("walker", -150.0);
+    let entered = west.entered.unwrap();
     // East at 300 units/s: across in half a second.
     let to_east = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(5));
     assert_eq!(to_east.0, pair.east.addr, "sent to the east's address");
@@ -669,12 +682,7 @@ fn a_transfer_whose_client_never_comes_is_saved_where_it_crossed() {
     let Some(pair) = Pair::start_with(30_000, 1_000) else {
         return;
     };
-    let stray = pair.west.player("stray", 1);
-    let entered = stray.entered.expect("entered in the west");
-    stray.leave();
-    std::thread::sleep(Duration::from_millis(500));
-    pair.place(entered.character_id, [-100.0, 0.0, entered.position[2]]);
-    let mut west = pair.west.player("stray", 1);
+    let mut west = pair.west_player_at("stray", -100.0);
     let to_east = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(5));
     // The client goes away instead of following.
     west.leave();
@@ -713,12 +721,7 @@ fn a_receiver_killed_mid_crossing_leaves_the_player_on_exactly_one_node() {
     let Some(mut pair) = Pair::start(TTL_MS) else {
         return;
     };
-    let first = pair.west.player("midway", 1);
-    let entered = first.entered.expect("entered in the west");
-    first.leave();
-    std::thread::sleep(Duration::from_millis(500));
-    pair.place(entered.character_id, [-100.0, 0.0, entered.position[2]]);
-    let mut west = pair.west.player("midway", 1);
+    let mut west = pair.west_player_at("midway", -100.0);
     let _ = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(5));
     // The east took her lease and is killed before her client arrives.
     pair.east.kill();
@@ -785,12 +788,7 @@ fn a_sender_killed_after_the_crossing_does_not_stop_the_player() {
     let Some(mut pair) = Pair::start(30_000) else {
         return;
     };
-    let first = pair.west.player("escapee", 1);
-    let entered = first.entered.expect("entered in the west");
-    first.leave();
-    std::thread::sleep(Duration::from_millis(500));
-    pair.place(entered.character_id, [-100.0, 0.0, entered.position[2]]);
-    let mut west = pair.west.player("escapee", 1);
+    let mut west = pair.west_player_at("escapee", -100.0);
     let to_east = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(5));
     pair.west.kill();
     let mut east = follow(&to_east, pair.east.integrity, "escapee");
@@ -901,13 +899,7 @@ fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
     let mut nats = PrivateNats::start(binary);
     let pair = Pair::start_on(nats.url(), 30_000, 10_000);
     // She stands 700 units west of the node border.
-    let first = pair.west.player("stayer", 1);
-    let entered = first.entered.expect("entered in the west");
-    first.leave();
-    std::thread::sleep(Duration::from_millis(500));
-    pair.place(entered.character_id, [-700.0, 0.0, entered.position[2]]);
-    let mut players = vec![pair.west.player("stayer", 1)];
-    assert!(players[0].entered.is_some());
+    let mut players = vec![pair.west_player_at("stayer", -700.0)];
     // The latecomer's account and character exist before NATS goes.
     pair.west.player("latecomer", 1).leave();
     std::thread::sleep(Duration::from_millis(500));
