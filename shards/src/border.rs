@@ -5,6 +5,7 @@
 //! cluster's work (docs/DEPLOY.md).
 
 use crate::entity::ClientId;
+use crate::world::World;
 
 /// A player whose valid claim stepped onto another node's ground. Until
 /// the game layer calls [`crate::Shard::end_crossing`] (the other node did
@@ -18,4 +19,14 @@ pub struct BorderCrossing {
     pub position: [f32; 3],
     /// The claim's facing.
     pub yaw: f32,
+}
+
+/// Whether `p` lies in a quadrant marked foreign (another node's) in the
+/// shard's table (indexed like a layout's owner table; empty: none is).
+pub(crate) fn foreign_at(foreign: &[bool], world: &World, p: [f32; 3]) -> bool {
+    !foreign.is_empty()
+        && foreign
+            .get(world.quadrant_index(world.quadrant_of(p)))
+            .copied()
+            .unwrap_or(false)
 }

@@ -44,6 +44,7 @@ use crate::handoff::{
 };
 use crate::snapshot::{ClientView, Scratch, SyncParams, ViewStats, Viewer, WorldView};
 
+use crate::border::foreign_at;
 use crate::util::{IdMap, Rng, id_map, tick_after};
 use crate::world::{ObstacleIndex, World, WorldData};
 
@@ -1388,6 +1389,7 @@ impl Shard {
                             nav: &nav,
                             aoi: &mut self.aoi,
                             world: &self.world,
+                            foreign: &self.foreign,
                             dt,
                         },
                         rng: &mut self.rng,
@@ -1768,15 +1770,6 @@ impl Shard {
                 + c.inputs.capacity() * core::mem::size_of::<Input>()
         })
     }
-}
-
-/// Whether `p` lies in a quadrant marked foreign (another node's).
-fn foreign_at(foreign: &[bool], world: &World, p: [f32; 3]) -> bool {
-    !foreign.is_empty()
-        && foreign
-            .get(world.quadrant_index(world.quadrant_of(p)))
-            .copied()
-            .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -105,3 +105,65 @@ fn a_chasing_npc_is_handed_off_with_its_ai_state() {
     assert_eq!(pcore, 1);
     assert!(p.record.hp[0] < p.record.hp[1], "{:?}", p.record.hp);
 }
+
+#[test]
+fn a_chasing_npc_stops_at_a_node_border() {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let mut data = WorldData {
+        npcs: NpcBook::from_data(&NpcData::embedded().unwrap()),
+        ..WorldData::default()
+    };
+    // The aggressive Forest Wolf of the shipped npcs.ron, 600 units west
+    // of the border at x = 0; the east (x >= 0) is another node's.
+    data.spawns.push(SpawnPoint {
+        kind: EntityType::Monster,
+        faction: Faction::MONSTERS,
+        position: [-600.0, 0.0, 0.0],
+        wander_radius: 0.0,
+        speed: 300.0,
+        hp: 120.0,
+        mp: 20.0,
+        template: 1,
+        patrol: 0,
+    });
+    let mut cluster = Cluster::new(&config, &layout, &data);
+    let foreign: Vec<bool> = (0..256).map(|i| i % 16 >= 8).collect();
+    assert!(cluster.shards[0].set_foreign_quadrants(foreign));
+    let wolf = cluster.shards[0].local_net_ids().next().unwrap();
+    let me = ClientId(1);
+    cluster.shards[0]
+        .add_player(
+            me,
+            &Character::new(1, [-300.0, 0.0, 0.0], Faction::ALLIANCE),
+        )
+        .unwrap();
+    let player = cluster.shards[0].player_of(me).unwrap();
+    let mut chased = false;
+    for tick in 1..=60 {
+        cluster.step(tick);
+        let (_, w) = find(&cluster, wolf).unwrap();
+        chased |= matches!(w.record.ai.state, AiState::Chase | AiState::Attack);
+    }
+    assert!(chased, "the wolf goes for the player");
+    // The player is now across the border (as if on the other node's side
+    // of it, within the wolf's leash): the wolf follows up to the line only.
+    cluster.shards[0]
+        .teleport(player, [400.0, 0.0, 0.0])
+        .unwrap();
+    let mut nearest = f32::MIN;
+    for tick in 61..=600 {
+        cluster.step(tick);
+        let (_, w) = find(&cluster, wolf).unwrap();
+        assert!(
+            w.record.position[0] < 0.0,
+            "tick {tick}: the wolf crossed: {:?}",
+            w.record.position
+        );
+        nearest = nearest.max(w.record.position[0]);
+    }
+    assert!(
+        nearest > -200.0,
+        "it did walk towards the border: {nearest}"
+    );
+}

@@ -90,6 +90,9 @@ pub(crate) struct Mover<'a, 'n> {
     pub(crate) nav: &'a Nav<'n>,
     pub(crate) aoi: &'a mut crate::aoi::AoiGrid,
     pub(crate) world: &'a crate::world::World,
+    /// Quadrants another node of the cluster simulates: NPCs do not step
+    /// onto them (they are not handed across processes).
+    pub(crate) foreign: &'a [bool],
     pub(crate) dt: f32,
 }
 
@@ -208,6 +211,11 @@ fn place(ents: &mut Entities, m: &mut Mover<'_, '_>, i: u32, to: [f32; 2], veloc
     let iu = i as usize;
     let p = ents.position[iu];
     let np = m.nav.on_ground(to[0], to[1]);
+    if crate::border::foreign_at(m.foreign, m.world, np) {
+        // Another node's ground: a wall for NPCs.
+        stand(ents, iu);
+        return;
+    }
     // The heading changes only at waypoints: an atan2 only when the
     // direction turns (by more than about 0.1 degree).
     let old = ents.velocity[iu];
