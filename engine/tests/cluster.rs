@@ -1173,3 +1173,41 @@ fn players_pace_back_and_forth_across_the_border_and_are_always_on_one_node() {
         gaps.last().unwrap()
     );
 }
+
+#[test]
+fn a_player_walking_towards_a_dead_node_stays_and_crosses_once_it_is_back() {
+    let Some(mut pair) = Pair::start(30_000) else {
+        return;
+    };
+    let mut west = pair.west_player_at("patient", -100.0);
+    pair.east.kill();
+    // The hand-off finds nobody to take her: she is kept, corrected back,
+    // and tries again (once a second) while she keeps walking east.
+    let mut players = vec![west];
+    common::play(
+        &mut players,
+        Duration::from_secs(3),
+        |_, _| [300.0, 0.0, 0.0],
+        |_| false,
+    );
+    common::play(
+        &mut players,
+        Duration::from_millis(300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+    west = players.pop().unwrap();
+    assert!(!west.disconnected);
+    let at = west.acked_position().expect("acknowledged");
+    assert!(at[0] < 0.0, "still on the west's ground: {at:?}");
+    assert!(!west.corrections.is_empty(), "corrected back");
+    assert!(pair.west.metric("tos_game_zone_crossings_kept_total") >= 1);
+    assert_eq!(pair.west.metric("tos_game_zone_transfers_out_total"), 0);
+    assert_eq!(pair.west.metric("tos_game_online"), 1);
+    // The east comes back: she crosses.
+    let port = pair.east.addr.port();
+    pair.east = Node::start(pair.dir.path(), "east", port);
+    let to_east = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(10));
+    let east = follow(&to_east, pair.east.integrity, "patient");
+    assert!(east.entered.unwrap().position[0] >= 0.0);
+}
