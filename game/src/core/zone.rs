@@ -41,6 +41,10 @@ use crate::transfer::{TransferRecord, TransferSecret};
 /// reliable message gets through; clients close it themselves sooner.
 const CLOSE_AFTER_SECS: u32 = 5;
 
+/// How long an accepted transfer connection may take to complete its
+/// handshake before its player is saved and released.
+const ARRIVAL_HANDSHAKE_SECS: u32 = 10;
+
 /// One core's zone-transfer state.
 #[derive(Debug, Default)]
 pub(super) struct Zone {
@@ -50,8 +54,10 @@ pub(super) struct Zone {
     /// when the outcome arrives.
     closed: HashSet<ConnectionHandle>,
     /// Connections accepted with a transfer ticket, waiting for their
-    /// handshake to complete.
-    arriving: HashMap<ConnectionHandle, Box<TransferRecord>>,
+    /// handshake to complete, with the tick they were accepted at: one
+    /// whose handshake never completes (or which closed before the accept
+    /// reached it) is given up after [`ARRIVAL_HANDSHAKE_SECS`].
+    arriving: HashMap<ConnectionHandle, (u32, Box<TransferRecord>)>,
     /// Old connections of players sent to another node: closed at this
     /// tick (in order of the tick).
     closing: VecDeque<(u32, ConnectionHandle)>,
@@ -77,6 +83,22 @@ impl GameCore {
         for i in 0..self.shard.border_crossings().len() {
             let c = self.shard.border_crossings()[i];
             self.start_crossing(c);
+        }
+        if !self.zone.arriving.is_empty() {
+            let limit = ARRIVAL_HANDSHAKE_SECS * self.tick_hz;
+            let now = self.tick;
+            let stale: Vec<ConnectionHandle> = self
+                .zone
+                .arriving
+                .iter()
+                .filter(|(_, (at, _))| now.wrapping_sub(*at) > limit)
+                .map(|(h, _)| *h)
+                .collect();
+            for handle in stale {
+                if let Some((_, record)) = self.zone.arriving.remove(&handle) {
+                    self.unclaimed(*record);
+                }
+            }
         }
         while let Some(&(at, handle)) = self.zone.closing.front() {
             if tick_after(at, self.tick) {
@@ -274,7 +296,7 @@ impl GameCore {
     /// outcome, an arrival that never entered is saved and released.
     /// True when handled here.
     pub(super) fn zone_closed(&mut self, handle: ConnectionHandle) -> bool {
-        if let Some(record) = self.zone.arriving.remove(&handle) {
+        if let Some((_, record)) = self.zone.arriving.remove(&handle) {
             self.unclaimed(*record);
             return true;
         }
@@ -336,7 +358,7 @@ impl GameCore {
     ) {
         match arrival {
             Some(record) => {
-                self.zone.arriving.insert(handle, record);
+                self.zone.arriving.insert(handle, (self.tick, record));
                 self.output(Output::Accept { handle });
             }
             None => self.arrival_refused(handle),
@@ -347,7 +369,7 @@ impl GameCore {
     /// enters at once (this node holds its lease since the hand-off).
     /// False when the connection is not an arrival.
     pub(super) fn arrive(&mut self, handle: ConnectionHandle) -> bool {
-        let Some(record) = self.zone.arriving.remove(&handle) else {
+        let Some((_, record)) = self.zone.arriving.remove(&handle) else {
             return false;
         };
         let TransferRecord {
