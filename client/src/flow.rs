@@ -18,6 +18,8 @@
 //! moved to another node; the session reconnects there with the transfer
 //! ticket, and that node starts the connection in the world:
 //!   InGame --transfer()--> Transferring --WorldEntered--> InGame
+//!   Entering --transfer()--> Transferring (the character's ground is
+//!                            another node's: sent there at login)
 //!   Transferring --Refused--> Failed
 //! ```
 //!
@@ -268,12 +270,18 @@ impl LoginFlow {
         matches!(self.state, State::Transferring(_))
     }
 
+    /// Whether the character is being entered (EnterToWorld sent, no
+    /// answer yet).
+    pub fn entering(&self) -> bool {
+        matches!(self.state, State::Entering(_))
+    }
+
     /// The character leaves for another node (a ZoneTransfer arrived while
-    /// in the world): the next WorldEntered, from the new node, puts it
-    /// back in the world. False, and nothing changes, when the character
-    /// is not in the world.
+    /// in the world, or while entering: its saved position is another
+    /// node's ground): the next WorldEntered, from the new node, puts it
+    /// in the world. False, and nothing changes, in any other state.
     pub fn transfer(&mut self) -> bool {
-        if !self.in_game() {
+        if !self.in_game() && !self.entering() {
             return false;
         }
         self.state = State::Transferring(Transferring);

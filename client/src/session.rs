@@ -435,6 +435,9 @@ struct Transfer {
     entered: Option<Entered>,
     /// When the new node's first snapshot arrived.
     first_snapshot: Option<Instant>,
+    /// Sent away while entering (a login on another node's ground): the
+    /// completion is also the character's EnteredWorld.
+    at_login: bool,
 }
 
 /// Events buffered at most; beyond it the oldest entity updates are
@@ -729,6 +732,7 @@ impl Session {
                 return;
             }
         };
+        let at_login = self.flow.entering();
         let mut old = std::mem::replace(&mut self.conn, conn);
         old.close(now, DisconnectReason::Graceful);
         // At most one old connection closes at a time: one a transfer
@@ -753,6 +757,7 @@ impl Session {
             deadline: now + self.transfer_timeout,
             entered: None,
             first_snapshot: None,
+            at_login,
         });
         // The new node's baselines, acks and ticks have nothing to do with
         // the old one's; unacknowledged claims will never be acknowledged.
@@ -1161,6 +1166,10 @@ impl Parts<'_> {
             to: t.to,
             gap,
         });
+        if t.at_login {
+            // The application asked to enter: this is where it did.
+            self.push(SessionEvent::EnteredWorld(entered));
+        }
     }
 
     fn on_message(&mut self, data: &[u8], now: Instant) {
@@ -1228,8 +1237,9 @@ impl Parts<'_> {
                 static_key,
                 ticket,
             } => {
-                if !self.flow.in_game() {
-                    // Only a character in the world crosses a border.
+                if !self.flow.in_game() && !self.flow.entering() {
+                    // Only a character in the world crosses a border, or
+                    // one entering on another node's ground is sent there.
                     self.stats.bad_messages += 1;
                     return;
                 }

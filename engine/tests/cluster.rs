@@ -224,7 +224,9 @@ impl Node {
     }
 
     /// A player of `account` (template `template`) connecting here; pumped
-    /// until it entered or was refused.
+    /// until it entered or was refused. A character whose ground is
+    /// another node's is sent there (ZoneTransfer) and followed: the
+    /// player returned is then connected to that node.
     fn player(&self, account: &str, template: u16) -> Player {
         let mut p = Player::to(
             self.addr,
@@ -235,10 +237,17 @@ impl Node {
         );
         assert!(
             p.pump_until(Duration::from_secs(20), |p| p.entered.is_some()
-                || p.failed.is_some()),
-            "{account}: neither entered nor refused"
+                || p.failed.is_some()
+                || zone_transfer(p).is_some()),
+            "{account}: neither entered nor refused nor sent elsewhere"
         );
-        p
+        match zone_transfer(&p) {
+            Some(t) => {
+                p.leave();
+                follow(&t, self.integrity, account)
+            }
+            None => p,
+        }
     }
 
     fn metric(&self, name: &str) -> u64 {
@@ -445,32 +454,85 @@ fn one_character_is_never_live_on_both_nodes() {
     aria.leave();
     let deadline = Instant::now() + Duration::from_secs(10);
     let moved = loop {
-        // The west saves her logout position (west); east refuses that as
-        // the west's ground, so put her east again once the west is done.
+        // The west saves her logout position (west's ground; the east would
+        // send her back there), so put her east again once the west is done.
         std::thread::sleep(Duration::from_millis(300));
         pair.place(entered.character_id, [5_000.0, 0.0, entered.position[2]]);
         let p = pair.east.player("aria", 1);
-        if p.entered.is_some() || Instant::now() > deadline {
+        let on_east = p.conn.remote_address() == pair.east.addr;
+        if (p.entered.is_some() && on_east) || Instant::now() > deadline {
             break p;
         }
         p.leave();
     };
     assert!(
-        moved.entered.is_some(),
+        moved.entered.is_some() && moved.conn.remote_address() == pair.east.addr,
         "after the logout in the west the east takes her: {:?}",
         moved.failed
     );
-    // Now the west refuses her (her lease is the east's).
+    // Now the west refuses her: her ground is the east's, and sending her
+    // there needs her lease, which the east holds while she plays.
     let back = pair.west.player("aria", 1);
     assert!(back.entered.is_none());
-    // Refused on the position first: her saved position is the east's, and
-    // the west names where she is served.
-    assert_eq!(refusal(&back), Some(RefusalReason::EnterFailed));
-    let east_address = pair.east.addr.to_string();
-    assert!(
-        pair.west.logged(&east_address),
-        "the west logs the east's client address"
+    assert_eq!(refusal(&back), Some(RefusalReason::CharacterInUse));
+    assert!(pair.west.metric("tos_game_cluster_wrong_node_total") >= 1);
+}
+
+#[test]
+fn a_character_logging_in_on_the_wrong_node_is_sent_to_its_ground() {
+    use tos_client::{SessionConfig, SessionEvent, UdpClient};
+    let Some(pair) = Pair::start(30_000) else {
+        return;
+    };
+    let first = pair.west.player("wanderer", 1);
+    let entered = first.entered.expect("entered in the west");
+    first.leave();
+    std::thread::sleep(Duration::from_millis(500));
+    // Saved on the east's ground (she logged out there).
+    pair.place(entered.character_id, [500.0, 0.0, entered.position[2]]);
+    // Through the client SDK, logging in at the west as a player would.
+    let mut login = spec("wanderer", 1);
+    login.register = false;
+    let mut config = SessionConfig::new(pair.west.key, login);
+    config.integrity = Some(Arc::new(tos_protocol::integrity::IntegrityTable::generate(
+        &pair.west.integrity,
+        tos_engine::settings::CLIENT_VERSION,
+    )));
+    let mut client = UdpClient::connect(pair.west.addr, config, Instant::now()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut events = Vec::new();
+    let at = loop {
+        assert!(Instant::now() < deadline, "never entered: {events:?}");
+        client.poll(Instant::now()).unwrap();
+        let mut at = None;
+        while let Some(e) = client.poll_event() {
+            if let SessionEvent::EnteredWorld(e) = &e {
+                at = Some(e.position);
+            }
+            if !matches!(e, SessionEvent::Entity(_) | SessionEvent::Snapshot { .. }) {
+                events.push(format!("{e:?}"));
+            }
+        }
+        if let Some(at) = at {
+            break at;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(
+        client.session().server_address(),
+        pair.east.addr,
+        "{events:?}"
     );
+    assert!((at[0] - 500.0).abs() < 1.0, "where she was saved: {at:?}");
+    assert!(
+        events.iter().any(|e| e.starts_with("ZoneTransferStarted")),
+        "{events:?}"
+    );
+    assert_eq!(pair.west.metric("tos_game_cluster_wrong_node_total"), 1);
+    assert_eq!(pair.west.metric("tos_game_online"), 0);
+    assert_eq!(pair.east.metric("tos_game_zone_transfers_in_total"), 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(pair.east.metric("tos_game_online"), 1);
 }
 
 #[test]
@@ -543,6 +605,18 @@ fn a_whisper_crosses_nodes_and_a_whisper_to_nobody_is_refused() {
 /// A ZoneTransfer's fields: (address, static key, ticket).
 type Transfer = (SocketAddr, [u8; 32], Vec<u8>);
 
+/// The ZoneTransfer `p` received, if any.
+fn zone_transfer(p: &Player) -> Option<Transfer> {
+    p.inbox.iter().find_map(|m| match ServerMessage::decode(m) {
+        Ok(ServerMessage::ZoneTransfer {
+            address,
+            static_key,
+            ticket,
+        }) => Some((address.parse().unwrap(), static_key, ticket.to_vec())),
+        _ => None,
+    })
+}
+
 /// Walks `p` at `velocity` until the server sends it elsewhere.
 fn walk_until_transfer(p: &mut Player, velocity: [f32; 3], limit: Duration) -> Transfer {
     let mut found = None;
@@ -551,17 +625,7 @@ fn walk_until_transfer(p: &mut Player, velocity: [f32; 3], limit: Duration) -> T
         limit,
         |_, _| velocity,
         |ps| {
-            found = ps[0]
-                .inbox
-                .iter()
-                .find_map(|m| match ServerMessage::decode(m) {
-                    Ok(ServerMessage::ZoneTransfer {
-                        address,
-                        static_key,
-                        ticket,
-                    }) => Some((address.parse().unwrap(), static_key, ticket.to_vec())),
-                    _ => None,
-                });
+            found = zone_transfer(&ps[0]);
             found.is_some()
         },
     );
@@ -744,9 +808,15 @@ fn a_receiver_killed_mid_crossing_leaves_the_player_on_exactly_one_node() {
         );
         let mut found = None;
         for (name, node) in [("west", &pair.west), ("east", &pair.east)] {
+            // Asked on either node, she is sent to the node of her ground.
             let p = node.player("midway", 1);
+            let on = if p.conn.remote_address() == pair.east.addr {
+                "east"
+            } else {
+                "west"
+            };
             match p.entered {
-                Some(e) => found = Some((name, e.position)),
+                Some(e) => found = Some((on, e.position)),
                 None => assert!(
                     matches!(
                         refusal(&p),

@@ -157,6 +157,20 @@ enum Pending {
     },
     /// A Connect's transfer ticket: the arrival it names is being claimed.
     Arrival { handle: ConnectionHandle },
+    /// EnterToWorld of a character on node `to`'s ground: its lease is
+    /// being taken here, to hand it over.
+    Redirect {
+        handle: ConnectionHandle,
+        record: Box<crate::transfer::TransferRecord>,
+        to: usize,
+    },
+    /// The same: its hand-off to node `to` is in flight.
+    Redirecting {
+        handle: ConnectionHandle,
+        secret: crate::transfer::TransferSecret,
+        to: usize,
+        character: u64,
+    },
     /// A whisper to a player on another node: the directory is asked where.
     Whisper {
         handle: ConnectionHandle,
@@ -1414,9 +1428,18 @@ impl GameCore {
         }
         if let Some(cluster) = &self.cluster {
             if self.shard.is_foreign(record.position) {
-                // Zone transfer is not built yet: the client is refused and
-                // the log says where the character's ground is served.
+                bump(&self.services.counters.cluster_wrong_node_total);
                 let quadrant = self.shard.world().quadrant_of(record.position);
+                let to = cluster
+                    .view
+                    .owner_index(quadrant)
+                    .filter(|&n| n != cluster.view.me);
+                if let (Some(to), true) = (to, cluster.view.is_up()) {
+                    // Sent to the node of its ground, like a crossing.
+                    return self.redirect(handle, account, &record, to);
+                }
+                // No NATS, no hand-off: the client is refused and the log
+                // says where the character's ground is served.
                 let owner = cluster.view.owner(quadrant).cloned();
                 tracing::info!(
                     character_id,
@@ -1425,7 +1448,6 @@ impl GameCore {
                     address = owner.as_ref().map_or("?", |n| n.address.as_str()),
                     "a character's saved position is another node's: connect there"
                 );
-                bump(&self.services.counters.cluster_wrong_node_total);
                 return self.enter_failed(handle, RefusalReason::EnterFailed);
             }
         }
@@ -1552,6 +1574,19 @@ impl GameCore {
                     (Some(Pending::Arrival { handle }), ClusterAnswer::Arrival(arrival)) => {
                         self.on_arrival(handle, arrival)
                     }
+                    (
+                        Some(Pending::Redirect { handle, record, to }),
+                        ClusterAnswer::Lease(lease),
+                    ) => self.on_redirect_lease(handle, &record, to, lease),
+                    (
+                        Some(Pending::Redirecting {
+                            handle,
+                            secret,
+                            to,
+                            character,
+                        }),
+                        ClusterAnswer::Crossing(outcome),
+                    ) => self.on_redirected(handle, secret, to, character, outcome),
                     (
                         Some(Pending::Whisper {
                             handle,

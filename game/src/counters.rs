@@ -112,7 +112,8 @@ counters! {
     /// Players held back at a node border (another node's quadrant, while
     /// NATS is down or when the other node did not take them).
     cluster_border_held_total,
-    /// Enters refused because the saved position is another node's.
+    /// Enters whose saved position is another node's ground (sent there,
+    /// or refused while NATS is down).
     cluster_wrong_node_total,
     /// Enters refused because the lease could not be taken (NATS down).
     cluster_unavailable_total,

@@ -19,6 +19,11 @@
 //! Kept: unfrozen, corrected back
 //! ```
 //!
+//! A character entering the world here whose saved position is another
+//! node's ground takes the same road without ever being in this shard:
+//! its lease is taken here, its loaded record handed over, and the client
+//! (still entering) gets the ZoneTransfer.
+//!
 //! Exactly one node runs the character at any time: the lease moves by
 //! compare-and-swap (tos-cluster's link settles a lost acknowledgement
 //! through the directory). While the outcome is unknown the sender keeps
@@ -34,7 +39,7 @@ use tos_protocol::wire::control::DisconnectReason;
 use tos_shards::BorderCrossing;
 use tos_shards::util::tick_after;
 
-use crate::cluster::{ClusterCommand, ClusterOp, CrossingOutcome};
+use crate::cluster::{ClusterCommand, ClusterOp, CrossingOutcome, LeaseAnswer};
 use crate::transfer::{TransferRecord, TransferSecret};
 
 /// How long the old connection stays open after its ZoneTransfer, so the
@@ -224,25 +229,12 @@ impl GameCore {
                     self.sessions.remove(&handle);
                     return;
                 }
-                let node = self
-                    .cluster
-                    .as_ref()
-                    .and_then(|c| c.view.nodes.get(to).cloned());
-                let Some(node) = node else {
-                    return;
-                };
-                let ticket = secret.ticket();
-                self.reliable(
-                    handle,
-                    &ServerMessage::ZoneTransfer {
-                        address: &node.address,
-                        static_key: node.static_key,
-                        ticket: &ticket,
-                    },
+                tracing::debug!(
+                    character = g.character.id,
+                    to,
+                    "player sent to another node"
                 );
-                let at = self.tick.wrapping_add(CLOSE_AFTER_SECS * self.tick_hz);
-                self.zone.closing.push_back((at, handle));
-                tracing::debug!(character = g.character.id, node = %node.name, "player sent to another node");
+                self.send_away(handle, secret, to);
             }
             CrossingOutcome::Kept(why) => {
                 bump(&self.services.counters.zone_crossings_kept_total);
@@ -416,5 +408,187 @@ impl GameCore {
         );
         self.save_now(record.state);
         self.release_character(character);
+    }
+}
+
+impl GameCore {
+    /// A character entering whose saved position is node `to`'s ground:
+    /// its lease is taken here first (the hand-off moves a held lease).
+    pub(super) fn redirect(
+        &mut self,
+        handle: ConnectionHandle,
+        account: AccountRef,
+        record: &CharacterRecord,
+        to: usize,
+    ) {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return self.enter_failed(handle, RefusalReason::EnterFailed);
+        };
+        let transfer = TransferRecord {
+            secret: TransferSecret::random(),
+            account,
+            name: record.name.clone(),
+            template: record.template,
+            faction: record.faction,
+            state: CharacterState {
+                id: record.id,
+                position: record.position,
+                yaw: record.yaw,
+                hp: record.hp,
+                mp: record.mp,
+                level: record.level,
+                exp: record.exp,
+                items: record.items.clone(),
+            },
+        };
+        let request = self.next_request;
+        let command = ClusterCommand {
+            request,
+            core: self.core,
+            op: ClusterOp::Acquire {
+                character: record.id.0,
+                name: record.name.clone(),
+            },
+        };
+        if !cluster.view.send(command) {
+            bump(&self.services.counters.cluster_busy_total);
+            return self.enter_failed(handle, RefusalReason::ServerBusy);
+        }
+        self.next_request += 1;
+        self.pending.insert(
+            request,
+            Pending::Redirect {
+                handle,
+                record: Box::new(transfer),
+                to,
+            },
+        );
+    }
+
+    fn is_entering(&self, handle: ConnectionHandle) -> bool {
+        matches!(
+            self.sessions.get(&handle).map(|s| &s.session),
+            Some(Session::Entering(_))
+        )
+    }
+
+    /// The lease of a character being sent to another node at login.
+    pub(super) fn on_redirect_lease(
+        &mut self,
+        handle: ConnectionHandle,
+        record: &TransferRecord,
+        to: usize,
+        lease: LeaseAnswer,
+    ) {
+        let character = record.character();
+        let entering = self.is_entering(handle);
+        match lease {
+            LeaseAnswer::Taken if entering => {
+                let payload = match record.encode() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(character, error = %e, "a login record could not be encoded");
+                        self.release_character(character);
+                        return self.enter_failed(handle, RefusalReason::EnterFailed);
+                    }
+                };
+                let request = self.next_request;
+                let command = ClusterCommand {
+                    request,
+                    core: self.core,
+                    op: ClusterOp::HandOff {
+                        to,
+                        character,
+                        payload,
+                    },
+                };
+                let sent = self.cluster.as_ref().is_some_and(|c| c.view.send(command));
+                if !sent {
+                    bump(&self.services.counters.cluster_busy_total);
+                    self.release_character(character);
+                    return self.enter_failed(handle, RefusalReason::ServerBusy);
+                }
+                self.next_request += 1;
+                self.pending.insert(
+                    request,
+                    Pending::Redirecting {
+                        handle,
+                        secret: record.secret,
+                        to,
+                        character,
+                    },
+                );
+            }
+            // The client left meanwhile: give the lease back.
+            LeaseAnswer::Taken => self.release_character(character),
+            LeaseAnswer::HeldBy(node) => {
+                tracing::info!(character, node = %node, "refused: the character is live on another node");
+                self.enter_failed(handle, RefusalReason::CharacterInUse);
+            }
+            LeaseAnswer::Unavailable => {
+                bump(&self.services.counters.cluster_unavailable_total);
+                self.enter_failed(handle, RefusalReason::ServerBusy);
+            }
+        }
+    }
+
+    /// How the hand-off of a character sent away at login ended.
+    pub(super) fn on_redirected(
+        &mut self,
+        handle: ConnectionHandle,
+        secret: TransferSecret,
+        to: usize,
+        character: u64,
+        outcome: CrossingOutcome,
+    ) {
+        let entering = self.is_entering(handle);
+        match outcome {
+            CrossingOutcome::Delivered => {
+                bump(&self.services.counters.zone_transfers_out_total);
+                // A client that left meanwhile: the other node saves the
+                // character when its ticket expires.
+                if entering {
+                    self.send_away(handle, secret, to);
+                }
+            }
+            CrossingOutcome::Kept(why) => {
+                tracing::info!(character, why = %why, "the node of a character's ground did not take it");
+                self.release_character(character);
+                if entering {
+                    self.enter_failed(handle, RefusalReason::EnterFailed);
+                }
+            }
+            CrossingOutcome::Superseded => {
+                if entering {
+                    self.enter_failed(handle, RefusalReason::CharacterInUse);
+                }
+            }
+        }
+    }
+
+    /// Tells the client where its character went and closes its
+    /// connection here a little later.
+    fn send_away(&mut self, handle: ConnectionHandle, secret: TransferSecret, to: usize) {
+        let node = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.view.nodes.get(to).cloned());
+        let Some(node) = node else {
+            return;
+        };
+        if let Some(slot) = self.sessions.get_mut(&handle) {
+            slot.session = Session::Closing;
+        }
+        let ticket = secret.ticket();
+        self.reliable(
+            handle,
+            &ServerMessage::ZoneTransfer {
+                address: &node.address,
+                static_key: node.static_key,
+                ticket: &ticket,
+            },
+        );
+        let at = self.tick.wrapping_add(CLOSE_AFTER_SECS * self.tick_hz);
+        self.zone.closing.push_back((at, handle));
     }
 }
