@@ -441,7 +441,8 @@ pub enum ServerMessage<'a> {
     /// [`MAX_ADDRESS_LEN`], `host:port`), the node's static X25519 public
     /// key (32 bytes), a one-time transfer ticket (varint length ≤
     /// [`MAX_TRANSFER_TICKET_LEN`] + bytes). The character now lives on
-    /// another node of the cluster: the client opens a connection there,
+    /// another node of the cluster (it walked onto that node's ground, or
+    /// it was entering and its saved position is there): the client opens a connection there,
     /// pinning `static_key`, with `ticket` as the Connect's auth ticket,
     /// and the new node answers with WorldEntered (no login, no character
     /// selection). The old connection is then closed by the server.
