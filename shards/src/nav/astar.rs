@@ -254,6 +254,11 @@ impl Pathfinder {
                 out[written] = goal;
                 written += 1;
             }
+            // The goal shares the start's cell but is not a straight step
+            // away (a box's corner between them): nowhere to go.
+            if written == 0 {
+                return PathOutcome::Partial(0);
+            }
             return PathOutcome::Found(written);
         }
         if reached {

@@ -55,6 +55,10 @@ pub struct Nav<'a> {
 /// The most heightfield cells one straight step may cross.
 const MAX_PIECES: u32 = 8_192;
 
+/// The longest piece of a straight step checked against obstacles on
+/// uneven ground (units): shorter than a walker's step per tick.
+const PIECE: f32 = 8.0;
+
 impl<'a> Nav<'a> {
     /// The rules for `terrain`. `flat` is whether its heightfield is flat
     /// (checking it reads every sample, so the caller caches it).
@@ -103,10 +107,32 @@ impl<'a> Nav<'a> {
         if !self.flat && len > 0.0 && !self.slope_ok(a, [dx / len, dy / len], len) {
             return false;
         }
-        !self
-            .terrain
-            .obstacles
-            .segment_blocked(self.on_ground(a[0], a[1]), self.on_ground(b[0], b[1]))
+        let obstacles = &self.terrain.obstacles;
+        if obstacles.segment_blocked(self.on_ground(a[0], a[1]), self.on_ground(b[0], b[1])) {
+            return false;
+        }
+        if self.flat {
+            // On a plane the chord is the walk.
+            return true;
+        }
+        // On hills the walker follows the ground, not the chord between the
+        // ends: a chord between two high points passes over a low box the
+        // walk between them runs into. Checked in pieces no longer than a
+        // walker's step per tick.
+        let pieces = (len / PIECE).ceil().max(1.0);
+        if pieces > MAX_PIECES as f32 {
+            return false;
+        }
+        let mut p0 = self.on_ground(a[0], a[1]);
+        for k in 1..=pieces as u32 {
+            let f = k as f32 / pieces;
+            let p1 = self.on_ground(a[0] + dx * f, a[1] + dy * f);
+            if obstacles.segment_blocked(p0, p1) {
+                return false;
+            }
+            p0 = p1;
+        }
+        true
     }
 
     fn slope_ok(&self, a: [f32; 2], u: [f32; 2], len: f32) -> bool {
