@@ -285,7 +285,7 @@ impl Scratch {
     }
 
     /// Bytes per entity slot of the shared per-shard state (summary and
-    /// record cache ways; the cache's 1 MiB arena is per shard).
+    /// record cache ways; the cache's 2 MiB arena is per shard).
     pub(crate) const fn bytes_per_entity_slot() -> usize {
         core::mem::size_of::<Summary>()
             + core::mem::size_of::<(u32, u16)>()
