@@ -752,16 +752,9 @@ impl Entities {
         self.ghost_seen[i] = tick;
     }
 
-    /// The quantized state a slot had at `tick`, if the slot held the same
-    /// entity then and the tick is still in the history ring.
-    #[inline]
-    pub(crate) fn history_at(&self, index: u32, now: u32, tick: u32) -> Option<QuantizedEntity> {
-        self.has_history(index, now, tick)
-            .then(|| self.history[tick as usize % HISTORY][index as usize])
-    }
-
-    /// Whether [`Self::history_at`] would find a state (without reading
-    /// it).
+    /// Whether `history[tick % HISTORY][index]` holds the state the slot's
+    /// entity had at `tick`: the slot held the same entity then and the
+    /// tick is still in the history ring.
     pub(crate) fn has_history(&self, index: u32, now: u32, tick: u32) -> bool {
         let i = index as usize;
         let age = now.wrapping_sub(tick);

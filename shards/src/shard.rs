@@ -1683,7 +1683,7 @@ impl Shard {
             position: self.ents.position[pu],
             faction: self.ents.faction[pu],
         };
-        self.scratch.refresh_summary(&self.ents, &self.sync);
+        self.scratch.refresh_summary(&self.ents, &self.sync, tick);
         let world = WorldView {
             ents: &self.ents,
             aoi: &self.aoi,

@@ -16,7 +16,9 @@
 //!   of `credit × (2 − d/D) × (1 + min(speed / max_speed, 1))` — longer
 //!   waiting, nearer and faster first — until the budget is full. Those that
 //!   do not fit keep their credit, so they come first later. A sent entry's
-//!   credit restarts at 0.
+//!   credit restarts at 0. Credit is kept in thousandths in a saturating
+//!   `u16` (the rates become 1000, 100 and 300), so an entry is due after
+//!   exactly the same number of ticks as with the `f32` sums before.
 //! - *Leaving*: out of interest (beyond 1.05 × its type's distance, gone,
 //!   or turned invisible to this viewer) while the client may know it: a
 //!   Remove is due, ahead of everything else.
@@ -42,7 +44,9 @@
 //! and copied from the shard's [`RecordCache`] into every other snapshot
 //! that needs it. What the per-entry pass reads of an entity (position,
 //! generation, change tick, speed, visibility) is gathered once per tick
-//! into one 28-byte [`Summary`] per slot. Selection takes a priority
+//! into one 32-byte, aligned [`Summary`] per slot (with the slot's creation
+//! tick, so that the writer checks a baseline against the history without
+//! reading the entity columns). Selection takes a priority
 //! threshold (a selection over the priorities alone) and walks the due
 //! entries in slot order, which ascends through the view's memory.
 //!
@@ -130,16 +134,19 @@ pub(super) const PREFETCH_AHEAD: usize = 8;
 /// Consecutive records that did not fit before a snapshot is closed.
 pub(super) const MAX_MISSES: u32 = 8;
 
-/// The sync settings in the form the writer uses.
+/// The sync settings in the form the writer uses: rates in the entries'
+/// fixed-point credit, distances in `f32` (the per-entry pass never
+/// converts to `f64`; its rounding is far inside the 5% between the enter
+/// and leave distances).
 #[derive(Debug, Clone)]
 pub(crate) struct SyncParams {
-    pub(super) moving_rate: f32,
-    pub(super) stationary_rate: f32,
-    pub(super) distant_rate: f32,
+    pub(super) moving_rate: u16,
+    pub(super) stationary_rate: u16,
+    pub(super) distant_rate: u16,
     pub(super) full_sync_ticks: u32,
-    pub(super) exit_d2: [f64; 8],
-    pub(super) distant_d2: [f64; 8],
-    pub(super) inv_distance: [f64; 8],
+    pub(super) exit_d2: [f32; 8],
+    pub(super) distant_d2: [f32; 8],
+    pub(super) inv_distance: [f32; 8],
     pub(super) max_speed: f32,
     pub(super) aoi_enabled: bool,
 }
@@ -150,23 +157,28 @@ impl SyncParams {
         let distance: [f64; 8] =
             core::array::from_fn(|t| EntityType::ALL[t].interest_distance(&config.aoi.distances));
         let enabled = config.aoi.enabled;
+        let rate = |r: f64| {
+            (r * f64::from(view::CREDIT_ONE))
+                .round()
+                .clamp(0.0, f64::from(u16::MAX)) as u16
+        };
         Self {
-            moving_rate: sync.moving_rate as f32,
-            stationary_rate: sync.stationary_rate as f32,
-            distant_rate: sync.distant_rate as f32,
+            moving_rate: rate(sync.moving_rate),
+            stationary_rate: rate(sync.stationary_rate),
+            distant_rate: rate(sync.distant_rate),
             full_sync_ticks: ((u64::from(sync.full_sync_interval_ms)
                 * u64::from(config.runtime.tick_hz))
                 / 1000)
                 .clamp(1, u64::from(u32::MAX)) as u32,
             exit_d2: distance.map(|d| {
                 if enabled {
-                    (d * LEAVE_FACTOR).powi(2)
+                    (d * LEAVE_FACTOR).powi(2) as f32
                 } else {
-                    f64::INFINITY
+                    f32::INFINITY
                 }
             }),
-            distant_d2: distance.map(|d| (d * sync.distant_fraction).powi(2)),
-            inv_distance: distance.map(|d| 1.0 / d.max(f64::MIN_POSITIVE)),
+            distant_d2: distance.map(|d| (d * sync.distant_fraction).powi(2) as f32),
+            inv_distance: distance.map(|d| (1.0 / d.max(f64::MIN_POSITIVE)) as f32),
             max_speed: (config.authority.max_speed as f32).max(1.0),
             aoi_enabled: enabled,
         }
@@ -186,21 +198,34 @@ pub(crate) struct Viewer {
     pub(crate) faction: Faction,
 }
 
-/// What the per-tick pass reads of one entity (28 bytes), gathered once per
-/// tick for every client of the shard: one load per view entry instead of
-/// six scattered columns (generation, position, change tick, velocity,
-/// state, faction).
+/// What the per-tick pass reads of one entity (32 bytes, aligned: never two
+/// cache lines), gathered once per tick for every client of the shard: one
+/// load per view entry instead of six scattered columns (generation,
+/// position, change tick, velocity, state, faction).
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(32))]
 pub(crate) struct Summary {
     pub(super) position: [f32; 3],
     pub(super) generation: u32,
-    pub(super) changed_tick: u32,
+    /// Low 16 bits of the last tick the quantized state changed, clamped to
+    /// at most `CHANGE_WINDOW` ticks ago (compared with the entries'
+    /// 16-bit `last_sent`).
+    pub(super) changed: u16,
+    /// The tick the slot got its entity (a baseline before it is not its).
+    pub(super) created_tick: u32,
     /// `1 + min(speed / max_speed, 1)`: faster entities first.
     pub(super) fast: f32,
     pub(super) faction: Faction,
     /// Invisible to all but friends.
     pub(super) hidden: bool,
 }
+
+/// How far back the summary's 16-bit change ticks reach (older changes
+/// read as this old): below half the 16-bit range, so that comparing with
+/// an entry's 16-bit `last_sent` of the last `0x8000` ticks is exact.
+const CHANGE_WINDOW: u32 = 0x7000;
+
+const _: () = assert!(core::mem::size_of::<Summary>() == 32);
 
 /// Scratch buffers shared by all clients of a shard, and the per-tick
 /// entity summary.
@@ -211,6 +236,8 @@ pub(crate) struct Scratch {
     pub(super) candidates: Vec<(f32, u16)>,
     /// Entries whose Remove is due, in slot order.
     pub(super) removes: Vec<u16>,
+    /// Entries the per-tick pass forgets (freed after its walk).
+    pub(super) forget: Vec<u16>,
     /// Priorities, for selecting the best of the candidates.
     pub(super) keys: Vec<f32>,
     /// The candidates of one batch, in slot order.
@@ -233,6 +260,7 @@ impl Scratch {
             query: Vec::with_capacity(entities as usize),
             candidates: Vec::with_capacity(4096),
             removes: Vec::with_capacity(4096),
+            forget: Vec::with_capacity(4096),
             keys: Vec::with_capacity(4096),
             chosen: Vec::with_capacity(4096),
             records: vec![0; 64 * 1024],
@@ -257,7 +285,7 @@ impl Scratch {
     }
 
     /// Bytes per entity slot of the shared per-shard state (summary and
-    /// record cache ways; the cache's 1 MiB arena is per shard).
+    /// record cache ways; the cache's 2 MiB arena is per shard).
     pub(crate) const fn bytes_per_entity_slot() -> usize {
         core::mem::size_of::<Summary>()
             + core::mem::size_of::<(u32, u16)>()
@@ -266,7 +294,7 @@ impl Scratch {
 
     /// Rebuilds the summary if the entities changed since it was built:
     /// O(slots), once per tick rather than once per client and entry.
-    pub(crate) fn refresh_summary(&mut self, ents: &Entities, params: &SyncParams) {
+    pub(crate) fn refresh_summary(&mut self, ents: &Entities, params: &SyncParams, now: u32) {
         if self.summary_fresh {
             return;
         }
@@ -282,7 +310,13 @@ impl Scratch {
             let speed = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
             let s = &mut self.summary[iu];
             s.position = ents.position[iu];
-            s.changed_tick = ents.changed_tick[iu];
+            s.created_tick = ents.created_tick[iu];
+            let changed = ents.changed_tick[iu];
+            s.changed = if now.wrapping_sub(changed) <= CHANGE_WINDOW {
+                changed as u16
+            } else {
+                now.wrapping_sub(CHANGE_WINDOW) as u16
+            };
             s.fast = 1.0 + (speed / params.max_speed).min(1.0);
             s.faction = ents.faction[iu];
             s.hidden = ents.state[iu].contains(EntityState::INVISIBLE);

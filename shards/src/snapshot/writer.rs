@@ -11,9 +11,10 @@ use super::record_cache::{CREATE, RecordCache};
 use super::view::{ClientView, KNOWN, Phase, REMOVE_PENDING, RESEND, SentKind, SentRecord};
 use super::{
     DELTA_SYNC_HEADER, MAX_BASELINE_AGE, MAX_MISSES, MAX_RECORDS_SINCE_BASELINE, PREFETCH_AHEAD,
-    RECORD_RING, Scratch, Viewer, WorldView,
+    RECORD_RING, Scratch, Summary, Viewer, WorldView,
 };
-use crate::util::prefetch;
+use crate::entity::HISTORY;
+use crate::util::{prefetch, tick_after};
 
 /// Writes the snapshot of `tick` for one client into `out` (at most
 /// `budget` bytes); returns its length (0 if the budget cannot hold a
@@ -55,6 +56,7 @@ pub(crate) fn write_snapshot(
         keys,
         records,
         cache,
+        summary,
         ..
     } = scratch;
     let mut wr = Writer::new(&mut records[..records_budget]);
@@ -112,7 +114,7 @@ pub(crate) fn write_snapshot(
             if let Some(&ahead) = chosen.get(j + PREFETCH_AHEAD) {
                 prefetch(cache.slot_ptr(view.hot[usize::from(ahead)].index));
             }
-            match view.send_entity(chosen[j], w, tick, &mut wr, cache) {
+            match view.send_entity(chosen[j], w, tick, &mut wr, cache, summary) {
                 Some(record) => {
                     misses = 0;
                     count += 1;
@@ -155,6 +157,32 @@ impl ClientView {
         prefetch(&raw const self.cold[usize::from(slot)]);
     }
 
+    /// Whether entry `slot` is sent as an Update (against its baseline) or
+    /// as a Create, and the record's cache key. The entry is Active and its
+    /// entity alive (the per-tick pass checked both this tick), so the
+    /// history holds the baseline iff it is young enough and not older
+    /// than the entity's slot.
+    #[inline]
+    fn record_key(
+        &self,
+        slot: u16,
+        w: &WorldView<'_>,
+        tick: u32,
+        summary: &[Summary],
+    ) -> (bool, u32) {
+        let su = usize::from(slot);
+        let (h, c) = (&self.hot[su], &self.cold[su]);
+        let age = tick.wrapping_sub(c.baseline_tick);
+        let update = c.has_baseline
+            && (1..=MAX_BASELINE_AGE.min(HISTORY as u32 - 1)).contains(&age)
+            && c.sent_seq.wrapping_sub(c.baseline_seq) <= MAX_RECORDS_SINCE_BASELINE
+            && tick.wrapping_sub(c.last_full) < w.params.full_sync_ticks
+            && summary
+                .get(h.index as usize)
+                .is_some_and(|e| !tick_after(e.created_tick, c.baseline_tick));
+        (update, if update { c.baseline_tick } else { CREATE })
+    }
+
     /// Encodes the Remove of entry `slot`; `None` if it did not fit.
     fn send_remove(&mut self, slot: u16, wr: &mut Writer<'_>, tick: u32) -> Option<SentRecord> {
         let su = usize::from(slot);
@@ -184,17 +212,12 @@ impl ClientView {
         tick: u32,
         wr: &mut Writer<'_>,
         cache: &mut RecordCache,
+        summary: &[Summary],
     ) -> Option<SentRecord> {
+        let (update, key) = self.record_key(slot, w, tick, summary);
         let su = usize::from(slot);
         let (h, c) = (&mut self.hot[su], &mut self.cold[su]);
         let ents = w.ents;
-        let age = tick.wrapping_sub(c.baseline_tick);
-        let update = c.has_baseline
-            && (1..=MAX_BASELINE_AGE).contains(&age)
-            && c.sent_seq.wrapping_sub(c.baseline_seq) <= MAX_RECORDS_SINCE_BASELINE
-            && tick.wrapping_sub(c.last_full) < w.params.full_sync_ticks
-            && ents.has_history(h.index, tick, c.baseline_tick);
-        let key = if update { c.baseline_tick } else { CREATE };
         if let Some(copied) = cache.copy_into(h.index, key, wr) {
             if !copied {
                 return None;
@@ -202,9 +225,12 @@ impl ClientView {
         } else {
             let start = wr.position();
             let q = &ents.qstate[h.index as usize];
-            let result = match update.then(|| ents.history_at(h.index, tick, c.baseline_tick)) {
-                Some(Some(b)) => encode_update(wr, c.net_id, age, &b, q),
-                _ => encode_create(wr, c.net_id, h.kind.to_u8(), q),
+            let result = if update {
+                // `record_key` checked that the history holds it.
+                let b = &ents.history[c.baseline_tick as usize % HISTORY][h.index as usize];
+                encode_update(wr, c.net_id, tick.wrapping_sub(c.baseline_tick), b, q)
+            } else {
+                encode_create(wr, c.net_id, h.kind.to_u8(), q)
             };
             result.ok()?;
             cache.put(h.index, key, &wr.written()[start..]);
@@ -215,9 +241,9 @@ impl ClientView {
             self.stats.creates += 1;
             c.last_full = tick;
         }
-        h.credit = 0.0;
+        h.credit = 0;
         h.flags = (h.flags & !RESEND) | KNOWN;
-        h.last_sent = tick;
+        h.last_sent = tick as u16;
         let seq = c.sent_seq;
         c.sent_seq = c.sent_seq.wrapping_add(1);
         Some(SentRecord {
