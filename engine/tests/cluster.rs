@@ -250,6 +250,24 @@ impl Node {
         }
     }
 
+    /// A `tos_client` session logging `account` in here (the account
+    /// exists), as a game would.
+    fn sdk_client(
+        &self,
+        account: &str,
+        snapshots: tos_client::SnapshotHandling,
+    ) -> tos_client::UdpClient {
+        let mut login = spec(account, 1);
+        login.register = false;
+        let mut config = tos_client::SessionConfig::new(self.key, login);
+        config.integrity = Some(Arc::new(tos_protocol::integrity::IntegrityTable::generate(
+            &self.integrity,
+            tos_engine::settings::CLIENT_VERSION,
+        )));
+        config.snapshots = snapshots;
+        tos_client::UdpClient::connect(self.addr, config, Instant::now()).unwrap()
+    }
+
     fn metric(&self, name: &str) -> u64 {
         use std::io::{Read, Write};
         let mut s = TcpStream::connect(self.metrics).expect("metrics endpoint");
@@ -480,7 +498,7 @@ fn one_character_is_never_live_on_both_nodes() {
 
 #[test]
 fn a_character_logging_in_on_the_wrong_node_is_sent_to_its_ground() {
-    use tos_client::{SessionConfig, SessionEvent, UdpClient};
+    use tos_client::{SessionEvent, SnapshotHandling};
     let Some(pair) = Pair::start(30_000) else {
         return;
     };
@@ -491,14 +509,7 @@ fn a_character_logging_in_on_the_wrong_node_is_sent_to_its_ground() {
     // Saved on the east's ground (she logged out there).
     pair.place(entered.character_id, [500.0, 0.0, entered.position[2]]);
     // Through the client SDK, logging in at the west as a player would.
-    let mut login = spec("wanderer", 1);
-    login.register = false;
-    let mut config = SessionConfig::new(pair.west.key, login);
-    config.integrity = Some(Arc::new(tos_protocol::integrity::IntegrityTable::generate(
-        &pair.west.integrity,
-        tos_engine::settings::CLIENT_VERSION,
-    )));
-    let mut client = UdpClient::connect(pair.west.addr, config, Instant::now()).unwrap();
+    let mut client = pair.west.sdk_client("wanderer", SnapshotHandling::Events);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut events = Vec::new();
     let at = loop {
@@ -604,6 +615,18 @@ fn a_whisper_crosses_nodes_and_a_whisper_to_nobody_is_refused() {
 
 /// A ZoneTransfer's fields: (address, static key, ticket).
 type Transfer = (SocketAddr, [u8; 32], Vec<u8>);
+
+/// Walks `players` at `velocity` for `time`, then stands still 300 ms so
+/// that the last claims are applied and acknowledged.
+fn walk_then_stand(players: &mut [Player], velocity: [f32; 3], time: Duration) {
+    common::play(players, time, |_, _| velocity, |_| false);
+    common::play(
+        players,
+        Duration::from_millis(300),
+        |_, _| [0.0; 3],
+        |_| false,
+    );
+}
 
 /// The ZoneTransfer `p` received, if any.
 fn zone_transfer(p: &Player) -> Option<Transfer> {
@@ -987,17 +1010,10 @@ fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
         |_| false,
     );
     let before = players[0].acked_position().expect("acknowledged");
-    common::play(
+    walk_then_stand(
         &mut players,
+        [-300.0, 0.0, 0.0],
         Duration::from_millis(1_500),
-        |_, _| [-300.0, 0.0, 0.0],
-        |_| false,
-    );
-    common::play(
-        &mut players,
-        Duration::from_millis(300),
-        |_, _| [0.0; 3],
-        |_| false,
     );
     let after = players[0].acked_position().expect("acknowledged");
     assert!(
@@ -1007,18 +1023,7 @@ fn with_nats_down_players_keep_playing_entering_is_refused_then_resumes() {
     assert!(!players[0].disconnected);
     // The border holds her like a wall: no crossing without NATS.
     let held_before = pair.west.metric("tos_game_cluster_border_held_total");
-    common::play(
-        &mut players,
-        Duration::from_secs(5),
-        |_, _| [300.0, 0.0, 0.0],
-        |_| false,
-    );
-    common::play(
-        &mut players,
-        Duration::from_millis(300),
-        |_, _| [0.0; 3],
-        |_| false,
-    );
+    walk_then_stand(&mut players, [300.0, 0.0, 0.0], Duration::from_secs(5));
     let at_border = players[0].acked_position().expect("acknowledged");
     assert!(
         at_border[0] < 0.0 && at_border[0] > -300.0,
@@ -1092,7 +1097,7 @@ struct Pacer {
 
 #[test]
 fn players_pace_back_and_forth_across_the_border_and_are_always_on_one_node() {
-    use tos_client::{SessionConfig, SessionEvent, UdpClient};
+    use tos_client::{SessionEvent, SnapshotHandling};
     const PLAYERS: usize = 10;
     const RUN: Duration = Duration::from_secs(20);
     const SPEED: f32 = 250.0;
@@ -1111,23 +1116,12 @@ fn players_pace_back_and_forth_across_the_border_and_are_always_on_one_node() {
     for (i, id) in placed.iter().enumerate() {
         pair.place(*id, [-30.0 - 7.0 * i as f32, 5.0 * i as f32, 0.0]);
     }
-    let integrity = Arc::new(tos_protocol::integrity::IntegrityTable::generate(
-        &pair.west.integrity,
-        tos_engine::settings::CLIENT_VERSION,
-    ));
     let mut pacers: Vec<Pacer> = names
         .iter()
-        .map(|name| {
-            let mut login = spec(name, 1);
-            login.register = false;
-            let mut config = SessionConfig::new(pair.west.key, login);
-            config.integrity = Some(Arc::clone(&integrity));
-            config.snapshots = tos_client::SnapshotHandling::Apply;
-            Pacer {
-                client: UdpClient::connect(pair.west.addr, config, Instant::now()).unwrap(),
-                position: None,
-                east: true,
-            }
+        .map(|name| Pacer {
+            client: pair.west.sdk_client(name, SnapshotHandling::Apply),
+            position: None,
+            east: true,
         })
         .collect();
     let mut gaps = Vec::new();
@@ -1254,18 +1248,7 @@ fn a_player_walking_towards_a_dead_node_stays_and_crosses_once_it_is_back() {
     // The hand-off finds nobody to take her: she is kept, corrected back,
     // and tries again (once a second) while she keeps walking east.
     let mut players = vec![west];
-    common::play(
-        &mut players,
-        Duration::from_secs(3),
-        |_, _| [300.0, 0.0, 0.0],
-        |_| false,
-    );
-    common::play(
-        &mut players,
-        Duration::from_millis(300),
-        |_, _| [0.0; 3],
-        |_| false,
-    );
+    walk_then_stand(&mut players, [300.0, 0.0, 0.0], Duration::from_secs(3));
     west = players.pop().unwrap();
     assert!(!west.disconnected);
     let at = west.acked_position().expect("acknowledged");

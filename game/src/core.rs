@@ -1460,17 +1460,12 @@ impl GameCore {
         if !claimed {
             return self.enter_failed(handle, RefusalReason::CharacterInUse);
         }
-        let state = CharacterState {
-            id: record.id,
-            position: record.position,
-            yaw: record.yaw,
-            hp: record.hp,
-            mp: record.mp,
-            level: record.level,
-            exp: record.exp,
-            items: record.items.clone(),
-        };
-        let character = self.playing(record.name.clone(), record.template, record.faction, state);
+        let character = self.playing(
+            record.name.clone(),
+            record.template,
+            record.faction,
+            record.state(),
+        );
         let transfer = SessionTransfer { account, character };
         if self.cluster.is_some() {
             return self.take_lease(handle, transfer);

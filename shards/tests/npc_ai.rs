@@ -18,6 +18,22 @@ fn find(cluster: &Cluster, net: u32) -> Option<(usize, tos_shards::EntityInfo)> 
         .find_map(|(k, s)| s.entity(net).filter(|e| !e.ghost).map(|e| (k, e)))
 }
 
+/// The aggressive Forest Wolf of the shipped npcs.ron (template 1: aggro
+/// 1200, leash 3000, a 300-unit strike), standing at `x` on the x axis.
+fn wolf(x: f32) -> SpawnPoint {
+    SpawnPoint {
+        kind: EntityType::Monster,
+        faction: Faction::MONSTERS,
+        position: [x, 0.0, 0.0],
+        wander_radius: 0.0,
+        speed: 300.0,
+        hp: 120.0,
+        mp: 20.0,
+        template: 1,
+        patrol: 0,
+    }
+}
+
 #[test]
 fn a_chasing_npc_is_handed_off_with_its_ai_state() {
     let config = ServerConfig::default();
@@ -28,17 +44,7 @@ fn a_chasing_npc_is_handed_off_with_its_ai_state() {
     };
     // Template 1 of the shipped npcs.ron: the aggressive Forest Wolf
     // (aggro 1200, leash 3000, a 300-unit strike).
-    data.spawns.push(SpawnPoint {
-        kind: EntityType::Monster,
-        faction: Faction::MONSTERS,
-        position: [-1_000.0, 0.0, 0.0],
-        wander_radius: 0.0,
-        speed: 300.0,
-        hp: 120.0,
-        mp: 20.0,
-        template: 1,
-        patrol: 0,
-    });
+    data.spawns.push(wolf(-1_000.0));
     let mut cluster = Cluster::new(&config, &layout, &data);
     assert_eq!(
         cluster.shards[0].local_count(),
@@ -116,17 +122,7 @@ fn a_chasing_npc_stops_at_a_node_border() {
     };
     // The aggressive Forest Wolf of the shipped npcs.ron, 600 units west
     // of the border at x = 0; the east (x >= 0) is another node's.
-    data.spawns.push(SpawnPoint {
-        kind: EntityType::Monster,
-        faction: Faction::MONSTERS,
-        position: [-600.0, 0.0, 0.0],
-        wander_radius: 0.0,
-        speed: 300.0,
-        hp: 120.0,
-        mp: 20.0,
-        template: 1,
-        patrol: 0,
-    });
+    data.spawns.push(wolf(-600.0));
     let mut cluster = Cluster::new(&config, &layout, &data);
     let foreign: Vec<bool> = (0..256).map(|i| i % 16 >= 8).collect();
     assert!(cluster.shards[0].set_foreign_quadrants(foreign));

@@ -142,6 +142,20 @@ pub struct CharacterState {
 }
 
 impl CharacterRecord {
+    /// The state part of this record (what saves write).
+    pub fn state(&self) -> CharacterState {
+        CharacterState {
+            id: self.id,
+            position: self.position,
+            yaw: self.yaw,
+            hp: self.hp,
+            mp: self.mp,
+            level: self.level,
+            exp: self.exp,
+            items: self.items.clone(),
+        }
+    }
+
     /// Applies a saved state on top of this record (used to answer a load
     /// while a newer save is still pending).
     pub fn apply(&mut self, state: &CharacterState) {

@@ -95,14 +95,8 @@ pub fn place_in(database: &std::path::Path, character_id: u64, position: [f32; 3
         .expect("loads")
         .expect("the character exists");
     let s = CharacterState {
-        id: state.id,
         position,
-        yaw: state.yaw,
-        hp: state.hp,
-        mp: state.mp,
-        level: state.level,
-        exp: state.exp,
-        items: state.items,
+        ..state.state()
     };
     db.save_states(&[s], 0).expect("saved");
 }

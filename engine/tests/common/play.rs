@@ -93,14 +93,10 @@ pub fn plant(database: &Path, character_id: u64, items: Vec<SavedItem>, level: u
         .expect("loads")
         .expect("the character exists");
     let s = tos_store::CharacterState {
-        id: r.id,
-        position: r.position,
-        yaw: r.yaw,
-        hp: r.hp,
-        mp: r.mp,
         level,
         exp,
         items,
+        ..r.state()
     };
     db.save_states(&[s], 0).expect("saved");
 }

@@ -128,7 +128,6 @@ impl GameCore {
             .view
             .owner_index(quadrant)
             .filter(|&n| n != cluster.view.me);
-        let view = Arc::clone(&cluster.view);
         let Some(to) = to else {
             // No node owns that ground (outside every node's quadrants):
             // nothing to cross to.
@@ -154,12 +153,32 @@ impl GameCore {
             faction: g.character.faction,
             state,
         };
+        let Some(request) = self.hand_off(&record, to) else {
+            return self.keep(c.client);
+        };
+        self.zone.frozen.insert(c.client);
+        bump(&self.services.counters.zone_crossings_total);
+        self.pending.insert(
+            request,
+            Pending::Crossing {
+                handle,
+                client: c.client,
+                secret,
+                to,
+            },
+        );
+    }
+
+    /// Encodes `record` and asks the cluster thread to hand it to node
+    /// `to`: the request number, or `None` when it could not be asked
+    /// (logged, counted).
+    fn hand_off(&mut self, record: &TransferRecord, to: usize) -> Option<u64> {
         let character = record.character();
         let payload = match record.encode() {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(character, error = %e, "a crossing record could not be encoded");
-                return self.keep(c.client);
+                tracing::error!(character, error = %e, "a transfer record could not be encoded");
+                return None;
             }
         };
         let request = self.next_request;
@@ -172,22 +191,12 @@ impl GameCore {
                 payload,
             },
         };
-        if !view.send(command) {
+        if !self.cluster.as_ref().is_some_and(|c| c.view.send(command)) {
             bump(&self.services.counters.cluster_busy_total);
-            return self.keep(c.client);
+            return None;
         }
         self.next_request += 1;
-        self.zone.frozen.insert(c.client);
-        bump(&self.services.counters.zone_crossings_total);
-        self.pending.insert(
-            request,
-            Pending::Crossing {
-                handle,
-                client: c.client,
-                secret,
-                to,
-            },
-        );
+        Some(request)
     }
 
     /// A crossing that does not happen: the player is unfrozen and
@@ -430,16 +439,7 @@ impl GameCore {
             name: record.name.clone(),
             template: record.template,
             faction: record.faction,
-            state: CharacterState {
-                id: record.id,
-                position: record.position,
-                yaw: record.yaw,
-                hp: record.hp,
-                mp: record.mp,
-                level: record.level,
-                exp: record.exp,
-                items: record.items.clone(),
-            },
+            state: record.state(),
         };
         let request = self.next_request;
         let command = ClusterCommand {
@@ -484,31 +484,10 @@ impl GameCore {
         let entering = self.is_entering(handle);
         match lease {
             LeaseAnswer::Taken if entering => {
-                let payload = match record.encode() {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(character, error = %e, "a login record could not be encoded");
-                        self.release_character(character);
-                        return self.enter_failed(handle, RefusalReason::EnterFailed);
-                    }
-                };
-                let request = self.next_request;
-                let command = ClusterCommand {
-                    request,
-                    core: self.core,
-                    op: ClusterOp::HandOff {
-                        to,
-                        character,
-                        payload,
-                    },
-                };
-                let sent = self.cluster.as_ref().is_some_and(|c| c.view.send(command));
-                if !sent {
-                    bump(&self.services.counters.cluster_busy_total);
+                let Some(request) = self.hand_off(record, to) else {
                     self.release_character(character);
                     return self.enter_failed(handle, RefusalReason::ServerBusy);
-                }
-                self.next_request += 1;
+                };
                 self.pending.insert(
                     request,
                     Pending::Redirecting {
