@@ -74,6 +74,30 @@ pub struct Entered {
     pub world: WorldParams,
 }
 
+impl Entered {
+    /// What a WorldEntered says; `None` for any other message.
+    pub fn from_message(msg: &ServerMessage<'_>) -> Option<Self> {
+        match *msg {
+            ServerMessage::WorldEntered {
+                entity_id,
+                server_tick,
+                character_id,
+                position,
+                yaw,
+                world,
+            } => Some(Self {
+                entity_id,
+                character_id,
+                server_tick,
+                position,
+                yaw,
+                world,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// One character of the account, as the server listed it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CharacterInfo {
@@ -400,27 +424,13 @@ impl LoginFlow {
             }
             (
                 state @ (State::Entering(_) | State::Transferring(_)),
-                ServerMessage::WorldEntered {
-                    entity_id,
-                    server_tick,
-                    character_id,
-                    position,
-                    yaw,
-                    world,
-                },
+                ServerMessage::WorldEntered { .. },
             ) => {
                 if let State::Entering(e) = state {
                     let _ = e.character_id;
                 }
                 self.state = State::InGame(InGame);
-                Some(FlowEvent::Entered(Entered {
-                    entity_id: *entity_id,
-                    character_id: *character_id,
-                    server_tick: *server_tick,
-                    position: *position,
-                    yaw: *yaw,
-                    world: *world,
-                }))
+                Entered::from_message(msg).map(FlowEvent::Entered)
             }
             (
                 State::Creating(_) | State::Entering(_),

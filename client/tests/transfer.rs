@@ -268,16 +268,7 @@ impl World {
         );
         east.transfer_target = true;
         east.answer = answer;
-        let spec = LoginSpec {
-            account: "walker".into(),
-            password: "correct horse battery".into(),
-            register: false,
-            character_name: "Walker".into(),
-            template: 1,
-            appearance: vec![],
-            ticketed: false,
-            login_only: false,
-        };
+        let spec = walker();
         let mut config = SessionConfig::new(west.key(), spec);
         config.seed = Some([9; 32]);
         config.snapshots = handling;
@@ -662,16 +653,7 @@ fn the_udp_driver_follows_a_transfer_to_another_address() {
     let mut east = Node::new(EAST, 2, 500, vec![(500, [120.0, 0.0, 0.0])]);
     (west.addr, east.addr) = (west_addr, east_addr);
     east.transfer_target = true;
-    let spec = LoginSpec {
-        account: "walker".into(),
-        password: "correct horse battery".into(),
-        register: false,
-        character_name: "Walker".into(),
-        template: 1,
-        appearance: vec![],
-        ticketed: false,
-        login_only: false,
-    };
+    let spec = walker();
     let mut client = UdpClient::connect(
         west_addr,
         SessionConfig::new(west.key(), spec),
@@ -735,4 +717,18 @@ fn the_udp_driver_follows_a_transfer_to_another_address() {
     assert_eq!(west.disconnected, Some((DisconnectReason::Graceful, true)));
     assert_eq!(client.session().server_address(), east_addr);
     assert_eq!(east.tickets, vec![TICKET.to_vec()]);
+}
+
+/// The account every scripted test logs in with.
+fn walker() -> LoginSpec {
+    LoginSpec {
+        account: "walker".into(),
+        password: "correct horse battery".into(),
+        register: false,
+        character_name: "Walker".into(),
+        template: 1,
+        appearance: vec![],
+        ticketed: false,
+        login_only: false,
+    }
 }

@@ -666,23 +666,10 @@ fn follow(t: &Transfer, integrity: [u8; 32], account: &str) -> Player {
     p.manual = true;
     let entered = std::cell::Cell::new(None);
     let ok = p.pump_until(Duration::from_secs(10), |p| {
-        if let Some(e) = p.inbox.iter().find_map(|m| match ServerMessage::decode(m) {
-            Ok(ServerMessage::WorldEntered {
-                entity_id,
-                server_tick,
-                character_id,
-                position,
-                yaw,
-                world,
-            }) => Some(tos_client::Entered {
-                entity_id,
-                character_id,
-                server_tick,
-                position,
-                yaw,
-                world,
-            }),
-            _ => None,
+        if let Some(e) = p.inbox.iter().find_map(|m| {
+            ServerMessage::decode(m)
+                .ok()
+                .and_then(|m| tos_client::Entered::from_message(&m))
         }) {
             entered.set(Some(e));
         }
