@@ -124,18 +124,32 @@ pub struct Server {
 
 impl Server {
     /// Starts a one-core server on a free port with cheap password hashing
-    /// and no metrics endpoint, and waits until it runs.
+    /// and no metrics endpoint, and waits until it runs. Its game data are
+    /// the shipped files without spawn groups: a new character starts
+    /// anywhere in its faction's lands, and the tests walk and watch rather
+    /// than fight the monsters that may be waiting there.
     pub fn start() -> Self {
         let a = artifacts();
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let data = dir.path().join("game-data");
+        std::fs::create_dir_all(&data).expect("a game data directory");
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/data");
+        for entry in std::fs::read_dir(&shipped).expect("config/data") {
+            let path = entry.expect("a data file").path();
+            if path.extension().is_some_and(|e| e == "ron") {
+                std::fs::copy(&path, data.join(path.file_name().unwrap())).expect("copied");
+            }
+        }
+        std::fs::write(data.join("spawns.ron"), "(groups: [])\n").expect("spawns written");
         let config = dir.path().join("server.ron");
         std::fs::write(
             &config,
             format!(
                 "(network: (bind: \"127.0.0.1:0\", metrics_addr: None),\n \
-                 runtime: (cores: Count(1), pin_threads: false, data_dir: {:?}),\n \
+                 runtime: (cores: Count(1), pin_threads: false, data_dir: {:?}, game_data_dir: Some({:?})),\n \
                  accounts: (argon2_m_cost_kib: 1024, argon2_t_cost: 1))\n",
-                dir.path().join("data").display().to_string()
+                dir.path().join("data").display().to_string(),
+                data.display().to_string()
             ),
         )
         .expect("config written");
