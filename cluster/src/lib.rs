@@ -15,9 +15,10 @@
 //!   that crosses between nodes.
 //!
 //! The engine uses it for `tos-server --cluster FILE --node NAME`
-//! (`tos-engine::cluster`): quadrant claims, character leases, whispers
-//! across nodes. Hand-offs across processes are not wired into the engine
-//! yet (see `docs/DEPLOY.md`, "Status").
+//! (`tos-engine::cluster`): quadrant claims, character leases, players
+//! crossing node borders, whispers across nodes, and the ghosts each node
+//! publishes of its entities near another's ground (see `docs/DEPLOY.md`,
+//! "Status").
 
 pub mod directory;
 pub mod file;

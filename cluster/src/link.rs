@@ -39,6 +39,11 @@
 //! kept in a backlog, and while the backlog is not empty the link starts no
 //! new work; since every operation yields at most two events, the backlog
 //! is bounded by the number of operations in flight.
+//!
+//! Ghost batches are the exception: published without an answer (at most
+//! 64 waiting on the connection) and passed on only
+//! when the event channel has room, never backlogged. A lost batch is
+//! counted ([`LinkStats::ghosts_lost`]); the next tick's replaces it.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -210,6 +215,15 @@ pub enum LinkCommand {
         /// The line.
         line: wire::WhisperLine,
     },
+    /// Publish a batch of ghosts to node `to` (core NATS, at most once, no
+    /// answer: the next tick's batch replaces a lost one). Dropped and
+    /// counted while NATS is down or too many publishes wait.
+    Ghosts {
+        /// The receiving node.
+        to: String,
+        /// The batch, in the game layer's own layout.
+        payload: Vec<u8>,
+    },
     /// Delete the cluster's directory buckets (tests, decommissioning).
     DropDirectory {
         /// The caller's number for this request.
@@ -272,6 +286,10 @@ pub enum LinkEvent {
     },
     /// A whisper from another node for a player here.
     Whisper(wire::WhisperLine),
+    /// A batch of another node's ghosts (the game layer's own layout).
+    /// Never backlogged: dropped and counted when the event channel is
+    /// full, as the next tick's batch replaces it.
+    Ghosts(Vec<u8>),
     /// A lease this node held now belongs to another node (it expired
     /// while NATS was away and another node took it): stop running the
     /// character without saving it.
@@ -376,6 +394,9 @@ struct Counters {
     kept: AtomicU64,
     settled: AtomicU64,
     events_backlogged: AtomicU64,
+    ghosts_out: AtomicU64,
+    ghosts_in: AtomicU64,
+    ghosts_lost: AtomicU64,
 }
 
 /// A snapshot of the link's counters.
@@ -395,6 +416,13 @@ pub struct LinkStats {
     pub settled: u64,
     /// Events that waited in the backlog because the channel was full.
     pub events_backlogged: u64,
+    /// Ghost batches published.
+    pub ghosts_out: u64,
+    /// Ghost batches received and passed on.
+    pub ghosts_in: u64,
+    /// Ghost batches dropped here (NATS down, too many publishes waiting,
+    /// the event channel full, over-long).
+    pub ghosts_lost: u64,
 }
 
 /// The running link; dropping it stops the thread.
@@ -484,6 +512,9 @@ impl NatsLink {
             kept: c.kept.load(Relaxed),
             settled: c.settled.load(Relaxed),
             events_backlogged: c.events_backlogged.load(Relaxed),
+            ghosts_out: c.ghosts_out.load(Relaxed),
+            ghosts_in: c.ghosts_in.load(Relaxed),
+            ghosts_lost: c.ghosts_lost.load(Relaxed),
         }
     }
 }
@@ -537,7 +568,17 @@ struct State {
     backlog: VecDeque<LinkEvent>,
     directory: Option<Directory>,
     renewing: bool,
+    /// Ghost publishes not finished yet (bounded by [`MAX_GHOST_PUBLISHES`]).
+    ghost_publishes: usize,
 }
+
+/// Ghost publishes that may wait on the connection at once; past it a
+/// batch is dropped (the connection is stalled: the next tick's batch
+/// would be stale by the time it went out anyway).
+const MAX_GHOST_PUBLISHES: usize = 64;
+
+/// Largest ghost batch carried (bytes): NATS's default message limit.
+pub const MAX_GHOST_BATCH: usize = 1024 * 1024;
 
 /// Everything a task needs.
 #[derive(Clone)]
@@ -605,6 +646,16 @@ async fn run(shared: Rc<Shared>) {
             return;
         }
     };
+    let mut ghosts = match client
+        .subscribe(ghost_subject(&shared.config.cluster, &shared.config.node))
+        .await
+    {
+        Ok(subscriber) => subscriber,
+        Err(e) => {
+            tracing::error!("nats link: cannot subscribe: {e}");
+            return;
+        }
+    };
     let mut js = async_nats::jetstream::new(client.clone());
     // A directory call must fail well before a hand-off would time out.
     js.set_timeout(shared.config.handoff_timeout);
@@ -620,6 +671,7 @@ async fn run(shared: Rc<Shared>) {
             backlog: VecDeque::new(),
             directory: None,
             renewing: false,
+            ghost_publishes: 0,
         })),
     };
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -652,6 +704,10 @@ async fn run(shared: Rc<Shared>) {
                 },
                 None => return,
             },
+            message = ghosts.next() => match message {
+                Some(message) => ctx.ghosts_in(&message.payload),
+                None => return,
+            },
             _ = housekeeping.tick() => {
                 let up = ctx.client.connection_state() == ConnState::Connected;
                 shared.up.store(up, Relaxed);
@@ -670,6 +726,10 @@ fn whisper_subject(cluster: &str, node: &str) -> String {
     format!("{cluster}.whisper.{node}")
 }
 
+fn ghost_subject(cluster: &str, node: &str) -> String {
+    format!("{cluster}.ghosts.{node}")
+}
+
 fn handoff_subject(cluster: &str, node: &str) -> String {
     format!("{cluster}.handoff.{node}")
 }
@@ -681,6 +741,53 @@ impl Ctx {
 
     fn is_up(&self) -> bool {
         self.client.connection_state() == ConnState::Connected
+    }
+
+    /// Passes a ghost batch on, or drops it (counted) when the event
+    /// channel is busy: ghosts are never backlogged.
+    fn ghosts_in(&self, payload: &[u8]) {
+        let counters = &self.shared.counters;
+        let state = self.state.borrow();
+        if payload.len() > MAX_GHOST_BATCH || !state.backlog.is_empty() {
+            counters.ghosts_lost.fetch_add(1, Relaxed);
+            return;
+        }
+        match self
+            .shared
+            .events
+            .try_send(LinkEvent::Ghosts(payload.to_vec()))
+        {
+            Ok(()) => counters.ghosts_in.fetch_add(1, Relaxed),
+            Err(_) => counters.ghosts_lost.fetch_add(1, Relaxed),
+        };
+    }
+
+    /// Publishes a ghost batch without waiting for it (nobody answers).
+    fn publish_ghosts(&self, to: String, payload: Vec<u8>) {
+        let counters = &self.shared.counters;
+        {
+            let mut state = self.state.borrow_mut();
+            if !self.is_up()
+                || check_name(&to).is_err()
+                || payload.len() > MAX_GHOST_BATCH
+                || state.ghost_publishes >= MAX_GHOST_PUBLISHES
+            {
+                counters.ghosts_lost.fetch_add(1, Relaxed);
+                return;
+            }
+            state.ghost_publishes += 1;
+        }
+        let ctx = self.clone();
+        tokio::task::spawn_local(async move {
+            let subject = ghost_subject(&ctx.config().cluster, &to);
+            let sent = ctx.client.publish(subject, Bytes::from(payload)).await;
+            let counters = &ctx.shared.counters;
+            match sent {
+                Ok(()) => counters.ghosts_out.fetch_add(1, Relaxed),
+                Err(_) => counters.ghosts_lost.fetch_add(1, Relaxed),
+            };
+            ctx.state.borrow_mut().ghost_publishes -= 1;
+        });
     }
 
     /// Sends an event, or keeps it in the backlog when the channel is full.
@@ -846,6 +953,7 @@ impl Ctx {
                 .await;
                 ctx.emit(LinkEvent::Reply { request, result });
             }),
+            LinkCommand::Ghosts { to, payload } => self.publish_ghosts(to, payload),
             LinkCommand::DropDirectory { request } => self.spawn(async move {
                 let result = async {
                     if !ctx.is_up() {

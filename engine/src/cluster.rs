@@ -14,6 +14,14 @@
 //! `transfer_timeout_ms` passes; then core 0 saves it where it crossed and
 //! releases its lease. Both tables are bounded by the link's
 //! `max_pending` offers and by [`MAX_ARRIVALS`].
+//!
+//! Ghosts near node borders: each core hands its batches for other nodes
+//! to this thread over a bounded channel of their own; the thread writes
+//! them in `tos_game::node_ghosts`'s layout and publishes them. Batches
+//! from other nodes are decoded here and passed to every core (each keeps
+//! what its viewers can see). The ghost vectors circulate between the
+//! cores and this thread's small pool, so a core allocates none in steady
+//! state; a batch that finds a queue full is dropped and counted.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,13 +36,15 @@ use tos_cluster::{
     NatsLink, wire::WhisperLine,
 };
 use tos_config::{ServerConfig, ShardLayout};
-use tos_game::OnlineRegistry;
 use tos_game::cluster::{
     ClusterAnswer, ClusterCommand, ClusterOp, ClusterReply, ClusterView, CoreCluster,
     CrossingOutcome, LeaseAnswer, NodeInfo, WhisperAnswer,
 };
+use tos_game::counters::GameCounters;
 use tos_game::transfer::{MAX_RECORD_LEN, TransferRecord, TransferSecret};
+use tos_game::{OnlineRegistry, node_ghosts};
 use tos_protocol::quant::Quantizer;
+use tos_shards::{GhostState, NodeGhosts};
 
 /// Capacity of the cores' command queue to the cluster thread, and of each
 /// core's reply channel: enters, leaves and whispers, never per tick.
@@ -54,6 +64,13 @@ const MAX_ARRIVALS: usize = 4_096;
 
 // A crossing's record always fits what the link carries.
 const _: () = assert!(MAX_RECORD_LEN <= tos_cluster::wire::MAX_PAYLOAD);
+
+/// Ghost batches per core that may wait for the cluster thread (a few
+/// ticks' worth: older ones would be stale).
+const GHOST_QUEUE_PER_CORE: usize = 8;
+
+/// Ghost vectors the cluster thread keeps for reuse, at most.
+const GHOST_POOL: usize = 64;
 
 /// Request numbers of the cluster thread's own requests (quadrant claims)
 /// start here, far above any core request it forwards.
@@ -102,6 +119,17 @@ impl NodeSetup {
     /// The quadrants this node owns.
     pub fn quadrants(&self) -> Vec<[u16; 3]> {
         self.cluster.quadrants_of(self.index).collect()
+    }
+
+    /// The network ids this node's shards hand out: after the cores of
+    /// the nodes before it in the file, among the cores of all nodes.
+    pub fn net_id_space(&self) -> tos_shards::NetIdSpace {
+        let cores = |i: usize| u32::from(self.cluster.layout(i).map_or(1, |l| l.cores));
+        let all = self.cluster.nodes().len();
+        tos_shards::NetIdSpace {
+            first: (0..self.index).map(cores).sum(),
+            stride: (0..all).map(cores).sum(),
+        }
     }
 
     /// Whether this node owns the quadrant at `quadrant`.
@@ -167,6 +195,7 @@ impl ClusterNode {
         setup: &NodeSetup,
         cores: usize,
         registry: Arc<OnlineRegistry>,
+        counters: Arc<GameCounters>,
         own_key: [u8; 32],
     ) -> Result<Self, JoinError> {
         if setup
@@ -188,6 +217,7 @@ impl ClusterNode {
         let quadrants = setup.quadrants();
         let claimed = claim(&link, &quadrants)?;
         let (commands_tx, commands) = bounded(QUEUE);
+        let (ghosts_tx, ghosts) = bounded(GHOST_QUEUE_PER_CORE * cores.max(1));
         let mut to_cores = Vec::with_capacity(cores);
         let mut replies = Vec::with_capacity(cores);
         for _ in 0..cores {
@@ -226,6 +256,7 @@ impl ClusterNode {
             owners,
             grid,
             commands: commands_tx,
+            ghosts: ghosts_tx,
             up: AtomicBool::new(link.is_up()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -233,8 +264,11 @@ impl ClusterNode {
             link,
             node: setup.name().to_owned(),
             commands,
+            ghosts,
             to_cores,
             registry,
+            counters,
+            ghost_pool: Vec::new(),
             view: Arc::clone(&view),
             quantizer,
             transfer_timeout: setup.cluster.transfer_timeout(),
@@ -366,8 +400,13 @@ struct Router {
     link: NatsLink,
     node: String,
     commands: Receiver<ClusterCommand>,
+    /// The cores' ghost batches for other nodes.
+    ghosts: Receiver<NodeGhosts>,
     to_cores: Vec<Sender<ClusterReply>>,
     registry: Arc<OnlineRegistry>,
+    counters: Arc<GameCounters>,
+    /// Ghost vectors for batches from other nodes.
+    ghost_pool: Vec<Vec<GhostState>>,
     /// What the cores share (NATS up or down is written here).
     view: Arc<ClusterView>,
     /// Positions to quadrants, to check an offer's ground.
@@ -391,10 +430,15 @@ impl Router {
         tracing::info!(node = %self.node, "cluster thread running");
         // A handle of its own: the arms below need `self` mutably.
         let events = self.link.events().clone();
+        let ghosts = self.ghosts.clone();
         while !self.stop.load(Ordering::SeqCst) {
             select! {
                 recv(self.commands) -> command => match command {
                     Ok(command) => self.command(command),
+                    Err(_) => return,
+                },
+                recv(ghosts) -> batch => match batch {
+                    Ok(batch) => self.ghosts_out(batch),
                     Err(_) => return,
                 },
                 recv(events) -> event => match event {
@@ -551,6 +595,7 @@ impl Router {
                 tracing::warn!(node = %self.node, "cluster: NATS is down; entering needs a lease and is refused until it returns");
             }
             LinkEvent::Reply { request, result } => self.reply(request, result),
+            LinkEvent::Ghosts(payload) => self.ghosts_in(&payload),
             LinkEvent::Whisper(line) => {
                 match self.registry.core_of(line.to) {
                     Some(core) => self.to_core(
@@ -618,6 +663,90 @@ impl Router {
                 };
                 self.answer(core, request, ClusterAnswer::Crossing(outcome));
             }
+        }
+    }
+
+    /// A core's ghosts for another node: written and published.
+    fn ghosts_out(&mut self, batch: NodeGhosts) {
+        let me = self.view.me;
+        let to = self
+            .view
+            .nodes
+            .get(usize::from(batch.node))
+            .map(|n| n.name.clone());
+        let mut payload = Vec::new();
+        node_ghosts::encode(me as u16, &batch, &mut payload);
+        self.recycle(batch.ghosts);
+        let sent = match to {
+            Some(to) if usize::from(batch.node) != me => {
+                self.link.send(LinkCommand::Ghosts { to, payload }).is_ok()
+            }
+            _ => false,
+        };
+        let counter = if sent {
+            &self.counters.zone_ghost_batches_out_total
+        } else {
+            &self.counters.zone_ghost_batches_dropped_total
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Another node's ghosts: checked, then passed to every core.
+    fn ghosts_in(&mut self, payload: &[u8]) {
+        let mut ghosts = self.ghost_pool.pop().unwrap_or_default();
+        let checked = match node_ghosts::decode(payload, &mut ghosts) {
+            Ok((from, tick))
+                if usize::from(from) < self.view.nodes.len()
+                    && usize::from(from) != self.view.me =>
+            {
+                Ok((from, tick))
+            }
+            Ok((from, _)) => Err(format!("it names node {from}")),
+            Err(e) => Err(e.to_string()),
+        };
+        let (from, tick) = match checked {
+            Ok(v) => v,
+            Err(why) => {
+                tracing::debug!(%why, "cluster: a ghost batch was refused");
+                self.counters
+                    .zone_ghost_batches_malformed_total
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.recycle(ghosts);
+            }
+        };
+        self.counters
+            .zone_ghost_batches_in_total
+            .fetch_add(1, Ordering::Relaxed);
+        let last = self.to_cores.len().saturating_sub(1);
+        for core in 0..self.to_cores.len() {
+            let list = if core == last {
+                core::mem::take(&mut ghosts)
+            } else {
+                let mut copy = self.ghost_pool.pop().unwrap_or_default();
+                copy.clear();
+                copy.extend_from_slice(&ghosts);
+                copy
+            };
+            let batch = NodeGhosts {
+                node: from,
+                tick,
+                ghosts: list,
+            };
+            if let Err(e) = self.to_cores[core].try_send(ClusterReply::Ghosts(batch)) {
+                self.counters
+                    .zone_ghost_batches_dropped_total
+                    .fetch_add(1, Ordering::Relaxed);
+                if let ClusterReply::Ghosts(batch) = e.into_inner() {
+                    self.recycle(batch.ghosts);
+                }
+            }
+        }
+    }
+
+    fn recycle(&mut self, mut ghosts: Vec<GhostState>) {
+        if self.ghost_pool.len() < GHOST_POOL {
+            ghosts.clear();
+            self.ghost_pool.push(ghosts);
         }
     }
 

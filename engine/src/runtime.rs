@@ -402,7 +402,10 @@ pub fn start_node(
         world_data.apply_game_data(data);
     }
     // A node simulates only its own quadrants: the other nodes spawn theirs.
+    // Its network ids are its own residue class, so the ghosts it shows of
+    // other nodes' entities never share an id with its own.
     if let Some(node) = node {
+        world_data.net_ids = node.net_id_space();
         let quantizer = config
             .world
             .quantizer()
@@ -507,6 +510,7 @@ pub fn start_node(
                 node,
                 cores.len(),
                 Arc::clone(&game.services.registry),
+                Arc::clone(&game.services.counters),
                 static_public,
             )
             .map_err(|e| StartError::Cluster(e.to_string()))?;

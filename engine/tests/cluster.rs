@@ -411,6 +411,23 @@ impl Pair {
         p
     }
 
+    /// `account`'s character (an Orc: the east's) stood at `x` (the
+    /// east's ground), logged in on the east again.
+    fn east_player_at(&self, account: &str, x: f32) -> Player {
+        let first = self.east.player(account, 2);
+        let entered = first.entered.expect("entered in the east");
+        first.leave();
+        std::thread::sleep(Duration::from_millis(500));
+        self.place(entered.character_id, [x, 0.0, entered.position[2]]);
+        let p = self.east.player(account, 2);
+        assert!(
+            p.entered.is_some(),
+            "{account}: entered again: {:?}",
+            p.failed
+        );
+        p
+    }
+
     /// Writes a character's saved position into the shared database.
     fn place(&self, character_id: u64, position: [f32; 3]) {
         common::place_in(&self.dir.path().join("tos.sqlite3"), character_id, position);
@@ -1250,4 +1267,108 @@ fn a_player_walking_towards_a_dead_node_stays_and_crosses_once_it_is_back() {
     let to_east = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(10));
     let east = follow(&to_east, pair.east.integrity, "patient");
     assert!(east.entered.unwrap().position[0] >= 0.0);
+}
+
+/// The players `p` sees (its snapshots' entities of type Player), by
+/// network id, with their positions.
+fn players_seen(p: &Player) -> Vec<(u32, [f32; 3])> {
+    let quantizer = tos_config::WorldConfig::default().quantizer().unwrap();
+    p.receiver
+        .visible()
+        .filter(|&(_, kind, _)| kind == tos_shards::EntityType::Player as u8)
+        .filter_map(|(id, _, q)| Some((id, quantizer.dequantize_position(q.position).ok()?)))
+        .collect()
+}
+
+/// Whether `p` sees a player within 20 units of `at` (x, y).
+fn sees_player_at(p: &Player, at: [f32; 2]) -> Option<u32> {
+    players_seen(p)
+        .into_iter()
+        .find(|(_, q)| (q[0] - at[0]).abs() < 20.0 && (q[1] - at[1]).abs() < 20.0)
+        .map(|(id, _)| id)
+}
+
+#[test]
+fn players_see_each_other_across_the_node_border() {
+    let Some(pair) = Pair::start(30_000) else {
+        return;
+    };
+    // Eight metres apart, the border between them.
+    let west = pair.west_player_at("lookwest", -400.0);
+    let east = pair.east_player_at("lookeast", 400.0);
+    let mut players = [west, east];
+    let mut seen = [None, None];
+    common::play(
+        &mut players,
+        Duration::from_secs(10),
+        |_, _| [0.0; 3],
+        |ps| {
+            seen = [
+                sees_player_at(&ps[0], [400.0, 0.0]),
+                sees_player_at(&ps[1], [-400.0, 0.0]),
+            ];
+            seen[0].is_some() && seen[1].is_some()
+        },
+    );
+    let [east_ghost, west_ghost] = seen;
+    let [west, east] = &players;
+    let (east_ghost, west_ghost) = (
+        east_ghost
+            .unwrap_or_else(|| panic!("the west sees the east's player: {:?}", players_seen(west))),
+        west_ghost
+            .unwrap_or_else(|| panic!("the east sees the west's player: {:?}", players_seen(east))),
+    );
+    // Each is its own node's entity there: the ids of the two nodes never
+    // meet (two residue classes of one stride).
+    assert_eq!(
+        west_ghost,
+        west.entity().unwrap(),
+        "the west player's own id"
+    );
+    assert_eq!(
+        east_ghost,
+        east.entity().unwrap(),
+        "the east player's own id"
+    );
+    assert_ne!(west_ghost % 2, east_ghost % 2, "ids of two nodes");
+    for node in [&pair.west, &pair.east] {
+        assert!(node.metric("tos_game_zone_ghost_batches_out_total") > 0);
+        assert!(node.metric("tos_game_zone_ghost_batches_in_total") > 0);
+        assert_eq!(
+            node.metric("tos_game_zone_ghost_batches_malformed_total"),
+            0
+        );
+    }
+
+    // Seen, not touched: a skill aimed across the border is refused.
+    let west = &mut players[0];
+    west.send(
+        Channel::ReliableOrdered,
+        ClientMessage::Action {
+            input_seq: 7_001,
+            action_id: 1,
+            target: east_ghost,
+        },
+    );
+    assert_eq!(
+        tos_shards::ActionRefusal::from_code(common::play::action_result(west, 7_001)),
+        Some(tos_shards::ActionRefusal::AcrossNodeBorder)
+    );
+
+    // The east's player logs out: the east stops publishing it and the
+    // west drops its ghost (the west player's view loses it).
+    let [west, east] = players;
+    east.leave();
+    let mut players = [west];
+    let gone = common::play(
+        &mut players,
+        Duration::from_secs(5),
+        |_, _| [0.0; 3],
+        |ps| sees_player_at(&ps[0], [400.0, 0.0]).is_none(),
+    );
+    assert!(
+        gone,
+        "the ghost of a player who left the east is dropped in the west: {:?}",
+        players_seen(&players[0])
+    );
 }

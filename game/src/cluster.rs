@@ -1,7 +1,7 @@
 //! The game layer's side of the cluster: which quadrants other nodes
 //! simulate, and the plain values a core exchanges with the node's cluster
 //! thread (character leases, whispers to other nodes, players crossing
-//! to other nodes and arriving from them). The NATS link
+//! to other nodes and arriving from them, ghosts near node borders). The NATS link
 //! itself runs in the engine on a thread of its own; a core only sends a
 //! [`ClusterCommand`] over a bounded channel and reads the
 //! [`ClusterReply`]s of its own bounded channel, the way it talks to the
@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tos_shards::NodeGhosts;
 
 use crate::transfer::{TransferRecord, TransferSecret};
 
@@ -39,6 +40,10 @@ pub struct ClusterView {
     pub grid: [u16; 3],
     /// Commands to the cluster thread (bounded).
     pub commands: Sender<ClusterCommand>,
+    /// Ghost batches for other nodes, to the cluster thread (bounded apart
+    /// from `commands`: a stalled link drops ghosts, never a lease
+    /// request).
+    pub ghosts: Sender<NodeGhosts>,
     /// Whether NATS answers (the cluster thread keeps it current): while
     /// it does not, node borders hold players like walls.
     pub up: AtomicBool,
@@ -71,17 +76,26 @@ impl ClusterView {
         self.up.store(up, Ordering::Relaxed);
     }
 
-    /// The foreign-quadrant table the shard holds players back with.
-    pub fn foreign_table(&self) -> Vec<bool> {
+    /// The foreign-quadrant table the shard holds players back at and
+    /// publishes border ghosts with: per quadrant, the other node that
+    /// simulates it (`None`: this node).
+    pub fn foreign_table(&self) -> Vec<Option<u16>> {
         self.owners
             .iter()
-            .map(|&o| usize::from(o) != self.me)
+            .map(|&o| (usize::from(o) != self.me).then_some(o))
             .collect()
     }
 
     /// This node's name.
     pub fn node_name(&self) -> &str {
         self.nodes.get(self.me).map_or("", |n| n.name.as_str())
+    }
+
+    /// Hands a ghost batch for another node to the cluster thread; gives
+    /// the batch back when its queue is full or the thread is gone (the
+    /// caller reuses the vector; the receiver's ghosts age out meanwhile).
+    pub fn send_ghosts(&self, batch: NodeGhosts) -> Result<(), NodeGhosts> {
+        self.ghosts.try_send(batch).map_err(|e| e.into_inner())
     }
 
     /// Sends a command; false when the cluster thread's queue is full or
@@ -235,6 +249,9 @@ pub enum ClusterReply {
     /// before or after its client arrives loses nothing from before the
     /// crossing. The player itself waits in the cluster thread.
     Arrived(Box<TransferRecord>),
+    /// Another node's ghosts near the border of this core's quadrants
+    /// (`node`: the sender).
+    Ghosts(NodeGhosts),
     /// A player handed over to this node whose client never came (or
     /// whose connection failed before it entered): save it where it
     /// crossed and give its lease back, so the next login finds it.
@@ -257,6 +274,7 @@ mod tests {
     #[test]
     fn owners_and_the_foreign_table() {
         let (commands, _rx) = crossbeam_channel::bounded(1);
+        let (ghosts, _ghosts_rx) = crossbeam_channel::bounded(1);
         let view = ClusterView {
             me: 1,
             nodes: vec![
@@ -274,6 +292,7 @@ mod tests {
             owners: vec![0, 1, 0, 1],
             grid: [2, 2, 1],
             commands,
+            ghosts,
             up: AtomicBool::new(false),
         };
         assert_eq!(view.owner([0, 1, 0]).map(|n| n.name.as_str()), Some("west"));
@@ -283,7 +302,7 @@ mod tests {
         assert!(!view.is_up());
         view.set_up(true);
         assert!(view.is_up());
-        assert_eq!(view.foreign_table(), vec![true, false, true, false]);
+        assert_eq!(view.foreign_table(), vec![Some(0), None, Some(0), None]);
         assert_eq!(view.node_name(), "east");
         let op = ClusterOp::Release { character: 1 };
         let command = |request| ClusterCommand {

@@ -230,6 +230,8 @@ pub struct GameCore {
     spawn_seed: u64,
     handoffs: Vec<Handoff>,
     ghosts: Vec<GhostBatch>,
+    /// This tick's ghost batches for other cluster nodes.
+    node_ghosts: Vec<tos_shards::NodeGhosts>,
     /// Buffers of the gameplay paths (events, chat listeners, inventory
     /// messages).
     play: play::PlayBuffers,
@@ -302,6 +304,7 @@ impl GameCore {
             spawn_seed: u64::from(core) << 48,
             handoffs: Vec::new(),
             ghosts: Vec::new(),
+            node_ghosts: Vec::new(),
             play: play::PlayBuffers::new(),
             tick_hz,
             // Two seconds: a verdict normally comes the next tick; one that
@@ -1625,6 +1628,9 @@ impl GameCore {
             ClusterReply::LeaseLost { character } => self.lease_lost(character),
             ClusterReply::Unclaimed(record) => self.unclaimed(*record),
             ClusterReply::Arrived(record) => self.save_now(record.state),
+            ClusterReply::Ghosts(batch) => {
+                self.shard.accept_node_ghosts(batch);
+            }
         }
     }
 
@@ -1955,6 +1961,23 @@ impl GameCore {
                 msg: PeerMessage::Ghosts(batch),
                 connection: None,
             }));
+        }
+        if let Some(cluster) = &self.cluster {
+            self.shard.take_node_ghosts(&mut self.node_ghosts);
+            let up = cluster.view.is_up();
+            for batch in self.node_ghosts.drain(..) {
+                // While NATS is down nothing can carry them: the other
+                // node's ghosts of ours age out there.
+                let unsent = if up {
+                    cluster.view.send_ghosts(batch).err()
+                } else {
+                    Some(batch)
+                };
+                if let Some(batch) = unsent {
+                    bump(&self.services.counters.zone_ghost_batches_dropped_total);
+                    self.shard.recycle_ghosts(batch.ghosts);
+                }
+            }
         }
         for e in self.shard.take_remote_effects() {
             self.queue.push_back(Queued::Other(Output::ToCore {

@@ -137,6 +137,17 @@ counters! {
     /// Connects with a transfer ticket that named no arrival (unknown,
     /// used, expired or malformed).
     zone_tickets_rejected_total,
+    /// Ghost batches published to other nodes (one per sending core, per
+    /// neighbouring node, per tick).
+    zone_ghost_batches_out_total,
+    /// Ghost batches from other nodes passed to this node's cores.
+    zone_ghost_batches_in_total,
+    /// Ghost batches lost on the way: not sent (NATS down, a queue full)
+    /// or not passed on (a core's reply channel full).
+    zone_ghost_batches_dropped_total,
+    /// Ghost batches from other nodes refused as malformed (or naming an
+    /// unknown node, or this one).
+    zone_ghost_batches_malformed_total,
 }
 
 impl GameCounters {

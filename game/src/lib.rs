@@ -39,6 +39,8 @@
 //!   nodes) and which quadrants other nodes simulate.
 //! - [`transfer`]: the record a player crossing to another node travels
 //!   as, and its one-time transfer ticket.
+//! - [`node_ghosts`]: the byte layout of the ghosts a node shows another
+//!   near their border.
 //! - [`chat`]: chat rules (text checks, the per-session rate limit) and
 //!   the lines that cross cores.
 
@@ -49,6 +51,7 @@ pub mod core;
 pub mod counters;
 pub mod inventory;
 pub mod names;
+pub mod node_ghosts;
 pub mod persist;
 pub mod registry;
 pub mod seam;

@@ -529,11 +529,14 @@ pub enum ActionRefusal {
     NotInWorld = 16,
     /// The consumable's effect is not a valid one (negative or not finite).
     BadItem = 17,
+    /// The target stands on another cluster node's ground: it is seen
+    /// there as a ghost, and no effect is carried between nodes.
+    AcrossNodeBorder = 18,
 }
 
 impl ActionRefusal {
     /// Every refusal.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::UnknownAction,
         Self::OnCooldown,
         Self::NotEnoughMana,
@@ -551,6 +554,7 @@ impl ActionRefusal {
         Self::ItemElsewhere,
         Self::NotInWorld,
         Self::BadItem,
+        Self::AcrossNodeBorder,
     ];
 
     /// The wire code (never 0).

@@ -18,6 +18,21 @@
 //! owner have not mentioned it for [`GHOST_GRACE_TICKS`]. Ghosts enter the
 //! AOI grid and snapshots like local entities but are never simulated.
 //!
+//! # Ghosts across node borders
+//!
+//! In a cluster, quadrants another node simulates are peers of their own
+//! in the plan (peer id `cores + node`, see [`node_peer`]): an entity near
+//! such ground is published in a [`NodeGhosts`] batch, which the game
+//! layer ships over NATS. The receiving shard keeps only the ghosts its
+//! own viewers could see (the plan's `near` table: another core of that
+//! node may be the one that needs them), stamps them with its own tick
+//! (the nodes' tick counters are unrelated), and drops them like any
+//! ghost once their node's batches stop naming them, or after
+//! [`GHOST_TIMEOUT_TICKS`] when no batch comes at all (NATS down). Such
+//! ghosts are seen, never touched: effects on them are not carried
+//! between nodes (an action aimed at one is refused with
+//! `ActionRefusal::AcrossNodeBorder`).
+//!
 //! # Hand-offs
 //!
 //! A local entity whose quadrant belongs to another core, and which is at
@@ -72,6 +87,27 @@ pub struct GhostState {
     pub hp: [f32; 2],
     /// MP and maximum.
     pub mp: [f32; 2],
+}
+
+/// The ghosts a shard sends another cluster node, or was sent by one,
+/// for one tick (the node-border twin of [`GhostBatch`]). The vectors
+/// circulate like a batch's: the shard takes a received batch's vector
+/// for its own next ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeGhosts {
+    /// The receiving node when sent; the sending node when received.
+    pub node: u16,
+    /// The sender's tick (its own counter: not comparable with the
+    /// receiver's).
+    pub tick: u32,
+    /// The states.
+    pub ghosts: Vec<GhostState>,
+}
+
+/// The peer id the ghost plan gives node `node` of the cluster, in a
+/// process of `cores` cores (`None` past the 256 ids a plan knows).
+pub(crate) fn node_peer(cores: u16, node: u16) -> Option<u16> {
+    cores.checked_add(node).filter(|&p| p < 256)
 }
 
 /// The ghosts one core sends another for one tick. The receiving shard
@@ -179,6 +215,12 @@ pub(crate) struct GhostPlan {
     boxes: Vec<Aabb>,
     neighbours: Vec<u16>,
     distance2: [f64; 8],
+    /// The interest distances the plan was made for (to remake it).
+    distances: [f64; 8],
+    /// Per quadrant, bit `t`: an entity of type `t` there may be seen by a
+    /// viewer of this core (ghosts from another node outside it are not
+    /// kept).
+    near: Vec<u8>,
 }
 
 fn box_gap(a: &Aabb, b: &Aabb) -> f64 {
@@ -193,7 +235,20 @@ fn box_gap(a: &Aabb, b: &Aabb) -> f64 {
 }
 
 impl GhostPlan {
+    /// The plan of a process that runs the whole world.
     pub(crate) fn new(world: &World, distances: &[f64; 8]) -> Self {
+        Self::with_nodes(world, distances, &[])
+    }
+
+    /// The same plan for other `nodes` (per quadrant: the node simulating
+    /// it, `None` for this node's own; empty: no other node).
+    pub(crate) fn remade(&self, world: &World, nodes: &[Option<u16>]) -> Self {
+        Self::with_nodes(world, &self.distances, nodes)
+    }
+
+    /// The plan where quadrants of other cluster nodes are peers of their
+    /// own ([`node_peer`]); callers check the peer ids fit.
+    fn with_nodes(world: &World, distances: &[f64; 8], nodes: &[Option<u16>]) -> Self {
         let grid = world.grid();
         let count = usize::from(grid[0]) * usize::from(grid[1]) * usize::from(grid[2]);
         let publish: [f64; 8] = core::array::from_fn(|t| {
@@ -205,6 +260,13 @@ impl GhostPlan {
             boxes: Vec::new(),
             neighbours: Vec::new(),
             distance2: publish.map(|d| d * d),
+            distances: *distances,
+            near: vec![0; count],
+        };
+        let node_of = |i: usize| nodes.get(i).copied().flatten();
+        let owner_of = |n: [u16; 3]| match node_of(world.quadrant_index(n)) {
+            Some(node) => node_peer(world.cores(), node).unwrap_or(u16::MAX),
+            None => world.owner(n),
         };
         let size = world.quantizer().quadrant_size();
         // Quadrants a local entity can be in: ours and their neighbours.
@@ -222,6 +284,7 @@ impl GhostPlan {
                 (qi / (usize::from(grid[0]) * usize::from(grid[1]))) as u16,
             ];
             let qbox = world.quadrant_box(q);
+            let own = owner_of(q) == world.core();
             for (t, &d) in publish.iter().enumerate() {
                 per_core.clear();
                 let reach: [u16; 3] = core::array::from_fn(|i| {
@@ -234,12 +297,15 @@ impl GhostPlan {
                     for y in lo[1]..=hi[1] {
                         for z in lo[2]..=hi[2] {
                             let n = [x, y, z];
-                            let owner = world.owner(n);
-                            if owner == world.core() {
-                                continue;
-                            }
                             let nbox = world.quadrant_box(n);
                             if box_gap(&qbox, &nbox) > d {
+                                continue;
+                            }
+                            if own {
+                                plan.near[world.quadrant_index(n)] |= 1 << t;
+                            }
+                            let owner = owner_of(n);
+                            if owner == world.core() || owner == u16::MAX {
                                 continue;
                             }
                             match per_core.iter_mut().find(|(c, _)| *c == owner) {
@@ -279,6 +345,13 @@ impl GhostPlan {
     /// Cores that may ever receive ghosts from this shard.
     pub(crate) fn neighbours(&self) -> &[u16] {
         &self.neighbours
+    }
+
+    /// Whether an entity of type `t` in quadrant `qi` may be seen by a
+    /// viewer of this core.
+    #[inline]
+    pub(crate) fn near(&self, qi: usize, t: usize) -> bool {
+        self.near.get(qi).is_some_and(|&b| b >> t & 1 == 1)
     }
 
     /// Adds to `mask` the cores an entity of type `t` at `p` in quadrant

@@ -30,7 +30,7 @@
 //!   summary, records encoded once and copied). The client side that
 //!   applies snapshots is `tos_client::SnapshotReceiver`.
 //! - [`handoff`]: ghosts ([`GhostBatch`]) and hand-offs ([`Handoff`])
-//!   between cores.
+//!   between cores, and ghosts for other cluster nodes ([`NodeGhosts`]).
 //! - [`shard`]: [`Shard`], the per-core world the engine ticks.
 //! - [`data`]: terrain and obstacles loaded from RON data files.
 //! - [`nav`]: walkability from the slope limit and obstacle boxes, and
@@ -70,10 +70,10 @@ pub use entity::{
     Faction, FactionTable, SpawnParams,
 };
 pub use error::ShardError;
-pub use handoff::{ClientTransfer, GhostBatch, GhostState, Handoff, RemoteEffect};
+pub use handoff::{ClientTransfer, GhostBatch, GhostState, Handoff, NodeGhosts, RemoteEffect};
 pub use shard::{
     ActionOutcome, Character, Correction, EntityInfo, HandoffRejected, Shard, ShardCapacity,
     TickReport,
 };
 pub use snapshot::ViewStats;
-pub use world::{Aabb, Heightfield, SpawnPoint, World, WorldData};
+pub use world::{Aabb, Heightfield, NetIdSpace, SpawnPoint, World, WorldData};

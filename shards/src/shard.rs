@@ -40,7 +40,7 @@ use crate::entity::{
 };
 use crate::handoff::{
     ClientTransfer, CoreMask, GHOST_GRACE_TICKS, GHOST_TIMEOUT_TICKS, GhostBatch, GhostPlan,
-    GhostState, Handoff, RemoteEffect,
+    GhostState, Handoff, NodeGhosts, RemoteEffect, node_peer,
 };
 use crate::snapshot::{ClientView, Scratch, SyncParams, ViewStats, Viewer, WorldView};
 
@@ -378,7 +378,14 @@ pub struct Shard {
     handoffs: Vec<Handoff>,
     remote_effects: Vec<RemoteEffect>,
     spare_batches: Vec<Vec<GhostState>>,
+    /// Per peer of the plan (cores, then other nodes): its ghosts of this
+    /// tick.
     outgoing: Vec<(u16, Vec<GhostState>)>,
+    /// This tick's batches for other nodes, until the game layer takes
+    /// them ([`Shard::take_node_ghosts`]).
+    node_outgoing: Vec<NodeGhosts>,
+    /// Per peer id (cores, then other nodes): the newest batch's tick
+    /// (for other nodes: this shard's tick when it came).
     last_batch_tick: Vec<Option<u32>>,
     doomed: Vec<(u32, u16)>,
     scratch: Scratch,
@@ -391,6 +398,24 @@ pub struct Shard {
     /// held like a wall.
     crossings_open: bool,
     _not_send: PhantomData<*const ()>,
+}
+
+/// Peer ids a ghost plan knows (cores, then other nodes).
+const PEER_IDS: usize = 256;
+
+/// Spare ghost vectors a shard keeps at most beyond one per peer (more
+/// batches can come in than go out: the surplus is freed).
+const SPARE_BATCHES: usize = 8;
+
+/// The slot of each peer id in `outgoing`, and `outgoing` itself.
+#[allow(clippy::type_complexity)]
+fn peers_of(plan: &GhostPlan) -> (Vec<u16>, Vec<(u16, Vec<GhostState>)>) {
+    let mut slot = vec![u16::MAX; PEER_IDS];
+    for (k, &c) in plan.neighbours().iter().enumerate() {
+        slot[usize::from(c)] = k as u16;
+    }
+    let outgoing = plan.neighbours().iter().map(|&c| (c, Vec::new())).collect();
+    (slot, outgoing)
 }
 
 /// A hand-off the receiving shard could not take, returned to the caller
@@ -462,12 +487,19 @@ impl Shard {
         let distances: [f64; 8] =
             core::array::from_fn(|t| EntityType::ALL[t].interest_distance(&config.aoi.distances));
         let plan = GhostPlan::new(&world, &distances);
-        let mut core_slot = vec![u16::MAX; usize::from(world.cores())];
-        for (k, &c) in plan.neighbours().iter().enumerate() {
-            core_slot[usize::from(c)] = k as u16;
-        }
-        let outgoing = plan.neighbours().iter().map(|&c| (c, Vec::new())).collect();
+        let (core_slot, outgoing) = peers_of(&plan);
         let n = capacity.entities;
+        let ids = data.net_ids;
+        let stride = if ids.stride == 0 {
+            u32::from(world.cores())
+        } else {
+            ids.stride
+        };
+        if ids.first.saturating_add(u32::from(world.cores())) > stride {
+            return Err(ShardError::BadData(
+                "net id space: first + cores exceeds the stride",
+            ));
+        }
         let combat = combat_ops::CombatState::new(&data, &capacity);
         let rules = MovementRules::new(&config.authority, tick_hz);
         let flat = data.heightfield.is_flat();
@@ -499,8 +531,8 @@ impl Shard {
             capacity,
             net_ids: NetIds {
                 next_serial: 1,
-                cores: u32::from(world.cores()),
-                core: u32::from(core),
+                cores: stride,
+                core: ids.first + u32::from(core),
                 quarantine: VecDeque::with_capacity(n as usize),
                 cap: n as usize,
             },
@@ -515,7 +547,8 @@ impl Shard {
             remote_effects: Vec::with_capacity(256),
             spare_batches: Vec::new(),
             outgoing,
-            last_batch_tick: vec![None; usize::from(world.cores())],
+            node_outgoing: Vec::new(),
+            last_batch_tick: vec![None; PEER_IDS],
             doomed: Vec::with_capacity(n as usize),
             scratch: Scratch::new(n),
             report: TickReport::default(),
@@ -1077,21 +1110,35 @@ impl Shard {
         }
     }
 
-    /// Marks the quadrants another node of the cluster simulates (indexed
-    /// like the layout's owner table; `true`: foreign). Movement into them
-    /// is refused with [`MoveRejection::NodeBorder`]. A table of the wrong
-    /// length is ignored (treated as no foreign quadrant) and reported.
-    pub fn set_foreign_quadrants(&mut self, foreign: Vec<bool>) -> bool {
+    /// Marks the quadrants other nodes of the cluster simulate (indexed
+    /// like the layout's owner table; `Some(node)`: that node's, `None`:
+    /// this node's). Movement into them is refused with
+    /// [`MoveRejection::NodeBorder`] or reported as a crossing, and local
+    /// entities near them are published to their nodes
+    /// ([`Shard::take_node_ghosts`]). A table of the wrong length, or with
+    /// more nodes than the ghost plan has peer ids, is ignored (nothing
+    /// changes) and reported with `false`.
+    pub fn set_foreign_quadrants(&mut self, nodes: Vec<Option<u16>>) -> bool {
         let count = self
             .world
             .grid()
             .iter()
             .map(|&n| usize::from(n))
             .product::<usize>();
-        if !foreign.is_empty() && foreign.len() != count {
+        let cores = self.world.cores();
+        if (!nodes.is_empty() && nodes.len() != count)
+            || nodes
+                .iter()
+                .flatten()
+                .any(|&n| node_peer(cores, n).is_none())
+        {
             return false;
         }
-        self.foreign = foreign;
+        self.plan = self.plan.remade(&self.world, &nodes);
+        let (slot, outgoing) = peers_of(&self.plan);
+        self.core_slot = slot;
+        self.outgoing = outgoing;
+        self.foreign = nodes.iter().map(Option::is_some).collect();
         true
     }
 
@@ -1288,7 +1335,7 @@ impl Shard {
         self.doomed.clear();
         let nav = crate::nav::Nav::new(&self.terrain, self.ai.flat, self.rules.max_step);
         if self.ai_enabled {
-            self.ai.players.rebuild(&self.ents);
+            self.ai.players.rebuild(&self.ents, self.world.cores());
         }
         let ents = &mut self.ents;
         for k in 0..ents.dense.len() {
@@ -1590,70 +1637,142 @@ impl Shard {
                 }
             }
         }
-        for (core, list) in &mut self.outgoing {
-            out.push(GhostBatch {
-                from_core: self.core,
-                to_core: *core,
-                tick: self.tick,
-                ghosts: core::mem::take(list),
-            });
+        let cores = self.world.cores();
+        self.node_outgoing.clear();
+        for (peer, list) in &mut self.outgoing {
+            let ghosts = core::mem::take(list);
+            if *peer < cores {
+                out.push(GhostBatch {
+                    from_core: self.core,
+                    to_core: *peer,
+                    tick: self.tick,
+                    ghosts,
+                });
+            } else {
+                self.node_outgoing.push(NodeGhosts {
+                    node: *peer - cores,
+                    tick: self.tick,
+                    ghosts,
+                });
+            }
         }
     }
 
+    /// Moves this tick's batches for other cluster nodes (made by
+    /// [`Shard::publish_ghosts`], empty ones included: they let the
+    /// receiver drop ghosts that left) into `out`.
+    pub fn take_node_ghosts(&mut self, out: &mut Vec<NodeGhosts>) {
+        out.append(&mut self.node_outgoing);
+    }
+
+    /// Takes back a ghost vector that went nowhere (a batch for another
+    /// node that could not be sent), for the next batches.
+    pub fn recycle_ghosts(&mut self, mut ghosts: Vec<GhostState>) {
+        if self.spare_batches.len() < self.outgoing.len() + SPARE_BATCHES {
+            ghosts.clear();
+            self.spare_batches.push(ghosts);
+        }
+    }
+
+    /// Applies another cluster node's ghost batch (`batch.node`: the
+    /// sender). Only ghosts this core's viewers could see are kept; they
+    /// are stamped with this shard's tick. Returns how many were kept.
+    pub fn accept_node_ghosts(&mut self, batch: NodeGhosts) -> usize {
+        let Some(origin) = node_peer(self.world.cores(), batch.node) else {
+            self.recycle_ghosts(batch.ghosts);
+            return 0;
+        };
+        self.scratch.entities_changed();
+        let now = self.tick;
+        let last = &mut self.last_batch_tick[usize::from(origin)];
+        if last.is_none_or(|t| tick_after(now, t)) {
+            *last = Some(now);
+        }
+        let mut kept = 0;
+        for g in &batch.ghosts {
+            let p = self.world.clamp(g.position);
+            let qi = self.world.quadrant_index(self.world.quadrant_of(p));
+            if !self.plan.near(qi, g.kind.index()) || self.foreign.get(qi) != Some(&true) {
+                // Not for this core's viewers, or claimed on ground the
+                // sender does not simulate: not shown.
+                continue;
+            }
+            if self.upsert_ghost(&GhostState { position: p, ..*g }, origin, now) {
+                kept += 1;
+            }
+        }
+        self.recycle_ghosts(batch.ghosts);
+        kept
+    }
+
     /// Applies a neighbour's ghost batch; its vector is kept for reuse.
-    pub fn accept_ghosts(&mut self, mut batch: GhostBatch) {
+    pub fn accept_ghosts(&mut self, batch: GhostBatch) {
         self.scratch.entities_changed();
         let from = batch.from_core;
-        if usize::from(from) < self.last_batch_tick.len() && from != self.core {
+        if from < self.world.cores() && from != self.core {
             let last = &mut self.last_batch_tick[usize::from(from)];
             if last.is_none_or(|t| tick_after(batch.tick, t)) {
                 *last = Some(batch.tick);
             }
             for g in &batch.ghosts {
-                let i = match self.ents.by_net_id(g.net_id) {
-                    Some(i) if !self.ents.ghost[i as usize] => continue,
-                    Some(i) => {
-                        if tick_after(self.ents.ghost_seen[i as usize], batch.tick) {
-                            continue;
-                        }
-                        if self.ents.kind[i as usize] != g.kind {
-                            self.aoi.remove(i);
-                            self.aoi.insert(i, g.kind, g.position);
-                        }
-                        i
-                    }
-                    None => match self.ents.alloc(g.net_id, true, from, self.tick) {
-                        Ok(i) => {
-                            self.aoi.insert(i, g.kind, g.position);
-                            i
-                        }
-                        Err(_) => continue,
-                    },
-                };
-                let iu = i as usize;
-                let e = &mut self.ents;
-                e.origin[iu] = from;
-                e.ghost_seen[iu] = batch.tick;
-                e.kind[iu] = g.kind;
-                e.faction[iu] = g.faction;
-                e.owner[iu] = g.owner;
-                e.position[iu] = g.position;
-                e.velocity[iu] = g.velocity;
-                e.rotation[iu] = g.rotation;
-                e.anim[iu] = g.anim;
-                e.state[iu] = g.state;
-                e.buffs[iu] = BuffSet {
-                    flags: g.buffs,
-                    ..BuffSet::default()
-                };
-                e.hp[iu] = g.hp;
-                e.mp[iu] = g.mp;
-                e.dirty[iu] = true;
-                self.aoi.update(i, g.position);
+                self.upsert_ghost(g, from, batch.tick);
             }
         }
-        batch.ghosts.clear();
-        self.spare_batches.push(batch.ghosts);
+        self.recycle_ghosts(batch.ghosts);
+    }
+
+    /// Whether slot `i` is a ghost of another cluster node's entity (seen,
+    /// never acted on: nothing carries effects between nodes).
+    #[inline]
+    pub(crate) fn across_node(&self, i: usize) -> bool {
+        self.ents.ghost[i] && self.ents.origin[i] >= self.world.cores()
+    }
+
+    /// Creates or updates the ghost of `g` (owned by peer `origin`, as of
+    /// `seen`). False when it was not applied: a local entity has its id,
+    /// the ghost has newer news already, or the pool is full.
+    fn upsert_ghost(&mut self, g: &GhostState, origin: u16, seen: u32) -> bool {
+        let i = match self.ents.by_net_id(g.net_id) {
+            Some(i) if !self.ents.ghost[i as usize] => return false,
+            Some(i) => {
+                if tick_after(self.ents.ghost_seen[i as usize], seen) {
+                    return false;
+                }
+                if self.ents.kind[i as usize] != g.kind {
+                    self.aoi.remove(i);
+                    self.aoi.insert(i, g.kind, g.position);
+                }
+                i
+            }
+            None => match self.ents.alloc(g.net_id, true, origin, self.tick) {
+                Ok(i) => {
+                    self.aoi.insert(i, g.kind, g.position);
+                    i
+                }
+                Err(_) => return false,
+            },
+        };
+        let iu = i as usize;
+        let e = &mut self.ents;
+        e.origin[iu] = origin;
+        e.ghost_seen[iu] = seen;
+        e.kind[iu] = g.kind;
+        e.faction[iu] = g.faction;
+        e.owner[iu] = g.owner;
+        e.position[iu] = g.position;
+        e.velocity[iu] = g.velocity;
+        e.rotation[iu] = g.rotation;
+        e.anim[iu] = g.anim;
+        e.state[iu] = g.state;
+        e.buffs[iu] = BuffSet {
+            flags: g.buffs,
+            ..BuffSet::default()
+        };
+        e.hp[iu] = g.hp;
+        e.mp[iu] = g.mp;
+        e.dirty[iu] = true;
+        self.aoi.update(i, g.position);
+        true
     }
 
     /// Writes `client`'s snapshot of `tick` (which must be the tick just

@@ -296,6 +296,20 @@ pub struct SpawnPoint {
     pub patrol: u16,
 }
 
+/// Which network ids the shards of one process hand out. Core `c` takes
+/// ids `serial * stride + first + c`, so ids of different cores never
+/// collide. A process alone uses `first` 0 and its own core count; in a
+/// cluster each node gets its own residue class (`first` = the cores of
+/// the nodes before it, `stride` = the cores of all nodes), so the ghosts
+/// one node shows of another's entities never share an id with its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetIdSpace {
+    /// The residue of this process's core 0.
+    pub first: u32,
+    /// The residue count (0: this process's core count).
+    pub stride: u32,
+}
+
 /// Static game data a shard is built with.
 #[derive(Debug, Clone)]
 pub struct WorldData {
@@ -320,6 +334,8 @@ pub struct WorldData {
     pub monster_loot_table: u16,
     /// NPC templates and patrol routes ([`WorldData::with_npcs`]).
     pub npcs: crate::ai::NpcBook,
+    /// The network ids this process's shards hand out.
+    pub net_ids: NetIdSpace,
 }
 
 impl Default for WorldData {
@@ -337,6 +353,7 @@ impl Default for WorldData {
             loot: Vec::new(),
             monster_loot_table: 0,
             npcs: crate::ai::NpcBook::default(),
+            net_ids: NetIdSpace::default(),
         };
         // The built-in data is checked by the config tests; were it broken,
         // the world would merely have no loot and one level.

@@ -408,8 +408,11 @@ fn claims_into_another_nodes_quadrants_are_held_at_the_border() {
     let mut shard = shard_with(WorldData::default());
     // The default grid is 16 x 16 x 1; x quadrants 8.. (x >= 0) are another
     // node's.
-    assert!(!shard.set_foreign_quadrants(vec![true; 3]), "wrong length");
-    let foreign: Vec<bool> = (0..256).map(|i| i % 16 >= 8).collect();
+    assert!(
+        !shard.set_foreign_quadrants(vec![Some(1); 3]),
+        "wrong length"
+    );
+    let foreign: Vec<Option<u16>> = (0..256).map(|i| (i % 16 >= 8).then_some(1)).collect();
     assert!(shard.set_foreign_quadrants(foreign));
     assert!(shard.is_foreign([10.0, 0.0, 0.0]));
     assert!(!shard.is_foreign([-10.0, 0.0, 0.0]));
@@ -437,7 +440,7 @@ fn claims_into_another_nodes_quadrants_are_held_at_the_border() {
 #[test]
 fn with_the_borders_open_a_legal_step_across_is_reported_and_the_player_held() {
     let mut shard = shard_with(WorldData::default());
-    let foreign: Vec<bool> = (0..256).map(|i| i % 16 >= 8).collect();
+    let foreign: Vec<Option<u16>> = (0..256).map(|i| (i % 16 >= 8).then_some(1)).collect();
     assert!(shard.set_foreign_quadrants(foreign));
     shard.set_crossings_open(true);
     let me = player(&mut shard, [-30.0, 0.0, 0.0]);

@@ -124,7 +124,7 @@ fn a_chasing_npc_stops_at_a_node_border() {
     // of the border at x = 0; the east (x >= 0) is another node's.
     data.spawns.push(wolf(-600.0));
     let mut cluster = Cluster::new(&config, &layout, &data);
-    let foreign: Vec<bool> = (0..256).map(|i| i % 16 >= 8).collect();
+    let foreign: Vec<Option<u16>> = (0..256).map(|i| (i % 16 >= 8).then_some(1)).collect();
     assert!(cluster.shards[0].set_foreign_quadrants(foreign));
     let wolf = cluster.shards[0].local_net_ids().next().unwrap();
     let me = ClientId(1);

@@ -39,12 +39,15 @@ impl PlayerGrid {
         }
     }
 
-    /// Rebuilds the index from every live player (local or ghost).
-    pub(crate) fn rebuild(&mut self, ents: &Entities) {
+    /// Rebuilds the index from every live player (local or a ghost of
+    /// another core; not ghosts of another cluster node, whose origin is
+    /// `cores` or above: an NPC could not touch them).
+    pub(crate) fn rebuild(&mut self, ents: &Entities, cores: u16) {
         self.entries.clear();
         for &i in &ents.dense {
             let iu = i as usize;
-            if ents.kind[iu] == EntityType::Player {
+            if ents.kind[iu] == EntityType::Player && !(ents.ghost[iu] && ents.origin[iu] >= cores)
+            {
                 let p = ents.position[iu];
                 self.entries.push((key(cell(p[0]), cell(p[1])), i));
             }

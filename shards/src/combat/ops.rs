@@ -185,6 +185,10 @@ impl Shard {
             _ if target_net == 0 => None,
             _ => ents.by_net_id(target_net),
         };
+        if target_index.is_some_and(|t| self.across_node(t as usize)) {
+            return Err(ActionRefusal::AcrossNodeBorder);
+        }
+        let ents = &self.ents;
         let caster_actor = actor(ents, cu);
         let target_actor = target_index.map(|t| actor(ents, t as usize));
         let ready = slot.map_or(0, |s| ents.cooldowns[cu][s]);
@@ -308,6 +312,11 @@ impl Shard {
     /// An effect on a ghost, shipped to the core that owns it.
     fn ship(&mut self, caster: u32, target: u32, skill: &Skill, heal: f32, strike: Option<Strike>) {
         let (cu, tu) = (caster as usize, target as usize);
+        if self.across_node(tu) {
+            // Another node's entity (an area effect reached across the
+            // border): nothing carries effects between nodes.
+            return;
+        }
         self.remote_effects.push(RemoteEffect {
             to_core: self.ents.origin[tu],
             target: self.ents.net_id[tu],

@@ -1,0 +1,161 @@
+//! Ghosts between cluster nodes, shard to shard without a network: two
+//! one-core shards split the default world at x = 0 as two nodes, and
+//! their `NodeGhosts` batches are passed by hand (the engine carries them
+//! over NATS in `engine/tests/cluster.rs`).
+
+mod common;
+
+use common::{layout, small_capacity};
+use tos_config::{LayoutKind, ServerConfig};
+use tos_shards::{
+    ActionRefusal, Character, ClientId, EntityType, Faction, NetIdSpace, NodeGhosts, Shard,
+    WorldData,
+};
+
+/// Node `node` of two (west 0, east 1), one core each.
+fn node(node: u16) -> Shard {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let data = WorldData {
+        net_ids: NetIdSpace {
+            first: u32::from(node),
+            stride: 2,
+        },
+        ..WorldData::default()
+    };
+    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+    // The default grid is 16 x 16 x 1: x quadrants 0..8 are the west's.
+    let other = 1 - node;
+    let table = (0..256)
+        .map(|i| ((i % 16 >= 8) == (node == 0)).then_some(other))
+        .collect();
+    assert!(shard.set_foreign_quadrants(table));
+    shard
+}
+
+const WEST: ClientId = ClientId(1);
+const EAST: ClientId = ClientId(2);
+
+fn enter(shard: &mut Shard, client: ClientId, id: u64, at: [f32; 3]) -> u32 {
+    shard
+        .add_player(client, &Character::new(id, at, Faction::ALLIANCE))
+        .unwrap();
+    shard.player_of(client).unwrap()
+}
+
+/// One tick of both nodes; each one's batches for the other are carried.
+fn tick(west: &mut Shard, east: &mut Shard, t: u32) -> [usize; 2] {
+    let mut kept = [0; 2];
+    let mut local = Vec::new();
+    let mut out = Vec::new();
+    west.tick(t);
+    east.tick(t);
+    for (from, to, k) in [(0u16, 1usize, 1usize), (1, 0, 0)] {
+        local.clear();
+        out.clear();
+        let (sender, receiver) = if from == 0 {
+            (&mut *west, &mut *east)
+        } else {
+            (&mut *east, &mut *west)
+        };
+        sender.publish_ghosts(&mut local);
+        assert!(local.is_empty(), "one core per node: no core neighbours");
+        sender.take_node_ghosts(&mut out);
+        assert_eq!(out.len(), 1, "one batch for the one other node");
+        for b in out.drain(..) {
+            assert_eq!(usize::from(b.node), to);
+            kept[k] += receiver.accept_node_ghosts(NodeGhosts { node: from, ..b });
+        }
+    }
+    kept
+}
+
+#[test]
+fn players_near_the_border_are_ghosts_on_the_other_node_and_far_ones_are_not() {
+    let mut west = node(0);
+    let mut east = node(1);
+    let w = enter(&mut west, WEST, 1, [-400.0, 0.0, 0.0]);
+    let e = enter(&mut east, EAST, 2, [400.0, 0.0, 0.0]);
+    // Two residue classes: ids never meet.
+    assert_eq!(w % 2, 0);
+    assert_eq!(e % 2, 1);
+    // Beyond any interest distance of the border (1 km = 100,000 units).
+    let far = enter(&mut east, ClientId(3), 3, [300_000.0, 0.0, 0.0]);
+    for t in 1..=3 {
+        tick(&mut west, &mut east, t);
+    }
+    let ghost = west
+        .entity(e)
+        .expect("the east's player is a ghost in the west");
+    assert!(ghost.ghost);
+    assert_eq!(ghost.record.kind, EntityType::Player);
+    assert_eq!(ghost.record.position[0], 400.0);
+    assert!(east.entity(w).expect("and the other way").ghost);
+    assert!(west.entity(far).is_none(), "far from the border: not sent");
+
+    // Seen, not touched: a skill at the ghost is refused.
+    assert_eq!(
+        west.cast_skill(w, 1, e),
+        Err(ActionRefusal::AcrossNodeBorder)
+    );
+
+    // It moves: the ghost follows.
+    east.remove_player(EAST).unwrap();
+    let e2 = enter(&mut east, EAST, 2, [900.0, 50.0, 0.0]);
+    for t in 4..=5 {
+        tick(&mut west, &mut east, t);
+    }
+    assert_eq!(west.entity(e2).unwrap().record.position[0], 900.0);
+    // The removed one is dropped once the east's batches stop naming it.
+    for t in 6..=20 {
+        tick(&mut west, &mut east, t);
+    }
+    assert!(
+        west.entity(e).is_none(),
+        "a ghost no batch names is dropped"
+    );
+}
+
+#[test]
+fn ghosts_of_a_silent_node_time_out_and_bad_batches_are_not_kept() {
+    let mut west = node(0);
+    let mut east = node(1);
+    let e = enter(&mut east, EAST, 2, [400.0, 0.0, 0.0]);
+    tick(&mut west, &mut east, 1);
+    assert!(west.entity(e).is_some());
+    // The east falls silent (NATS down): the west keeps the ghost a while,
+    // then drops it.
+    let mut local = Vec::new();
+    for t in 2..=200 {
+        west.tick(t);
+        west.publish_ghosts(&mut local);
+        local.clear();
+    }
+    assert!(west.entity(e).is_none(), "dropped after the ghost timeout");
+
+    // A batch naming an entity on the west's own ground, or one far from
+    // any viewer of the west, is not kept; nor one from a node id past
+    // the plan's peers.
+    let mut batch = Vec::new();
+    east.tick(201);
+    east.publish_ghosts(&mut local);
+    east.take_node_ghosts(&mut batch);
+    let mut b = batch.pop().unwrap();
+    assert_eq!(b.ghosts.len(), 1);
+    let mut on_west = b.ghosts[0];
+    on_west.net_id = 99;
+    on_west.position = [-500.0, 0.0, 0.0];
+    let mut far = b.ghosts[0];
+    far.net_id = 101;
+    far.position = [390_000.0, 0.0, 0.0];
+    b.ghosts = vec![on_west, far];
+    assert_eq!(
+        west.accept_node_ghosts(NodeGhosts {
+            node: 1,
+            ..b.clone()
+        }),
+        0
+    );
+    assert_eq!(west.accept_node_ghosts(NodeGhosts { node: 999, ..b }), 0);
+    assert!(west.entity(99).is_none() && west.entity(101).is_none());
+}
