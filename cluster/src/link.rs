@@ -215,6 +215,10 @@ pub enum LinkCommand {
         /// The line.
         line: wire::WhisperLine,
     },
+    /// Publish a shout, or a say near a node border, to every other node
+    /// (core NATS, at most once, no answer). Dropped and counted while
+    /// NATS is down.
+    Chat(wire::ChatBroadcast),
     /// Publish a batch of ghosts to node `to` (core NATS, at most once, no
     /// answer: the next tick's batch replaces a lost one). Dropped and
     /// counted while NATS is down or too many publishes wait.
@@ -286,6 +290,8 @@ pub enum LinkEvent {
     },
     /// A whisper from another node for a player here.
     Whisper(wire::WhisperLine),
+    /// Another node's shout, or say near the border.
+    Chat(wire::ChatBroadcast),
     /// A batch of another node's ghosts (the game layer's own layout).
     /// Never backlogged: dropped and counted when the event channel is
     /// full, as the next tick's batch replaces it.
@@ -397,6 +403,7 @@ struct Counters {
     ghosts_out: AtomicU64,
     ghosts_in: AtomicU64,
     ghosts_lost: AtomicU64,
+    chat_lost: AtomicU64,
 }
 
 /// A snapshot of the link's counters.
@@ -423,6 +430,8 @@ pub struct LinkStats {
     /// Ghost batches dropped here (NATS down, too many publishes waiting,
     /// the event channel full, over-long).
     pub ghosts_lost: u64,
+    /// Shouts and says for other nodes not sent (NATS down, too long).
+    pub chat_lost: u64,
 }
 
 /// The running link; dropping it stops the thread.
@@ -515,6 +524,7 @@ impl NatsLink {
             ghosts_out: c.ghosts_out.load(Relaxed),
             ghosts_in: c.ghosts_in.load(Relaxed),
             ghosts_lost: c.ghosts_lost.load(Relaxed),
+            chat_lost: c.chat_lost.load(Relaxed),
         }
     }
 }
@@ -646,6 +656,13 @@ async fn run(shared: Rc<Shared>) {
             return;
         }
     };
+    let mut chat = match client.subscribe(chat_subject(&shared.config.cluster)).await {
+        Ok(subscriber) => subscriber,
+        Err(e) => {
+            tracing::error!("nats link: cannot subscribe: {e}");
+            return;
+        }
+    };
     let mut ghosts = match client
         .subscribe(ghost_subject(&shared.config.cluster, &shared.config.node))
         .await
@@ -704,6 +721,17 @@ async fn run(shared: Rc<Shared>) {
                 },
                 None => return,
             },
+            message = chat.next() => match message {
+                Some(message) => match wire::decode::<wire::ChatBroadcast>(&message.payload) {
+                    // Every node gets every line, its own included.
+                    Ok(line) if line.from_node == ctx.config().node => {}
+                    Ok(line) => ctx.emit(LinkEvent::Chat(line)),
+                    Err(_) => {
+                        ctx.shared.counters.malformed_in.fetch_add(1, Relaxed);
+                    }
+                },
+                None => return,
+            },
             message = ghosts.next() => match message {
                 Some(message) => ctx.ghosts_in(&message.payload),
                 None => return,
@@ -724,6 +752,10 @@ async fn run(shared: Rc<Shared>) {
 
 fn whisper_subject(cluster: &str, node: &str) -> String {
     format!("{cluster}.whisper.{node}")
+}
+
+fn chat_subject(cluster: &str) -> String {
+    format!("{cluster}.chat")
 }
 
 fn ghost_subject(cluster: &str, node: &str) -> String {
@@ -954,6 +986,26 @@ impl Ctx {
                 ctx.emit(LinkEvent::Reply { request, result });
             }),
             LinkCommand::Ghosts { to, payload } => self.publish_ghosts(to, payload),
+            LinkCommand::Chat(line) => {
+                let bytes = match wire::encode(&line) {
+                    Ok(bytes) if self.is_up() => bytes,
+                    _ => {
+                        self.shared.counters.chat_lost.fetch_add(1, Relaxed);
+                        return;
+                    }
+                };
+                tokio::task::spawn_local(async move {
+                    let subject = chat_subject(&ctx.config().cluster);
+                    if ctx
+                        .client
+                        .publish(subject, Bytes::from(bytes))
+                        .await
+                        .is_err()
+                    {
+                        ctx.shared.counters.chat_lost.fetch_add(1, Relaxed);
+                    }
+                });
+            }
             LinkCommand::DropDirectory { request } => self.spawn(async move {
                 let result = async {
                     if !ctx.is_up() {

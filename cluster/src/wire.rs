@@ -1,6 +1,8 @@
-//! The wire format of everything that crosses between nodes: hand-off
-//! offers and replies on NATS subjects, and the values stored in the
-//! JetStream directory.
+//! The wire format of what crosses between nodes: hand-off offers and
+//! replies, whispers and chat broadcasts on NATS subjects, and the values
+//! stored in the JetStream directory. (Ghost batches are the exception:
+//! per tick and fixed-size, they use the game layer's own byte layout,
+//! `tos_game::node_ghosts`, carried by the link as opaque bytes.)
 //!
 //! Each message is one version byte, one kind byte, then the value in
 //! `postcard` (a compact, well-kept serde format). Decoding checks the
@@ -44,6 +46,8 @@ pub enum Kind {
     Quadrant = 5,
     /// [`WhisperLine`]
     Whisper = 6,
+    /// [`ChatBroadcast`]
+    Chat = 7,
 }
 
 /// Longest chat text carried (bytes of UTF-8); the game layer's own limit
@@ -61,6 +65,21 @@ pub struct WhisperLine {
     pub to: u64,
     /// The text.
     pub text: String,
+}
+
+/// A shout, or a say near a node border, for every other node's players
+/// (each node's cores pick the listeners), on `<cluster>.chat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatBroadcast {
+    /// The speaker's node (a node ignores its own lines).
+    pub from_node: String,
+    /// The speaker's character name.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// Where a say was said, in whole world units (heard within its radius
+    /// of it); `None`: a shout, heard everywhere.
+    pub near: Option<[i32; 3]>,
 }
 
 /// An entity sent to the node that owns the quadrant it walked into.
@@ -212,6 +231,20 @@ impl WireValue for WhisperLine {
     }
 }
 
+impl WireValue for ChatBroadcast {
+    const KIND: Kind = Kind::Chat;
+    fn check(&self) -> Result<(), WireError> {
+        check_node(&self.from_node)?;
+        if self.from.len() > MAX_CHARACTER_NAME {
+            return Err(WireError::FieldTooLong("from"));
+        }
+        if self.text.len() > MAX_CHAT_TEXT {
+            return Err(WireError::FieldTooLong("text"));
+        }
+        Ok(())
+    }
+}
+
 /// Why a message could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -304,6 +337,25 @@ mod tests {
         };
         assert_eq!(encode(&long), Err(WireError::FieldTooLong("text")));
         assert!(decode::<HandoffOffer>(&bytes).is_err());
+    }
+
+    #[test]
+    fn chat_broadcasts_round_trip_and_bad_ones_are_refused() {
+        let line = ChatBroadcast {
+            from_node: "west".into(),
+            from: "Aria".into(),
+            text: "over here".into(),
+            near: Some([-400, 0, 0]),
+        };
+        let bytes = encode(&line).unwrap();
+        assert_eq!(bytes[1], Kind::Chat as u8);
+        assert_eq!(decode::<ChatBroadcast>(&bytes).unwrap(), line);
+        let long = ChatBroadcast {
+            from: "x".repeat(MAX_CHARACTER_NAME + 1),
+            ..line
+        };
+        assert_eq!(encode(&long), Err(WireError::FieldTooLong("from")));
+        assert!(decode::<WhisperLine>(&bytes).is_err());
     }
 
     fn offer() -> HandoffOffer {

@@ -546,6 +546,17 @@ impl Router {
                     Err(e) => self.answer(core, request, kept(&e.to_string())),
                 }
             }
+            ClusterOp::Chat { from, text, near } => {
+                let broadcast = tos_cluster::wire::ChatBroadcast {
+                    from_node: self.node.clone(),
+                    from,
+                    text,
+                    near,
+                };
+                if self.link.send(LinkCommand::Chat(broadcast)).is_err() {
+                    tracing::debug!("cluster: a chat line for other nodes was dropped");
+                }
+            }
             ClusterOp::ClaimArrival { secret } => {
                 let arrival = self.arrivals.remove(&secret).map(|a| a.record);
                 self.answer(core, request, ClusterAnswer::Arrival(arrival));
@@ -596,6 +607,18 @@ impl Router {
             }
             LinkEvent::Reply { request, result } => self.reply(request, result),
             LinkEvent::Ghosts(payload) => self.ghosts_in(&payload),
+            LinkEvent::Chat(line) => {
+                for core in 0..self.to_cores.len() {
+                    self.to_core(
+                        core as u16,
+                        ClusterReply::Chat {
+                            from: line.from.clone(),
+                            text: line.text.clone(),
+                            near: line.near,
+                        },
+                    );
+                }
+            }
             LinkEvent::Whisper(line) => {
                 match self.registry.core_of(line.to) {
                     Some(core) => self.to_core(

@@ -707,9 +707,23 @@ fn a_player_walks_across_the_node_border_and_back() {
     let Some(pair) = Pair::start(30_000) else {
         return;
     };
-    // She stands 150 units west of the border.
+    // She stands 150 units west of the border, and casts Whirlwind (4 s
+    // of cooldown) before she walks.
     let mut west = pair.west_player_at("walker", -150.0);
     let entered = west.entered.unwrap();
+    let whirlwind = |p: &mut Player, seq| {
+        p.send(
+            Channel::ReliableOrdered,
+            ClientMessage::Action {
+                input_seq: seq,
+                action_id: 9,
+                target: 0,
+            },
+        );
+        tos_shards::ActionRefusal::from_code(common::play::action_result(p, seq))
+    };
+    assert_eq!(whirlwind(&mut west, 1_001), None, "Whirlwind is cast");
+    let cast = Instant::now();
     // East at 300 units/s: across in half a second.
     let to_east = walk_until_transfer(&mut west, [300.0, 0.0, 0.0], Duration::from_secs(5));
     assert_eq!(to_east.0, pair.east.addr, "sent to the east's address");
@@ -729,6 +743,20 @@ fn a_player_walks_across_the_node_border_and_back() {
         "west to east: first snapshot {:?} after the ZoneTransfer",
         left_west.elapsed()
     );
+    // Its cooldown came along: crossing does not reset it.
+    let again = whirlwind(&mut east, 1_002);
+    let since = cast.elapsed();
+    if since < Duration::from_millis(3_800) {
+        assert_eq!(
+            again,
+            Some(tos_shards::ActionRefusal::OnCooldown),
+            "{since:?} after the cast, on the other node"
+        );
+    } else {
+        // Only a machine this slow gets here; the shard tests check the
+        // carried cooldown exactly.
+        eprintln!("the crossing took {since:?}: the 4 s cooldown ran out on the way");
+    }
     // The old connection is closed by the west; no more snapshots there.
     assert!(
         west.pump_until(Duration::from_secs(8), |p| p.disconnected),
@@ -1289,13 +1317,15 @@ fn sees_player_at(p: &Player, at: [f32; 2]) -> Option<u32> {
 }
 
 #[test]
-fn players_see_each_other_across_the_node_border() {
+fn players_see_and_hear_each_other_across_the_node_border() {
     let Some(pair) = Pair::start(30_000) else {
         return;
     };
-    // Eight metres apart, the border between them.
+    // Eight metres apart, the border between them; a third player 200 m
+    // into the east, out of earshot of a say.
     let west = pair.west_player_at("lookwest", -400.0);
     let east = pair.east_player_at("lookeast", 400.0);
+    let mut far = pair.east_player_at("fareast", 20_000.0);
     let mut players = [west, east];
     let mut seen = [None, None];
     common::play(
@@ -1354,6 +1384,56 @@ fn players_see_each_other_across_the_node_border() {
         tos_shards::ActionRefusal::from_code(common::play::action_result(west, 7_001)),
         Some(tos_shards::ActionRefusal::AcrossNodeBorder)
     );
+
+    // Heard, though: a say near the border carries to the other node's
+    // listeners within its radius, a shout to every node.
+    let chat = |channel, text| ClientMessage::Chat {
+        channel,
+        target: "",
+        text,
+    };
+    let heard = |p: &mut Player, channel: ChatChannel| {
+        find(p, "ChatMessage", |m| match m {
+            ServerMessage::ChatMessage {
+                channel: c,
+                from,
+                text,
+            } if *c == channel => Some((from.to_string(), text.to_string())),
+            _ => None,
+        })
+    };
+    players[0].send(
+        Channel::ReliableOrdered,
+        chat(ChatChannel::Say, "over the line"),
+    );
+    players[0].pump();
+    assert_eq!(
+        heard(&mut players[1], ChatChannel::Say),
+        ("Lookwest".into(), "over the line".into())
+    );
+    players[1].send(
+        Channel::ReliableOrdered,
+        chat(ChatChannel::Shout, "hear ye"),
+    );
+    players[1].pump();
+    assert_eq!(
+        heard(&mut players[0], ChatChannel::Shout),
+        ("Lookeast".into(), "hear ye".into())
+    );
+    // The far player got the shout (said after the say) and not the say.
+    let got = |p: &Player, channel: ChatChannel| {
+        p.inbox.iter().any(|m| {
+            matches!(ServerMessage::decode(m),
+                Ok(ServerMessage::ChatMessage { channel: c, .. }) if c == channel)
+        })
+    };
+    assert!(far.pump_until(Duration::from_secs(10), |p| got(p, ChatChannel::Shout)));
+    assert!(
+        !got(&far, ChatChannel::Say),
+        "a say is not heard 200 m away"
+    );
+    assert!(pair.west.metric("tos_game_chat_to_nodes_total") >= 1);
+    assert!(pair.east.metric("tos_game_chat_to_nodes_total") >= 1);
 
     // The east's player logs out: the east stops publishing it and the
     // west drops its ghost (the west player's view loses it).

@@ -143,6 +143,16 @@ pub enum ClusterOp {
         /// The ticket's secret.
         secret: TransferSecret,
     },
+    /// A shout, or a say near a node border, for every other node's
+    /// players (nobody answers; lost while NATS is down).
+    Chat {
+        /// The speaker's name.
+        from: String,
+        /// The text.
+        text: String,
+        /// Where a say was said, whole world units; `None`: a shout.
+        near: Option<[i32; 3]>,
+    },
     /// A whisper to a character that is not online on this node: the
     /// cluster thread finds its node in the directory and sends it there.
     /// Answered with [`ClusterAnswer::Whisper`].
@@ -249,6 +259,16 @@ pub enum ClusterReply {
     /// before or after its client arrives loses nothing from before the
     /// crossing. The player itself waits in the cluster thread.
     Arrived(Box<TransferRecord>),
+    /// Another node's shout, or say near the border (`near`: where, whole
+    /// world units; `None`: a shout).
+    Chat {
+        /// The speaker's name.
+        from: String,
+        /// The text.
+        text: String,
+        /// Where a say was said.
+        near: Option<[i32; 3]>,
+    },
     /// Another node's ghosts near the border of this core's quadrants
     /// (`node`: the sender).
     Ghosts(NodeGhosts),

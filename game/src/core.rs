@@ -1628,6 +1628,7 @@ impl GameCore {
             ClusterReply::LeaseLost { character } => self.lease_lost(character),
             ClusterReply::Unclaimed(record) => self.unclaimed(*record),
             ClusterReply::Arrived(record) => self.save_now(record.state),
+            ClusterReply::Chat { from, text, near } => self.chat_from_node(from, text, near),
             ClusterReply::Ghosts(batch) => {
                 self.shard.accept_node_ghosts(batch);
             }

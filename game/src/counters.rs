@@ -107,6 +107,8 @@ counters! {
     chat_lines_total,
     /// Whispers sent.
     whispers_total,
+    /// Shouts, and says near a node border, sent to the other nodes.
+    chat_to_nodes_total,
     /// Whispers whose recipient had left by the time they arrived.
     chat_undelivered_total,
     /// Players held back at a node border (another node's quadrant, while

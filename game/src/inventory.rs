@@ -19,6 +19,8 @@
 use tos_protocol::wire::game::{
     EQUIP_SLOTS, EquipSlot, EquippedItem, InventoryItem, MAX_INVENTORY_SLOTS, RefusalReason,
 };
+use tos_shards::combat::MAX_CARRIED_MS;
+use tos_shards::combat::formula::ms_to_ticks;
 use tos_store::{ItemPlace, SavedItem};
 
 /// Inventory slots of every character.
@@ -545,6 +547,38 @@ impl Inventory {
         Ok((stack.template, effect))
     }
 
+    /// The item cooldowns still running at `tick`, as (template,
+    /// milliseconds left) at `tick_hz`: they travel with a player to
+    /// another node.
+    pub fn carried_cooldowns(&self, tick: u32, tick_hz: u32) -> Vec<(u16, u32)> {
+        let hz = u64::from(tick_hz.max(1));
+        self.cooldowns
+            .iter()
+            .filter(|&&(_, ready)| ready > tick)
+            .map(|&(template, ready)| {
+                let ms = u64::from(ready - tick) * 1000 / hz;
+                (template, ms.min(u64::from(MAX_CARRIED_MS)) as u32)
+            })
+            .filter(|&(_, ms)| ms > 0)
+            .collect()
+    }
+
+    /// Starts carried item cooldowns (from another node) at `tick`;
+    /// times are cut to an hour.
+    pub fn restore_cooldowns(&mut self, carried: &[(u16, u32)], tick: u32, tick_hz: u32) {
+        for &(template, ms) in carried {
+            let ticks = ms_to_ticks(ms.min(MAX_CARRIED_MS), tick_hz);
+            if ticks == 0 {
+                continue;
+            }
+            let ready = tick.saturating_add(ticks);
+            match self.cooldowns.iter_mut().find(|(t, _)| *t == template) {
+                Some(c) => c.1 = c.1.max(ready),
+                None => self.cooldowns.push((template, ready)),
+            }
+        }
+    }
+
     /// Consumes one item of bag slot `slot` (checked with
     /// [`Inventory::check_use`]) and starts its template's cooldown of
     /// `cooldown_ticks`.
@@ -573,6 +607,24 @@ impl Inventory {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn item_cooldowns_are_carried_as_time_left() {
+        let a = super::Inventory {
+            cooldowns: vec![(3, 1_060), (4, 900)],
+            ..Default::default()
+        };
+        // At tick 1,000 and 60 Hz: template 3 has 60 ticks (1 s) left,
+        // template 4 is ready.
+        let carried = a.carried_cooldowns(1_000, 60);
+        assert_eq!(carried, [(3, 1_000)]);
+        let mut b = super::Inventory::default();
+        b.restore_cooldowns(&carried, 50, 60);
+        assert_eq!(b.cooldowns, [(3, 110)]);
+        assert_eq!(b.carried_cooldowns(50, 60), carried);
+        b.restore_cooldowns(&[(3, u32::MAX)], 50, 60);
+        assert_eq!(b.carried_cooldowns(50, 60), [(3, 3_600_000)]);
+    }
+
     use super::*;
 
     const POTION: u16 = 100;

@@ -19,7 +19,15 @@
 //!      …   12 position 3 × f32 LE; 4 yaw; 4 hp; 4 mp (f32 LE)
 //!      …    2 level u16 LE; 8 exp u64 LE
 //!      …  1+n items (varint length ≤ 1,537: tos_store::encode_items)
+//!      …    1 buff count b ≤ 7; b × (buff u8, ms left u32 LE, intensity u8)
+//!      …    1 cooldown count c ≤ 16; c × (skill id u16 LE, ms left u32 LE)
+//!      …    4 consumable cooldown, ms left u32 LE
+//!      …    1 item cooldown count k ≤ 64; k × (template u16 LE, ms left u32 LE)
 //! ```
+//!
+//! Times left are at most one hour (`tos_shards::combat::MAX_CARRIED_MS`):
+//! buffs and cooldowns travel with the player, so a crossing neither ends
+//! a debuff nor resets a cooldown.
 //!
 //! Decoding checks every field (finite numbers, lengths, the items'
 //! own checks) and that nothing follows: a bad record is refused, never
@@ -27,6 +35,9 @@
 
 use rand_core::{OsRng, RngCore};
 use tos_protocol::wire::{Reader, Writer};
+use tos_shards::combat::MAX_CARRIED_MS;
+use tos_shards::entity::MAX_ACTIONS;
+use tos_shards::{Buff, CarriedCombat};
 use tos_store::{CharacterId, CharacterState, MAX_SAVED_ITEMS};
 
 use crate::session::AccountRef;
@@ -37,8 +48,11 @@ pub const TICKET_MAGIC: [u8; 4] = *b"TOSX";
 pub const TICKET_VERSION: u8 = 1;
 /// A transfer ticket's length: magic, version, secret.
 pub const TICKET_LEN: usize = 4 + 1 + 32;
-/// The record format version.
-const RECORD_VERSION: u8 = 1;
+/// The record format version (2: buffs and cooldowns carried).
+const RECORD_VERSION: u8 = 2;
+/// Most item-template cooldowns carried (an inventory has at most 64
+/// slots, so at most 64 templates).
+pub const MAX_ITEM_COOLDOWNS: usize = 64;
 /// Longest account name carried.
 const MAX_ACCOUNT_NAME: usize = 64;
 /// Longest character name carried.
@@ -59,7 +73,14 @@ pub const MAX_RECORD_LEN: usize = 1
     + 24
     + 10
     + 2
-    + MAX_ITEMS_BYTES;
+    + MAX_ITEMS_BYTES
+    + 1
+    + Buff::ALL.len() * 6
+    + 1
+    + MAX_ACTIONS * 6
+    + 4
+    + 1
+    + MAX_ITEM_COOLDOWNS * 6;
 
 /// The secret of one transfer: random, used once.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,6 +144,10 @@ pub struct TransferRecord {
     pub faction: u8,
     /// Its state at the crossing (position: on the new node's ground).
     pub state: CharacterState,
+    /// Its buffs and cooldowns at the crossing.
+    pub combat: CarriedCombat,
+    /// Its item-template cooldowns at the crossing: (template, ms left).
+    pub item_cooldowns: Vec<(u16, u32)>,
 }
 
 /// Why a record was refused.
@@ -166,6 +191,25 @@ impl TransferRecord {
             w.u16(s.level)?;
             w.u64(s.exp)?;
             w.len_prefixed(&items, MAX_ITEMS_BYTES)?;
+            let c = &self.combat;
+            w.u8(c.buffs.len().min(Buff::ALL.len()) as u8)?;
+            for &(buff, ms, intensity) in c.buffs.iter().take(Buff::ALL.len()) {
+                w.u8(buff as u8)?;
+                w.u32(ms.min(MAX_CARRIED_MS))?;
+                w.u8(intensity)?;
+            }
+            w.u8(c.cooldowns.len().min(MAX_ACTIONS) as u8)?;
+            for &(skill, ms) in c.cooldowns.iter().take(MAX_ACTIONS) {
+                w.u16(skill)?;
+                w.u32(ms.min(MAX_CARRIED_MS))?;
+            }
+            w.u32(c.consumable_ms.min(MAX_CARRIED_MS))?;
+            let items = &self.item_cooldowns;
+            w.u8(items.len().min(MAX_ITEM_COOLDOWNS) as u8)?;
+            for &(template, ms) in items.iter().take(MAX_ITEM_COOLDOWNS) {
+                w.u16(template)?;
+                w.u32(ms.min(MAX_CARRIED_MS))?;
+            }
             Ok::<usize, tos_protocol::wire::EncodeError>(w.position())
         })()
         .map_err(|e| RecordError(format!("{e:?}")))?;
@@ -201,6 +245,43 @@ impl TransferRecord {
         let exp = r.u64().map_err(wire)?;
         let items = tos_store::decode_items(r.len_prefixed(MAX_ITEMS_BYTES).map_err(wire)?)
             .map_err(|e| RecordError(format!("items: {e}")))?;
+        let ms = |r: &mut Reader<'_>| -> Result<u32, RecordError> {
+            let v = r.u32().map_err(wire)?;
+            if v > MAX_CARRIED_MS {
+                return Err(bad("a time left over an hour"));
+            }
+            Ok(v)
+        };
+        let mut combat = CarriedCombat::default();
+        let buffs = usize::from(r.u8().map_err(wire)?);
+        if buffs > Buff::ALL.len() {
+            return Err(bad("too many buffs"));
+        }
+        for _ in 0..buffs {
+            let buff = *Buff::ALL
+                .get(usize::from(r.u8().map_err(wire)?))
+                .ok_or_else(|| bad("unknown buff"))?;
+            let left = ms(&mut r)?;
+            combat.buffs.push((buff, left, r.u8().map_err(wire)?));
+        }
+        let cooldowns = usize::from(r.u8().map_err(wire)?);
+        if cooldowns > MAX_ACTIONS {
+            return Err(bad("too many cooldowns"));
+        }
+        for _ in 0..cooldowns {
+            let skill = r.u16().map_err(wire)?;
+            combat.cooldowns.push((skill, ms(&mut r)?));
+        }
+        combat.consumable_ms = ms(&mut r)?;
+        let count = usize::from(r.u8().map_err(wire)?);
+        if count > MAX_ITEM_COOLDOWNS {
+            return Err(bad("too many item cooldowns"));
+        }
+        let mut item_cooldowns = Vec::with_capacity(count);
+        for _ in 0..count {
+            let template = r.u16().map_err(wire)?;
+            item_cooldowns.push((template, ms(&mut r)?));
+        }
         r.finish().map_err(wire)?;
         if !position
             .iter()
@@ -228,6 +309,8 @@ impl TransferRecord {
                 exp,
                 items,
             },
+            combat,
+            item_cooldowns,
         })
     }
 }
@@ -268,6 +351,12 @@ mod tests {
                     },
                 ],
             },
+            combat: CarriedCombat {
+                buffs: vec![(Buff::Burning, 2_500, 5), (Buff::Invisible, 17, 1)],
+                cooldowns: vec![(5, 9_500)],
+                consumable_ms: 1_200,
+            },
+            item_cooldowns: vec![(3, 30_000)],
         }
     }
 
@@ -287,7 +376,12 @@ mod tests {
                 count: 1,
             })
             .collect();
-        assert!(full.encode().unwrap().len() <= MAX_RECORD_LEN);
+        full.combat.buffs = Buff::ALL.iter().map(|&b| (b, MAX_CARRIED_MS, 9)).collect();
+        full.combat.cooldowns = (0..MAX_ACTIONS as u16).map(|s| (s, 1)).collect();
+        full.item_cooldowns = (0..MAX_ITEM_COOLDOWNS as u16).map(|t| (t, 1)).collect();
+        let bytes = full.encode().unwrap();
+        assert!(bytes.len() <= MAX_RECORD_LEN);
+        assert_eq!(TransferRecord::decode(&bytes).unwrap(), full);
     }
 
     #[test]
@@ -299,9 +393,24 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(TransferRecord::decode(&longer).is_err(), "trailing byte");
-        let mut version = bytes.clone();
-        version[0] = 2;
-        assert!(TransferRecord::decode(&version).is_err());
+        for v in [1, 3] {
+            let mut version = bytes.clone();
+            version[0] = v;
+            assert!(TransferRecord::decode(&version).is_err(), "version {v}");
+        }
+        // The carried part: a buff past the last, a time over an hour.
+        // Two buffs, one cooldown, the consumable's, one item cooldown.
+        let tail = bytes.len() - (1 + 2 * 6 + 1 + 6 + 4 + 1 + 6);
+        assert_eq!(bytes[tail], 2, "two buffs");
+        let mut buff = bytes.clone();
+        buff[tail + 1] = 7;
+        assert!(TransferRecord::decode(&buff).is_err(), "unknown buff");
+        let mut hour = bytes.clone();
+        hour[tail + 2..tail + 6].copy_from_slice(&(MAX_CARRIED_MS + 1).to_le_bytes());
+        assert!(TransferRecord::decode(&hour).is_err(), "over an hour");
+        let mut many = bytes.clone();
+        many[tail] = 8;
+        assert!(TransferRecord::decode(&many).is_err(), "too many buffs");
         let mut nan = record();
         nan.state.position[0] = f32::NAN;
         assert!(TransferRecord::decode(&nan.encode().unwrap()).is_err());

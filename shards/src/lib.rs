@@ -64,7 +64,9 @@ pub use authority::{
     SkillBuffDef, TargetRule,
 };
 pub use border::BorderCrossing;
-pub use combat::{BaseStats, CombatFlags, ConsumableEffect, Progression, ShardEvent, StatBonus};
+pub use combat::{
+    BaseStats, CarriedCombat, CombatFlags, ConsumableEffect, Progression, ShardEvent, StatBonus,
+};
 pub use entity::{
     Buff, BuffFlags, BuffSet, ClientId, Entities, EntityId, EntityRecord, EntityState, EntityType,
     Faction, FactionTable, SpawnParams,

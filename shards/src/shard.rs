@@ -1147,6 +1147,27 @@ impl Shard {
         foreign_at(&self.foreign, &self.world, p)
     }
 
+    /// Whether any quadrant another node simulates lies within `radius`
+    /// of `p` (every quadrant the box around the circle touches is
+    /// checked: exact at quadrant resolution, never a miss).
+    pub fn near_foreign(&self, p: [f32; 3], radius: f32) -> bool {
+        if self.foreign.is_empty() || !radius.is_finite() {
+            return false;
+        }
+        let lo = self.world.quadrant_of(p.map(|v| v - radius));
+        let hi = self.world.quadrant_of(p.map(|v| v + radius));
+        (lo[0]..=hi[0]).any(|x| {
+            (lo[1]..=hi[1]).any(|y| {
+                (lo[2]..=hi[2]).any(|z| {
+                    self.foreign
+                        .get(self.world.quadrant_index([x, y, z]))
+                        .copied()
+                        .unwrap_or(false)
+                })
+            })
+        })
+    }
+
     fn apply_inputs(&mut self, elapsed: u32) {
         let now = self.tick;
         let grace = (self.rules.rtt_allowance * self.tick_hz as f32).ceil() as u32 + 2;

@@ -1,15 +1,16 @@
-//! Ghosts between cluster nodes, shard to shard without a network: two
-//! one-core shards split the default world at x = 0 as two nodes, and
-//! their `NodeGhosts` batches are passed by hand (the engine carries them
-//! over NATS in `engine/tests/cluster.rs`).
+//! Between cluster nodes, shard to shard without a network: two one-core
+//! shards split the default world at x = 0 as two nodes; their
+//! `NodeGhosts` batches, and a crossing player's carried buffs and
+//! cooldowns, are passed by hand (the engine carries them over NATS in
+//! `engine/tests/cluster.rs`).
 
 mod common;
 
 use common::{layout, small_capacity};
 use tos_config::{LayoutKind, ServerConfig};
 use tos_shards::{
-    ActionRefusal, Character, ClientId, EntityType, Faction, NetIdSpace, NodeGhosts, Shard,
-    WorldData,
+    ActionRefusal, Buff, CarriedCombat, Character, ClientId, EntityType, Faction, NetIdSpace,
+    NodeGhosts, Shard, WorldData,
 };
 
 /// Node `node` of two (west 0, east 1), one core each.
@@ -92,6 +93,10 @@ fn players_near_the_border_are_ghosts_on_the_other_node_and_far_ones_are_not() {
     assert_eq!(ghost.record.position[0], 400.0);
     assert!(east.entity(w).expect("and the other way").ghost);
     assert!(west.entity(far).is_none(), "far from the border: not sent");
+    // Say carries 2,000 units: heard across the border from 400 away.
+    assert!(west.near_foreign([-400.0, 0.0, 0.0], 2_000.0));
+    assert!(!west.near_foreign([-3_000.0, 0.0, 0.0], 2_000.0));
+    assert!(!west.near_foreign([-400.0, 0.0, 0.0], f32::NAN));
 
     // Seen, not touched: a skill at the ghost is refused.
     assert_eq!(
@@ -158,4 +163,47 @@ fn ghosts_of_a_silent_node_time_out_and_bad_batches_are_not_kept() {
     );
     assert_eq!(west.accept_node_ghosts(NodeGhosts { node: 999, ..b }), 0);
     assert!(west.entity(99).is_none() && west.entity(101).is_none());
+}
+
+#[test]
+fn buffs_and_cooldowns_travel_with_a_player_to_the_other_node() {
+    let mut west = node(0);
+    let mut east = node(1);
+    let w = enter(&mut west, WEST, 1, [-400.0, 0.0, 0.0]);
+    tick(&mut west, &mut east, 1);
+    // Vanish: Invisible for 5 s, cooling down 10 s.
+    west.cast_skill(w, 5, 0).unwrap();
+    let carried = west.carried_combat(WEST).unwrap();
+    assert_eq!(carried.buffs, [(Buff::Invisible, 5_000, 1)]);
+    assert_eq!(carried.cooldowns, [(5, 10_000)]);
+    assert_eq!(carried.consumable_ms, 0);
+    for t in 2..=31 {
+        tick(&mut west, &mut east, t);
+    }
+    // Half a second later (30 ticks at 60 Hz).
+    let carried = west.carried_combat(WEST).unwrap();
+    assert_eq!(carried.buffs, [(Buff::Invisible, 4_500, 1)]);
+    assert_eq!(carried.cooldowns, [(5, 9_500)]);
+
+    // The player crosses: a new entity on the east with what it carried.
+    west.remove_player(WEST).unwrap();
+    let e = enter(&mut east, EAST, 1, [50.0, 0.0, 0.0]);
+    east.restore_combat(EAST, &carried).unwrap();
+    assert_eq!(east.carried_combat(EAST).unwrap(), carried);
+    assert_eq!(east.cast_skill(e, 5, 0), Err(ActionRefusal::OnCooldown));
+    let state = east.entity(e).unwrap().record.state;
+    assert!(state.contains(tos_shards::EntityState::ALIVE));
+    // Unknown skills are ignored; times are cut to an hour.
+    let odd = CarriedCombat {
+        buffs: vec![(Buff::Slowed, u32::MAX, 2)],
+        cooldowns: vec![(999, 1_000)],
+        consumable_ms: 0,
+    };
+    let other = enter(&mut east, ClientId(9), 9, [60.0, 0.0, 0.0]);
+    east.restore_combat(ClientId(9), &odd).unwrap();
+    let got = east.carried_combat(ClientId(9)).unwrap();
+    assert_eq!(got.buffs, [(Buff::Slowed, 3_600_000, 2)]);
+    assert!(got.cooldowns.is_empty());
+    assert!(east.entity(other).is_some());
+    assert!(east.restore_combat(ClientId(77), &odd).is_err());
 }

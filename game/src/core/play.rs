@@ -579,6 +579,60 @@ impl GameCore {
                 });
             }
         }
+        self.chat_to_other_nodes(&line);
+    }
+
+    /// On a cluster node: a shout goes to every other node, and a say to
+    /// them when another node's ground lies within its radius (their
+    /// cores each pick their listeners). Lost, and counted, while the
+    /// cluster thread's queue is full; NATS down loses it in the link.
+    fn chat_to_other_nodes(&mut self, line: &ChatLine) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let near = match line.audience {
+            Audience::Everyone => None,
+            Audience::Near(p) if self.shard.near_foreign(p, SAY_RADIUS) => {
+                Some(p.map(|v| v.round() as i32))
+            }
+            _ => return,
+        };
+        let command = crate::cluster::ClusterCommand {
+            request: 0,
+            core: self.core,
+            op: crate::cluster::ClusterOp::Chat {
+                from: line.from.clone(),
+                text: line.text.clone(),
+                near,
+            },
+        };
+        let counter = if cluster.view.send(command) {
+            &self.services.counters.chat_to_nodes_total
+        } else {
+            &self.services.counters.cluster_busy_total
+        };
+        bump(counter);
+    }
+
+    /// Another node's shout or say (`near`: where it was said): delivered
+    /// to this core's listeners. The text is checked again: another
+    /// node's build may allow what this one's clients must not get.
+    pub(super) fn chat_from_node(&mut self, from: String, text: String, near: Option<[i32; 3]>) {
+        if chat::check_text(&text).is_err() || from.len() > tos_protocol::wire::game::MAX_NAME_LEN {
+            bump(&self.services.counters.chat_undelivered_total);
+            return;
+        }
+        let (channel, audience) = match near {
+            Some(p) => (ChatChannel::Say, Audience::Near(p.map(|v| v as f32))),
+            None => (ChatChannel::Shout, Audience::Everyone),
+        };
+        self.deliver_chat(&ChatLine {
+            channel,
+            from,
+            text,
+            audience,
+            forwards: 0,
+        });
     }
 
     /// A whisper to nobody online in this process: on a cluster node the

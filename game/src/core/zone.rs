@@ -152,6 +152,11 @@ impl GameCore {
             template: g.character.template,
             faction: g.character.faction,
             state,
+            combat: self.shard.carried_combat(c.client).unwrap_or_default(),
+            item_cooldowns: g
+                .character
+                .inventory
+                .carried_cooldowns(self.tick, self.tick_hz),
         };
         let Some(request) = self.hand_off(&record, to) else {
             return self.keep(c.client);
@@ -379,6 +384,8 @@ impl GameCore {
             template,
             faction,
             state,
+            combat,
+            item_cooldowns,
             ..
         } = *record;
         let character_id = state.id.0;
@@ -401,8 +408,19 @@ impl GameCore {
             return true;
         }
         bump(&self.services.counters.zone_transfers_in_total);
-        let character = self.playing(name, template, faction, state);
+        let mut character = self.playing(name, template, faction, state);
+        character
+            .inventory
+            .restore_cooldowns(&item_cooldowns, self.tick, self.tick_hz);
         self.place(handle, SessionTransfer { account, character });
+        // Its buffs and cooldowns go on with it (a crossing resets neither).
+        let client = match self.sessions.get(&handle).map(|s| &s.session) {
+            Some(Session::InGame(g)) => Some(g.client),
+            _ => None,
+        };
+        if let Some(client) = client {
+            let _ = self.shard.restore_combat(client, &combat);
+        }
         true
     }
 
@@ -440,6 +458,9 @@ impl GameCore {
             template: record.template,
             faction: record.faction,
             state: record.state(),
+            // Logging in: nothing was running.
+            combat: Default::default(),
+            item_cooldowns: Vec::new(),
         };
         let request = self.next_request;
         let command = ClusterCommand {

@@ -27,6 +27,25 @@ pub const DEFAULT_STATS: BaseStats = BaseStats {
     wit: 20,
 };
 
+/// Longest time left a carried buff or cooldown may have (one hour): a
+/// record from another node asking for more is refused.
+pub const MAX_CARRIED_MS: u32 = 3_600_000;
+
+/// What a player carries that the store does not keep, as time left:
+/// buffs, skill cooldowns and the consumable cooldown. It travels with a
+/// player moving to another node (`tos_game::transfer`), so a crossing
+/// neither ends a debuff nor resets a cooldown. Milliseconds, so that
+/// nodes agree whatever their tick counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CarriedCombat {
+    /// Each buff that is on: which, milliseconds left, intensity.
+    pub buffs: Vec<(crate::entity::Buff, u32, u8)>,
+    /// Each skill cooling down: its id, milliseconds until ready.
+    pub cooldowns: Vec<(u16, u32)>,
+    /// Milliseconds until the next consumable may be used.
+    pub consumable_ms: u32,
+}
+
 /// Level, experience and the templates of an entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {

@@ -11,8 +11,8 @@
 use super::*;
 use crate::authority::{ActionRefusal, TargetRule};
 use crate::combat::{
-    CONTRIBUTORS, Cast, CombatFlags, ConsumableEffect, Fighter, Gear, Progress, Progression,
-    ShardEvent, Skill, StatBonus, Strike, formula,
+    CONTRIBUTORS, CarriedCombat, Cast, CombatFlags, ConsumableEffect, Fighter, Gear,
+    MAX_CARRIED_MS, Progress, Progression, ShardEvent, Skill, StatBonus, Strike, formula,
 };
 use crate::loot::{self, ItemState, PickupCheck};
 use tos_config::{LootTable, MAX_LOOT_ENTRIES, SkillKind};
@@ -896,6 +896,80 @@ impl Shard {
                 item: item_net_id,
             },
         )
+    }
+
+    /// A player's buffs and cooldowns as time left (for a move to another
+    /// node); `None` when the client has no player here.
+    pub fn carried_combat(&self, client: ClientId) -> Option<CarriedCombat> {
+        let i = self
+            .ents
+            .by_net_id(self.player_of(client)?)
+            .filter(|&i| self.ents.is_local(i))? as usize;
+        let now = self.tick;
+        let hz = self.tick_hz.max(1);
+        let left = |until: u32| -> u32 {
+            if tick_after(until, now) {
+                let ms = u64::from(until.wrapping_sub(now)) * 1000 / u64::from(hz);
+                ms.min(u64::from(MAX_CARRIED_MS)) as u32
+            } else {
+                0
+            }
+        };
+        let set = &self.ents.buffs[i];
+        let buffs = Buff::ALL
+            .into_iter()
+            .filter(|b| set.flags.contains(b.flag()))
+            .map(|b| (b, left(set.until[b as usize]), set.intensity[b as usize]))
+            .filter(|&(_, ms, _)| ms > 0)
+            .collect();
+        let cooldowns = self
+            .skills
+            .iter()
+            .zip(self.ents.cooldowns[i])
+            .map(|(skill, ready)| (skill.def.id, left(ready)))
+            .filter(|&(_, ms)| ms > 0)
+            .collect();
+        Some(CarriedCombat {
+            buffs,
+            cooldowns,
+            consumable_ms: left(self.ents.fighter[i].consumable_ready),
+        })
+    }
+
+    /// Puts carried buffs and cooldowns on a player that just entered
+    /// here (times over [`MAX_CARRIED_MS`] are cut to it; skills this
+    /// node does not know are ignored).
+    pub fn restore_combat(
+        &mut self,
+        client: ClientId,
+        carried: &CarriedCombat,
+    ) -> Result<(), ShardError> {
+        let net = self
+            .player_of(client)
+            .ok_or(ShardError::UnknownClient(client))?;
+        let i = self
+            .ents
+            .by_net_id(net)
+            .filter(|&i| self.ents.is_local(i))
+            .ok_or(ShardError::UnknownEntity(net))? as usize;
+        self.scratch.entities_changed();
+        let now = self.tick;
+        let ticks = |ms: u32| formula::ms_to_ticks(ms.min(MAX_CARRIED_MS), self.tick_hz);
+        for &(buff, ms, intensity) in &carried.buffs {
+            if ms > 0 {
+                self.ents.buffs[i].apply(buff, now, ticks(ms), intensity);
+            }
+        }
+        for &(id, ms) in &carried.cooldowns {
+            if let Some(slot) = self.skills.iter().position(|s| s.def.id == id) {
+                self.ents.cooldowns[i][slot] = now.wrapping_add(ticks(ms));
+            }
+        }
+        if carried.consumable_ms > 0 {
+            self.ents.fighter[i].consumable_ready = now.wrapping_add(ticks(carried.consumable_ms));
+        }
+        self.ents.dirty[i] = true;
+        Ok(())
     }
 
     /// Uses a consumable now (the game layer has taken it from the
