@@ -65,6 +65,7 @@ fn nats_server_binary() -> Option<&'static str> {
 
 /// A nats-server with JetStream of this test's own, to stop and restart.
 struct PrivateNats {
+    host: String,
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -73,7 +74,13 @@ struct PrivateNats {
 
 impl PrivateNats {
     fn start(binary: &'static str) -> Self {
+        Self::start_on(binary, "127.0.0.1")
+    }
+
+    /// Listening on `host` (an address of this machine).
+    fn start_on(binary: &'static str, host: &str) -> Self {
         let mut nats = Self {
+            host: host.to_owned(),
             port: free_tcp_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
@@ -84,20 +91,13 @@ impl PrivateNats {
     }
 
     fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.host, self.port)
     }
 
     /// Starts it (again) on the same port and store directory.
     fn restart(&mut self) {
         let child = Command::new(self.binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+            .args(["-a", &self.host, "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -105,7 +105,7 @@ impl PrivateNats {
             .expect("nats-server starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect((self.host.as_str(), self.port)).is_err() {
             assert!(Instant::now() < deadline, "nats-server did not answer");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -156,10 +156,15 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, name: &str, port: u16) -> Self {
+        Self::start_at(dir, name, "127.0.0.1", port, None)
+    }
+
+    /// Listening on `host:port`, inside network namespace `netns` if any.
+    fn start_at(dir: &Path, name: &str, host: &str, port: u16, netns: Option<&str>) -> Self {
         let metrics_port = free_tcp_port();
         let mut c = common::config(1, dir);
-        c.network.bind = format!("127.0.0.1:{port}");
-        c.network.metrics_addr = Some(format!("127.0.0.1:{metrics_port}"));
+        c.network.bind = format!("{host}:{port}");
+        c.network.metrics_addr = Some(format!("{host}:{metrics_port}"));
         c.accounts.login_attempts_per_minute_per_account = 100_000;
         let config = dir.join(format!("{name}.ron"));
         std::fs::write(
@@ -167,7 +172,17 @@ impl Node {
             ron::ser::to_string_pretty(&c, Default::default()).unwrap(),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tos-server"))
+        let server = env!("CARGO_BIN_EXE_tos-server");
+        // `ip netns exec` execs the server: the child's pid is the server's.
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, server]);
+                c
+            }
+            None => Command::new(server),
+        };
+        let mut child = command
             .args(["--config", config.to_str().unwrap()])
             .args(["--data-dir", dir.to_str().unwrap()])
             .args(["--cores", "1", "--log-level", "info"])
@@ -213,12 +228,13 @@ impl Node {
                 kept.lock().unwrap().push(line);
             }
         });
+        let ip: std::net::IpAddr = host.parse().expect("an IP address");
         Self {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::new(ip, port),
             key: key.expect("the log names the public key"),
             integrity,
-            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            metrics: SocketAddr::new(ip, metrics_port),
             log,
         }
     }
@@ -337,6 +353,20 @@ impl Pair {
 
     /// Two nodes using the NATS server at `nats`.
     fn start_on(nats: String, lease_ttl_ms: u64, transfer_timeout_ms: u64) -> Self {
+        Self::start_at(nats, lease_ttl_ms, transfer_timeout_ms, None)
+    }
+
+    /// On loopback, or each node in its own network namespace of `hosts`.
+    fn start_at(
+        nats: String,
+        lease_ttl_ms: u64,
+        transfer_timeout_ms: u64,
+        hosts: Option<&Hosts>,
+    ) -> Self {
+        let (west_host, east_host) = match hosts {
+            Some(h) => (h.west.1.as_str(), h.east.1.as_str()),
+            None => ("127.0.0.1", "127.0.0.1"),
+        };
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "t{}n{}",
@@ -371,8 +401,8 @@ impl Pair {
                 "transfer_timeout_ms: 10000",
                 &format!("transfer_timeout_ms: {transfer_timeout_ms}"),
             )
-            .replace("127.0.0.1:7777", &format!("127.0.0.1:{west_port}"))
-            .replace("127.0.0.1:7778", &format!("127.0.0.1:{east_port}"))
+            .replace("127.0.0.1:7777", &format!("{west_host}:{west_port}"))
+            .replace("127.0.0.1:7778", &format!("{east_host}:{east_port}"))
             .replace("nats://127.0.0.1:4222", &nats);
         assert!(
             file.contains(&name)
@@ -381,8 +411,9 @@ impl Pair {
         );
         std::fs::write(dir.path().join("cluster.ron"), file).unwrap();
         // West first: it creates the keys and the database east then uses.
-        let west = Node::start(dir.path(), "west", west_port);
-        let east = Node::start(dir.path(), "east", east_port);
+        let netns = |side: fn(&Hosts) -> &(String, String)| hosts.map(|h| side(h).0.as_str());
+        let west = Node::start_at(dir.path(), "west", west_host, west_port, netns(|h| &h.west));
+        let east = Node::start_at(dir.path(), "east", east_host, east_port, netns(|h| &h.east));
         assert!(west.logged("cluster node: serving these quadrants"));
         Self {
             west,
@@ -1131,7 +1162,7 @@ struct Pacer {
 fn players_pace_back_and_forth_across_the_border_and_are_always_on_one_node() {
     use tos_client::{SessionEvent, SnapshotHandling};
     const PLAYERS: usize = 10;
-    const RUN: Duration = Duration::from_secs(20);
+    const RUN: Duration = Duration::from_secs(60);
     const SPEED: f32 = 250.0;
     let Some(pair) = Pair::start(30_000) else {
         return;
@@ -1451,4 +1482,150 @@ fn players_see_and_hear_each_other_across_the_node_border() {
         "the ghost of a player who left the east is dropped in the west: {:?}",
         players_seen(&players[0])
     );
+}
+
+/// Two network namespaces as two hosts: a bridge on this machine
+/// (`10.213.K.1`, where a private NATS listens) and one namespace per node
+/// (`10.213.K.2` west, `.3` east), each with a veth on the bridge. Removed
+/// on drop.
+struct Hosts {
+    bridge: String,
+    gateway: String,
+    /// (namespace, address).
+    west: (String, String),
+    east: (String, String),
+}
+
+impl Hosts {
+    /// `None` (skipped, said why) when namespaces cannot be made here (not
+    /// root, no `ip`); with `TOS_REQUIRE_SERVICES=1` that fails instead.
+    fn create() -> Option<Self> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let k = (std::process::id() + N.fetch_add(1, Ordering::Relaxed) * 7) % 250 + 1;
+        let hosts = Self {
+            bridge: format!("tosbr{k}"),
+            gateway: format!("10.213.{k}.1"),
+            west: (format!("tos{k}w"), format!("10.213.{k}.2")),
+            east: (format!("tos{k}e"), format!("10.213.{k}.3")),
+        };
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|e| e.to_string())
+                .and_then(|o| {
+                    if o.status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "ip {}: {}",
+                            args.join(" "),
+                            String::from_utf8_lossy(&o.stderr)
+                        ))
+                    }
+                })
+        };
+        let b = hosts.bridge.as_str();
+        let made = (|| {
+            ip(&["link", "add", b, "type", "bridge"])?;
+            ip(&["addr", "add", &format!("{}/24", hosts.gateway), "dev", b])?;
+            ip(&["link", "set", b, "up"])?;
+            for (ns, addr) in [&hosts.west, &hosts.east] {
+                let (outer, inner) = (format!("{ns}a"), format!("{ns}b"));
+                ip(&["netns", "add", ns])?;
+                ip(&[
+                    "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+                ])?;
+                ip(&["link", "set", &inner, "netns", ns])?;
+                ip(&["link", "set", &outer, "master", b])?;
+                ip(&["link", "set", &outer, "up"])?;
+                ip(&[
+                    "netns",
+                    "exec",
+                    ns,
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    &inner,
+                ])?;
+                ip(&["netns", "exec", ns, "ip", "link", "set", &inner, "up"])?;
+                ip(&["netns", "exec", ns, "ip", "link", "set", "lo", "up"])?;
+            }
+            Ok::<(), String>(())
+        })();
+        match made {
+            Ok(()) => Some(hosts),
+            Err(e) => {
+                drop(hosts);
+                let msg = format!("skipped: cannot make network namespaces here ({e})");
+                assert!(
+                    std::env::var("TOS_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "{msg}"
+                );
+                eprintln!("{msg}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its veth and the peer with it.
+        for (ns, _) in [&self.west, &self.east] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn two_nodes_in_two_network_namespaces_are_one_world() {
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
+    let Some(hosts) = Hosts::create() else {
+        return;
+    };
+    let nats = PrivateNats::start_on(binary, &hosts.gateway);
+    let pair = Pair::start_at(nats.url(), 30_000, 10_000, Some(&hosts));
+    assert_eq!(pair.west.addr.ip().to_string(), hosts.west.1);
+    // A player in the east, 4 m from the border, sees a player of the
+    // west walking up; the walker crosses, following the ZoneTransfer to
+    // the east's address in the other namespace.
+    let watcher = pair.east_player_at("nswatch", 400.0);
+    let walker = pair.west_player_at("nswalker", -150.0);
+    let mut players = [walker, watcher];
+    assert!(
+        common::play(
+            &mut players,
+            Duration::from_secs(10),
+            |_, _| [0.0; 3],
+            |ps| sees_player_at(&ps[1], [-150.0, 0.0]).is_some(),
+        ),
+        "the east sees the west's player across the namespaces: {:?}",
+        players_seen(&players[1])
+    );
+    let [mut walker, watcher] = players;
+    let to_east = walk_until_transfer(&mut walker, [300.0, 0.0, 0.0], Duration::from_secs(5));
+    assert_eq!(to_east.0, pair.east.addr, "sent to the east's namespace");
+    let east = follow(&to_east, pair.east.integrity, "nswalker");
+    assert!(east.entered.unwrap().position[0] >= 0.0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pair.west.metric("tos_game_online"), 0);
+    assert_eq!(pair.east.metric("tos_game_online"), 2);
+    assert_eq!(pair.east.metric("tos_game_zone_transfers_in_total"), 1);
+    drop((east, watcher, walker));
+    drop(pair);
+    drop(nats);
 }

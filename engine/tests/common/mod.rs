@@ -199,7 +199,14 @@ impl Player {
         spec: LoginSpec,
         ticket: Vec<u8>,
     ) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Loopback for a server on loopback; else any address (a server in
+        // a network namespace of the test's own).
+        let local = if addr.ip().is_loopback() {
+            "127.0.0.1:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let socket = UdpSocket::bind(local).unwrap();
         socket.set_nonblocking(true).unwrap();
         let mut seed = [7u8; 32];
         let port = socket.local_addr().unwrap().port();
