@@ -33,6 +33,12 @@ use crate::stats::{CoreSnapshot, CoreStats};
 /// 1200; anything larger is not ours).
 pub const FORWARD_MAX: usize = 1280;
 
+/// How long a stopping core waits for the outcome of its players' hand-offs
+/// to other nodes: a hand-off's acknowledgement times out after the
+/// cluster's `handoff_timeout_ms` (2 s in the example) and is then settled
+/// through the directory.
+const CROSSING_WAIT: Duration = Duration::from_secs(4);
+
 /// A datagram that arrived on the wrong core, carried to its owner.
 #[derive(Clone)]
 pub struct ForwardedDatagram {
@@ -671,6 +677,26 @@ impl CoreRunner {
             game.shutdown();
         }
         self.drain_game(now);
+        // A player frozen mid-crossing is saved here (kept) or is the other
+        // node's (delivered) only once its hand-off's outcome comes: wait
+        // for it, briefly (the cluster thread stops after the cores).
+        let deadline = now + CROSSING_WAIT;
+        while self.game.as_ref().is_some_and(|g| g.crossings_pending()) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+            let now = Instant::now();
+            if let Some(game) = self.game.as_mut() {
+                game.handle_replies(now);
+            }
+            self.drain_game(now);
+        }
+        if self.game.as_ref().is_some_and(|g| g.crossings_pending()) {
+            tracing::warn!(
+                core = self.settings.core,
+                "stopping with a hand-off undecided: its player's lease decides where it is, \
+                 at its last save"
+            );
+        }
         let handles: Vec<_> = self.endpoint.handles().collect();
         for h in handles {
             if let Some(c) = self.endpoint.connection_mut(h) {

@@ -1629,3 +1629,48 @@ fn two_nodes_in_two_network_namespaces_are_one_world() {
     drop(pair);
     drop(nats);
 }
+
+#[test]
+fn a_sigterm_during_a_hand_off_waits_for_its_outcome() {
+    let Some(mut pair) = Pair::start(30_000) else {
+        return;
+    };
+    // The east stops answering (SIGSTOP: still subscribed, so the offer
+    // waits out the 2 s acknowledgement timeout and is settled Kept).
+    let mut walker = pair.west_player_at("stopper", -150.0);
+    let id = walker.entered.unwrap().character_id;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(pair.east.child.id() as i32, libc::SIGSTOP) },
+        0
+    );
+    walk_then_stand(
+        std::slice::from_mut(&mut walker),
+        [300.0, 0.0, 0.0],
+        Duration::from_millis(900),
+    );
+    assert_eq!(pair.west.metric("tos_game_zone_crossings_total"), 1);
+    assert_eq!(
+        pair.west.metric("tos_game_zone_crossings_kept_total"),
+        0,
+        "the hand-off is still undecided"
+    );
+    // Stopped now: the west waits for the outcome (kept), then saves the
+    // player where it stood, at the border, and releases its lease.
+    let asked = Instant::now();
+    let status = pair.west.signal(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    eprintln!("the west stopped {:?} after SIGTERM", asked.elapsed());
+    assert!(!pair.west.logged("hand-off undecided"));
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::kill(pair.east.child.id() as i32, libc::SIGCONT) },
+        0
+    );
+    let saved = common::saved_position_in(&pair.dir.path().join("tos.sqlite3"), id);
+    assert!(
+        saved[0] > -40.0 && saved[0] < 0.0,
+        "saved at the border, on the west's side, not where it entered (-150): {saved:?}"
+    );
+    drop(walker);
+}

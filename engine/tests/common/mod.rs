@@ -119,6 +119,17 @@ pub fn place_in(database: &std::path::Path, character_id: u64, position: [f32; 3
     db.save_states(&[s], 0).expect("saved");
 }
 
+/// A character's saved position in the SQLite database at `database`.
+#[allow(dead_code)]
+pub fn saved_position_in(database: &std::path::Path, character_id: u64) -> [f32; 3] {
+    let mut db = SqliteBackend::open(database, Duration::from_secs(5)).expect("the database opens");
+    db.load_character(CharacterId(character_id))
+        .expect("loads")
+        .expect("the character exists")
+        .state()
+        .position
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {

@@ -77,6 +77,13 @@ impl GameCore {
     }
 
     /// Whether a player's hand-off is in flight (it must not be saved).
+    /// Whether a player of this core waits for its hand-off's outcome
+    /// (the engine waits for it on shutdown: kept, the player is saved
+    /// here; delivered, it is the other node's).
+    pub fn crossings_pending(&self) -> bool {
+        !self.zone.frozen.is_empty()
+    }
+
     pub(super) fn is_frozen(&self, client: ClientId) -> bool {
         self.zone.frozen.contains(&client)
     }
