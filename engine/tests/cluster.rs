@@ -314,6 +314,13 @@ impl Node {
         self.signal(libc::SIGKILL);
     }
 
+    /// Sends `sig` (SIGSTOP, SIGCONT) without waiting.
+    fn pause(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0);
+    }
+
     /// Sends `sig` and waits for the process to end; its exit status.
     fn signal(&mut self, sig: i32) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child's pid.
@@ -1639,11 +1646,7 @@ fn a_sigterm_during_a_hand_off_waits_for_its_outcome() {
     // waits out the 2 s acknowledgement timeout and is settled Kept).
     let mut walker = pair.west_player_at("stopper", -150.0);
     let id = walker.entered.unwrap().character_id;
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(
-        unsafe { libc::kill(pair.east.child.id() as i32, libc::SIGSTOP) },
-        0
-    );
+    pair.east.pause(libc::SIGSTOP);
     walk_then_stand(
         std::slice::from_mut(&mut walker),
         [300.0, 0.0, 0.0],
@@ -1662,11 +1665,7 @@ fn a_sigterm_during_a_hand_off_waits_for_its_outcome() {
     assert!(status.success(), "{status:?}");
     eprintln!("the west stopped {:?} after SIGTERM", asked.elapsed());
     assert!(!pair.west.logged("hand-off undecided"));
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::kill(pair.east.child.id() as i32, libc::SIGCONT) },
-        0
-    );
+    pair.east.pause(libc::SIGCONT);
     let saved = common::saved_position_in(&pair.dir.path().join("tos.sqlite3"), id);
     assert!(
         saved[0] > -40.0 && saved[0] < 0.0,
