@@ -755,7 +755,15 @@ impl Router {
                 tick,
                 ghosts: list,
             };
-            if let Err(e) = self.to_cores[core].try_send(ClusterReply::Ghosts(batch)) {
+            // Ghosts take at most half of a core's reply channel: a core
+            // that falls behind loses ghosts, not lease answers.
+            let tx = &self.to_cores[core];
+            let sent = if tx.len() < QUEUE / 2 {
+                tx.try_send(ClusterReply::Ghosts(batch))
+            } else {
+                Err(TrySendError::Full(ClusterReply::Ghosts(batch)))
+            };
+            if let Err(e) = sent {
                 self.counters
                     .zone_ghost_batches_dropped_total
                     .fetch_add(1, Ordering::Relaxed);

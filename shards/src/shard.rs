@@ -435,9 +435,11 @@ pub struct EntityInfo {
     pub id: EntityId,
     /// Everything simulated about it.
     pub record: EntityRecord,
-    /// Whether it is a ghost of another core's entity.
+    /// Whether it is a ghost of another core's (or node's) entity.
     pub ghost: bool,
-    /// The core that owns it.
+    /// The core that owns it; for a ghost of another cluster node's
+    /// entity, that node's peer id (this process's cores + the node's
+    /// index).
     pub owner_core: u16,
     /// Its quantized state as of the current tick.
     pub quantized: QuantizedEntity,
