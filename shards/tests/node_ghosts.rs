@@ -207,3 +207,58 @@ fn buffs_and_cooldowns_travel_with_a_player_to_the_other_node() {
     assert!(east.entity(other).is_some());
     assert!(east.restore_combat(ClientId(77), &odd).is_err());
 }
+
+#[test]
+fn a_node_of_two_cores_sends_core_and_node_batches_and_each_core_keeps_its_own() {
+    // The west runs two cores (y < 0 and y >= 0 of x < 0); the east one.
+    let config = ServerConfig::default();
+    let layout = layout(&config, 2, LayoutKind::Blocks { cols: 1, rows: 2 });
+    let west_core = |core: u16| {
+        let data = WorldData {
+            net_ids: NetIdSpace {
+                first: 0,
+                stride: 3,
+            },
+            ..WorldData::default()
+        };
+        let mut s = Shard::with_capacity(core, &config, &layout, data, small_capacity()).unwrap();
+        let table = (0..256).map(|i| (i % 16 >= 8).then_some(1)).collect();
+        assert!(s.set_foreign_quadrants(table));
+        s
+    };
+    let (mut w0, mut w1) = (west_core(0), west_core(1));
+    let id = enter(&mut w0, WEST, 1, [-400.0, -400.0, 0.0]);
+    assert_eq!(id % 3, 0, "core 0 of the first node");
+    w0.tick(1);
+    let mut local = Vec::new();
+    let mut nodes = Vec::new();
+    w0.publish_ghosts(&mut local);
+    w0.take_node_ghosts(&mut nodes);
+    assert_eq!(local.len(), 1);
+    assert_eq!(local[0].to_core, 1, "the other core of its node");
+    assert!(local[0].ghosts.iter().any(|g| g.net_id == id));
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].node, 1, "the other node");
+    assert!(nodes[0].ghosts.iter().any(|g| g.net_id == id));
+
+    // From the east: one entity by both west cores, one only by core 1's
+    // ground (3 km north of core 0's).
+    let mut east = node(1);
+    let near_both = enter(&mut east, EAST, 2, [400.0, 400.0, 0.0]);
+    let north = enter(&mut east, ClientId(3), 3, [400.0, 300_000.0, 0.0]);
+    east.tick(1);
+    let mut out = Vec::new();
+    east.publish_ghosts(&mut local);
+    east.take_node_ghosts(&mut out);
+    let batch = out.pop().unwrap();
+    assert!(batch.ghosts.iter().any(|g| g.net_id == north));
+    w1.tick(1);
+    for (shard, keeps_north) in [(&mut w0, false), (&mut w1, true)] {
+        shard.accept_node_ghosts(NodeGhosts {
+            node: 1,
+            ..batch.clone()
+        });
+        assert!(shard.entity(near_both).is_some());
+        assert_eq!(shard.entity(north).is_some(), keeps_north);
+    }
+}
