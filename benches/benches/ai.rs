@@ -18,8 +18,6 @@
 //!   [`Pathfinder`] and with the `pathfinding` crate's `astar` over the
 //!   same window, neighbours and walkability test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
@@ -34,30 +32,8 @@ use tos_shards::{
     WorldData,
 };
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: defers to the system allocator; only adds a relaxed counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged; the caller upholds alloc's contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tos_benches::Counting = tos_benches::Counting;
 
 struct Rng(tos_protocol::rng::SplitMix64);
 
@@ -290,12 +266,12 @@ fn cpu_time() -> Duration {
 
 fn timed(s: &mut Scenario, ticks: usize) -> (Vec<Duration>, u64) {
     let mut times = Vec::with_capacity(ticks);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = tos_benches::allocations();
     for _ in 0..ticks {
         s.tick_only();
         times.push(s.last);
     }
-    let allocs = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocs = tos_benches::allocations() - before;
     (times, allocs)
 }
 

@@ -19,9 +19,6 @@
 //! ticks of publish → encode → decode → accept with the vectors recycled
 //! the way the engine does (the core's share of it should be zero).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
 use tos_config::{LayoutKind, ServerConfig, ShardLayout};
 use tos_game::node_ghosts;
@@ -29,30 +26,8 @@ use tos_shards::{
     EntityType, Faction, NetIdSpace, NodeGhosts, Shard, ShardCapacity, SpawnParams, WorldData,
 };
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: defers to the system allocator; only adds a relaxed counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged; the caller upholds alloc's contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tos_benches::Counting = tos_benches::Counting;
 
 /// Node `node` of two (west 0, east 1), one core each.
 fn node(node: u16) -> Shard {
@@ -133,10 +108,10 @@ fn steady_allocations() {
             east.tick(t);
             west.tick(t);
             local.clear();
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let before = tos_benches::allocations();
             east.publish_ghosts(&mut local);
             east.take_node_ghosts(&mut out);
-            let core = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            let core = tos_benches::allocations() - before;
             let b = out.pop().unwrap();
             node_ghosts::encode(1, &b, &mut bytes);
             // The cluster thread keeps the sender's vector for the next
@@ -144,13 +119,13 @@ fn steady_allocations() {
             pool.push(b.ghosts);
             let mut ghosts = pool.pop().unwrap_or_default();
             let (from, tick) = node_ghosts::decode(&bytes, &mut ghosts).unwrap();
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let before = tos_benches::allocations();
             west.accept_node_ghosts(NodeGhosts {
                 node: from,
                 tick,
                 ghosts,
             });
-            *count += core + ALLOCATIONS.load(Ordering::Relaxed) - before;
+            *count += core + tos_benches::allocations() - before;
             // The west sends the east a batch of its own (empty): the
             // vector circulates back.
             local.clear();

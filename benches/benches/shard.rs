@@ -15,39 +15,14 @@
 //! grows past its capacity reallocates once (doubling), which is warm-up,
 //! not per-tick work.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use tos_config::{LayoutKind, ServerConfig, ShardLayout};
 use tos_protocol::wire::game::MovementClaim;
 use tos_shards::{Character, ClientId, Faction, Shard, ShardCapacity, WorldData};
 
 /// Counts every allocation (and reallocation) made by the process.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: defers to the system allocator; only adds a relaxed counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged; the caller upholds alloc's contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tos_benches::Counting = tos_benches::Counting;
 
 /// The workspace's SplitMix64, for the players' walks.
 struct Rng(tos_protocol::rng::SplitMix64);
@@ -157,12 +132,12 @@ fn scenario(c: &mut Criterion, name: &str, players: u32, centre: [f32; 2], sprea
     for _ in 0..120 {
         s.step();
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = tos_benches::allocations();
     let bytes_before = s.bytes;
     for _ in 0..100 {
         s.step();
     }
-    let allocs = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocs = tos_benches::allocations() - before;
     let (hits, encoded) = s.shard.record_cache_counts();
     eprintln!(
         "{name}: {:.1}% of snapshot records copied from the shared per-tick cache",

@@ -217,31 +217,30 @@ impl WireValue for QuadrantValue {
     }
 }
 
+/// The limits every chat line shares: the speaker's node and name, the
+/// text.
+fn check_line(from_node: &str, from: &str, text: &str) -> Result<(), WireError> {
+    check_node(from_node)?;
+    if from.len() > MAX_CHARACTER_NAME {
+        return Err(WireError::FieldTooLong("from"));
+    }
+    if text.len() > MAX_CHAT_TEXT {
+        return Err(WireError::FieldTooLong("text"));
+    }
+    Ok(())
+}
+
 impl WireValue for WhisperLine {
     const KIND: Kind = Kind::Whisper;
     fn check(&self) -> Result<(), WireError> {
-        check_node(&self.from_node)?;
-        if self.from.len() > MAX_CHARACTER_NAME {
-            return Err(WireError::FieldTooLong("from"));
-        }
-        if self.text.len() > MAX_CHAT_TEXT {
-            return Err(WireError::FieldTooLong("text"));
-        }
-        Ok(())
+        check_line(&self.from_node, &self.from, &self.text)
     }
 }
 
 impl WireValue for ChatBroadcast {
     const KIND: Kind = Kind::Chat;
     fn check(&self) -> Result<(), WireError> {
-        check_node(&self.from_node)?;
-        if self.from.len() > MAX_CHARACTER_NAME {
-            return Err(WireError::FieldTooLong("from"));
-        }
-        if self.text.len() > MAX_CHAT_TEXT {
-            return Err(WireError::FieldTooLong("text"));
-        }
-        Ok(())
+        check_line(&self.from_node, &self.from, &self.text)
     }
 }
 
