@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::play::{find, refused};
+use common::play::{find, heard, refused, speak};
 use common::{Player, spec};
 use tos_protocol::wire::Channel;
 use tos_protocol::wire::game::{ChatChannel, ClientMessage, RefusalReason, ServerMessage};
@@ -1430,30 +1430,12 @@ fn players_see_and_hear_each_other_across_the_node_border() {
         target: "",
         text,
     };
-    let heard = |p: &mut Player, channel: ChatChannel| {
-        find(p, "ChatMessage", |m| match m {
-            ServerMessage::ChatMessage {
-                channel: c,
-                from,
-                text,
-            } if *c == channel => Some((from.to_string(), text.to_string())),
-            _ => None,
-        })
-    };
-    players[0].send(
-        Channel::ReliableOrdered,
-        chat(ChatChannel::Say, "over the line"),
-    );
-    players[0].pump();
+    speak(&mut players[0], chat(ChatChannel::Say, "over the line"));
     assert_eq!(
         heard(&mut players[1], ChatChannel::Say),
         ("Lookwest".into(), "over the line".into())
     );
-    players[1].send(
-        Channel::ReliableOrdered,
-        chat(ChatChannel::Shout, "hear ye"),
-    );
-    players[1].pump();
+    speak(&mut players[1], chat(ChatChannel::Shout, "hear ye"));
     assert_eq!(
         heard(&mut players[0], ChatChannel::Shout),
         ("Lookeast".into(), "hear ye".into())

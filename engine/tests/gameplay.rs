@@ -15,7 +15,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::play::{action_result, bag, find, inventory, plant, refused, refused_raw, stats};
+use common::play::{
+    action_result, bag, find, heard, inventory, plant, refused, refused_raw, speak, stats,
+};
 use common::{Player, TestServer, enter, spec};
 use tos_protocol::wire::Channel;
 use tos_protocol::wire::game::{
@@ -202,25 +204,6 @@ fn say(channel: ChatChannel, target: &'static str, text: &'static str) -> Client
         target,
         text,
     }
-}
-
-/// Sends a chat line and pumps it out (the listeners pump only their own
-/// connections).
-fn speak(p: &mut Player, msg: ClientMessage<'_>) {
-    p.send(Channel::ReliableOrdered, msg);
-    p.pump();
-}
-
-/// Waits for a chat line on `channel`; (from, text).
-fn heard(p: &mut Player, channel: ChatChannel) -> (String, String) {
-    find(p, "ChatMessage", |m| match m {
-        ServerMessage::ChatMessage {
-            channel: c,
-            from,
-            text,
-        } if *c == channel => Some((from.to_string(), text.to_string())),
-        _ => None,
-    })
 }
 
 #[test]

@@ -7,11 +7,33 @@ use std::time::{Duration, Instant};
 
 use tos_protocol::wire::Channel;
 use tos_protocol::wire::game::{
-    CharacterStats, ClientMessage, EquippedItem, InventoryItem, RefusalReason, ServerMessage,
+    CharacterStats, ChatChannel, ClientMessage, EquippedItem, InventoryItem, RefusalReason,
+    ServerMessage,
 };
 use tos_store::{Backend, CharacterId, SavedItem, SqliteBackend};
 
 use super::Player;
+
+/// Sends a chat line and pumps it out (the listeners pump only their own
+/// connections).
+#[allow(dead_code)]
+pub fn speak(p: &mut Player, msg: ClientMessage<'_>) {
+    p.send(Channel::ReliableOrdered, msg);
+    p.pump();
+}
+
+/// Waits for a chat line on `channel`; (from, text).
+#[allow(dead_code)]
+pub fn heard(p: &mut Player, channel: ChatChannel) -> (String, String) {
+    find(p, "ChatMessage", |m| match m {
+        ServerMessage::ChatMessage {
+            channel: c,
+            from,
+            text,
+        } if *c == channel => Some((from.to_string(), text.to_string())),
+        _ => None,
+    })
+}
 
 /// Pumps until a message `f` accepts arrives (earlier ones it does not
 /// accept are dropped from the inbox); panics after 10 s naming `what`.
