@@ -23,11 +23,14 @@
 //!      …    1 cooldown count c ≤ 16; c × (skill id u16 LE, ms left u32 LE)
 //!      …    4 consumable cooldown, ms left u32 LE
 //!      …    1 item cooldown count k ≤ 64; k × (template u16 LE, ms left u32 LE)
+//!      …    4 the player's network id on the sending node, u32 LE (0: none)
 //! ```
 //!
 //! Times left are at most one hour (`tos_shards::combat::MAX_CARRIED_MS`):
 //! buffs and cooldowns travel with the player, so a crossing neither ends
-//! a debuff nor resets a cooldown.
+//! a debuff nor resets a cooldown. The old network id lets the receiver
+//! drop the player's ghost from the sender at once (else the arrival would
+//! be seen twice until that ghost aged out).
 //!
 //! Decoding checks every field (finite numbers, lengths, the items'
 //! own checks) and that nothing follows: a bad record is refused, never
@@ -80,7 +83,8 @@ pub const MAX_RECORD_LEN: usize = 1
     + MAX_ACTIONS * 6
     + 4
     + 1
-    + MAX_ITEM_COOLDOWNS * 6;
+    + MAX_ITEM_COOLDOWNS * 6
+    + 4;
 
 /// The secret of one transfer: random, used once.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,6 +152,9 @@ pub struct TransferRecord {
     pub combat: CarriedCombat,
     /// Its item-template cooldowns at the crossing: (template, ms left).
     pub item_cooldowns: Vec<(u16, u32)>,
+    /// Its network id on the sending node (0: none, it was not in the
+    /// world there): the receiver drops its ghost of it.
+    pub ghost_id: u32,
 }
 
 /// Why a record was refused.
@@ -210,6 +217,7 @@ impl TransferRecord {
                 w.u16(template)?;
                 w.u32(ms.min(MAX_CARRIED_MS))?;
             }
+            w.u32(self.ghost_id)?;
             Ok::<usize, tos_protocol::wire::EncodeError>(w.position())
         })()
         .map_err(|e| RecordError(format!("{e:?}")))?;
@@ -282,6 +290,7 @@ impl TransferRecord {
             let template = r.u16().map_err(wire)?;
             item_cooldowns.push((template, ms(&mut r)?));
         }
+        let ghost_id = r.u32().map_err(wire)?;
         r.finish().map_err(wire)?;
         if !position
             .iter()
@@ -311,6 +320,7 @@ impl TransferRecord {
             },
             combat,
             item_cooldowns,
+            ghost_id,
         })
     }
 }
@@ -357,6 +367,7 @@ mod tests {
                 consumable_ms: 1_200,
             },
             item_cooldowns: vec![(3, 30_000)],
+            ghost_id: 77,
         }
     }
 
@@ -399,8 +410,9 @@ mod tests {
             assert!(TransferRecord::decode(&version).is_err(), "version {v}");
         }
         // The carried part: a buff past the last, a time over an hour.
-        // Two buffs, one cooldown, the consumable's, one item cooldown.
-        let tail = bytes.len() - (1 + 2 * 6 + 1 + 6 + 4 + 1 + 6);
+        // Two buffs, one cooldown, the consumable's, one item cooldown, the
+        // old network id.
+        let tail = bytes.len() - (1 + 2 * 6 + 1 + 6 + 4 + 1 + 6 + 4);
         assert_eq!(bytes[tail], 2, "two buffs");
         let mut buff = bytes.clone();
         buff[tail + 1] = 7;

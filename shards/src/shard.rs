@@ -387,6 +387,10 @@ pub struct Shard {
     /// Per peer id (cores, then other nodes): the newest batch's tick
     /// (for other nodes: this shard's tick when it came).
     last_batch_tick: Vec<Option<u32>>,
+    /// Ghosts of other nodes' players that crossed to this node, dropped
+    /// at their arrival: (network id, the tick until which a batch still
+    /// in flight does not bring them back).
+    crossed: Vec<(u32, u32)>,
     doomed: Vec<(u32, u16)>,
     scratch: Scratch,
     report: TickReport,
@@ -406,6 +410,11 @@ const PEER_IDS: usize = 256;
 /// Spare ghost vectors a shard keeps at most beyond one per peer (more
 /// batches can come in than go out: the surplus is freed).
 const SPARE_BATCHES: usize = 8;
+
+/// Players that crossed from another node remembered at once (their old
+/// ghost is kept out for [`GHOST_GRACE_TICKS`]); past it the oldest is
+/// forgotten and its ghost at worst shows until it ages out.
+const MAX_CROSSED: usize = 64;
 
 /// The slot of each peer id in `outgoing`, and `outgoing` itself.
 #[allow(clippy::type_complexity)]
@@ -551,6 +560,7 @@ impl Shard {
             outgoing,
             node_outgoing: Vec::new(),
             last_batch_tick: vec![None; PEER_IDS],
+            crossed: Vec::with_capacity(MAX_CROSSED),
             doomed: Vec::with_capacity(n as usize),
             scratch: Scratch::new(n),
             report: TickReport::default(),
@@ -1712,7 +1722,12 @@ impl Shard {
             *last = Some(now);
         }
         let mut kept = 0;
+        self.crossed.retain(|&(_, until)| tick_after(until, now));
         for g in &batch.ghosts {
+            if !self.crossed.is_empty() && self.crossed.iter().any(|&(id, _)| id == g.net_id) {
+                // A batch sent before its player left that node.
+                continue;
+            }
             let p = self.world.clamp(g.position);
             let qi = self.world.quadrant_index(self.world.quadrant_of(p));
             if !self.plan.near(qi, g.kind.index()) || self.foreign.get(qi) != Some(&true) {
@@ -1726,6 +1741,28 @@ impl Shard {
         }
         self.recycle_ghosts(batch.ghosts);
         kept
+    }
+
+    /// A player of another node arrived here (it is a new local entity
+    /// now): its ghost there, `net_id` on that node, goes at once, and a
+    /// batch still in flight does not bring it back for
+    /// [`GHOST_GRACE_TICKS`]. Without this the arrival would be seen twice
+    /// until the old ghost aged out. False when there was no such ghost.
+    pub fn forget_crossed_ghost(&mut self, net_id: u32) -> bool {
+        let Some(i) = self.ents.by_net_id(net_id) else {
+            return false;
+        };
+        if !self.across_node(i as usize) {
+            return false;
+        }
+        self.scratch.entities_changed();
+        self.free_slot(i);
+        if self.crossed.len() == MAX_CROSSED {
+            self.crossed.remove(0);
+        }
+        self.crossed
+            .push((net_id, self.tick.wrapping_add(GHOST_GRACE_TICKS)));
+        true
     }
 
     /// Applies a neighbour's ghost batch; its vector is kept for reuse.

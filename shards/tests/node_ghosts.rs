@@ -262,3 +262,44 @@ fn a_node_of_two_cores_sends_core_and_node_batches_and_each_core_keeps_its_own()
         assert_eq!(shard.entity(north).is_some(), keeps_north);
     }
 }
+
+#[test]
+fn a_player_arriving_from_the_other_node_drops_its_old_ghost_for_good() {
+    let mut west = node(0);
+    let mut east = node(1);
+    let e = enter(&mut east, EAST, 2, [30.0, 0.0, 0.0]);
+    tick(&mut west, &mut east, 1);
+    assert!(west.entity(e).unwrap().ghost);
+    // A batch still naming it, sent before it left the east.
+    let mut local = Vec::new();
+    let mut late = Vec::new();
+    east.tick(2);
+    east.publish_ghosts(&mut local);
+    east.take_node_ghosts(&mut late);
+    let late = late.pop().unwrap();
+    // It arrives in the west as a new local entity; the old ghost goes.
+    east.remove_player(EAST).unwrap();
+    let arrived = enter(&mut west, ClientId(5), 2, [-30.0, 0.0, 0.0]);
+    assert!(west.forget_crossed_ghost(e));
+    assert!(west.entity(e).is_none());
+    assert!(
+        !west.forget_crossed_ghost(arrived),
+        "a local entity is no ghost"
+    );
+    // The late batch does not bring it back.
+    west.tick(2);
+    west.accept_node_ghosts(NodeGhosts {
+        node: 1,
+        ..late.clone()
+    });
+    assert!(
+        west.entity(e).is_none(),
+        "kept out while batches may be in flight"
+    );
+    // Long after, the same id may be a ghost again (ids are reused).
+    for t in 3..=20 {
+        west.tick(t);
+    }
+    west.accept_node_ghosts(NodeGhosts { node: 1, ..late });
+    assert!(west.entity(e).is_some());
+}

@@ -164,6 +164,7 @@ impl GameCore {
                 .character
                 .inventory
                 .carried_cooldowns(self.tick, self.tick_hz),
+            ghost_id: net,
         };
         let Some(request) = self.hand_off(&record, to) else {
             return self.keep(c.client);
@@ -393,6 +394,7 @@ impl GameCore {
             state,
             combat,
             item_cooldowns,
+            ghost_id,
             ..
         } = *record;
         let character_id = state.id.0;
@@ -427,6 +429,10 @@ impl GameCore {
         };
         if let Some(client) = client {
             let _ = self.shard.restore_combat(client, &combat);
+        }
+        // Seen once: its ghost from the node it left goes now.
+        if ghost_id != 0 {
+            self.shard.forget_crossed_ghost(ghost_id);
         }
         true
     }
@@ -468,6 +474,7 @@ impl GameCore {
             // Logging in: nothing was running.
             combat: Default::default(),
             item_cooldowns: Vec::new(),
+            ghost_id: 0,
         };
         let request = self.next_request;
         let command = ClusterCommand {
