@@ -12,6 +12,9 @@
 //! --workspace` this builds what is missing; otherwise it is a no-op.
 #![allow(dead_code, unreachable_pub, reason = "each test file uses a part")]
 
+#[path = "../../../engine/tests/common/quiet.rs"]
+mod quiet;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,16 +134,7 @@ impl Server {
     pub fn start() -> Self {
         let a = artifacts();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let data = dir.path().join("game-data");
-        std::fs::create_dir_all(&data).expect("a game data directory");
-        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/data");
-        for entry in std::fs::read_dir(&shipped).expect("config/data") {
-            let path = entry.expect("a data file").path();
-            if path.extension().is_some_and(|e| e == "ron") {
-                std::fs::copy(&path, data.join(path.file_name().unwrap())).expect("copied");
-            }
-        }
-        std::fs::write(data.join("spawns.ron"), "(groups: [])\n").expect("spawns written");
+        let data = quiet::quiet_game_data(dir.path());
         let config = dir.path().join("server.ron");
         std::fs::write(
             &config,

@@ -18,6 +18,7 @@ use tos_protocol::wire::{Channel, Writer};
 use tos_store::{Backend, CharacterId, CharacterState, SqliteBackend};
 
 pub mod play;
+mod quiet;
 
 /// A server and the data directory it owns (removed when dropped).
 pub struct TestServer {
@@ -86,22 +87,10 @@ impl TestServer {
     }
 }
 
-/// A copy of the shipped game data under `dir` without spawn groups, for
-/// `runtime.game_data_dir`: a new character starts anywhere in its
-/// faction's lands, and a test that walks and then checks positions must
-/// not meet the monsters that may be waiting there (a death moves it).
+/// The shipped game data without spawn groups, as a `game_data_dir`
+/// setting (see `quiet::quiet_game_data`).
 pub fn quiet_game_data(dir: &std::path::Path) -> String {
-    let data = dir.join("game-data");
-    std::fs::create_dir_all(&data).expect("a game data directory");
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/data");
-    for entry in std::fs::read_dir(&shipped).expect("config/data") {
-        let path = entry.expect("a data file").path();
-        if path.extension().is_some_and(|e| e == "ron") {
-            std::fs::copy(&path, data.join(path.file_name().unwrap())).expect("copied");
-        }
-    }
-    std::fs::write(data.join("spawns.ron"), "(groups: [])\n").expect("spawns written");
-    data.display().to_string()
+    quiet::quiet_game_data(dir).display().to_string()
 }
 
 /// Moves a character that is not in the world to `position`, in the SQLite
