@@ -2,7 +2,8 @@
 //! `Delivered` outcome, through the receiver's offer, its accept and its
 //! lease compare-and-swap in JetStream. The entity goes back and forth
 //! between two links; p50/p99 are printed from an HDR histogram beside
-//! criterion's mean.
+//! criterion's mean. The same for an NPC (`HandOffTransit`): the sender
+//! first creates the transit lease the receiver then swaps.
 //!
 //! Needs `TOS_TEST_NATS_URL` (e.g. nats://127.0.0.1:4222); without it the
 //! bench prints why and measures nothing.
@@ -38,22 +39,10 @@ fn expect<T>(link: &NatsLink, mut pick: impl FnMut(LinkEvent) -> Option<T>) -> T
     }
 }
 
-/// One hand-off of character 1 from `from` to `to` (named `to_name`).
-fn round_trip(
-    from: &NatsLink,
-    to: &NatsLink,
-    to_name: &str,
-    handoff: u64,
-    payload: &[u8],
-) -> Duration {
+/// One hand-off from `from` to `to`: `command` (numbered `handoff`).
+fn round_trip(from: &NatsLink, to: &NatsLink, handoff: u64, command: LinkCommand) -> Duration {
     let started = Instant::now();
-    from.send(LinkCommand::HandOff {
-        handoff,
-        to: to_name.to_owned(),
-        character: 1,
-        payload: payload.to_vec(),
-    })
-    .expect("queued");
+    from.send(command).expect("queued");
     let token = expect(to, |e| match e {
         LinkEvent::Offer { token, .. } => Some(token),
         _ => None,
@@ -92,25 +81,73 @@ fn handoff(c: &mut Criterion) {
     });
     assert!(matches!(acquired, Ok(DirectoryAnswer::Acquired { .. })));
 
-    // A 2 KiB record: a character with inventory and AI state.
-    let payload = vec![0x5a; 2048];
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
-    let mut next = 0u64;
-    let mut at_west = true;
-    let cpu_before = process_cpu();
     let mut group = c.benchmark_group("cluster");
     group
         .sample_size(30)
         .measurement_time(Duration::from_secs(8));
-    group.bench_function("handoff_round_trip_2KiB", |b| {
+    // A 2 KiB record: a character with inventory and its carried state.
+    let payload = vec![0x5a; 2048];
+    measure(
+        &mut group,
+        "handoff_round_trip_2KiB",
+        &west,
+        &east,
+        |handoff, to| LinkCommand::HandOff {
+            handoff,
+            to: to.to_owned(),
+            character: 1,
+            payload: payload.clone(),
+        },
+    );
+    // A 1 KiB record: an NPC's `CarriedNpc` is about that size.
+    let npc = vec![0x4e; 1024];
+    let mut serial = 0;
+    measure(
+        &mut group,
+        "npc_handoff_round_trip_1KiB",
+        &west,
+        &east,
+        |handoff, to| {
+            serial += 1;
+            LinkCommand::HandOffTransit {
+                handoff,
+                to: to.to_owned(),
+                key: tos_cluster::transit_key(0, serial),
+                payload: npc.clone(),
+            }
+        },
+    );
+    group.finish();
+    west.send(LinkCommand::DropDirectory { request: 2 })
+        .expect("queued");
+    let _ = expect(&west, |e| match e {
+        LinkEvent::Reply { request: 2, result } => Some(result),
+        _ => None,
+    });
+}
+
+/// Runs `name`: hand-offs made by `command(number, receiver)`, back and
+/// forth between the two links; prints p50/p99 and the CPU per hand-off.
+fn measure(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    west: &NatsLink,
+    east: &NatsLink,
+    mut command: impl FnMut(u64, &str) -> LinkCommand,
+) {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
+    let mut next = 0u64;
+    let mut at_west = true;
+    let cpu_before = process_cpu();
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 next += 1;
                 let took = if at_west {
-                    round_trip(&west, &east, "east", next, &payload)
+                    round_trip(west, east, next, command(next, "east"))
                 } else {
-                    round_trip(&east, &west, "west", next, &payload)
+                    round_trip(east, west, next, command(next, "west"))
                 };
                 at_west = !at_west;
                 let _ = histogram.record(took.as_micros().max(1) as u64);
@@ -119,10 +156,9 @@ fn handoff(c: &mut Criterion) {
             total
         });
     });
-    group.finish();
     let cpu = process_cpu().saturating_sub(cpu_before);
     println!(
-        "handoff round trip over {} hand-offs: p50 {} us, p99 {} us, max {} us; \
+        "{name} over {} hand-offs: p50 {} us, p99 {} us, max {} us; \
          CPU of this process (both links and the driver) per hand-off: {} us",
         histogram.len(),
         histogram.value_at_quantile(0.5),
@@ -130,12 +166,6 @@ fn handoff(c: &mut Criterion) {
         histogram.max(),
         cpu.as_micros() / u128::from(histogram.len().max(1)),
     );
-    west.send(LinkCommand::DropDirectory { request: 2 })
-        .expect("queued");
-    let _ = expect(&west, |e| match e {
-        LinkEvent::Reply { request: 2, result } => Some(result),
-        _ => None,
-    });
 }
 
 /// User and system CPU time of this process so far.

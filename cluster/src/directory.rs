@@ -7,7 +7,9 @@
 //! - `<cluster>_quadrants`: `q.<x>.<y>.<z>` → [`QuadrantValue`]. No expiry:
 //!   the owner table comes from the cluster file and changes only when an
 //!   operator changes that file.
-//! - `<cluster>_leases`: `c.<character>` → [`LeaseValue`]. The bucket's
+//! - `<cluster>_leases`: `c.<character>` → [`LeaseValue`], and
+//!   `t.<hex>` for an NPC's hand-off (a transit lease, see
+//!   [`crate::link::TRANSIT_BIT`]). The bucket's
 //!   `max_age` is the lease TTL and it keeps one revision per key, so every
 //!   renewal (a compare-and-swap on the revision the holder knows) starts
 //!   the key's age anew, and a key that nobody renews is removed by the
@@ -97,7 +99,12 @@ fn from_update(error: kv::UpdateError) -> DirectoryError {
 }
 
 pub(crate) fn lease_key(character: u64) -> String {
-    format!("c.{character}")
+    if character & crate::link::TRANSIT_BIT != 0 {
+        // An entity without a character (an NPC) in a hand-off.
+        format!("t.{:x}", character & !crate::link::TRANSIT_BIT)
+    } else {
+        format!("c.{character}")
+    }
 }
 
 pub(crate) fn online_key(name: &str) -> String {

@@ -29,6 +29,6 @@ pub use directory::{DirectoryError, Storage};
 pub use file::{Cluster, ClusterFile, NodeSpec, QuadrantRect, QuadrantSet};
 pub use link::{
     DirectoryAnswer, HandoffOutcome, KeptReason, LinkCommand, LinkConfig, LinkError, LinkEvent,
-    LinkStats, NatsLink,
+    LinkStats, NatsLink, TRANSIT_BIT, is_transit, transit_key,
 };
 pub use wire::{RefuseReason, WireError};

@@ -29,6 +29,17 @@
 //! come back; a hand-off asked for while NATS is down is refused at once
 //! with [`KeptReason::NatsDown`] and nothing is sent.
 //!
+//! An entity without a character (an NPC) moves the same way with a
+//! **transit lease** made for the one hand-off
+//! ([`LinkCommand::HandOffTransit`]): the sender creates it (a key with
+//! [`TRANSIT_BIT`] set, `t.<hex>` in the leases bucket), offers, and the
+//! two compare-and-swaps decide as above. Nobody renews a transit lease or
+//! lists it online; it ages out of the bucket one lease TTL after its last
+//! swap. One case the directory cannot decide: a sender whose settlement
+//! cannot reach NATS for longer than that TTL finds no lease at all, and
+//! keeps the NPC (a copy exists twice only if the receiver had taken it and
+//! its acknowledgement was the message lost).
+//!
 //! # Bounds
 //!
 //! Commands and events travel on bounded crossbeam channels. At most
@@ -135,6 +146,20 @@ pub enum LinkCommand {
         to: String,
         /// The character whose lease moves.
         character: u64,
+        /// The entity's record (at most [`wire::MAX_PAYLOAD`] bytes).
+        payload: Vec<u8>,
+    },
+    /// Offer an entity that has no character (an NPC) to node `to`, under
+    /// a transit lease made for this hand-off (`key`: unique in the
+    /// cluster, [`TRANSIT_BIT`] set). Answered by [`LinkEvent::Handoff`]
+    /// like [`LinkCommand::HandOff`]; keep the entity frozen until then.
+    HandOffTransit {
+        /// The caller's number for this hand-off.
+        handoff: u64,
+        /// The receiving node.
+        to: String,
+        /// The transit lease's key ([`transit_key`]).
+        key: u64,
         /// The entity's record (at most [`wire::MAX_PAYLOAD`] bytes).
         payload: Vec<u8>,
     },
@@ -388,6 +413,22 @@ pub enum LinkError {
     /// The directory refused or failed.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+}
+
+/// Set in the "character" of a transit lease: an entity without a
+/// character (an NPC) in a hand-off. Character ids from the store are
+/// positive `i64`s, so they never have it.
+pub const TRANSIT_BIT: u64 = 1 << 63;
+
+/// A transit lease key unique in the cluster: the sending node's index in
+/// the cluster file and that node's own serial number for it.
+pub fn transit_key(node: u16, serial: u64) -> u64 {
+    TRANSIT_BIT | (u64::from(node) << 47) | (serial & ((1 << 47) - 1))
+}
+
+/// Whether `character` is a transit lease key ([`transit_key`]).
+pub fn is_transit(character: u64) -> bool {
+    character & TRANSIT_BIT != 0
 }
 
 /// Counters of the link, for the stats line.
@@ -903,6 +944,24 @@ impl Ctx {
                     outcome,
                 });
             }),
+            LinkCommand::HandOffTransit {
+                handoff,
+                to,
+                key,
+                payload,
+            } => self.spawn(async move {
+                let outcome = ctx.hand_off_transit(handoff, &to, key, payload).await;
+                let counter = match outcome {
+                    HandoffOutcome::Delivered => &ctx.shared.counters.delivered,
+                    _ => &ctx.shared.counters.kept,
+                };
+                counter.fetch_add(1, Relaxed);
+                ctx.emit(LinkEvent::Handoff {
+                    handoff,
+                    character: key,
+                    outcome,
+                });
+            }),
             LinkCommand::Accept { token } => self.spawn(async move { ctx.accept(token).await }),
             LinkCommand::Refuse { token, reason } => {
                 let pending = self.state.borrow_mut().offers.remove(&token);
@@ -1165,6 +1224,44 @@ impl Ctx {
         }
     }
 
+    /// A hand-off under a transit lease: created here, then offered like
+    /// a character's; held only while the hand-off runs (never renewed).
+    async fn hand_off_transit(
+        &self,
+        handoff: u64,
+        to: &str,
+        key: u64,
+        payload: Vec<u8>,
+    ) -> HandoffOutcome {
+        if !is_transit(key) {
+            return HandoffOutcome::Kept(KeptReason::NotHeld);
+        }
+        let Ok(directory) = self.directory().await else {
+            return HandoffOutcome::Kept(KeptReason::NatsDown);
+        };
+        let revision = match directory.acquire(key, "").await {
+            Ok(revision) => revision,
+            Err(DirectoryError::Conflict { .. } | DirectoryError::Moved) => {
+                return HandoffOutcome::Kept(KeptReason::InProgress);
+            }
+            Err(_) => return HandoffOutcome::Kept(KeptReason::NatsDown),
+        };
+        self.state.borrow_mut().held.insert(
+            key,
+            Held {
+                name: String::new(),
+                revision,
+                online_revision: None,
+                handing_off: false,
+            },
+        );
+        let outcome = self.hand_off(handoff, to, key, payload).await;
+        // Kept or delivered, the transit lease has done its work here: it
+        // is not renewed and ages out of the bucket.
+        self.state.borrow_mut().held.remove(&key);
+        outcome
+    }
+
     fn set_handing_off(&self, character: u64, on: bool) {
         if let Some(held) = self.state.borrow_mut().held.get_mut(&character) {
             held.handing_off = on;
@@ -1341,6 +1438,18 @@ impl Ctx {
             });
             return;
         };
+        if is_transit(pending.character) {
+            // An NPC: nothing to renew or list online.
+            self.emit(LinkEvent::Taken {
+                token,
+                character: pending.character,
+            });
+            if !self.config().drop_acks {
+                self.reply(pending.reply, HandoffReply::Accepted { revision })
+                    .await;
+            }
+            return;
+        }
         let online_revision = directory
             .set_online(&pending.name, pending.character)
             .await
@@ -1417,7 +1526,7 @@ impl Ctx {
             .borrow()
             .held
             .iter()
-            .filter(|(_, h)| !h.handing_off)
+            .filter(|(c, h)| !h.handing_off && !is_transit(**c))
             .map(|(&c, h)| (c, h.name.clone(), h.revision, h.online_revision))
             .collect();
         // Renewals go out 64 at a time: one round trip each, overlapped.

@@ -1,7 +1,8 @@
 //! The link and the directory against a real NATS server: hand-offs with
 //! acknowledgements, lost acknowledgements (never both, never neither),
 //! leases (acquire, conflict, expiry, release), NATS going down and coming
-//! back, and garbage on a hand-off subject.
+//! back, garbage on a hand-off subject, and NPCs handed off under transit
+//! leases.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use tos_cluster::{
     DirectoryAnswer, DirectoryError, HandoffOutcome, KeptReason, LinkCommand, LinkError, LinkEvent,
-    NatsLink, RefuseReason, Storage,
+    NatsLink, RefuseReason, Storage, is_transit, transit_key,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -726,5 +727,87 @@ fn a_lease_released_by_the_receiver_before_settlement_is_delivered() {
     // West must not take the lease back with its stale copy.
     assert_eq!(outcome(&west, 1), HandoffOutcome::Delivered);
     assert_eq!(holder(&west, 13), None);
+    drop_directory(&west);
+}
+
+fn hand_off_npc(link: &NatsLink, handoff: u64, to: &str, key: u64) {
+    link.send(LinkCommand::HandOffTransit {
+        handoff,
+        to: to.to_owned(),
+        key,
+        payload: vec![9; 200],
+    })
+    .expect("queued");
+}
+
+#[test]
+fn npcs_move_under_transit_leases_exactly_once() {
+    let Some(url) = nats_url() else { return };
+    let cluster = unique_cluster("transit");
+    let west = link(&cluster, "west", &url, |c| {
+        c.handoff_timeout = Duration::from_millis(300)
+    });
+    let east = link(&cluster, "east", &url, |c| {
+        c.handoff_timeout = Duration::from_secs(5)
+    });
+    wait_up(&west);
+    wait_up(&east);
+    let (a, b, c, d) = (
+        transit_key(0, 1),
+        transit_key(0, 2),
+        transit_key(1, 1),
+        transit_key(0, 3),
+    );
+    assert!(is_transit(a) && !is_transit(1));
+    assert_ne!(a, c, "two nodes' serials never meet");
+
+    // Delivered: the receiver takes the transit lease and runs the NPC.
+    hand_off_npc(&west, 1, "east", a);
+    let (token, key, payload) = offer(&east);
+    assert_eq!((key, payload.len()), (a, 200));
+    east.send(LinkCommand::Accept { token }).unwrap();
+    assert_eq!(taken(&east, token), Ok(a));
+    assert_eq!(outcome(&west, 1), HandoffOutcome::Delivered);
+    assert_eq!(holder(&west, a).as_deref(), Some("east"));
+
+    // The ack comes too late: the sender settles first and keeps it; the
+    // receiver's late take fails. Exactly one runs it.
+    hand_off_npc(&west, 2, "east", b);
+    let (token, _, _) = offer(&east);
+    assert_eq!(
+        outcome(&west, 2),
+        HandoffOutcome::Kept(KeptReason::AckTimeout)
+    );
+    east.send(LinkCommand::Accept { token }).unwrap();
+    assert_eq!(taken(&east, token), Err(RefuseReason::Superseded));
+    assert_eq!(holder(&east, b).as_deref(), Some("west"));
+
+    // A refusal keeps it with the sender; a key in use is not offered twice.
+    hand_off_npc(&east, 3, "west", c);
+    let (token, _, _) = offer(&west);
+    west.send(LinkCommand::Refuse {
+        token,
+        reason: RefuseReason::Rejected,
+    })
+    .unwrap();
+    assert_eq!(
+        outcome(&east, 3),
+        HandoffOutcome::Kept(KeptReason::Refused(RefuseReason::Rejected))
+    );
+    // `a` is the east's now (it took it above): the west cannot use it.
+    hand_off_npc(&west, 4, "east", a);
+    assert_eq!(
+        outcome(&west, 4),
+        HandoffOutcome::Kept(KeptReason::InProgress)
+    );
+    // A character id is not a transit key.
+    hand_off_npc(&west, 5, "east", 5);
+    assert_eq!(outcome(&west, 5), HandoffOutcome::Kept(KeptReason::NotHeld));
+    // A node that does not run: kept at once.
+    hand_off_npc(&west, 7, "north", d);
+    assert_eq!(
+        outcome(&west, 7),
+        HandoffOutcome::Kept(KeptReason::NoResponder)
+    );
     drop_directory(&west);
 }

@@ -15,6 +15,13 @@
 //! releases its lease. Both tables are bounded by the link's
 //! `max_pending` offers and by [`MAX_ARRIVALS`].
 //!
+//! Arriving NPCs: an offer whose lease is a transit lease
+//! (`tos_cluster::is_transit`) carries an NPC record; it is decoded and its
+//! ground checked here before the link takes the lease, then the NPC goes
+//! to the core that owns its ground (`npc_offers`, bounded like `offers`).
+//! NPCs this node's cores hand away get a transit key from this thread
+//! (this node's index and a serial), unique in the cluster.
+//!
 //! Ghosts near node borders: each core hands its batches for other nodes
 //! to this thread over a bounded channel of their own; the thread writes
 //! them in `tos_game::node_ghosts`'s layout and publishes them. Batches
@@ -44,7 +51,7 @@ use tos_game::counters::GameCounters;
 use tos_game::transfer::{MAX_RECORD_LEN, TransferRecord, TransferSecret};
 use tos_game::{OnlineRegistry, node_ghosts};
 use tos_protocol::quant::Quantizer;
-use tos_shards::{GhostState, NodeGhosts};
+use tos_shards::{CarriedNpc, GhostState, NodeGhosts};
 
 /// Capacity of the cores' command queue to the cluster thread, and of each
 /// core's reply channel: enters, leaves and whispers, never per tick.
@@ -273,6 +280,11 @@ impl ClusterNode {
             quantizer,
             transfer_timeout: setup.cluster.transfer_timeout(),
             offers: HashMap::new(),
+            npc_offers: HashMap::new(),
+            layout: setup
+                .layout()
+                .and_then(|l| l.resolve(setup.cluster.grid()).ok()),
+            next_transit: 1,
             arrivals: HashMap::new(),
             handoffs: HashMap::new(),
             waiting: HashMap::new(),
@@ -414,6 +426,12 @@ struct Router {
     transfer_timeout: Duration,
     /// Offers accepted, waiting for the lease (by the link's token).
     offers: HashMap<u64, Box<TransferRecord>>,
+    /// NPC offers accepted, waiting for the transit lease (by token).
+    npc_offers: HashMap<u64, Box<CarriedNpc>>,
+    /// This node's cores (which core runs an arriving NPC's ground).
+    layout: Option<tos_config::ResolvedLayout>,
+    /// The next transit lease serial for an NPC leaving this node.
+    next_transit: u64,
     /// Players whose lease this node took, waiting for their clients.
     arrivals: HashMap<TransferSecret, Arrival>,
     /// Hand-offs asked by the cores, by the link's number: (core, request).
@@ -546,6 +564,29 @@ impl Router {
                     Err(e) => self.answer(core, request, kept(&e.to_string())),
                 }
             }
+            ClusterOp::HandOffNpc { to, payload } => {
+                let id = self.next;
+                self.next += 1;
+                let kept =
+                    |why: &str| ClusterAnswer::Crossing(CrossingOutcome::Kept(why.to_owned()));
+                let Some(to) = self.view.nodes.get(to).map(|n| n.name.clone()) else {
+                    return self.answer(core, request, kept("no such node"));
+                };
+                let key = tos_cluster::transit_key(self.view.me as u16, self.next_transit);
+                self.next_transit += 1;
+                let command = LinkCommand::HandOffTransit {
+                    handoff: id,
+                    to,
+                    key,
+                    payload,
+                };
+                match self.link.send(command) {
+                    Ok(()) => {
+                        self.handoffs.insert(id, (core, request));
+                    }
+                    Err(e) => self.answer(core, request, kept(&e.to_string())),
+                }
+            }
             ClusterOp::Chat { from, text, near } => {
                 let broadcast = tos_cluster::wire::ChatBroadcast {
                     from_node: self.node.clone(),
@@ -647,6 +688,12 @@ impl Router {
                 payload,
                 ..
             } => self.offer(token, &from, character, &payload),
+            LinkEvent::Taken { token, .. } if self.npc_offers.contains_key(&token) => {
+                if let Some(npc) = self.npc_offers.remove(&token) {
+                    let core = self.core_of(npc.position);
+                    self.to_core(core, ClusterReply::NpcArrived(npc));
+                }
+            }
             LinkEvent::Taken { token, character } => {
                 if let Some(record) = self.offers.remove(&token) {
                     tracing::debug!(
@@ -665,6 +712,7 @@ impl Router {
                     "cluster: an accepted offer was not taken after all"
                 );
                 self.offers.remove(&token);
+                self.npc_offers.remove(&token);
             }
             LinkEvent::Handoff {
                 handoff,
@@ -781,11 +829,67 @@ impl Router {
         }
     }
 
+    /// The core of this node that simulates `p` (0 without a layout).
+    fn core_of(&self, p: [f32; 3]) -> u16 {
+        let core = match (&self.layout, self.quantizer.quadrant_coords(p)) {
+            (Some(layout), Ok(q)) => layout.owner(q),
+            _ => 0,
+        };
+        if usize::from(core) < self.to_cores.len() {
+            core
+        } else {
+            0
+        }
+    }
+
+    /// Whether `p` is this node's ground.
+    fn here(&self, p: [f32; 3]) -> bool {
+        self.quantizer
+            .quadrant_coords(p)
+            .ok()
+            .and_then(|q| self.view.owner_index(q))
+            == Some(self.view.me)
+    }
+
+    /// Another node offers an NPC: checked before the transit lease is
+    /// taken, so a taken NPC always has ground here to run on.
+    fn npc_offer(&mut self, token: u64, from: &str, payload: &[u8]) {
+        let refuse = |link: &NatsLink, reason| {
+            let _ = link.send(LinkCommand::Refuse { token, reason });
+        };
+        let npc = match CarriedNpc::decode(payload) {
+            Ok(npc) => npc,
+            Err(e) => {
+                tracing::warn!(from, error = %e, "cluster: a malformed NPC record was refused");
+                return refuse(&self.link, tos_cluster::RefuseReason::Malformed);
+            }
+        };
+        let twice = self.npc_offers.values().any(|n| n.net_id == npc.net_id);
+        if !self.here(npc.position) || twice {
+            tracing::warn!(
+                from,
+                net_id = npc.net_id,
+                twice,
+                "cluster: an NPC record not for this node was refused"
+            );
+            return refuse(&self.link, tos_cluster::RefuseReason::Rejected);
+        }
+        if self.npc_offers.len() >= MAX_ARRIVALS {
+            return refuse(&self.link, tos_cluster::RefuseReason::Busy);
+        }
+        if self.link.send(LinkCommand::Accept { token }).is_ok() {
+            self.npc_offers.insert(token, Box::new(npc));
+        }
+    }
+
     /// Another node offers a player: checked before the lease is taken.
     fn offer(&mut self, token: u64, from: &str, character: u64, payload: &[u8]) {
         let refuse = |link: &NatsLink, reason| {
             let _ = link.send(LinkCommand::Refuse { token, reason });
         };
+        if tos_cluster::is_transit(character) {
+            return self.npc_offer(token, from, payload);
+        }
         let record = match TransferRecord::decode(payload) {
             Ok(r) => r,
             Err(e) => {
@@ -793,12 +897,7 @@ impl Router {
                 return refuse(&self.link, tos_cluster::RefuseReason::Malformed);
             }
         };
-        let here = self
-            .quantizer
-            .quadrant_coords(record.state.position)
-            .ok()
-            .and_then(|q| self.view.owner_index(q))
-            == Some(self.view.me);
+        let here = self.here(record.state.position);
         let mut waiting = self
             .offers
             .values()

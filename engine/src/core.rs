@@ -591,6 +591,8 @@ impl CoreRunner {
             game.handle_replies(now);
             game.handle_tick(self.tick as u32);
             self.local.players = game.players() as u64;
+            self.local.entities = u64::from(game.shard().local_count());
+            self.local.ghosts = u64::from(game.shard().ghost_count());
         }
         self.drain_game(now);
         let took = started.elapsed();

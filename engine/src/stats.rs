@@ -54,6 +54,8 @@ core_stats! {
     bytes_out: "counter", "Bytes sent.",
     connections: "gauge", "Live connections.",
     players: "gauge", "Players in this core's world.",
+    entities: "gauge", "Entities this core simulates (players, NPCs, items; not ghosts).",
+    ghosts: "gauge", "Ghosts this core shows of other cores' and other nodes' entities.",
     ticks: "counter", "Ticks run.",
     tick_overruns: "counter", "Ticks that took longer than the tick period, or started late by more than one.",
     tick_p50_us: "gauge", "Median tick time over the last stats interval, microseconds.",

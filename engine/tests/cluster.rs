@@ -166,6 +166,11 @@ impl Node {
         c.network.bind = format!("{host}:{port}");
         c.network.metrics_addr = Some(format!("{host}:{metrics_port}"));
         c.accounts.login_attempts_per_minute_per_account = 100_000;
+        // A test's own game data, when it wrote one (`Pair::with_spawns`).
+        let data = dir.join("game-data");
+        if data.is_dir() {
+            c.runtime.game_data_dir = Some(data.display().to_string());
+        }
         let config = dir.join(format!("{name}.ron"));
         std::fs::write(
             &config,
@@ -360,7 +365,28 @@ impl Pair {
 
     /// Two nodes using the NATS server at `nats`.
     fn start_on(nats: String, lease_ttl_ms: u64, transfer_timeout_ms: u64) -> Self {
-        Self::start_at(nats, lease_ttl_ms, transfer_timeout_ms, None)
+        Self::start_at(nats, lease_ttl_ms, transfer_timeout_ms, None, None)
+    }
+
+    /// Two nodes on loopback running the shipped data with these spawn
+    /// groups (`spawns.ron`'s text) instead of the shipped ones.
+    fn with_spawns(spawns: &str) -> Option<Self> {
+        let nats = nats_url()?;
+        Some(Self::start_at(nats, 30_000, 10_000, None, Some(spawns)))
+    }
+
+    /// Two nodes without monsters, for tests that edit a playing
+    /// character's saved position: a monster's hit would make the node
+    /// save her again where she stands.
+    fn quiet(lease_ttl_ms: u64) -> Option<Self> {
+        let nats = nats_url()?;
+        Some(Self::start_at(
+            nats,
+            lease_ttl_ms,
+            10_000,
+            None,
+            Some("(groups: [])\n"),
+        ))
     }
 
     /// On loopback, or each node in its own network namespace of `hosts`.
@@ -369,6 +395,7 @@ impl Pair {
         lease_ttl_ms: u64,
         transfer_timeout_ms: u64,
         hosts: Option<&Hosts>,
+        spawns: Option<&str>,
     ) -> Self {
         let (west_host, east_host) = match hosts {
             Some(h) => (h.west.1.as_str(), h.east.1.as_str()),
@@ -417,6 +444,10 @@ impl Pair {
                 && file.contains(&format!("transfer_timeout_ms: {transfer_timeout_ms}"))
         );
         std::fs::write(dir.path().join("cluster.ron"), file).unwrap();
+        if let Some(spawns) = spawns {
+            let data = common::quiet_game_data(dir.path());
+            std::fs::write(Path::new(&data).join("spawns.ron"), spawns).unwrap();
+        }
         // West first: it creates the keys and the database east then uses.
         let netns = |side: fn(&Hosts) -> &(String, String)| hosts.map(|h| side(h).0.as_str());
         let west = Node::start_at(dir.path(), "west", west_host, west_port, netns(|h| &h.west));
@@ -963,7 +994,7 @@ fn a_sender_killed_after_the_crossing_does_not_stop_the_player() {
 #[test]
 fn a_sigkilled_nodes_characters_are_free_after_the_lease_expires() {
     const TTL_MS: u64 = 3_000;
-    let Some(mut pair) = Pair::start(TTL_MS) else {
+    let Some(mut pair) = Pair::quiet(TTL_MS) else {
         return;
     };
     let mut runner = pair.west.player("runner", 1);
@@ -1587,7 +1618,7 @@ fn two_nodes_in_two_network_namespaces_are_one_world() {
         return;
     };
     let nats = PrivateNats::start_on(binary, &hosts.gateway);
-    let pair = Pair::start_at(nats.url(), 30_000, 10_000, Some(&hosts));
+    let pair = Pair::start_at(nats.url(), 30_000, 10_000, Some(&hosts), None);
     assert_eq!(pair.west.addr.ip().to_string(), hosts.west.1);
     // A player in the east, 4 m from the border, sees a player of the
     // west walking up; the walker crosses, following the ZoneTransfer to
@@ -1654,4 +1685,85 @@ fn a_sigterm_during_a_hand_off_waits_for_its_outcome() {
         "saved at the border, on the west's side, not where it entered (-150): {saved:?}"
     );
     drop(walker);
+}
+
+/// Entities each node simulates (`tos_entities`), read west, east, west
+/// again: `None` when the west's count changed in between (an NPC crossed
+/// during the reading, which could count it on both nodes or on neither).
+fn census(pair: &Pair) -> Option<(u64, u64)> {
+    let metric = "tos_entities{core=\"0\"}";
+    let west = pair.west.metric(metric);
+    let east = pair.east.metric(metric);
+    (pair.west.metric(metric) == west).then_some((west, east))
+}
+
+#[test]
+fn npcs_wander_across_the_node_border_and_always_exist_once() {
+    // 24 townsfolk living on the border (x = 0), wandering 15 m around
+    // homes within 15 m of it, on top of the 2,000 background entities.
+    let spawns = "(groups: [(template: 8, area: Area(centre: (0.0, -20000.0), \
+                  radius: 1500.0), count: 24, wander_radius: 1500.0)])\n";
+    let Some(pair) = Pair::with_spawns(spawns) else {
+        return;
+    };
+    let total = 2_000 + 24;
+    let counter =
+        |node: &Node, name: &str| node.metric(&format!("tos_game_zone_npcs_{name}_total"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (mut readings, mut whole) = (0, 0);
+    loop {
+        if let Some((west, east)) = census(&pair) {
+            readings += 1;
+            // Never on both nodes.
+            assert!(
+                west + east <= total,
+                "{west} + {east} entities: one is on both nodes"
+            );
+            // Never on neither for long: between readings only the few in
+            // flight are missing.
+            assert!(west + east + 4 >= total, "{west} + {east}: NPCs were lost");
+            whole += u64::from(west + east == total);
+        }
+        let crossed = [
+            ("out", &pair.west),
+            ("in", &pair.east),
+            ("out", &pair.east),
+            ("in", &pair.west),
+        ]
+        .iter()
+        .all(|(name, node)| counter(node, name) >= 3);
+        if crossed && readings >= 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not enough crossings in 90 s: west out {} in {}, east out {} in {}",
+            counter(&pair.west, "out"),
+            counter(&pair.west, "in"),
+            counter(&pair.east, "out"),
+            counter(&pair.east, "in")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(whole > 0, "the census was never whole");
+    for node in [&pair.west, &pair.east] {
+        assert_eq!(counter(node, "lost"), 0, "no NPC lost");
+    }
+    // Each side's NPCs came from the other; nothing was refused.
+    let handed = counter(&pair.west, "out") + counter(&pair.east, "out");
+    let arrived = counter(&pair.west, "in") + counter(&pair.east, "in");
+    let kept = counter(&pair.west, "kept") + counter(&pair.east, "kept");
+    eprintln!(
+        "NPC crossings: out {handed}, in {arrived}, kept {kept}; {readings} readings, {whole} whole"
+    );
+    assert!(
+        arrived + kept <= handed && handed <= arrived + kept + 4,
+        "out {handed}, in {arrived}, kept {kept}"
+    );
+    // Quiet again: every NPC is on exactly one node.
+    let settle = Instant::now() + Duration::from_secs(10);
+    while census(&pair).is_none_or(|(w, e)| w + e != total) {
+        assert!(Instant::now() < settle, "the census never came out whole");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

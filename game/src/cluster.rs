@@ -1,7 +1,8 @@
 //! The game layer's side of the cluster: which quadrants other nodes
 //! simulate, and the plain values a core exchanges with the node's cluster
 //! thread (character leases, whispers to other nodes, players crossing
-//! to other nodes and arriving from them, ghosts near node borders). The NATS link
+//! to other nodes and arriving from them, NPCs walking across, ghosts near
+//! node borders). The NATS link
 //! itself runs in the engine on a thread of its own; a core only sends a
 //! [`ClusterCommand`] over a bounded channel and reads the
 //! [`ClusterReply`]s of its own bounded channel, the way it talks to the
@@ -134,6 +135,16 @@ pub enum ClusterOp {
         to: usize,
         /// The character (its lease moves).
         character: u64,
+        /// The encoded record.
+        payload: Vec<u8>,
+    },
+    /// Hand an NPC that walked onto node `to`'s ground over to it (the
+    /// record is [`tos_shards::CarriedNpc::encode`]d), under a transit
+    /// lease. Answered with [`ClusterAnswer::Crossing`]; until then the
+    /// NPC exists only as the core's [`tos_shards::NodeDeparture`].
+    HandOffNpc {
+        /// The receiving node's index.
+        to: usize,
         /// The encoded record.
         payload: Vec<u8>,
     },
@@ -272,6 +283,9 @@ pub enum ClusterReply {
     /// Another node's ghosts near the border of this core's quadrants
     /// (`node`: the sender).
     Ghosts(NodeGhosts),
+    /// An NPC handed over to this node (the transit lease is ours): run
+    /// it. Sent to the core that owns its ground.
+    NpcArrived(Box<tos_shards::CarriedNpc>),
     /// A player handed over to this node whose client never came (or
     /// whose connection failed before it entered): save it where it
     /// crossed and give its lease back, so the next login finds it.

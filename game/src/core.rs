@@ -47,6 +47,7 @@ use crate::store_link::{StoreAnswer, StoreLink};
 
 mod play;
 mod zone;
+mod zone_npcs;
 
 /// Accounts made from external tickets are stored under this prefix.
 pub const EXTERNAL_PREFIX: &str = "ext:";
@@ -154,6 +155,11 @@ enum Pending {
         client: ClientId,
         secret: crate::transfer::TransferSecret,
         to: usize,
+    },
+    /// An NPC handed to another node: the hand-off is in flight, the NPC
+    /// exists only here meanwhile.
+    NpcCrossing {
+        departure: Box<tos_shards::NodeDeparture>,
     },
     /// A Connect's transfer ticket: the arrival it names is being claimed.
     Arrival { handle: ConnectionHandle },
@@ -1569,6 +1575,10 @@ impl GameCore {
                         }),
                         ClusterAnswer::Crossing(outcome),
                     ) => self.on_crossing(handle, client, secret, to, outcome),
+                    (
+                        Some(Pending::NpcCrossing { departure }),
+                        ClusterAnswer::Crossing(outcome),
+                    ) => self.on_npc_crossing(*departure, outcome),
                     (Some(Pending::Arrival { handle }), ClusterAnswer::Arrival(arrival)) => {
                         self.on_arrival(handle, arrival)
                     }
@@ -1628,6 +1638,7 @@ impl GameCore {
             ClusterReply::LeaseLost { character } => self.lease_lost(character),
             ClusterReply::Unclaimed(record) => self.unclaimed(*record),
             ClusterReply::Arrived(record) => self.save_now(record.state),
+            ClusterReply::NpcArrived(npc) => self.npc_arrived(*npc),
             ClusterReply::Chat { from, text, near } => self.chat_from_node(from, text, near),
             ClusterReply::Ghosts(batch) => {
                 self.shard.accept_node_ghosts(batch);
@@ -1916,8 +1927,9 @@ impl GameCore {
         // move any session away.
         self.handle_events();
         // Players stepping onto other nodes' ground, and old connections
-        // of players sent there.
+        // of players sent there; NPCs walking there.
         self.zone_tick();
+        self.npc_zone_tick();
         // Entities crossing into other cores' quadrants, with their players.
         self.handoffs.extend(self.shard.take_handoffs());
         let mut handoffs = std::mem::take(&mut self.handoffs);

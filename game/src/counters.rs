@@ -150,6 +150,16 @@ counters! {
     /// Ghost batches from other nodes refused as malformed (or naming an
     /// unknown node, or this one).
     zone_ghost_batches_malformed_total,
+    /// NPCs that walked onto another node's ground, offered to that node.
+    zone_npcs_out_total,
+    /// Of those, NPCs the other node did not take (or that could not be
+    /// offered): back on this node's side.
+    zone_npcs_kept_total,
+    /// NPCs handed to this node by another and running here.
+    zone_npcs_in_total,
+    /// NPCs handed to this node that its shard could not run (the entity
+    /// pool full): gone from the world, logged as an error.
+    zone_npcs_lost_total,
 }
 
 impl GameCounters {

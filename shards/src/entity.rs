@@ -45,7 +45,9 @@ pub struct EntityId {
 }
 
 /// What kind of thing an entity is (a `u8` on the wire, in Create records).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum EntityType {
     /// A player-controlled character.
@@ -116,6 +118,7 @@ impl EntityType {
 }
 
 tos_protocol::flags! {
+    #[derive(serde::Serialize, serde::Deserialize)]
     /// EntityState bits (seed §5.1), sent in the Flags field of records.
     pub struct EntityState(pub u8) {
         /// The entity is alive.
@@ -136,6 +139,7 @@ tos_protocol::flags! {
 }
 
 tos_protocol::flags! {
+    #[derive(serde::Serialize, serde::Deserialize)]
     /// Buff and debuff bits (seed §9.1), sent in the Flags field of records.
     pub struct BuffFlags(pub u8) {
         /// Frozen: cannot move or act.
@@ -195,7 +199,7 @@ impl Buff {
 }
 
 /// The buffs of one entity: which are on, until which tick, how strong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BuffSet {
     /// Which buffs are on.
     pub flags: BuffFlags,
@@ -248,7 +252,9 @@ impl BuffSet {
 }
 
 /// A faction (`0..64`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Faction(pub u8);
 
 impl Faction {

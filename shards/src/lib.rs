@@ -63,7 +63,7 @@ pub use authority::{
     ACTION_DONE, ActionDef, ActionRefusal, BuffEffect, CheatCounters, MoveRejection, MovementRules,
     SkillBuffDef, TargetRule,
 };
-pub use border::BorderCrossing;
+pub use border::{BadNpcRecord, BorderCrossing, CarriedNpc, NodeDeparture};
 pub use combat::{
     BaseStats, CarriedCombat, CombatFlags, ConsumableEffect, Progression, ShardEvent, StatBonus,
 };
@@ -74,8 +74,8 @@ pub use entity::{
 pub use error::ShardError;
 pub use handoff::{ClientTransfer, GhostBatch, GhostState, Handoff, NodeGhosts, RemoteEffect};
 pub use shard::{
-    ActionOutcome, Character, Correction, EntityInfo, HandoffRejected, Shard, ShardCapacity,
-    TickReport,
+    ActionOutcome, Character, Correction, EntityInfo, HandoffRejected, NPC_BORDER_HOLD_SECS, Shard,
+    ShardCapacity, TickReport,
 };
 pub use snapshot::ViewStats;
 pub use world::{Aabb, Heightfield, NetIdSpace, SpawnPoint, World, WorldData};

@@ -53,6 +53,10 @@ use crate::world::{ObstacleIndex, World, WorldData};
 // `crate::loot`).
 #[path = "combat/ops.rs"]
 mod combat_ops;
+#[path = "shard/node_npcs.rs"]
+mod node_npcs;
+
+pub use node_npcs::NPC_BORDER_HOLD_SECS;
 
 /// Velocity quantization step, units per second (PROTOCOL.md §7.4).
 pub const VELOCITY_STEP: f32 = 1.0;
@@ -225,6 +229,9 @@ pub struct TickReport {
     pub actions_refused: u32,
     /// Entities handed to other cores.
     pub handoffs_out: u32,
+    /// NPCs that walked onto another node's ground (see
+    /// [`Shard::take_npc_departures`]).
+    pub npcs_to_nodes: u32,
     /// Buffs that expired.
     pub buffs_expired: u32,
     /// Entities that died.
@@ -265,6 +272,9 @@ pub(crate) enum Input {
 #[derive(Debug)]
 pub(crate) struct ClientState {
     pub(crate) client: ClientId,
+    /// The character's id in the account database (NPC damage dealers
+    /// travel between nodes by it).
+    pub(crate) character_id: u64,
     pub(crate) player_net_id: u32,
     /// The player's slot here (checked by generation, found again by
     /// network id when stale).
@@ -397,6 +407,12 @@ pub struct Shard {
     /// Per quadrant (linear index): whether another node of the cluster
     /// simulates it. Empty when the process runs the world alone.
     foreign: Vec<bool>,
+    /// Per quadrant: the other node that simulates it.
+    foreign_nodes: Vec<Option<u16>>,
+    /// NPCs that walked onto another node's ground, out of the simulation.
+    npc_departures: Vec<crate::border::NodeDeparture>,
+    /// Local slots leaving for other nodes this tick (scratch).
+    departing: Vec<(u32, u16)>,
     /// Whether a valid claim onto another node's ground becomes a
     /// [`crate::border::BorderCrossing`] (the cluster can carry it) or is
     /// held like a wall.
@@ -565,6 +581,9 @@ impl Shard {
             scratch: Scratch::new(n),
             report: TickReport::default(),
             foreign: Vec::new(),
+            foreign_nodes: Vec::new(),
+            npc_departures: Vec::new(),
+            departing: Vec::new(),
             crossings_open: false,
             world,
             _not_send: PhantomData,
@@ -922,6 +941,7 @@ impl Shard {
         let mut state = self.spare_clients.pop().unwrap_or_else(|| {
             Box::new(ClientState {
                 client,
+                character_id: character.character_id,
                 player_net_id: net,
                 player: id,
                 inputs: Vec::with_capacity(self.capacity.inputs_per_tick),
@@ -936,6 +956,7 @@ impl Shard {
             })
         });
         state.client = client;
+        state.character_id = character.character_id;
         state.player_net_id = net;
         state.player = id;
         state.inputs.clear();
@@ -1151,6 +1172,7 @@ impl Shard {
         self.core_slot = slot;
         self.outgoing = outgoing;
         self.foreign = nodes.iter().map(Option::is_some).collect();
+        self.foreign_nodes = nodes;
         true
     }
 
@@ -1470,6 +1492,8 @@ impl Shard {
                             aoi: &mut self.aoi,
                             world: &self.world,
                             foreign: &self.foreign,
+                            cross: self.crossings_open,
+                            now,
                             dt,
                         },
                         rng: &mut self.rng,
@@ -1518,14 +1542,21 @@ impl Shard {
 
     fn detect_handoffs(&mut self) {
         self.doomed.clear();
+        self.departing.clear();
         for &i in &self.ents.dense {
             let iu = i as usize;
             if self.ents.ghost[iu] {
                 continue;
             }
-            if let Some(core) = self.world.handoff_target(self.ents.position[iu]) {
+            if let Some(node) = self.departing_to(iu) {
+                self.departing.push((i, node));
+            } else if let Some(core) = self.world.handoff_target(self.ents.position[iu]) {
                 self.doomed.push((i, core));
             }
+        }
+        for k in 0..self.departing.len() {
+            let (i, node) = self.departing[k];
+            self.depart(i, node);
         }
         for k in 0..self.doomed.len() {
             let (i, to) = self.doomed[k];

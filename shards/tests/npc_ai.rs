@@ -113,7 +113,7 @@ fn a_chasing_npc_is_handed_off_with_its_ai_state() {
 }
 
 #[test]
-fn a_chasing_npc_stops_at_a_node_border() {
+fn a_chasing_npc_stops_at_a_closed_node_border() {
     let config = ServerConfig::default();
     let layout = layout(&config, 1, LayoutKind::Stripes);
     let mut data = WorldData {
@@ -161,5 +161,32 @@ fn a_chasing_npc_stops_at_a_node_border() {
     assert!(
         nearest > -200.0,
         "it did walk towards the border: {nearest}"
+    );
+
+    // The borders open (NATS answers): the wolf walks on, and steps out of
+    // this node's simulation with its chase, its target and its home.
+    cluster.shards[0].set_crossings_open(true);
+    let mut departure = None;
+    for tick in 601..=900 {
+        cluster.step(tick);
+        if let Some(d) = cluster.shards[0].take_npc_departures().next() {
+            departure = Some(d);
+            break;
+        }
+    }
+    let d = departure.expect("the wolf crossed the open border");
+    assert_eq!((d.to_node, d.npc.net_id, d.npc.template), (1, wolf, 1));
+    assert!(d.npc.position[0] >= 0.0 && d.back[0] < 0.0, "{d:?}");
+    assert!(
+        matches!(d.npc.ai.state, AiState::Chase | AiState::Attack),
+        "{:?}",
+        d.npc.ai
+    );
+    assert_eq!(d.npc.ai.target, player);
+    assert_eq!(d.npc.ai.home[0], -600.0);
+    let w = cluster.shards[0].entity(wolf).unwrap();
+    assert!(
+        w.ghost,
+        "seen here as the other node's, no longer simulated"
     );
 }

@@ -66,6 +66,8 @@ pub(super) struct Zone {
     /// Old connections of players sent to another node: closed at this
     /// tick (in order of the tick).
     closing: VecDeque<(u32, ConnectionHandle)>,
+    /// NPCs handed to other nodes whose outcome has not come yet.
+    pub(super) npcs_in_flight: usize,
 }
 
 impl GameCore {
@@ -76,12 +78,11 @@ impl GameCore {
         self.shard.set_crossings_open(open);
     }
 
-    /// Whether a player's hand-off is in flight (it must not be saved).
-    /// Whether a player of this core waits for its hand-off's outcome
-    /// (the engine waits for it on shutdown: kept, the player is saved
-    /// here; delivered, it is the other node's).
+    /// Whether a player or an NPC of this core waits for its hand-off's
+    /// outcome (the engine waits for it on shutdown: kept, the player is
+    /// saved here; delivered, it is the other node's).
     pub fn crossings_pending(&self) -> bool {
-        !self.zone.frozen.is_empty()
+        !self.zone.frozen.is_empty() || self.zone.npcs_in_flight > 0
     }
 
     pub(super) fn is_frozen(&self, client: ClientId) -> bool {

@@ -28,7 +28,7 @@ use super::steering::{Mover, Steer, move_to, stand};
 use super::{AiRuntime, NpcProfile, THINK_EVERY};
 
 /// What an NPC is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum AiState {
     /// Standing (at home, or waiting to wander on).
@@ -49,7 +49,7 @@ pub enum AiState {
 }
 
 /// The AI state of one NPC (in the entity record: hand-offs carry it).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Brain {
     /// The state.
     pub state: AiState,
@@ -75,6 +75,10 @@ pub struct Brain {
     pub reverse: bool,
     /// HP when it last ran: less now means someone hurt it.
     pub last_hp: f32,
+    /// Until this tick another node's ground is a wall for it (it just
+    /// came from there, or that node did not take it): an NPC at a node
+    /// border does not bounce between the nodes.
+    pub border_hold: u32,
 }
 
 /// The shard state one AI step uses.

@@ -90,9 +90,14 @@ pub(crate) struct Mover<'a, 'n> {
     pub(crate) nav: &'a Nav<'n>,
     pub(crate) aoi: &'a mut crate::aoi::AoiGrid,
     pub(crate) world: &'a crate::world::World,
-    /// Quadrants another node of the cluster simulates: NPCs do not step
-    /// onto them (they are not handed across processes).
+    /// Quadrants another node of the cluster simulates: an NPC steps onto
+    /// them only while `cross` holds and its own border hold is over (the
+    /// shard then hands it to that node).
     pub(crate) foreign: &'a [bool],
+    /// Whether the node borders are open (NATS answers).
+    pub(crate) cross: bool,
+    /// The tick.
+    pub(crate) now: u32,
     pub(crate) dt: f32,
 }
 
@@ -211,8 +216,15 @@ fn place(ents: &mut Entities, m: &mut Mover<'_, '_>, i: u32, to: [f32; 2], veloc
     let iu = i as usize;
     let p = ents.position[iu];
     let np = m.nav.on_ground(to[0], to[1]);
-    if crate::border::foreign_at(m.foreign, m.world, np) {
-        // Another node's ground: a wall for NPCs.
+    if crate::border::foreign_at(m.foreign, m.world, np)
+        && !(m.cross
+            && matches!(
+                ents.kind[iu],
+                crate::entity::EntityType::Npc | crate::entity::EntityType::Monster
+            )
+            && !crate::util::tick_after(ents.ai[iu].border_hold, m.now))
+    {
+        // Another node's ground, closed to it now: a wall.
         stand(ents, iu);
         return;
     }

@@ -47,7 +47,7 @@ pub struct CarriedCombat {
 }
 
 /// Level, experience and the templates of an entity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     /// Level (1 and up).
     pub level: u16,
@@ -72,7 +72,7 @@ impl Default for Progress {
 }
 
 /// Equipment bonuses as the shard keeps them (`f32`, like HP).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Gear {
     /// Physical attack added.
     pub p_atk: f32,
@@ -108,7 +108,7 @@ impl Gear {
 
 /// What an entity fights with: base stats, gear, and its HP/MP maxima
 /// without gear (so that a gear change recomputes the maxima).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fighter {
     /// The six base stats.
     pub base: BaseStats,
@@ -136,7 +136,7 @@ pub const NO_CAST: u8 = u8::MAX;
 
 /// A cast in progress: the skill takes effect at tick `done` unless the
 /// caster moves, is stunned or dies first.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cast {
     /// Index of the skill in the shard's table ([`NO_CAST`]: none).
     pub slot: u8,
