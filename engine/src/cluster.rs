@@ -543,49 +543,23 @@ impl Router {
                 to,
                 character,
                 payload,
-            } => {
-                let id = self.next;
-                self.next += 1;
-                let kept =
-                    |why: &str| ClusterAnswer::Crossing(CrossingOutcome::Kept(why.to_owned()));
-                let Some(to) = self.view.nodes.get(to).map(|n| n.name.clone()) else {
-                    return self.answer(core, request, kept("no such node"));
-                };
-                let command = LinkCommand::HandOff {
-                    handoff: id,
-                    to,
-                    character,
-                    payload,
-                };
-                match self.link.send(command) {
-                    Ok(()) => {
-                        self.handoffs.insert(id, (core, request));
-                    }
-                    Err(e) => self.answer(core, request, kept(&e.to_string())),
-                }
-            }
+            } => self.hand_off(core, request, to, |handoff, to| LinkCommand::HandOff {
+                handoff,
+                to,
+                character,
+                payload,
+            }),
             ClusterOp::HandOffNpc { to, payload } => {
-                let id = self.next;
-                self.next += 1;
-                let kept =
-                    |why: &str| ClusterAnswer::Crossing(CrossingOutcome::Kept(why.to_owned()));
-                let Some(to) = self.view.nodes.get(to).map(|n| n.name.clone()) else {
-                    return self.answer(core, request, kept("no such node"));
-                };
                 let key = tos_cluster::transit_key(self.view.me as u16, self.next_transit);
                 self.next_transit += 1;
-                let command = LinkCommand::HandOffTransit {
-                    handoff: id,
-                    to,
-                    key,
-                    payload,
-                };
-                match self.link.send(command) {
-                    Ok(()) => {
-                        self.handoffs.insert(id, (core, request));
+                self.hand_off(core, request, to, |handoff, to| {
+                    LinkCommand::HandOffTransit {
+                        handoff,
+                        to,
+                        key,
+                        payload,
                     }
-                    Err(e) => self.answer(core, request, kept(&e.to_string())),
-                }
+                })
             }
             ClusterOp::Chat { from, text, near } => {
                 let broadcast = tos_cluster::wire::ChatBroadcast {
@@ -826,6 +800,30 @@ impl Router {
         if self.ghost_pool.len() < GHOST_POOL {
             ghosts.clear();
             self.ghost_pool.push(ghosts);
+        }
+    }
+
+    /// Sends a core's hand-off to node `to` (`command` gets the link's
+    /// number and the node's name); the outcome comes back as
+    /// `LinkEvent::Handoff`, or at once as `Kept` when it cannot be sent.
+    fn hand_off(
+        &mut self,
+        core: u16,
+        request: u64,
+        to: usize,
+        command: impl FnOnce(u64, String) -> LinkCommand,
+    ) {
+        let id = self.next;
+        self.next += 1;
+        let kept = |why: &str| ClusterAnswer::Crossing(CrossingOutcome::Kept(why.to_owned()));
+        let Some(to) = self.view.nodes.get(to).map(|n| n.name.clone()) else {
+            return self.answer(core, request, kept("no such node"));
+        };
+        match self.link.send(command(id, to)) {
+            Ok(()) => {
+                self.handoffs.insert(id, (core, request));
+            }
+            Err(e) => self.answer(core, request, kept(&e.to_string())),
         }
     }
 

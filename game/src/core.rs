@@ -1108,6 +1108,29 @@ impl GameCore {
         true
     }
 
+    /// Sends `op` to the cluster thread, its answer to come back for
+    /// `pending`; `pending` comes back (counted) when there is no cluster
+    /// or its queue is full.
+    fn submit_cluster(
+        &mut self,
+        op: crate::cluster::ClusterOp,
+        pending: Pending,
+    ) -> Result<(), Pending> {
+        let request = self.next_request;
+        let command = crate::cluster::ClusterCommand {
+            request,
+            core: self.core,
+            op,
+        };
+        if !self.cluster.as_ref().is_some_and(|c| c.view.send(command)) {
+            bump(&self.services.counters.cluster_busy_total);
+            return Err(pending);
+        }
+        self.next_request += 1;
+        self.pending.insert(request, pending);
+        Ok(())
+    }
+
     fn submit_store(&mut self, op: StoreRequest, pending: Pending) -> bool {
         let request_id = self.next_request;
         if !self.store.request(request_id, op) {
@@ -1529,32 +1552,22 @@ impl GameCore {
     /// Asks the cluster thread for the character's lease; the character
     /// enters when it is taken ([`GameCore::on_cluster`]).
     fn take_lease(&mut self, handle: ConnectionHandle, transfer: SessionTransfer) {
-        let Some(cluster) = &self.cluster else {
+        if self.cluster.is_none() {
             return;
-        };
-        let request = self.next_request;
-        let character = transfer.character.id;
-        let command = crate::cluster::ClusterCommand {
-            request,
-            core: self.core,
-            op: crate::cluster::ClusterOp::Acquire {
-                character,
-                name: transfer.character.name.clone(),
-            },
-        };
-        if !cluster.view.send(command) {
-            bump(&self.services.counters.cluster_busy_total);
-            self.services.registry.release(character);
-            return self.enter_failed(handle, RefusalReason::ServerBusy);
         }
-        self.next_request += 1;
-        self.pending.insert(
-            request,
-            Pending::Lease {
-                handle,
-                transfer: Box::new(transfer),
-            },
-        );
+        let character = transfer.character.id;
+        let op = crate::cluster::ClusterOp::Acquire {
+            character,
+            name: transfer.character.name.clone(),
+        };
+        let pending = Pending::Lease {
+            handle,
+            transfer: Box::new(transfer),
+        };
+        if self.submit_cluster(op, pending).is_err() {
+            self.services.registry.release(character);
+            self.enter_failed(handle, RefusalReason::ServerBusy);
+        }
     }
 
     /// A message from the cluster thread.

@@ -646,33 +646,23 @@ impl GameCore {
         to: &str,
         text: &str,
     ) {
-        let Some(cluster) = &self.cluster else {
+        if self.cluster.is_none() {
             return self.refuse(handle, request, RefusalReason::NoSuchPlayer);
-        };
-        let id = self.next_request;
-        let command = crate::cluster::ClusterCommand {
-            request: id,
-            core: self.core,
-            op: crate::cluster::ClusterOp::Whisper {
-                from,
-                to: to.to_owned(),
-                text: text.to_owned(),
-            },
-        };
-        if !cluster.view.send(command) {
-            bump(&self.services.counters.cluster_busy_total);
-            return self.refuse(handle, request, RefusalReason::ServerBusy);
         }
-        self.next_request += 1;
-        self.pending.insert(
-            id,
-            Pending::Whisper {
-                handle,
-                request,
-                to: to.to_owned(),
-                text: text.to_owned(),
-            },
-        );
+        let op = crate::cluster::ClusterOp::Whisper {
+            from,
+            to: to.to_owned(),
+            text: text.to_owned(),
+        };
+        let pending = Pending::Whisper {
+            handle,
+            request,
+            to: to.to_owned(),
+            text: text.to_owned(),
+        };
+        if self.submit_cluster(op, pending).is_err() {
+            self.refuse(handle, request, RefusalReason::ServerBusy);
+        }
     }
 
     /// Delivers a whisper here, or sends it to the core that holds its

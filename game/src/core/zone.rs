@@ -335,25 +335,21 @@ impl GameCore {
     /// for the arrival it names.
     pub(super) fn check_transfer_ticket(&mut self, handle: ConnectionHandle, ticket: &[u8]) {
         let secret = TransferSecret::from_ticket(ticket);
-        let (Some(secret), Some(cluster)) = (secret, self.cluster.as_ref()) else {
+        let (Some(secret), true) = (secret, self.cluster.is_some()) else {
             return self.arrival_refused(handle);
         };
-        let request = self.next_request;
-        let command = ClusterCommand {
-            request,
-            core: self.core,
-            op: ClusterOp::ClaimArrival { secret },
-        };
-        if !cluster.view.send(command) {
-            bump(&self.services.counters.cluster_busy_total);
+        if self
+            .submit_cluster(
+                ClusterOp::ClaimArrival { secret },
+                Pending::Arrival { handle },
+            )
+            .is_err()
+        {
             self.output(Output::Refuse {
                 handle,
                 reason: DenyReason::Busy,
             });
-            return;
         }
-        self.next_request += 1;
-        self.pending.insert(request, Pending::Arrival { handle });
     }
 
     fn arrival_refused(&mut self, handle: ConnectionHandle) {
@@ -462,9 +458,9 @@ impl GameCore {
         record: &CharacterRecord,
         to: usize,
     ) {
-        let Some(cluster) = self.cluster.as_ref() else {
+        if self.cluster.is_none() {
             return self.enter_failed(handle, RefusalReason::EnterFailed);
-        };
+        }
         let transfer = TransferRecord {
             secret: TransferSecret::random(),
             account,
@@ -477,28 +473,18 @@ impl GameCore {
             item_cooldowns: Vec::new(),
             ghost_id: 0,
         };
-        let request = self.next_request;
-        let command = ClusterCommand {
-            request,
-            core: self.core,
-            op: ClusterOp::Acquire {
-                character: record.id.0,
-                name: record.name.clone(),
-            },
+        let op = ClusterOp::Acquire {
+            character: record.id.0,
+            name: record.name.clone(),
         };
-        if !cluster.view.send(command) {
-            bump(&self.services.counters.cluster_busy_total);
-            return self.enter_failed(handle, RefusalReason::ServerBusy);
+        let pending = Pending::Redirect {
+            handle,
+            record: Box::new(transfer),
+            to,
+        };
+        if self.submit_cluster(op, pending).is_err() {
+            self.enter_failed(handle, RefusalReason::ServerBusy);
         }
-        self.next_request += 1;
-        self.pending.insert(
-            request,
-            Pending::Redirect {
-                handle,
-                record: Box::new(transfer),
-                to,
-            },
-        );
     }
 
     fn is_entering(&self, handle: ConnectionHandle) -> bool {

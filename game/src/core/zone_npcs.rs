@@ -23,7 +23,7 @@ use super::*;
 
 use tos_shards::{CarriedNpc, NodeDeparture};
 
-use crate::cluster::{ClusterCommand, ClusterOp, CrossingOutcome};
+use crate::cluster::{ClusterOp, CrossingOutcome};
 
 impl GameCore {
     /// After the shard's tick: every NPC that walked onto another node's
@@ -45,27 +45,22 @@ impl GameCore {
         if !known {
             return self.npc_kept(departure, "no such node");
         }
-        let request = self.next_request;
-        let command = ClusterCommand {
-            request,
-            core: self.core,
-            op: ClusterOp::HandOffNpc {
-                to,
-                payload: departure.npc.encode(),
-            },
+        let op = ClusterOp::HandOffNpc {
+            to,
+            payload: departure.npc.encode(),
         };
-        if !self.cluster.as_ref().is_some_and(|c| c.view.send(command)) {
-            bump(&self.services.counters.cluster_busy_total);
-            return self.npc_kept(departure, "the cluster queue is full");
+        // The departure waits in `pending` for its outcome; a refused
+        // submission gives it straight back.
+        let pending = Pending::NpcCrossing {
+            departure: Box::new(departure),
+        };
+        match self.submit_cluster(op, pending) {
+            Ok(()) => self.zone.npcs_in_flight += 1,
+            Err(Pending::NpcCrossing { departure }) => {
+                self.npc_kept(*departure, "the cluster queue is full")
+            }
+            Err(_) => {}
         }
-        self.next_request += 1;
-        self.zone.npcs_in_flight += 1;
-        self.pending.insert(
-            request,
-            Pending::NpcCrossing {
-                departure: Box::new(departure),
-            },
-        );
     }
 
     /// The outcome of an NPC's hand-off.
