@@ -135,7 +135,7 @@ impl LinkConfig {
 
 /// What the process asks of the link. `handoff`, `token` and `request`
 /// numbers come back in the matching events.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LinkCommand {
     /// Offer an entity whose character lease this node holds to node `to`.
     /// Answered by [`LinkEvent::Handoff`]; keep the entity frozen until then.
@@ -244,6 +244,14 @@ pub enum LinkCommand {
     /// (core NATS, at most once, no answer). Dropped and counted while
     /// NATS is down.
     Chat(wire::ChatBroadcast),
+    /// Publish a skill's effect on an entity of node `to` (core NATS, at
+    /// most once, no answer). Dropped and counted while NATS is down.
+    Effect {
+        /// The target's node.
+        to: String,
+        /// The effect.
+        line: wire::EffectLine,
+    },
     /// Publish a batch of ghosts to node `to` (core NATS, at most once, no
     /// answer: the next tick's batch replaces a lost one). Dropped and
     /// counted while NATS is down or too many publishes wait.
@@ -261,7 +269,7 @@ pub enum LinkCommand {
 }
 
 /// What the link tells the process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LinkEvent {
     /// NATS answers (at start, and after every reconnect).
     Up,
@@ -317,6 +325,8 @@ pub enum LinkEvent {
     Whisper(wire::WhisperLine),
     /// Another node's shout, or say near the border.
     Chat(wire::ChatBroadcast),
+    /// Another node's skill effect on an entity here.
+    Effect(wire::EffectLine),
     /// A batch of another node's ghosts (the game layer's own layout).
     /// Never backlogged: dropped and counted when the event channel is
     /// full, as the next tick's batch replaces it.
@@ -445,6 +455,7 @@ struct Counters {
     ghosts_in: AtomicU64,
     ghosts_lost: AtomicU64,
     chat_lost: AtomicU64,
+    effects_lost: AtomicU64,
 }
 
 /// A snapshot of the link's counters.
@@ -473,6 +484,8 @@ pub struct LinkStats {
     pub ghosts_lost: u64,
     /// Shouts and says for other nodes not sent (NATS down, too long).
     pub chat_lost: u64,
+    /// Effects for other nodes not sent (NATS down, malformed).
+    pub effects_lost: u64,
 }
 
 /// The running link; dropping it stops the thread.
@@ -566,6 +579,7 @@ impl NatsLink {
             ghosts_in: c.ghosts_in.load(Relaxed),
             ghosts_lost: c.ghosts_lost.load(Relaxed),
             chat_lost: c.chat_lost.load(Relaxed),
+            effects_lost: c.effects_lost.load(Relaxed),
         }
     }
 }
@@ -704,6 +718,16 @@ async fn run(shared: Rc<Shared>) {
             return;
         }
     };
+    let mut effects = match client
+        .subscribe(effect_subject(&shared.config.cluster, &shared.config.node))
+        .await
+    {
+        Ok(subscriber) => subscriber,
+        Err(e) => {
+            tracing::error!("nats link: cannot subscribe: {e}");
+            return;
+        }
+    };
     let mut ghosts = match client
         .subscribe(ghost_subject(&shared.config.cluster, &shared.config.node))
         .await
@@ -773,6 +797,15 @@ async fn run(shared: Rc<Shared>) {
                 },
                 None => return,
             },
+            message = effects.next() => match message {
+                Some(message) => match wire::decode::<wire::EffectLine>(&message.payload) {
+                    Ok(line) => ctx.emit(LinkEvent::Effect(line)),
+                    Err(_) => {
+                        ctx.shared.counters.malformed_in.fetch_add(1, Relaxed);
+                    }
+                },
+                None => return,
+            },
             message = ghosts.next() => match message {
                 Some(message) => ctx.ghosts_in(&message.payload),
                 None => return,
@@ -793,6 +826,10 @@ async fn run(shared: Rc<Shared>) {
 
 fn whisper_subject(cluster: &str, node: &str) -> String {
     format!("{cluster}.whisper.{node}")
+}
+
+fn effect_subject(cluster: &str, node: &str) -> String {
+    format!("{cluster}.effects.{node}")
 }
 
 fn chat_subject(cluster: &str) -> String {
@@ -1045,6 +1082,26 @@ impl Ctx {
                 ctx.emit(LinkEvent::Reply { request, result });
             }),
             LinkCommand::Ghosts { to, payload } => self.publish_ghosts(to, payload),
+            LinkCommand::Effect { to, line } => {
+                let subject = effect_subject(&ctx.config().cluster, &to);
+                let bytes = match wire::encode(&line) {
+                    Ok(bytes) if self.is_up() && check_name(&to).is_ok() => bytes,
+                    _ => {
+                        self.shared.counters.effects_lost.fetch_add(1, Relaxed);
+                        return;
+                    }
+                };
+                tokio::task::spawn_local(async move {
+                    if ctx
+                        .client
+                        .publish(subject, Bytes::from(bytes))
+                        .await
+                        .is_err()
+                    {
+                        ctx.shared.counters.effects_lost.fetch_add(1, Relaxed);
+                    }
+                });
+            }
             LinkCommand::Chat(line) => {
                 let bytes = match wire::encode(&line) {
                     Ok(bytes) if self.is_up() => bytes,

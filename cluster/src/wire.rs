@@ -48,6 +48,8 @@ pub enum Kind {
     Whisper = 6,
     /// [`ChatBroadcast`]
     Chat = 7,
+    /// [`EffectLine`]
+    Effect = 8,
 }
 
 /// Longest chat text carried (bytes of UTF-8); the game layer's own limit
@@ -80,6 +82,30 @@ pub struct ChatBroadcast {
     /// Where a say was said, in whole world units (heard within its radius
     /// of it); `None`: a shout, heard everywhere.
     pub near: Option<[i32; 3]>,
+}
+
+/// A skill's effect on an entity of another node (the caster saw it as a
+/// ghost across the border), on `<cluster>.effects.<node>`: that node rolls
+/// it against the target's own stats, as a core does for another core's
+/// caster. Numbers only: the game layer maps them to its own types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EffectLine {
+    /// The caster's node.
+    pub from_node: String,
+    /// The target's network id.
+    pub target: u32,
+    /// The caster's network id.
+    pub source: u32,
+    /// The skill id.
+    pub skill: u16,
+    /// A damage roll to make: power, attack, the caster's DEX, magic.
+    pub strike: Option<(f32, f32, u16, bool)>,
+    /// HP to take without a roll.
+    pub damage: f32,
+    /// HP to give.
+    pub heal: f32,
+    /// A buff to apply: which, for how many ticks, how strong.
+    pub buff: Option<(u8, u32, u8)>,
 }
 
 /// An entity sent to the node that owns the quadrant it walked into.
@@ -241,6 +267,19 @@ impl WireValue for ChatBroadcast {
     const KIND: Kind = Kind::Chat;
     fn check(&self) -> Result<(), WireError> {
         check_line(&self.from_node, &self.from, &self.text)
+    }
+}
+
+impl WireValue for EffectLine {
+    const KIND: Kind = Kind::Effect;
+    fn check(&self) -> Result<(), WireError> {
+        check_node(&self.from_node)?;
+        let strike = self.strike.map_or([0.0; 2], |(p, a, _, _)| [p, a]);
+        let numbers = [self.damage, self.heal, strike[0], strike[1]];
+        if numbers.iter().any(|x| !x.is_finite() || *x < 0.0) {
+            return Err(WireError::Malformed("effect numbers".into()));
+        }
+        Ok(())
     }
 }
 
@@ -441,5 +480,32 @@ mod tests {
             let cut = cut.min(bytes.len() - 1);
             prop_assert!(decode::<HandoffOffer>(&bytes[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn effect_lines_round_trip_and_bad_numbers_are_refused() {
+        let line = EffectLine {
+            from_node: "west".into(),
+            target: 7,
+            source: 8,
+            skill: 1,
+            strike: Some((30.0, 12.5, 14, false)),
+            damage: 0.0,
+            heal: 0.0,
+            buff: Some((3, 120, 2)),
+        };
+        let bytes = encode(&line).unwrap();
+        assert_eq!(bytes[1], Kind::Effect as u8);
+        assert_eq!(decode::<EffectLine>(&bytes).unwrap(), line);
+        for bad in [f32::NAN, f32::INFINITY, -1.0] {
+            let line = EffectLine {
+                heal: bad,
+                ..line.clone()
+            };
+            assert!(
+                encode(&line).is_err() || decode::<EffectLine>(&encode(&line).unwrap()).is_err()
+            );
+        }
+        assert!(decode::<ChatBroadcast>(&bytes).is_err(), "another kind");
     }
 }

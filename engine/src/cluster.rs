@@ -38,6 +38,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
+use tos_cluster::wire::EffectLine;
 use tos_cluster::{
     Cluster, DirectoryAnswer, DirectoryError, LinkCommand, LinkConfig, LinkError, LinkEvent,
     NatsLink, wire::WhisperLine,
@@ -51,7 +52,9 @@ use tos_game::counters::GameCounters;
 use tos_game::transfer::{MAX_RECORD_LEN, TransferRecord, TransferSecret};
 use tos_game::{OnlineRegistry, node_ghosts};
 use tos_protocol::quant::Quantizer;
-use tos_shards::{CarriedNpc, GhostState, NodeGhosts};
+use tos_shards::{
+    Buff, BuffEffect, CarriedNpc, GhostState, NodeGhosts, RemoteEffect, combat::Strike,
+};
 
 /// Capacity of the cores' command queue to the cluster thread, and of each
 /// core's reply channel: enters, leaves and whispers, never per tick.
@@ -561,6 +564,17 @@ impl Router {
                     }
                 })
             }
+            ClusterOp::Effect { to, effect } => {
+                let Some(to) = self.view.nodes.get(to).map(|n| n.name.clone()) else {
+                    return;
+                };
+                let line = effect_line(&self.node, &effect);
+                if self.link.send(LinkCommand::Effect { to, line }).is_err() {
+                    self.counters
+                        .zone_effects_dropped_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
             ClusterOp::Chat { from, text, near } => {
                 let broadcast = tos_cluster::wire::ChatBroadcast {
                     from_node: self.node.clone(),
@@ -621,6 +635,20 @@ impl Router {
                 tracing::warn!(node = %self.node, "cluster: NATS is down; entering needs a lease and is refused until it returns");
             }
             LinkEvent::Reply { request, result } => self.reply(request, result),
+            LinkEvent::Effect(line) => match remote_effect(&line) {
+                // Every core gets it: the one that runs the target applies it.
+                Some(effect) => {
+                    for core in 0..self.to_cores.len() {
+                        self.to_core(core as u16, ClusterReply::Effect(effect));
+                    }
+                }
+                None => {
+                    tracing::warn!(from = %line.from_node, "cluster: an effect naming no buff was refused");
+                    self.counters
+                        .zone_effects_dropped_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            },
             LinkEvent::Ghosts(payload) => self.ghosts_in(&payload),
             LinkEvent::Chat(line) => {
                 for core in 0..self.to_cores.len() {
@@ -1023,4 +1051,52 @@ impl Router {
             },
         }
     }
+}
+
+/// Longest buff another node's effect may put on (ticks): an hour at 60 Hz.
+const MAX_CARRIED_BUFF_TICKS: u32 = 3_600 * 60;
+
+/// A core's effect on another node's entity, as the cluster carries it.
+fn effect_line(node: &str, e: &RemoteEffect) -> EffectLine {
+    EffectLine {
+        from_node: node.to_owned(),
+        target: e.target,
+        source: e.source,
+        skill: e.skill,
+        strike: e.strike.map(|s| (s.power, s.attack, s.dex, s.magic)),
+        damage: e.damage,
+        heal: e.heal,
+        buff: e
+            .buff
+            .map(|b| (b.buff as u8, b.duration_ticks, b.intensity)),
+    }
+}
+
+/// Another node's effect as this node's cores apply it (`to_core` does not
+/// matter: every core gets it); `None` when it names no buff.
+fn remote_effect(line: &EffectLine) -> Option<RemoteEffect> {
+    let buff = match line.buff {
+        Some((buff, ticks, intensity)) => Some(BuffEffect {
+            buff: Buff::from_u8(buff)?,
+            duration_ticks: ticks.min(MAX_CARRIED_BUFF_TICKS),
+            intensity,
+        }),
+        None => None,
+    };
+    Some(RemoteEffect {
+        to_core: 0,
+        target: line.target,
+        source: line.source,
+        source_client: None,
+        skill: line.skill,
+        strike: line.strike.map(|(power, attack, dex, magic)| Strike {
+            power,
+            attack,
+            dex,
+            magic,
+        }),
+        damage: line.damage,
+        heal: line.heal,
+        buff,
+    })
 }

@@ -1390,10 +1390,10 @@ fn players_see_and_hear_each_other_across_the_node_border() {
     let Some(pair) = Pair::start(30_000) else {
         return;
     };
-    // Eight metres apart, the border between them; a third player 200 m
-    // into the east, out of earshot of a say.
-    let west = pair.west_player_at("lookwest", -400.0);
-    let east = pair.east_player_at("lookeast", 400.0);
+    // Two metres apart (within a Strike's 3 m), the border between them; a
+    // third player 200 m into the east, out of earshot of a say.
+    let west = pair.west_player_at("lookwest", -100.0);
+    let east = pair.east_player_at("lookeast", 100.0);
     let mut far = pair.east_player_at("fareast", 20_000.0);
     let mut players = [west, east];
     let mut seen = [None, None];
@@ -1403,8 +1403,8 @@ fn players_see_and_hear_each_other_across_the_node_border() {
         |_, _| [0.0; 3],
         |ps| {
             seen = [
-                sees_player_at(&ps[0], [400.0, 0.0]),
-                sees_player_at(&ps[1], [-400.0, 0.0]),
+                sees_player_at(&ps[0], [100.0, 0.0]),
+                sees_player_at(&ps[1], [-100.0, 0.0]),
             ];
             seen[0].is_some() && seen[1].is_some()
         },
@@ -1439,7 +1439,8 @@ fn players_see_and_hear_each_other_across_the_node_border() {
         );
     }
 
-    // Seen, not touched: a skill aimed across the border is refused.
+    // Touched too: a Strike across the border is sent to the east, rolled
+    // there against the target's own stats, and its target is told.
     let west = &mut players[0];
     west.send(
         Channel::ReliableOrdered,
@@ -1450,9 +1451,21 @@ fn players_see_and_hear_each_other_across_the_node_border() {
         },
     );
     assert_eq!(
-        tos_shards::ActionRefusal::from_code(common::play::action_result(west, 7_001)),
-        Some(tos_shards::ActionRefusal::AcrossNodeBorder)
+        common::play::action_result(west, 7_001),
+        tos_shards::ACTION_DONE
     );
+    let (source, target) = common::play::find(&mut players[1], "CombatEvent", |m| match m {
+        ServerMessage::CombatEvent {
+            source,
+            target,
+            skill: 1,
+            ..
+        } => Some((*source, *target)),
+        _ => None,
+    });
+    assert_eq!((source, target), (west_ghost, east_ghost));
+    assert_eq!(pair.west.metric("tos_game_zone_effects_out_total"), 1);
+    assert_eq!(pair.east.metric("tos_game_zone_effects_in_total"), 1);
 
     // Heard, though: a say near the border carries to the other node's
     // listeners within its radius, a shout to every node.

@@ -110,7 +110,7 @@ impl ClusterView {
 }
 
 /// What a core asks of the cluster thread.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClusterOp {
     /// Take the lease of a character entering the world here (and list it
     /// as online here). Answered with [`ClusterAnswer::Lease`].
@@ -147,6 +147,15 @@ pub enum ClusterOp {
         to: usize,
         /// The encoded record.
         payload: Vec<u8>,
+    },
+    /// A skill's effect on an entity of node `to` (the caster saw it as a
+    /// ghost across the border): sent there at most once, nobody answers;
+    /// lost while NATS is down.
+    Effect {
+        /// The target's node.
+        to: usize,
+        /// The effect (its `to_core` is that node's peer id).
+        effect: tos_shards::RemoteEffect,
     },
     /// A Connect carried a transfer ticket: take the arrival it names
     /// (once). Answered with [`ClusterAnswer::Arrival`].
@@ -283,6 +292,9 @@ pub enum ClusterReply {
     /// Another node's ghosts near the border of this core's quadrants
     /// (`node`: the sender).
     Ghosts(NodeGhosts),
+    /// Another node's skill effect on an entity of this node (every core
+    /// gets it; the one that runs the target applies it).
+    Effect(tos_shards::RemoteEffect),
     /// An NPC handed over to this node (the transit lease is ours): run
     /// it. Sent to the core that owns its ground.
     NpcArrived(Box<tos_shards::CarriedNpc>),

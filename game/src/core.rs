@@ -235,6 +235,9 @@ pub struct GameCore {
     next_save: u32,
     spawn_seed: u64,
     handoffs: Vec<Handoff>,
+    /// This tick's effects on other cores' and other nodes' entities
+    /// (kept for its capacity).
+    effects: Vec<tos_shards::RemoteEffect>,
     ghosts: Vec<GhostBatch>,
     /// This tick's ghost batches for other cluster nodes.
     node_ghosts: Vec<tos_shards::NodeGhosts>,
@@ -309,6 +312,7 @@ impl GameCore {
             next_save: 0,
             spawn_seed: u64::from(core) << 48,
             handoffs: Vec::new(),
+            effects: Vec::new(),
             ghosts: Vec::new(),
             node_ghosts: Vec::new(),
             play: play::PlayBuffers::new(),
@@ -1652,6 +1656,7 @@ impl GameCore {
             ClusterReply::Unclaimed(record) => self.unclaimed(*record),
             ClusterReply::Arrived(record) => self.save_now(record.state),
             ClusterReply::NpcArrived(npc) => self.npc_arrived(*npc),
+            ClusterReply::Effect(effect) => self.effect_from_node(effect),
             ClusterReply::Chat { from, text, near } => self.chat_from_node(from, text, near),
             ClusterReply::Ghosts(batch) => {
                 self.shard.accept_node_ghosts(batch);
@@ -2005,13 +2010,20 @@ impl GameCore {
                 }
             }
         }
-        for e in self.shard.take_remote_effects() {
-            self.queue.push_back(Queued::Other(Output::ToCore {
-                core: e.to_core,
-                msg: PeerMessage::Effect(e),
-                connection: None,
-            }));
+        let cores = self.shard.world().cores();
+        let mut effects = std::mem::take(&mut self.effects);
+        effects.extend(self.shard.take_remote_effects());
+        for e in effects.drain(..) {
+            match tos_shards::peer_node(cores, e.to_core) {
+                Some(node) => self.effect_to_node(usize::from(node), e),
+                None => self.queue.push_back(Queued::Other(Output::ToCore {
+                    core: e.to_core,
+                    msg: PeerMessage::Effect(e),
+                    connection: None,
+                })),
+            }
         }
+        self.effects = effects;
         // A tick number can be skipped when a core runs late, so passes run
         // on the first tick at or past each multiple of the interval (all
         // cores share the tick grid, so their passes stay together and the

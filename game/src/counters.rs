@@ -160,6 +160,14 @@ counters! {
     /// NPCs handed to this node that its shard could not run (the entity
     /// pool full): gone from the world, logged as an error.
     zone_npcs_lost_total,
+    /// Skill effects on entities of other nodes, sent over the cluster.
+    zone_effects_out_total,
+    /// Skill effects from other nodes applied to an entity here.
+    zone_effects_in_total,
+    /// Skill effects for other nodes that could not be queued (the
+    /// cluster queue full, NATS down), and effects from other nodes
+    /// refused as malformed.
+    zone_effects_dropped_total,
 }
 
 impl GameCounters {

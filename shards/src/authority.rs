@@ -529,8 +529,8 @@ pub enum ActionRefusal {
     NotInWorld = 16,
     /// The consumable's effect is not a valid one (negative or not finite).
     BadItem = 17,
-    /// The target stands on another cluster node's ground: it is seen
-    /// there as a ghost, and no effect is carried between nodes.
+    /// The target stands on another cluster node's ground and the node
+    /// borders are closed (NATS down): the effect cannot be carried there.
     AcrossNodeBorder = 18,
 }
 

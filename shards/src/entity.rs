@@ -191,6 +191,15 @@ impl Buff {
         Self::Invulnerable,
     ];
 
+    /// The buff with this wire number, if any.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        if (v as usize) < Self::ALL.len() {
+            Some(Self::ALL[v as usize])
+        } else {
+            None
+        }
+    }
+
     /// Its flag bit.
     #[inline]
     pub const fn flag(self) -> BuffFlags {

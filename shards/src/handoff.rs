@@ -28,10 +28,11 @@
 //! node may be the one that needs them), stamps them with its own tick
 //! (the nodes' tick counters are unrelated), and drops them like any
 //! ghost once their node's batches stop naming them, or after
-//! [`GHOST_TIMEOUT_TICKS`] when no batch comes at all (NATS down). Such
-//! ghosts are seen, never touched: effects on them are not carried
-//! between nodes (an action aimed at one is refused with
-//! `ActionRefusal::AcrossNodeBorder`).
+//! [`GHOST_TIMEOUT_TICKS`] when no batch comes at all (NATS down). An
+//! effect on such a ghost is a [`RemoteEffect`] to the node's peer id
+//! ([`peer_node`] tells it apart), which the game layer carries over the
+//! cluster; while the borders are closed (NATS down) an action aimed at one
+//! is refused with `ActionRefusal::AcrossNodeBorder`.
 //!
 //! # Hand-offs
 //!
@@ -110,6 +111,13 @@ pub(crate) fn node_peer(cores: u16, node: u16) -> Option<u16> {
     cores.checked_add(node).filter(|&p| p < 256)
 }
 
+/// The cluster node a peer id names, in a process of `cores` cores
+/// (`None`: one of this process's cores). A [`RemoteEffect`] whose
+/// `to_core` names a node goes over the cluster.
+pub fn peer_node(cores: u16, peer: u16) -> Option<u16> {
+    peer.checked_sub(cores)
+}
+
 /// The ghosts one core sends another for one tick. The receiving shard
 /// keeps the vector for its own batches (`Shard::accept_ghosts`), so in
 /// steady state batches circulate without allocation.
@@ -156,7 +164,8 @@ pub struct Handoff {
 /// as a ghost); the engine ships it to `to_core`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RemoteEffect {
-    /// The owner of the target.
+    /// The owner of the target: a core of this process, or another
+    /// cluster node's peer id ([`peer_node`]).
     pub to_core: u16,
     /// The target's network id.
     pub target: u32,

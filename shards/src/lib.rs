@@ -72,7 +72,9 @@ pub use entity::{
     Faction, FactionTable, SpawnParams,
 };
 pub use error::ShardError;
-pub use handoff::{ClientTransfer, GhostBatch, GhostState, Handoff, NodeGhosts, RemoteEffect};
+pub use handoff::{
+    ClientTransfer, GhostBatch, GhostState, Handoff, NodeGhosts, RemoteEffect, peer_node,
+};
 pub use shard::{
     ActionOutcome, Character, Correction, EntityInfo, HandoffRejected, NPC_BORDER_HOLD_SECS, Shard,
     ShardCapacity, TickReport,

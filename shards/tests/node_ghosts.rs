@@ -10,7 +10,7 @@ use common::{layout, small_capacity};
 use tos_config::{LayoutKind, ServerConfig};
 use tos_shards::{
     ActionRefusal, Buff, CarriedCombat, Character, ClientId, EntityType, Faction, NetIdSpace,
-    NodeGhosts, Shard, WorldData,
+    NodeGhosts, Shard, WorldData, peer_node,
 };
 
 /// Node `node` of two (west 0, east 1), one core each.
@@ -98,7 +98,8 @@ fn players_near_the_border_are_ghosts_on_the_other_node_and_far_ones_are_not() {
     assert!(!west.near_foreign([-3_000.0, 0.0, 0.0], 2_000.0));
     assert!(!west.near_foreign([-400.0, 0.0, 0.0], f32::NAN));
 
-    // Seen, not touched: a skill at the ghost is refused.
+    // Borders closed (NATS down): a skill at the ghost is refused, as it
+    // could not be carried.
     assert_eq!(
         west.cast_skill(w, 1, e),
         Err(ActionRefusal::AcrossNodeBorder)
@@ -302,4 +303,39 @@ fn a_player_arriving_from_the_other_node_drops_its_old_ghost_for_good() {
     }
     west.accept_node_ghosts(NodeGhosts { node: 1, ..late });
     assert!(west.entity(e).is_some());
+}
+
+#[test]
+fn a_skill_at_another_nodes_ghost_becomes_an_effect_for_that_node() {
+    let mut west = node(0);
+    let mut east = node(1);
+    west.set_crossings_open(true);
+    east.set_crossings_open(true);
+    // Two metres apart, within a Strike's 3 m, the border between them.
+    let w = enter(&mut west, WEST, 1, [-100.0, 0.0, 0.0]);
+    east.add_player(EAST, &Character::new(2, [100.0, 0.0, 0.0], Faction::HORDE))
+        .unwrap();
+    let e = east.player_of(EAST).unwrap();
+    for t in 1..=3 {
+        tick(&mut west, &mut east, t);
+    }
+    assert!(west.entity(e).unwrap().ghost);
+    west.cast_skill(w, 1, e)
+        .expect("a Strike across the border");
+    let effects: Vec<_> = west.take_remote_effects().collect();
+    assert_eq!(effects.len(), 1);
+    let effect = effects[0];
+    assert_eq!(peer_node(1, effect.to_core), Some(1), "for node 1");
+    assert_eq!((effect.target, effect.source), (e, w));
+    assert_eq!(effect.source_client, None, "client ids are a node's own");
+    assert!(effect.strike.is_some(), "rolled on the target's node");
+    // The east rolls it against its player's own stats.
+    east.apply_remote_effect(effect).unwrap();
+    let hit = east.entity(e).unwrap().record;
+    assert!(
+        hit.combat_until > 0,
+        "the target is in combat, hit or missed"
+    );
+    // Not for the west to apply: it only sees a ghost.
+    assert!(west.apply_remote_effect(effect).is_err());
 }

@@ -185,7 +185,8 @@ impl Shard {
             _ if target_net == 0 => None,
             _ => ents.by_net_id(target_net),
         };
-        if target_index.is_some_and(|t| self.across_node(t as usize)) {
+        if !self.crossings_open && target_index.is_some_and(|t| self.across_node(t as usize)) {
+            // The effect could not be carried to the target's node.
             return Err(ActionRefusal::AcrossNodeBorder);
         }
         let ents = &self.ents;
@@ -309,19 +310,25 @@ impl Shard {
         }
     }
 
-    /// An effect on a ghost, shipped to the core that owns it.
+    /// An effect on a ghost, shipped to the core that owns it; for a
+    /// ghost of another node's entity, to that node's peer id (the game
+    /// layer sends it over the cluster).
     fn ship(&mut self, caster: u32, target: u32, skill: &Skill, heal: f32, strike: Option<Strike>) {
         let (cu, tu) = (caster as usize, target as usize);
-        if self.across_node(tu) {
-            // Another node's entity (an area effect reached across the
-            // border): nothing carries effects between nodes.
+        let across = self.across_node(tu);
+        if across && !self.crossings_open {
+            // An area effect reached across a closed border: it cannot be
+            // carried there.
             return;
         }
         self.remote_effects.push(RemoteEffect {
             to_core: self.ents.origin[tu],
             target: self.ents.net_id[tu],
             source: self.ents.net_id[cu],
-            source_client: self.player_client(cu),
+            // Client ids are a node's own: the caster on another node is
+            // credited with nothing there (as a dealer on another core
+            // forfeits its share of the experience).
+            source_client: if across { None } else { self.player_client(cu) },
             skill: skill.def.id,
             damage: 0.0,
             heal,
