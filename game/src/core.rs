@@ -47,6 +47,7 @@ use crate::store_link::{StoreAnswer, StoreLink};
 
 mod play;
 mod zone;
+mod zone_effects;
 mod zone_npcs;
 
 /// Accounts made from external tickets are stored under this prefix.

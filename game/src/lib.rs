@@ -35,8 +35,9 @@
 //! - [`inventory`]: a character's inventory and equipment (slots, stacks,
 //!   weight, pick-up reservations, equip rules, consumable cooldowns).
 //! - [`cluster`]: what a core of a cluster node exchanges with the
-//!   node's cluster thread (leases, whispers, players crossing to other
-//!   nodes) and which quadrants other nodes simulate.
+//!   node's cluster thread (leases, whispers, players and NPCs crossing to
+//!   other nodes, skill effects across the border) and which quadrants
+//!   other nodes simulate.
 //! - [`transfer`]: the record a player crossing to another node travels
 //!   as, and its one-time transfer ticket.
 //! - [`node_ghosts`]: the byte layout of the ghosts a node shows another

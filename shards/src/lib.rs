@@ -20,7 +20,10 @@
 //! - [`authority`]: movement claim validation ([`validate_claim`]), the
 //!   anti-cheat counters, and action checks ([`ActionRefusal`]).
 //! - [`border`]: [`BorderCrossing`], a player's legal step onto another
-//!   cluster node's ground, reported and held for the game layer.
+//!   cluster node's ground, reported and held for the game layer, and
+//!   [`CarriedNpc`], the record of an NPC that walked there
+//!   ([`NodeDeparture`]; the shard's side is `Shard::take_npc_departures`,
+//!   `keep_npc`, `accept_npc`).
 //! - [`combat`]: combat columns, formulas, experience and level-ups, and
 //!   the events the game layer reads ([`ShardEvent`]).
 //! - [`loot`]: drops of dead NPCs as Item entities, and pick-up rules.
@@ -30,7 +33,8 @@
 //!   summary, records encoded once and copied). The client side that
 //!   applies snapshots is `tos_client::SnapshotReceiver`.
 //! - [`handoff`]: ghosts ([`GhostBatch`]) and hand-offs ([`Handoff`])
-//!   between cores, and ghosts for other cluster nodes ([`NodeGhosts`]).
+//!   between cores, ghosts for other cluster nodes ([`NodeGhosts`]), and
+//!   effects on other cores' and nodes' entities ([`RemoteEffect`]).
 //! - [`shard`]: [`Shard`], the per-core world the engine ticks.
 //! - [`data`]: terrain and obstacles loaded from RON data files.
 //! - [`nav`]: walkability from the slope limit and obstacle boxes, and

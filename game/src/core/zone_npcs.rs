@@ -1,9 +1,7 @@
-//! NPCs and skill effects across node borders, for [`GameCore`]: each NPC
-//! the shard reports on another node's ground is offered to that node
-//! under a transit lease, and either forgotten (taken) or put back on this
-//! side (not taken); NPCs another node hands over start running here. A
-//! skill aimed at another node's ghost goes to that node as a
-//! `RemoteEffect`, at most once, and is rolled there.
+//! NPCs crossing node borders, for [`GameCore`]: each NPC the shard
+//! reports on another node's ground is offered to that node under a
+//! transit lease, and either forgotten (taken) or put back on this side
+//! (not taken); NPCs another node hands over start running here.
 //!
 //! ```text
 //! sender core                          cluster (NATS)              receiver node
@@ -23,9 +21,9 @@
 
 use super::*;
 
-use tos_shards::{CarriedNpc, NodeDeparture, RemoteEffect};
+use tos_shards::{CarriedNpc, NodeDeparture};
 
-use crate::cluster::{ClusterCommand, ClusterOp, CrossingOutcome};
+use crate::cluster::{ClusterOp, CrossingOutcome};
 
 impl GameCore {
     /// After the shard's tick: every NPC that walked onto another node's
@@ -103,33 +101,6 @@ impl GameCore {
                 bump(&self.services.counters.zone_npcs_lost_total);
                 tracing::error!(net_id, error = %e, "an NPC handed to this node could not run and is gone");
             }
-        }
-    }
-
-    /// A skill's effect on another node's entity: sent there (nobody
-    /// answers; the caster sees the outcome in the target's next
-    /// snapshots).
-    pub(super) fn effect_to_node(&mut self, to: usize, effect: RemoteEffect) {
-        let sent = self.cluster.as_ref().is_some_and(|c| {
-            c.view.send(ClusterCommand {
-                request: 0,
-                core: self.core,
-                op: ClusterOp::Effect { to, effect },
-            })
-        });
-        let counter = if sent {
-            &self.services.counters.zone_effects_out_total
-        } else {
-            &self.services.counters.zone_effects_dropped_total
-        };
-        bump(counter);
-    }
-
-    /// Another node's skill effect: applied if the target runs on this
-    /// core (every core of the node gets it).
-    pub(super) fn effect_from_node(&mut self, effect: RemoteEffect) {
-        if self.shard.apply_remote_effect(effect).is_ok() {
-            bump(&self.services.counters.zone_effects_in_total);
         }
     }
 }
