@@ -252,6 +252,14 @@ pub enum LinkCommand {
         /// The effect.
         line: wire::EffectLine,
     },
+    /// Publish what another node's effect did to the caster's node `to`
+    /// (core NATS, at most once, no answer).
+    Combat {
+        /// The caster's node.
+        to: String,
+        /// The outcome.
+        line: wire::CombatLine,
+    },
     /// Publish a batch of ghosts to node `to` (core NATS, at most once, no
     /// answer: the next tick's batch replaces a lost one). Dropped and
     /// counted while NATS is down or too many publishes wait.
@@ -327,6 +335,8 @@ pub enum LinkEvent {
     Chat(wire::ChatBroadcast),
     /// Another node's skill effect on an entity here.
     Effect(wire::EffectLine),
+    /// What this node's skill effect did on another node.
+    Combat(wire::CombatLine),
     /// A batch of another node's ghosts (the game layer's own layout).
     /// Never backlogged: dropped and counted when the event channel is
     /// full, as the next tick's batch replaces it.
@@ -484,7 +494,8 @@ pub struct LinkStats {
     pub ghosts_lost: u64,
     /// Shouts and says for other nodes not sent (NATS down, too long).
     pub chat_lost: u64,
-    /// Effects for other nodes not sent (NATS down, malformed).
+    /// Effects and their outcomes for other nodes not sent (NATS down,
+    /// malformed).
     pub effects_lost: u64,
 }
 
@@ -728,6 +739,16 @@ async fn run(shared: Rc<Shared>) {
             return;
         }
     };
+    let mut combat = match client
+        .subscribe(combat_subject(&shared.config.cluster, &shared.config.node))
+        .await
+    {
+        Ok(subscriber) => subscriber,
+        Err(e) => {
+            tracing::error!("nats link: cannot subscribe: {e}");
+            return;
+        }
+    };
     let mut ghosts = match client
         .subscribe(ghost_subject(&shared.config.cluster, &shared.config.node))
         .await
@@ -806,6 +827,15 @@ async fn run(shared: Rc<Shared>) {
                 },
                 None => return,
             },
+            message = combat.next() => match message {
+                Some(message) => match wire::decode::<wire::CombatLine>(&message.payload) {
+                    Ok(line) => ctx.emit(LinkEvent::Combat(line)),
+                    Err(_) => {
+                        ctx.shared.counters.malformed_in.fetch_add(1, Relaxed);
+                    }
+                },
+                None => return,
+            },
             message = ghosts.next() => match message {
                 Some(message) => ctx.ghosts_in(&message.payload),
                 None => return,
@@ -830,6 +860,10 @@ fn whisper_subject(cluster: &str, node: &str) -> String {
 
 fn effect_subject(cluster: &str, node: &str) -> String {
     format!("{cluster}.effects.{node}")
+}
+
+fn combat_subject(cluster: &str, node: &str) -> String {
+    format!("{cluster}.combat.{node}")
 }
 
 fn chat_subject(cluster: &str) -> String {
@@ -915,6 +949,29 @@ impl Ctx {
                 self.shared.counters.events_backlogged.fetch_add(1, Relaxed);
             }
         }
+    }
+
+    /// Publishes an effect or its outcome for node `to`, at most once;
+    /// counted in `effects_lost` when it cannot go.
+    fn publish_effect(&self, to: &str, subject: String, bytes: Result<Vec<u8>, wire::WireError>) {
+        let bytes = match bytes {
+            Ok(bytes) if self.is_up() && check_name(to).is_ok() => bytes,
+            _ => {
+                self.shared.counters.effects_lost.fetch_add(1, Relaxed);
+                return;
+            }
+        };
+        let ctx = self.clone();
+        tokio::task::spawn_local(async move {
+            if ctx
+                .client
+                .publish(subject, Bytes::from(bytes))
+                .await
+                .is_err()
+            {
+                ctx.shared.counters.effects_lost.fetch_add(1, Relaxed);
+            }
+        });
     }
 
     fn flush_backlog(&self) {
@@ -1084,23 +1141,11 @@ impl Ctx {
             LinkCommand::Ghosts { to, payload } => self.publish_ghosts(to, payload),
             LinkCommand::Effect { to, line } => {
                 let subject = effect_subject(&ctx.config().cluster, &to);
-                let bytes = match wire::encode(&line) {
-                    Ok(bytes) if self.is_up() && check_name(&to).is_ok() => bytes,
-                    _ => {
-                        self.shared.counters.effects_lost.fetch_add(1, Relaxed);
-                        return;
-                    }
-                };
-                tokio::task::spawn_local(async move {
-                    if ctx
-                        .client
-                        .publish(subject, Bytes::from(bytes))
-                        .await
-                        .is_err()
-                    {
-                        ctx.shared.counters.effects_lost.fetch_add(1, Relaxed);
-                    }
-                });
+                self.publish_effect(&to, subject, wire::encode(&line));
+            }
+            LinkCommand::Combat { to, line } => {
+                let subject = combat_subject(&ctx.config().cluster, &to);
+                self.publish_effect(&to, subject, wire::encode(&line));
             }
             LinkCommand::Chat(line) => {
                 let bytes = match wire::encode(&line) {

@@ -50,6 +50,8 @@ pub enum Kind {
     Chat = 7,
     /// [`EffectLine`]
     Effect = 8,
+    /// [`CombatLine`]
+    Combat = 9,
 }
 
 /// Longest chat text carried (bytes of UTF-8); the game layer's own limit
@@ -106,6 +108,24 @@ pub struct EffectLine {
     pub heal: f32,
     /// A buff to apply: which, for how many ticks, how strong.
     pub buff: Option<(u8, u32, u8)>,
+}
+
+/// What an [`EffectLine`] did, for the caster's node to tell its player,
+/// on `<cluster>.combat.<node>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CombatLine {
+    /// The target's node.
+    pub from_node: String,
+    /// The caster's network id.
+    pub source: u32,
+    /// The target's network id.
+    pub target: u32,
+    /// The skill id.
+    pub skill: u16,
+    /// Damage or healing dealt.
+    pub amount: f32,
+    /// The combat flags (hit, miss, critical, heal, kill, immune).
+    pub flags: u8,
 }
 
 /// An entity sent to the node that owns the quadrant it walked into.
@@ -278,6 +298,17 @@ impl WireValue for EffectLine {
         let numbers = [self.damage, self.heal, strike[0], strike[1]];
         if numbers.iter().any(|x| !x.is_finite() || *x < 0.0) {
             return Err(WireError::Malformed("effect numbers".into()));
+        }
+        Ok(())
+    }
+}
+
+impl WireValue for CombatLine {
+    const KIND: Kind = Kind::Combat;
+    fn check(&self) -> Result<(), WireError> {
+        check_node(&self.from_node)?;
+        if !self.amount.is_finite() || self.amount < 0.0 {
+            return Err(WireError::Malformed("combat amount".into()));
         }
         Ok(())
     }
@@ -507,5 +538,21 @@ mod tests {
             );
         }
         assert!(decode::<ChatBroadcast>(&bytes).is_err(), "another kind");
+        let told = CombatLine {
+            from_node: "east".into(),
+            source: 8,
+            target: 7,
+            skill: 1,
+            amount: 12.5,
+            flags: 0x05,
+        };
+        let bytes = encode(&told).unwrap();
+        assert_eq!(bytes[1], Kind::Combat as u8);
+        assert_eq!(decode::<CombatLine>(&bytes).unwrap(), told);
+        let nan = CombatLine {
+            amount: f32::NAN,
+            ..told
+        };
+        assert!(encode(&nan).is_err() || decode::<CombatLine>(&encode(&nan).unwrap()).is_err());
     }
 }

@@ -38,15 +38,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
-use tos_cluster::wire::EffectLine;
+use tos_cluster::wire::{CombatLine, EffectLine};
 use tos_cluster::{
     Cluster, DirectoryAnswer, DirectoryError, LinkCommand, LinkConfig, LinkError, LinkEvent,
     NatsLink, wire::WhisperLine,
 };
 use tos_config::{ServerConfig, ShardLayout};
 use tos_game::cluster::{
-    ClusterAnswer, ClusterCommand, ClusterOp, ClusterReply, ClusterView, CoreCluster,
-    CrossingOutcome, LeaseAnswer, NodeInfo, WhisperAnswer,
+    ClusterAnswer, ClusterCommand, ClusterOp, ClusterReply, ClusterView, CombatOutcome,
+    CoreCluster, CrossingOutcome, LeaseAnswer, NodeInfo, WhisperAnswer,
 };
 use tos_game::counters::GameCounters;
 use tos_game::transfer::{MAX_RECORD_LEN, TransferRecord, TransferSecret};
@@ -575,6 +575,20 @@ impl Router {
                         .fetch_add(1, Ordering::Relaxed);
                 }
             }
+            ClusterOp::CombatEcho { to, outcome } => {
+                let Some(to) = self.view.nodes.get(to).map(|n| n.name.clone()) else {
+                    return;
+                };
+                let line = CombatLine {
+                    from_node: self.node.clone(),
+                    source: outcome.source,
+                    target: outcome.target,
+                    skill: outcome.skill,
+                    amount: outcome.amount,
+                    flags: outcome.flags,
+                };
+                let _ = self.link.send(LinkCommand::Combat { to, line });
+            }
             ClusterOp::Chat { from, text, near } => {
                 let broadcast = tos_cluster::wire::ChatBroadcast {
                     from_node: self.node.clone(),
@@ -635,11 +649,28 @@ impl Router {
                 tracing::warn!(node = %self.node, "cluster: NATS is down; entering needs a lease and is refused until it returns");
             }
             LinkEvent::Reply { request, result } => self.reply(request, result),
+            LinkEvent::Combat(line) => {
+                let outcome = CombatOutcome {
+                    source: line.source,
+                    target: line.target,
+                    skill: line.skill,
+                    amount: line.amount,
+                    flags: line.flags,
+                };
+                for core in 0..self.to_cores.len() {
+                    self.to_core(core as u16, ClusterReply::Combat(outcome));
+                }
+            }
             LinkEvent::Effect(line) => match remote_effect(&line) {
                 // Every core gets it: the one that runs the target applies it.
                 Some(effect) => {
+                    let from = self
+                        .view
+                        .nodes
+                        .iter()
+                        .position(|n| n.name == line.from_node);
                     for core in 0..self.to_cores.len() {
-                        self.to_core(core as u16, ClusterReply::Effect(effect));
+                        self.to_core(core as u16, ClusterReply::Effect { effect, from });
                     }
                 }
                 None => {

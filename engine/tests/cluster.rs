@@ -1464,6 +1464,19 @@ fn players_see_and_hear_each_other_across_the_node_border() {
         _ => None,
     });
     assert_eq!((source, target), (west_ghost, east_ghost));
+    // And the caster hears what its Strike did, from the east.
+    let told = common::play::find(&mut players[0], "CombatEvent", |m| match m {
+        ServerMessage::CombatEvent {
+            source,
+            target,
+            skill: 1,
+            flags,
+            ..
+        } => Some((*source, *target, *flags)),
+        _ => None,
+    });
+    assert_eq!((told.0, told.1), (west_ghost, east_ghost));
+    assert_ne!(told.2, 0, "hit or miss, said");
     assert_eq!(pair.west.metric("tos_game_zone_effects_out_total"), 1);
     assert_eq!(pair.east.metric("tos_game_zone_effects_in_total"), 1);
 

@@ -157,6 +157,14 @@ pub enum ClusterOp {
         /// The effect (its `to_core` is that node's peer id).
         effect: tos_shards::RemoteEffect,
     },
+    /// What another node's effect did here, for the caster's node `to` to
+    /// tell its player (at most once, nobody answers).
+    CombatEcho {
+        /// The caster's node.
+        to: usize,
+        /// The outcome.
+        outcome: CombatOutcome,
+    },
     /// A Connect carried a transfer ticket: take the arrival it names
     /// (once). Answered with [`ClusterAnswer::Arrival`].
     ClaimArrival {
@@ -196,6 +204,22 @@ pub struct ClusterCommand {
     pub core: u16,
     /// What to do.
     pub op: ClusterOp,
+}
+
+/// What a skill's effect did on another node: a `CombatEvent` for the
+/// caster's player.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CombatOutcome {
+    /// The caster's network id.
+    pub source: u32,
+    /// The target's network id.
+    pub target: u32,
+    /// The skill id.
+    pub skill: u16,
+    /// Damage or healing dealt.
+    pub amount: f32,
+    /// The combat flags' bits.
+    pub flags: u8,
 }
 
 /// How a lease request ended.
@@ -294,7 +318,15 @@ pub enum ClusterReply {
     Ghosts(NodeGhosts),
     /// Another node's skill effect on an entity of this node (every core
     /// gets it; the one that runs the target applies it).
-    Effect(tos_shards::RemoteEffect),
+    Effect {
+        /// The effect.
+        effect: tos_shards::RemoteEffect,
+        /// The caster's node (its index), to tell what the effect did.
+        from: Option<usize>,
+    },
+    /// What this node's effect did on another node (every core gets it;
+    /// the one running the caster tells its player).
+    Combat(CombatOutcome),
     /// An NPC handed over to this node (the transit lease is ours): run
     /// it. Sent to the core that owns its ground.
     NpcArrived(Box<tos_shards::CarriedNpc>),

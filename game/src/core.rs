@@ -1657,7 +1657,8 @@ impl GameCore {
             ClusterReply::Unclaimed(record) => self.unclaimed(*record),
             ClusterReply::Arrived(record) => self.save_now(record.state),
             ClusterReply::NpcArrived(npc) => self.npc_arrived(*npc),
-            ClusterReply::Effect(effect) => self.effect_from_node(effect),
+            ClusterReply::Effect { effect, from } => self.effect_from_node(effect, from),
+            ClusterReply::Combat(outcome) => self.combat_from_node(outcome),
             ClusterReply::Chat { from, text, near } => self.chat_from_node(from, text, near),
             ClusterReply::Ghosts(batch) => {
                 self.shard.accept_node_ghosts(batch);

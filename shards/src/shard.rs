@@ -1371,6 +1371,20 @@ impl Shard {
         report.deaths += 1;
     }
 
+    /// Applies an action's effect from another cluster node, like
+    /// [`Shard::apply_remote_effect`], and returns what it did (damage or
+    /// healing, and the combat flags) for the caster's node to tell its
+    /// player; `None` when there was nothing to tell (the target was
+    /// dead, or a bare buff).
+    pub fn apply_node_effect(
+        &mut self,
+        effect: RemoteEffect,
+    ) -> Result<Option<(f32, crate::combat::CombatFlags)>, ShardError> {
+        self.combat.told = None;
+        self.apply_remote_effect(effect)?;
+        Ok(self.combat.told.take())
+    }
+
     /// Applies an action's effect shipped from another core.
     pub fn apply_remote_effect(&mut self, effect: RemoteEffect) -> Result<(), ShardError> {
         self.scratch.entities_changed();

@@ -329,8 +329,13 @@ fn a_skill_at_another_nodes_ghost_becomes_an_effect_for_that_node() {
     assert_eq!((effect.target, effect.source), (e, w));
     assert_eq!(effect.source_client, None, "client ids are a node's own");
     assert!(effect.strike.is_some(), "rolled on the target's node");
-    // The east rolls it against its player's own stats.
-    east.apply_remote_effect(effect).unwrap();
+    // The east rolls it against its player's own stats, and says what it
+    // did (for the caster's node to tell its player).
+    let (amount, flags) = east
+        .apply_node_effect(effect)
+        .unwrap()
+        .expect("a hit or a miss to tell");
+    assert!(amount >= 0.0 && flags.bits() != 0);
     let hit = east.entity(e).unwrap().record;
     assert!(
         hit.combat_until > 0,

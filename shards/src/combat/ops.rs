@@ -62,6 +62,9 @@ pub(crate) struct CombatState {
     area: Vec<u32>,
     pub(crate) progression: Progression,
     loot: Vec<LootTable>,
+    /// What the last combat outcome told (amount, flags): read back by
+    /// [`Shard::apply_node_effect`] for a caster on another node.
+    pub(crate) told: Option<(f32, CombatFlags)>,
 }
 
 impl CombatState {
@@ -76,6 +79,7 @@ impl CombatState {
             area: Vec::with_capacity(n),
             progression: data.progression.clone(),
             loot: data.loot.clone(),
+            told: None,
         }
     }
 
@@ -511,6 +515,7 @@ impl Shard {
         amount: f32,
         flags: CombatFlags,
     ) {
+        self.combat.told = Some((amount, flags));
         let target = self.ents.net_id[tu];
         let target_client = self.player_client(tu);
         let event = |c: ClientId, combat: &mut CombatState| {
