@@ -51,10 +51,12 @@
 //! new work; since every operation yields at most two events, the backlog
 //! is bounded by the number of operations in flight.
 //!
-//! Ghost batches are the exception: published without an answer (at most
-//! 64 waiting on the connection) and passed on only
-//! when the event channel has room, never backlogged. A lost batch is
-//! counted ([`LinkStats::ghosts_lost`]); the next tick's replaces it.
+//! Ghost batches, skill effects and their outcomes are the exception:
+//! published without an answer (ghosts: at most 64 waiting on the
+//! connection) and passed on only when the event channel has room, never
+//! backlogged. A lost batch is counted ([`LinkStats::ghosts_lost`]); the
+//! next tick's replaces it. A lost effect or outcome is counted
+//! ([`LinkStats::effects_lost`]): at most once, like a whisper.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -494,8 +496,9 @@ pub struct LinkStats {
     pub ghosts_lost: u64,
     /// Shouts and says for other nodes not sent (NATS down, too long).
     pub chat_lost: u64,
-    /// Effects and their outcomes for other nodes not sent (NATS down,
-    /// malformed).
+    /// Effects and their outcomes lost here: for other nodes, not sent
+    /// (NATS down, malformed); from other nodes, not passed on (the event
+    /// channel full).
     pub effects_lost: u64,
 }
 
@@ -820,7 +823,11 @@ async fn run(shared: Rc<Shared>) {
             },
             message = effects.next() => match message {
                 Some(message) => match wire::decode::<wire::EffectLine>(&message.payload) {
-                    Ok(line) => ctx.emit(LinkEvent::Effect(line)),
+                    Ok(line) => {
+                        if !ctx.pass_on(LinkEvent::Effect(line)) {
+                            ctx.shared.counters.effects_lost.fetch_add(1, Relaxed);
+                        }
+                    }
                     Err(_) => {
                         ctx.shared.counters.malformed_in.fetch_add(1, Relaxed);
                     }
@@ -829,7 +836,11 @@ async fn run(shared: Rc<Shared>) {
             },
             message = combat.next() => match message {
                 Some(message) => match wire::decode::<wire::CombatLine>(&message.payload) {
-                    Ok(line) => ctx.emit(LinkEvent::Combat(line)),
+                    Ok(line) => {
+                        if !ctx.pass_on(LinkEvent::Combat(line)) {
+                            ctx.shared.counters.effects_lost.fetch_add(1, Relaxed);
+                        }
+                    }
                     Err(_) => {
                         ctx.shared.counters.malformed_in.fetch_add(1, Relaxed);
                     }
@@ -891,19 +902,22 @@ impl Ctx {
     /// channel is busy: ghosts are never backlogged.
     fn ghosts_in(&self, payload: &[u8]) {
         let counters = &self.shared.counters;
-        let state = self.state.borrow();
-        if payload.len() > MAX_GHOST_BATCH || !state.backlog.is_empty() {
-            counters.ghosts_lost.fetch_add(1, Relaxed);
-            return;
-        }
-        match self
-            .shared
-            .events
-            .try_send(LinkEvent::Ghosts(payload.to_vec()))
-        {
-            Ok(()) => counters.ghosts_in.fetch_add(1, Relaxed),
-            Err(_) => counters.ghosts_lost.fetch_add(1, Relaxed),
+        let passed =
+            payload.len() <= MAX_GHOST_BATCH && self.pass_on(LinkEvent::Ghosts(payload.to_vec()));
+        let counter = if passed {
+            &counters.ghosts_in
+        } else {
+            &counters.ghosts_lost
         };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Passes on an event nobody asked for and that loses nothing when
+    /// dropped (a ghost batch, an effect, its outcome): only when the event
+    /// channel has room, never into the backlog, so a flood from other
+    /// nodes cannot grow this node's memory. False when it was dropped.
+    fn pass_on(&self, event: LinkEvent) -> bool {
+        self.state.borrow().backlog.is_empty() && self.shared.events.try_send(event).is_ok()
     }
 
     /// Publishes a ghost batch without waiting for it (nobody answers).
