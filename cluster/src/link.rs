@@ -708,59 +708,37 @@ async fn run(shared: Rc<Shared>) {
         }
     };
     let subject = handoff_subject(&shared.config.cluster, &shared.config.node);
-    let mut offers = match client.subscribe(subject).await {
-        Ok(subscriber) => subscriber,
-        Err(e) => {
-            tracing::error!("nats link: cannot subscribe: {e}");
-            return;
+    // Every subject this node listens on; without all of them the link
+    // cannot do its work, so one failure stops it.
+    let (cluster, node) = (&shared.config.cluster, &shared.config.node);
+    let subjects = [
+        subject,
+        whisper_subject(cluster, node),
+        chat_subject(cluster),
+        effect_subject(cluster, node),
+        combat_subject(cluster, node),
+        ghost_subject(cluster, node),
+    ];
+    let mut subscribers = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        match client.subscribe(subject).await {
+            Ok(subscriber) => subscribers.push(subscriber),
+            Err(e) => {
+                tracing::error!("nats link: cannot subscribe: {e}");
+                return;
+            }
         }
-    };
-    let mut whispers = match client
-        .subscribe(whisper_subject(&shared.config.cluster, &shared.config.node))
-        .await
-    {
-        Ok(subscriber) => subscriber,
-        Err(e) => {
-            tracing::error!("nats link: cannot subscribe: {e}");
-            return;
-        }
-    };
-    let mut chat = match client.subscribe(chat_subject(&shared.config.cluster)).await {
-        Ok(subscriber) => subscriber,
-        Err(e) => {
-            tracing::error!("nats link: cannot subscribe: {e}");
-            return;
-        }
-    };
-    let mut effects = match client
-        .subscribe(effect_subject(&shared.config.cluster, &shared.config.node))
-        .await
-    {
-        Ok(subscriber) => subscriber,
-        Err(e) => {
-            tracing::error!("nats link: cannot subscribe: {e}");
-            return;
-        }
-    };
-    let mut combat = match client
-        .subscribe(combat_subject(&shared.config.cluster, &shared.config.node))
-        .await
-    {
-        Ok(subscriber) => subscriber,
-        Err(e) => {
-            tracing::error!("nats link: cannot subscribe: {e}");
-            return;
-        }
-    };
-    let mut ghosts = match client
-        .subscribe(ghost_subject(&shared.config.cluster, &shared.config.node))
-        .await
-    {
-        Ok(subscriber) => subscriber,
-        Err(e) => {
-            tracing::error!("nats link: cannot subscribe: {e}");
-            return;
-        }
+    }
+    let [
+        mut offers,
+        mut whispers,
+        mut chat,
+        mut effects,
+        mut combat,
+        mut ghosts,
+    ]: [_; 6] = match subscribers.try_into() {
+        Ok(all) => all,
+        Err(_) => return,
     };
     let mut js = async_nats::jetstream::new(client.clone());
     // A directory call must fail well before a hand-off would time out.
@@ -822,29 +800,11 @@ async fn run(shared: Rc<Shared>) {
                 None => return,
             },
             message = effects.next() => match message {
-                Some(message) => match wire::decode::<wire::EffectLine>(&message.payload) {
-                    Ok(line) => {
-                        if !ctx.pass_on(LinkEvent::Effect(line)) {
-                            ctx.shared.counters.effects_lost.fetch_add(1, Relaxed);
-                        }
-                    }
-                    Err(_) => {
-                        ctx.shared.counters.malformed_in.fetch_add(1, Relaxed);
-                    }
-                },
+                Some(message) => ctx.effect_in(&message.payload, LinkEvent::Effect),
                 None => return,
             },
             message = combat.next() => match message {
-                Some(message) => match wire::decode::<wire::CombatLine>(&message.payload) {
-                    Ok(line) => {
-                        if !ctx.pass_on(LinkEvent::Combat(line)) {
-                            ctx.shared.counters.effects_lost.fetch_add(1, Relaxed);
-                        }
-                    }
-                    Err(_) => {
-                        ctx.shared.counters.malformed_in.fetch_add(1, Relaxed);
-                    }
-                },
+                Some(message) => ctx.effect_in(&message.payload, LinkEvent::Combat),
                 None => return,
             },
             message = ghosts.next() => match message {
@@ -908,6 +868,22 @@ impl Ctx {
             &counters.ghosts_in
         } else {
             &counters.ghosts_lost
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// An effect or an outcome from another node: decoded and passed on,
+    /// or counted as malformed or lost.
+    fn effect_in<T: wire::WireValue>(&self, payload: &[u8], event: fn(T) -> LinkEvent) {
+        let counters = &self.shared.counters;
+        let counter = match wire::decode::<T>(payload) {
+            Ok(line) => {
+                if self.pass_on(event(line)) {
+                    return;
+                }
+                &counters.effects_lost
+            }
+            Err(_) => &counters.malformed_in,
         };
         counter.fetch_add(1, Relaxed);
     }

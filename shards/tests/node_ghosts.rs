@@ -15,23 +15,7 @@ use tos_shards::{
 
 /// Node `node` of two (west 0, east 1), one core each.
 fn node(node: u16) -> Shard {
-    let config = ServerConfig::default();
-    let layout = layout(&config, 1, LayoutKind::Stripes);
-    let data = WorldData {
-        net_ids: NetIdSpace {
-            first: u32::from(node),
-            stride: 2,
-        },
-        ..WorldData::default()
-    };
-    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
-    // The default grid is 16 x 16 x 1: x quadrants 0..8 are the west's.
-    let other = 1 - node;
-    let table = (0..256)
-        .map(|i| ((i % 16 >= 8) == (node == 0)).then_some(other))
-        .collect();
-    assert!(shard.set_foreign_quadrants(table));
-    shard
+    common::cluster_node(node)
 }
 
 const WEST: ClientId = ClientId(1);

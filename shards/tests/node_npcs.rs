@@ -8,30 +8,14 @@
 
 mod common;
 
-use common::{layout, small_capacity};
-use tos_config::{LayoutKind, ServerConfig};
 use tos_shards::{
-    Buff, CarriedNpc, EntityType, Faction, NPC_BORDER_HOLD_SECS, NetIdSpace, NodeDeparture,
-    NodeGhosts, Shard, SpawnParams, WorldData,
+    Buff, CarriedNpc, EntityType, Faction, NPC_BORDER_HOLD_SECS, NodeDeparture, NodeGhosts, Shard,
+    SpawnParams,
 };
 
 /// Node `node` of two (west 0, east 1), one core each, borders open.
 fn node(node: u16) -> Shard {
-    let config = ServerConfig::default();
-    let layout = layout(&config, 1, LayoutKind::Stripes);
-    let data = WorldData {
-        net_ids: NetIdSpace {
-            first: u32::from(node),
-            stride: 2,
-        },
-        ..WorldData::default()
-    };
-    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
-    let other = 1 - node;
-    let table = (0..256)
-        .map(|i| ((i % 16 >= 8) == (node == 0)).then_some(other))
-        .collect();
-    assert!(shard.set_foreign_quadrants(table));
+    let mut shard = common::cluster_node(node);
     shard.set_crossings_open(true);
     shard
 }

@@ -17,6 +17,29 @@ pub fn layout(config: &ServerConfig, cores: u16, kind: LayoutKind) -> ResolvedLa
     .unwrap()
 }
 
+/// Node `node` of a two-node cluster (west 0, east 1), one core each: the
+/// default world splits at x = 0 (x quadrants 0..8 are the west's). Its
+/// network ids are its node's residue class; the borders start closed.
+pub fn cluster_node(node: u16) -> Shard {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let data = WorldData {
+        net_ids: tos_shards::NetIdSpace {
+            first: u32::from(node),
+            stride: 2,
+        },
+        ..WorldData::default()
+    };
+    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+    // The default grid is 16 x 16 x 1.
+    let other = 1 - node;
+    let table = (0..256)
+        .map(|i| ((i % 16 >= 8) == (node == 0)).then_some(other))
+        .collect();
+    assert!(shard.set_foreign_quadrants(table));
+    shard
+}
+
 pub fn small_capacity() -> ShardCapacity {
     ShardCapacity {
         entities: 4096,
