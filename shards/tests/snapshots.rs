@@ -720,3 +720,174 @@ fn shared_records_decode_to_the_servers_state_for_every_client() {
         "the clients should share records: {shared} shared, {encoded} encoded"
     );
 }
+
+/// Entries the per-tick pass does not check in full (`SAFE`: far inside
+/// interest, see `snapshot/priority.rs`) must still leave the view on the
+/// very tick their entity leaves interest, whatever moves it: entities
+/// walking out at every speed (below and far above the anchor radius per
+/// anchor period), teleports, turning invisible; the viewer walking and
+/// jumping; snapshots skipped on some ticks (one tick to a long silence).
+#[test]
+fn nothing_stays_in_view_beyond_the_leave_distance_on_any_tick() {
+    let config = ServerConfig::default();
+    let layout = layout(&config, 1, LayoutKind::Stripes);
+    let monster_d = f64::from(config.aoi.distances.monster as f32);
+    let leave = monster_d * 1.05;
+    let mut data = WorldData::default();
+    // Per monster: a radial speed in units per tick; it walks out and back
+    // across the leave distance, between 88% and 116% of the interest
+    // distance (the slowest ones stay under the anchor radius per anchor
+    // period, so their entries are checked in full only now and then).
+    let speeds = [5.0f32, 12.0, 25.0, 60.0, 200.0, 700.0, 3_000.0];
+    let (lo, hi) = (0.88 * monster_d as f32, 1.16 * monster_d as f32);
+    let monsters = 70;
+    for k in 0..monsters {
+        let angle = k as f32 * 0.7;
+        // All start in view, spread over the inner part of the walk.
+        let r = lo + (k as f32 / monsters as f32) * (monster_d as f32 - lo);
+        data.spawns.push(SpawnPoint {
+            kind: EntityType::Monster,
+            faction: Faction::MONSTERS,
+            position: [r * angle.cos(), r * angle.sin(), 0.0],
+            wander_radius: 0.0,
+            speed: 0.0,
+            hp: 100.0,
+            mp: 0.0,
+            template: 0,
+            patrol: 0,
+        });
+    }
+    let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
+    shard.set_ai_enabled(false);
+    let id = ClientId(1);
+    shard
+        .add_player(id, &Character::new(1, [0.0; 3], Faction::ALLIANCE))
+        .unwrap();
+    let me = shard.player_of(id).unwrap();
+    // Another client far away, sent a snapshot every tick: the summary (and
+    // the anchor groups' resets) is built on ticks this client skips.
+    let other = ClientId(2);
+    shard
+        .add_player(
+            other,
+            &Character::new(2, [-300_000.0, 0.0, 0.0], Faction::ALLIANCE),
+        )
+        .unwrap();
+    let far = shard.player_of(other).unwrap();
+    let mut ids: Vec<u32> = shard
+        .local_net_ids()
+        .filter(|&n| n != me && n != far)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids.len(), monsters);
+    let mut rng = Rng::new(11);
+    let mut radius: Vec<f32> = ids
+        .iter()
+        .map(|&n| {
+            let p = shard.entity(n).unwrap().record.position;
+            (p[0] * p[0] + p[1] * p[1]).sqrt()
+        })
+        .collect();
+    let mut outward = vec![true; ids.len()];
+    let mut viewer = [0.0f32; 3];
+    let mut buf = [0u8; 1200];
+    let (mut written, mut checked_out, mut hidden_checks) = (0u32, 0u32, 0u32);
+    let mut silence = 0u32;
+    for now in 1..=1_500u32 {
+        // The viewer strolls (so its view is re-anchored only every few
+        // hundred ticks), and now and then jumps.
+        viewer[0] += 2.0;
+        if rng.chance(0.002) {
+            viewer[1] += rng.range(-20_000.0, 20_000.0);
+        }
+        shard.teleport(me, viewer).unwrap();
+        for (k, &n) in ids.iter().enumerate() {
+            let speed = speeds[k % speeds.len()];
+            if rng.chance(0.002) {
+                // A teleport across the boundary, either way.
+                radius[k] = if radius[k] < monster_d as f32 { hi } else { lo };
+            } else {
+                radius[k] += if outward[k] { speed } else { -speed };
+            }
+            if radius[k] >= hi {
+                outward[k] = false;
+            } else if radius[k] <= lo {
+                outward[k] = true;
+            }
+            let angle = k as f32 * 0.7;
+            let p = [
+                viewer[0] + radius[k] * angle.cos(),
+                viewer[1] + radius[k] * angle.sin(),
+                0.0,
+            ];
+            shard.teleport(n, p).unwrap();
+            if k % speeds.len() == 1 && rng.chance(0.01) {
+                shard.apply_buff(n, Buff::Invisible, 30, 1).unwrap();
+            }
+        }
+        shard.tick(now);
+        let n = shard.write_snapshot(other, now, 1200, &mut buf);
+        assert!(n > 0);
+        shard.on_snapshot_acked(other, now);
+        // Snapshots go out on most ticks; some ticks are skipped, and now
+        // and then the client falls silent for a while.
+        if silence > 0 {
+            silence -= 1;
+            continue;
+        }
+        // For a while, snapshots go out every other tick only (as for a
+        // client whose link is congested): half the anchor groups never
+        // reset on a tick with a pass.
+        if (600..1_100).contains(&now) && now % 2 == 1 {
+            continue;
+        }
+        if rng.chance(0.1) {
+            continue;
+        }
+        if rng.chance(0.003) {
+            silence = rng.below(40);
+        }
+        let n = shard.write_snapshot(id, now, 1200, &mut buf);
+        assert!(n > 0);
+        written += 1;
+        shard.on_snapshot_acked(id, now);
+        let view: BTreeMap<u32, EntityType> = shard.view_of(id).into_iter().collect();
+        let here = shard.entity(me).unwrap().record.position;
+        for &m in &ids {
+            let info = shard.entity(m).unwrap();
+            let p = info.record.position;
+            let d = (0..3)
+                .map(|i| f64::from(p[i] - here[i]).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if d > leave * 1.0001 {
+                checked_out += 1;
+                assert!(
+                    !view.contains_key(&m),
+                    "tick {now}: entity {m} at {d:.0} (leave at {leave:.0}) still in view"
+                );
+            }
+            if info
+                .record
+                .state
+                .contains(tos_shards::EntityState::INVISIBLE)
+            {
+                hidden_checks += 1;
+                assert!(
+                    !view.contains_key(&m),
+                    "tick {now}: invisible entity {m} still in view"
+                );
+            }
+        }
+    }
+    // The run covered what it claims to.
+    assert!(written > 900, "{written} snapshots");
+    assert!(
+        checked_out > 10_000,
+        "{checked_out} checks beyond the leave distance"
+    );
+    assert!(
+        hidden_checks > 50,
+        "{hidden_checks} checks of invisible entities"
+    );
+}

@@ -91,6 +91,15 @@ use crate::aoi::AoiGrid;
 use crate::entity::{Entities, EntityState, EntityType, Faction, FactionTable, HISTORY};
 use record_cache::RecordCache;
 
+/// Squared distance in `f32`: the per-tick pass only compares it with the
+/// interest distances (its rounding is far inside the 5% between entering
+/// and leaving, and inside the anchors' margins) and ranks by it.
+#[inline]
+pub(super) fn dist2_f32(a: [f32; 3], b: [f32; 3]) -> f32 {
+    let (dx, dy, dz) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    dx * dx + dy * dy + dz * dz
+}
+
 pub use view::{ClientView, ViewStats};
 pub(crate) use writer::write_snapshot;
 
@@ -134,6 +143,10 @@ pub(super) const PREFETCH_AHEAD: usize = 8;
 /// Consecutive records that did not fit before a snapshot is closed.
 pub(super) const MAX_MISSES: u32 = 8;
 
+/// Ticks between two anchor resets of one entity, and the longest an
+/// entry goes without a full check (see "Entries that cannot leave").
+pub(super) const ANCHOR_TICKS: u32 = 16;
+
 /// The sync settings in the form the writer uses: rates in the entries'
 /// fixed-point credit, distances in `f32` (the per-entry pass never
 /// converts to `f64`; its rounding is far inside the 5% between the enter
@@ -149,6 +162,17 @@ pub(crate) struct SyncParams {
     pub(super) inv_distance: [f32; 8],
     pub(super) max_speed: f32,
     pub(super) aoi_enabled: bool,
+    /// An entity farther than this (squared) from its anchor is flagged.
+    pub(super) anchor_r2: f32,
+    /// A viewer farther than this (squared) from its view's anchor gets a
+    /// full pass.
+    pub(super) view_slack2: f32,
+    /// Squared distances within which an entry can neither leave nor change
+    /// its distance band before its next full check: below `safe_exit2`,
+    /// and either beyond `far_safe2` or within `near_safe2`.
+    pub(super) safe_exit2: [f32; 8],
+    pub(super) far_safe2: [f32; 8],
+    pub(super) near_safe2: [f32; 8],
 }
 
 impl SyncParams {
@@ -157,6 +181,17 @@ impl SyncParams {
         let distance: [f64; 8] =
             core::array::from_fn(|t| EntityType::ALL[t].interest_distance(&config.aoi.distances));
         let enabled = config.aoi.enabled;
+        // An entity stays within `anchor` of its anchor (or is flagged) and
+        // the viewer within `slack` of its view's anchor (or the view gets a
+        // full pass), so between two full checks of an entry the distance
+        // changes by at most 2 × anchor + 2 × slack. The anchor is what the
+        // fastest legal mover covers in `ANCHOR_TICKS`, with room for the
+        // authority's tolerance; faster movers are flagged, never missed.
+        let per_tick = config.authority.max_speed / f64::from(config.runtime.tick_hz.max(1));
+        let anchor = (per_tick * f64::from(ANCHOR_TICKS) * 1.5).max(1.0);
+        let slack = 2.0 * anchor;
+        let margin = 2.0 * anchor + 2.0 * slack;
+        let sq_or_never = |d: f64| if d > 0.0 { (d * d) as f32 } else { -1.0 };
         let rate = |r: f64| {
             (r * f64::from(view::CREDIT_ONE))
                 .round()
@@ -181,6 +216,17 @@ impl SyncParams {
             inv_distance: distance.map(|d| (1.0 / d.max(f64::MIN_POSITIVE)) as f32),
             max_speed: (config.authority.max_speed as f32).max(1.0),
             aoi_enabled: enabled,
+            anchor_r2: (anchor * anchor) as f32,
+            view_slack2: (slack * slack) as f32,
+            safe_exit2: distance.map(|d| {
+                if enabled {
+                    sq_or_never(d * LEAVE_FACTOR - margin)
+                } else {
+                    f32::INFINITY
+                }
+            }),
+            far_safe2: distance.map(|d| sq_or_never(d * sync.distant_fraction + margin)),
+            near_safe2: distance.map(|d| sq_or_never(d * sync.distant_fraction - margin)),
         }
     }
 
@@ -227,6 +273,21 @@ const CHANGE_WINDOW: u32 = 0x7000;
 
 const _: () = assert!(core::mem::size_of::<Summary>() == 32);
 
+/// What an entry that cannot leave reads of its entity each tick (4 bytes
+/// per slot, so the whole array stays in the first cache levels, where the
+/// 32-byte summary of ten thousand entities does not).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(4))]
+pub(crate) struct Moves {
+    /// `Summary::changed`.
+    pub(super) changed: u16,
+    /// Low 16 bits of the last tick the entity was flagged: it moved
+    /// beyond the anchor radius from its anchor, or its slot, visibility or
+    /// faction changed. Entries of a flagged entity get full checks for
+    /// [`ANCHOR_TICKS`] ticks.
+    pub(super) flagged: u16,
+}
+
 /// Scratch buffers shared by all clients of a shard, and the per-tick
 /// entity summary.
 #[derive(Debug)]
@@ -252,6 +313,12 @@ pub(crate) struct Scratch {
     pub(super) stamp_epoch: u32,
     /// Records encoded this tick, shared by the clients.
     pub(super) cache: RecordCache,
+    /// Per entity slot: what entries that cannot leave read.
+    pub(super) moves: Vec<Moves>,
+    /// Per entity slot: where it stood when its anchor was last reset.
+    pub(super) anchors: Vec<[f32; 3]>,
+    /// The tick whose first summary build reset its anchor group.
+    pub(super) anchored_tick: u32,
 }
 
 impl Scratch {
@@ -269,6 +336,9 @@ impl Scratch {
             stamps: vec![(0, 0); entities as usize],
             stamp_epoch: 0,
             cache: RecordCache::new(entities),
+            moves: vec![Moves::default(); entities as usize],
+            anchors: vec![[0.0; 3]; entities as usize],
+            anchored_tick: 0,
         }
     }
 
@@ -289,37 +359,74 @@ impl Scratch {
     pub(crate) const fn bytes_per_entity_slot() -> usize {
         core::mem::size_of::<Summary>()
             + core::mem::size_of::<(u32, u16)>()
+            + core::mem::size_of::<Moves>()
+            + core::mem::size_of::<[f32; 3]>()
             + RecordCache::bytes_per_slot()
     }
 
     /// Rebuilds the summary if the entities changed since it was built:
     /// O(slots), once per tick rather than once per client and entry.
+    ///
+    /// The first call of each tick always builds, so that the anchor group
+    /// of the tick is reset before any view's pass of that tick reads it.
     pub(crate) fn refresh_summary(&mut self, ents: &Entities, params: &SyncParams, now: u32) {
-        if self.summary_fresh {
+        if self.summary_fresh && now == self.anchored_tick {
             return;
         }
         self.summary_fresh = true;
+        let now16 = now as u16;
+        // One anchor group is reset per tick, at the tick's first build
+        // (resetting again later in the tick would let an entity drift a
+        // second radius from where an entry last checked it).
+        let group = (now != self.anchored_tick).then_some(now % ANCHOR_TICKS);
+        self.anchored_tick = now;
         // Every slot's generation, so that a freed slot never matches an
-        // entry that named its old entity.
-        for (s, &g) in self.summary.iter_mut().zip(&ents.generation) {
-            s.generation = g;
+        // entry that named its old entity; a slot that changed hands is
+        // flagged.
+        for ((s, &g), m) in self
+            .summary
+            .iter_mut()
+            .zip(&ents.generation)
+            .zip(&mut self.moves)
+        {
+            if s.generation != g {
+                s.generation = g;
+                m.flagged = now16;
+            }
         }
         for &i in &ents.dense {
             let iu = i as usize;
             let v = ents.velocity[iu];
             let speed = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
             let s = &mut self.summary[iu];
-            s.position = ents.position[iu];
-            s.created_tick = ents.created_tick[iu];
+            let m = &mut self.moves[iu];
+            let anchor = &mut self.anchors[iu];
+            let position = ents.position[iu];
+            let created_tick = ents.created_tick[iu];
+            let faction = ents.faction[iu];
+            let hidden = ents.state[iu].contains(EntityState::INVISIBLE);
+            if s.created_tick != created_tick
+                || s.faction != faction
+                || s.hidden != hidden
+                || dist2_f32(*anchor, position) > params.anchor_r2
+            {
+                m.flagged = now16;
+            }
+            if group == Some(i % ANCHOR_TICKS) || m.flagged == now16 {
+                *anchor = position;
+            }
+            s.position = position;
+            s.created_tick = created_tick;
             let changed = ents.changed_tick[iu];
             s.changed = if now.wrapping_sub(changed) <= CHANGE_WINDOW {
                 changed as u16
             } else {
                 now.wrapping_sub(CHANGE_WINDOW) as u16
             };
+            m.changed = s.changed;
             s.fast = 1.0 + (speed / params.max_speed).min(1.0);
-            s.faction = ents.faction[iu];
-            s.hidden = ents.state[iu].contains(EntityState::INVISIBLE);
+            s.faction = faction;
+            s.hidden = hidden;
         }
     }
 }

@@ -2,25 +2,62 @@
 //! that left interest, and the due Removes and entries, with priorities.
 //!
 //! This is the one walk over every entry of every view every tick, so it
-//! is kept narrow: 16-byte entries (four to a cache line), one 32-byte
-//! summary load per entry, distances and priorities in `f32`, fixed-point
-//! credit, and entries freed only after the walk so that the loop works on
-//! plain slices.
+//! is kept narrow: 16-byte entries (four to a cache line), distances and
+//! priorities in `f32`, fixed-point credit, and entries freed only after
+//! the walk so that the loop works on plain slices.
+//!
+//! # Entries that cannot leave
+//!
+//! Most entries are well inside interest and far from the boundary between
+//! the near and distant rates, so whether they stay in view and which rate
+//! they earn cannot change for a while. A full check (the entity's 32-byte
+//! summary: slot, position, visibility, speed) marks such an entry `SAFE`,
+//! with its band (`FAR`) and its priority factor; on the next ticks the
+//! entry reads only its entity's 4-byte [`Moves`](super::Moves) word (the
+//! change tick, for the rate, and whether the entity was flagged). This is
+//! exact, not a sampling of the leave check:
+//!
+//! - every entity stays within the anchor radius of its anchor, or it is
+//!   flagged when a summary is built (so is a slot, visibility or faction
+//!   change); a flagged entity's entries get full checks for
+//!   [`ANCHOR_TICKS`] ticks;
+//! - the viewer stays within the view slack of where it stood at the view's
+//!   last full pass, or the pass checks every entry;
+//! - an entry is `SAFE` only if its distance is at least twice both radii
+//!   inside the leave distance and away from the band boundary;
+//! - each entity's anchor is reset every [`ANCHOR_TICKS`] ticks (one group
+//!   of slots per tick, at the tick's first summary build), and its entries
+//!   get a full check at the first pass after that reset, so none goes
+//!   longer than [`ANCHOR_TICKS`] ticks without one;
+//! - a view whose previous pass is [`ANCHOR_TICKS`] or more ticks old (or
+//!   that was reset or moved to another shard) checks every entry.
+//!
+//! The priority's distance and speed factors of a `SAFE` entry are those of
+//! its last full check (at most [`ANCHOR_TICKS`] ticks old, in 1/85 steps);
+//! credit, rates and everything that decides what is sent and when it
+//! leaves are those of this tick.
 
-use super::view::{CREDIT_ONE, ClientView, KNOWN, Phase, REMOVE_PENDING, RESEND};
-use super::{PREFETCH_AHEAD, Scratch, Viewer, WorldView};
+use super::record_cache::{WAYS, Way};
+use super::view::{CREDIT_ONE, ClientView, Cold, FAR, KNOWN, Phase, REMOVE_PENDING, RESEND, SAFE};
+use super::{ANCHOR_TICKS, PREFETCH_AHEAD, Scratch, Viewer, WorldView, dist2_f32};
 use crate::util::prefetch;
 
 /// Entries ahead (four to a cache line) whose line the pass fetches.
 const HOT_AHEAD: usize = 48;
 
-/// Squared distance in `f32`: the pass only compares it with the interest
-/// distances (its rounding is far inside the 5% between entering and
-/// leaving) and ranks by it.
+/// The distance and speed factors of a priority (`near × fast`, 1 to 4),
+/// in the byte an entry keeps.
 #[inline]
-fn dist2_f32(a: [f32; 3], b: [f32; 3]) -> f32 {
-    let (dx, dy, dz) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
-    dx * dx + dy * dy + dz * dz
+fn factor(near_fast: f32) -> u8 {
+    // `as` saturates: no clamp needed; + 0.5 rounds (the argument is
+    // never negative), without a call to `roundf`.
+    ((near_fast - 1.0) * 85.0 + 0.5) as u8
+}
+
+/// The priority of an entry with `credit` and the factor byte `f`.
+#[inline]
+fn priority(credit: u16, f: u8) -> f32 {
+    f32::from(credit) * (1.0 + f32::from(f) * (1.0 / 85.0))
 }
 
 /// What the per-tick pass decided about an entry that left interest.
@@ -31,6 +68,35 @@ enum Leave {
     Forget,
 }
 
+/// A due entry is likely to be written in a moment: starts fetching what
+/// the writer reads for it (its cold part and its entity's cache ways),
+/// while this pass goes on with the next entries.
+#[inline]
+fn due(cold: &[Cold], slot: usize, ways: *const [Way; WAYS]) {
+    if let Some(c) = cold.get(slot) {
+        prefetch(c);
+    }
+    prefetch(ways);
+}
+
+/// Ticks since the view's previous pass if its `SAFE` flags hold at `now`
+/// (see the module docs); otherwise 0, after re-anchoring the view: this
+/// pass checks every entry.
+fn safe_flags_hold(view: &mut ClientView, w: &WorldView<'_>, viewer: &Viewer, now: u32) -> u32 {
+    let gap = now.wrapping_sub(view.last_pass);
+    let hold = view.safe_valid
+        && (1..ANCHOR_TICKS).contains(&gap)
+        && view.anchor_faction == viewer.faction
+        && dist2_f32(view.anchor, viewer.position) <= w.params.view_slack2;
+    if !hold {
+        view.anchor = viewer.position;
+        view.anchor_faction = viewer.faction;
+    }
+    view.last_pass = now;
+    view.safe_valid = true;
+    if hold { gap } else { 0 }
+}
+
 /// The per-tick pass over one view: accumulates credit, finds entries that
 /// left interest, and collects due Removes and due entries (the latter in
 /// slot order, with their priorities) into the scratch lists.
@@ -39,15 +105,19 @@ pub(super) fn prioritize(
     view: &mut ClientView,
     w: &WorldView<'_>,
     viewer: &Viewer,
+    now: u32,
     scratch: &mut Scratch,
 ) {
     let ents = w.ents;
     let p = w.params;
+    let gap = safe_flags_hold(view, w, viewer, now);
     let Scratch {
         summary,
+        moves,
         removes,
         candidates,
         forget,
+        cache,
         ..
     } = scratch;
     removes.clear();
@@ -58,21 +128,30 @@ pub(super) fn prioritize(
     let hot = &mut view.hot[..];
     let cold = &view.cold[..];
     let summary = &summary[..];
+    let moves = &moves[..];
     let n = hot.len();
+    let now16 = now as u16;
+    // Entries with this flag take the short path if the flags hold at all
+    // and no anchor reset of their entity's group fell since the last pass.
+    let safe = if gap > 0 { SAFE } else { 0 };
     for slot in 0..n {
         // The entries themselves a few cache lines ahead (a view starts
         // cold: the hardware's stream prefetcher is slow to ramp up over a
         // few KiB), and the entities they name twice as far ahead as the
-        // other walks: an entry here costs only a few nanoseconds, so the
-        // summary's miss needs more of them to hide.
+        // other walks: the summary of those that need a full check, the
+        // small `Moves` word of the others.
         if slot % 4 == 0 {
             if let Some(h) = hot.get(slot + HOT_AHEAD) {
                 prefetch(h);
             }
         }
         if let Some(h) = hot.get(slot + 2 * PREFETCH_AHEAD) {
-            if let Some(e) = summary.get(h.index as usize) {
-                prefetch(e);
+            if h.flags & safe == 0 {
+                if let Some(e) = summary.get(h.index as usize) {
+                    prefetch(e);
+                }
+            } else if let Some(m) = moves.get(h.index as usize) {
+                prefetch(m);
             }
         }
         let h = &mut hot[slot];
@@ -83,6 +162,32 @@ pub(super) fn prioritize(
                 continue;
             }
             Phase::Active => {}
+        }
+        // Ticks since the last reset of this entity's anchor group.
+        let since_reset = now.wrapping_sub(h.index) % ANCHOR_TICKS;
+        if h.flags & safe != 0 && since_reset >= gap {
+            if let Some(m) = moves.get(h.index as usize) {
+                if now16.wrapping_sub(m.flagged) >= ANCHOR_TICKS as u16 {
+                    // Still in view, same band: only the rate and the
+                    // credit move.
+                    let changed = h.flags & (KNOWN | RESEND) != KNOWN
+                        || (m.changed.wrapping_sub(h.last_sent) as i16) > 0;
+                    let mut rate = if changed {
+                        p.moving_rate
+                    } else {
+                        p.stationary_rate
+                    };
+                    if h.flags & FAR != 0 {
+                        rate = rate.min(p.distant_rate);
+                    }
+                    h.credit = h.credit.saturating_add(rate);
+                    if h.credit >= CREDIT_ONE {
+                        candidates.push((priority(h.credit, h.factor), slot as u16));
+                        due(cold, slot, cache.slot_ptr(h.index));
+                    }
+                    continue;
+                }
+            }
         }
         let mut i = h.index as usize;
         let mut e = &summary[i];
@@ -143,13 +248,19 @@ pub(super) fn prioritize(
         } else {
             p.stationary_rate
         };
-        if d2 > p.distant_d2[t] {
+        let far = d2 > p.distant_d2[t];
+        if far {
             rate = rate.min(p.distant_rate);
         }
+        // Whether the next ticks may skip this check (module docs).
+        let settled = d2 <= p.safe_exit2[t] && (d2 > p.far_safe2[t] || d2 <= p.near_safe2[t]);
+        h.flags =
+            (h.flags & !(SAFE | FAR)) | if settled { SAFE } else { 0 } | if far { FAR } else { 0 };
+        h.factor = factor((2.0 - (d2.sqrt() * p.inv_distance[t]).min(1.0)) * e.fast);
         h.credit = h.credit.saturating_add(rate);
         if h.credit >= CREDIT_ONE {
-            let near = 2.0 - (d2.sqrt() * p.inv_distance[t]).min(1.0);
-            candidates.push((f32::from(h.credit) * near * e.fast, slot as u16));
+            candidates.push((priority(h.credit, h.factor), slot as u16));
+            due(cold, slot, cache.slot_ptr(h.index));
         }
     }
     for &slot in forget.iter() {

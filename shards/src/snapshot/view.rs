@@ -7,7 +7,7 @@ use super::{
     IN_FLIGHT, PREFETCH_AHEAD, RECORD_RING, REFRESH_DISTANCE, REFRESH_TICKS, Scratch, Viewer,
     WorldView,
 };
-use crate::entity::{Entities, EntityType};
+use crate::entity::{Entities, EntityType, Faction};
 use crate::util::{IdMap, dist2, id_map, prefetch, tick_after};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,13 @@ pub(super) const RESEND: u8 = 2;
 /// A Remove is in flight (tick `remove_tick`), neither acknowledged nor
 /// lost yet.
 pub(super) const REMOVE_PENDING: u8 = 4;
+
+/// The entry can neither leave interest nor change its distance band
+/// before its next full check (set by a full check, see `priority.rs`).
+pub(super) const SAFE: u8 = 8;
+/// The entry is beyond the distant fraction of its interest distance (as
+/// of its last full check; constant while [`SAFE`]).
+pub(super) const FAR: u8 = 16;
 
 /// Credit of an entry that is due, in the fixed point of [`Hot::credit`].
 pub(super) const CREDIT_ONE: u16 = 1000;
@@ -50,6 +57,9 @@ pub(super) struct Hot {
     pub(super) kind: EntityType,
     pub(super) phase: Phase,
     pub(super) flags: u8,
+    /// The distance and speed factors of the priority as of the last full
+    /// check, `(near × fast − 1) × 85` (see `priority::factor`).
+    pub(super) factor: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<Hot>() == 16);
@@ -139,6 +149,14 @@ pub struct ClientView {
     pub(super) refreshed: bool,
     /// Mean bytes per record of recent snapshots (sizes the batches).
     pub(super) record_bytes: f32,
+    /// Where the viewer stood, and its faction, at the last pass that
+    /// checked every entry (the `SAFE` flags assume the viewer stays near).
+    pub(super) anchor: [f32; 3],
+    pub(super) anchor_faction: Faction,
+    /// The tick of the last pass, and whether the `SAFE` flags may be used
+    /// by the next one (false after a reset, a migration or a gap).
+    pub(super) last_pass: u32,
+    pub(super) safe_valid: bool,
     pub(super) stats: ViewStats,
 }
 
@@ -171,6 +189,10 @@ impl ClientView {
             refresh_pos: [0.0; 3],
             refreshed: false,
             record_bytes: 8.0,
+            anchor: [0.0; 3],
+            anchor_faction: Faction::default(),
+            last_pass: 0,
+            safe_valid: false,
             stats: ViewStats::default(),
         }
     }
@@ -188,6 +210,7 @@ impl ClientView {
         self.next_refresh = 0;
         self.refreshed = false;
         self.record_bytes = 8.0;
+        self.safe_valid = false;
         self.stats = ViewStats::default();
     }
 
@@ -239,6 +262,7 @@ impl ClientView {
                     kind: EntityType::Item,
                     phase: Phase::Free,
                     flags: 0,
+                    factor: 0,
                 });
                 self.cold.push(Cold {
                     net_id: 0,
@@ -295,6 +319,7 @@ impl ClientView {
             }
         }
         self.refreshed = false;
+        self.safe_valid = false;
     }
 
     /// Treats every snapshot in flight as lost (before a migration: the
@@ -484,6 +509,7 @@ impl ClientView {
                 let h = &mut self.hot[usize::from(stamped)];
                 if h.phase != Phase::Active {
                     h.phase = Phase::Active;
+                    h.flags &= !SAFE;
                     h.credit = h.credit.max(CREDIT_ONE);
                 }
                 continue;
@@ -497,6 +523,7 @@ impl ClientView {
                 );
                 h.index = i;
                 h.generation = ents.generation[iu];
+                h.flags &= !SAFE;
                 if h.kind != kind {
                     // The id was recycled for another entity: never update
                     // across the change of type.
@@ -524,6 +551,7 @@ impl ClientView {
                 kind,
                 phase: Phase::Active,
                 flags: 0,
+                factor: 0,
             };
             let incarnation = self.cold[s].incarnation;
             self.cold[s] = Cold {

@@ -45,7 +45,7 @@ pub(crate) fn write_snapshot(
     if view.needs_refresh(tick, viewer.position) {
         view.refresh(w, viewer, tick, scratch);
     }
-    prioritize(view, w, viewer, scratch);
+    prioritize(view, w, viewer, tick, scratch);
 
     // Removes first, then the highest priorities in batches sized by the
     // recent mean record size (usually one or two batches).
