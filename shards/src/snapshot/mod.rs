@@ -143,6 +143,10 @@ pub(super) const PREFETCH_AHEAD: usize = 8;
 /// Consecutive records that did not fit before a snapshot is closed.
 pub(super) const MAX_MISSES: u32 = 8;
 
+/// Priority buckets of the selection: eight per doubling of the priority,
+/// from that of a just-due entry (bucket 0) up (see `priority::bucket`).
+pub(super) const PRIORITY_BUCKETS: usize = 128;
+
 /// Ticks between two anchor resets of one entity, and the longest an
 /// entry goes without a full check (see "Entries that cannot leave").
 pub(super) const ANCHOR_TICKS: u32 = 16;
@@ -293,14 +297,15 @@ pub(crate) struct Moves {
 #[derive(Debug)]
 pub(crate) struct Scratch {
     pub(super) query: Vec<u32>,
-    /// Due entries (priority, slot), in slot order.
-    pub(super) candidates: Vec<(f32, u16)>,
+    /// Due entries (priority bucket, slot), in slot order.
+    pub(super) candidates: Vec<(u16, u16)>,
     /// Entries whose Remove is due, in slot order.
     pub(super) removes: Vec<u16>,
     /// Entries the per-tick pass forgets (freed after its walk).
     pub(super) forget: Vec<u16>,
-    /// Priorities, for selecting the best of the candidates.
-    pub(super) keys: Vec<f32>,
+    /// Due entries per priority bucket (selection finds the budget's
+    /// boundary in it instead of sorting or partitioning priorities).
+    pub(super) buckets: [u16; PRIORITY_BUCKETS],
     /// The candidates of one batch, in slot order.
     pub(super) chosen: Vec<u16>,
     pub(super) records: Vec<u8>,
@@ -328,7 +333,7 @@ impl Scratch {
             candidates: Vec::with_capacity(4096),
             removes: Vec::with_capacity(4096),
             forget: Vec::with_capacity(4096),
-            keys: Vec::with_capacity(4096),
+            buckets: [0; PRIORITY_BUCKETS],
             chosen: Vec::with_capacity(4096),
             records: vec![0; 64 * 1024],
             summary: vec![Summary::default(); entities as usize],

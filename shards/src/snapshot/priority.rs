@@ -39,7 +39,9 @@
 
 use super::record_cache::{WAYS, Way};
 use super::view::{CREDIT_ONE, ClientView, Cold, FAR, KNOWN, Phase, REMOVE_PENDING, RESEND, SAFE};
-use super::{ANCHOR_TICKS, PREFETCH_AHEAD, Scratch, Viewer, WorldView, dist2_f32};
+use super::{
+    ANCHOR_TICKS, PREFETCH_AHEAD, PRIORITY_BUCKETS, Scratch, Viewer, WorldView, dist2_f32,
+};
 use crate::util::prefetch;
 
 /// Entries ahead (four to a cache line) whose line the pass fetches.
@@ -58,6 +60,20 @@ fn factor(near_fast: f32) -> u8 {
 #[inline]
 fn priority(credit: u16, f: u8) -> f32 {
     f32::from(credit) * (1.0 + f32::from(f) * (1.0 / 85.0))
+}
+
+/// The bits of the lowest priority a due entry can have (credit just due,
+/// factor 1), in the bucket scale below.
+const BUCKET_BASE: u32 = (CREDIT_ONE as f32).to_bits() >> 20;
+
+/// The priority bucket of a priority: a positive `f32`'s exponent and top
+/// three mantissa bits, so eight buckets per doubling, ordered as the
+/// priorities are; 0 is a just-due entry. The highest priority (saturated
+/// credit, factor 4) is 8 doublings above, bucket 64.
+#[inline]
+fn bucket(priority: f32) -> u16 {
+    ((priority.to_bits() >> 20).saturating_sub(BUCKET_BASE) as usize).min(PRIORITY_BUCKETS - 1)
+        as u16
 }
 
 /// What the per-tick pass decided about an entry that left interest.
@@ -116,12 +132,14 @@ pub(super) fn prioritize(
         moves,
         removes,
         candidates,
+        buckets,
         forget,
         cache,
         ..
     } = scratch;
     removes.clear();
     candidates.clear();
+    *buckets = [0; PRIORITY_BUCKETS];
     forget.clear();
     // Local slices (entries are freed after the walk), so that the loop
     // keeps their bounds in registers.
@@ -182,7 +200,9 @@ pub(super) fn prioritize(
                     }
                     h.credit = h.credit.saturating_add(rate);
                     if h.credit >= CREDIT_ONE {
-                        candidates.push((priority(h.credit, h.factor), slot as u16));
+                        let b = bucket(priority(h.credit, h.factor));
+                        buckets[usize::from(b)] += 1;
+                        candidates.push((b, slot as u16));
                         due(cold, slot, cache.slot_ptr(h.index));
                     }
                     continue;
@@ -259,7 +279,9 @@ pub(super) fn prioritize(
         h.factor = factor((2.0 - (d2.sqrt() * p.inv_distance[t]).min(1.0)) * e.fast);
         h.credit = h.credit.saturating_add(rate);
         if h.credit >= CREDIT_ONE {
-            candidates.push((priority(h.credit, h.factor), slot as u16));
+            let b = bucket(priority(h.credit, h.factor));
+            buckets[usize::from(b)] += 1;
+            candidates.push((b, slot as u16));
             due(cold, slot, cache.slot_ptr(h.index));
         }
     }

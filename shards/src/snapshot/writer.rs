@@ -1,5 +1,5 @@
 //! One snapshot: Removes first, then the best due entries under the
-//! budget (a priority threshold, walked in slot order), each record copied
+//! budget (by priority bucket, walked in slot order), each record copied
 //! from the shared cache or encoded.
 
 use tos_protocol::delta::{encode_create, encode_remove, encode_update};
@@ -11,7 +11,7 @@ use super::record_cache::{CREATE, RecordCache};
 use super::view::{ClientView, KNOWN, Phase, REMOVE_PENDING, RESEND, SentKind, SentRecord};
 use super::{
     DELTA_SYNC_HEADER, MAX_BASELINE_AGE, MAX_MISSES, MAX_RECORDS_SINCE_BASELINE, PREFETCH_AHEAD,
-    RECORD_RING, Scratch, Summary, Viewer, WorldView,
+    PRIORITY_BUCKETS, RECORD_RING, Scratch, Summary, Viewer, WorldView,
 };
 use crate::entity::HISTORY;
 use crate::util::{prefetch, tick_after};
@@ -53,7 +53,7 @@ pub(crate) fn write_snapshot(
         removes,
         candidates,
         chosen,
-        keys,
+        buckets,
         records,
         cache,
         summary,
@@ -79,28 +79,35 @@ pub(crate) fn write_snapshot(
     let per_record = view.record_bytes.max(2.0);
     let mut pending = candidates.len();
     while pending > 0 && !full(count, misses) {
-        // The best `k` of what is pending: a threshold from a selection
-        // over the priorities alone, then one walk in slot order, which
-        // is ascending through the view's memory (no sort).
+        // The best `k` of what is pending, by priority bucket: every
+        // candidate above the boundary bucket, and from the boundary
+        // bucket as many as are still needed, in slot order. One walk in
+        // slot order, which is ascending through the view's memory (no
+        // sort, no selection over the priorities).
         let k = ((wr.remaining() as f32 / per_record) as usize + 4).min(pending);
-        let threshold = if k < pending {
-            keys.clear();
-            keys.extend(candidates[..pending].iter().map(|c| c.0));
-            let (_, nth, _) = keys.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-            *nth
+        let (boundary, mut need) = if k < pending {
+            let mut above = 0;
+            let mut b = PRIORITY_BUCKETS - 1;
+            while b > 0 && above + usize::from(buckets[b]) < k {
+                above += usize::from(buckets[b]);
+                b -= 1;
+            }
+            (b as u16, k - above)
         } else {
-            f32::NEG_INFINITY
+            (0, usize::MAX)
         };
         // Split the pending list: the chosen (in slot order) out, the
         // rest compacted in place.
         chosen.clear();
         let mut kept = 0;
         for j in 0..pending {
-            let (priority, slot) = candidates[j];
-            if chosen.len() < k && priority >= threshold {
+            let (b, slot) = candidates[j];
+            if b > boundary || (b == boundary && need > 0) {
+                need -= usize::from(b == boundary);
+                buckets[usize::from(b)] -= 1;
                 chosen.push(slot);
             } else {
-                candidates[kept] = (priority, slot);
+                candidates[kept] = (b, slot);
                 kept += 1;
             }
         }
