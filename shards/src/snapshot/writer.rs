@@ -100,17 +100,22 @@ pub(crate) fn write_snapshot(
         // rest compacted in place.
         chosen.clear();
         let mut kept = 0;
+        let wanted = need;
         for j in 0..pending {
             let (b, slot) = candidates[j];
             if b > boundary || (b == boundary && need > 0) {
                 need -= usize::from(b == boundary);
-                buckets[usize::from(b)] -= 1;
                 chosen.push(slot);
             } else {
                 candidates[kept] = (b, slot);
                 kept += 1;
             }
         }
+        // What is left pending: nothing above the boundary, and the
+        // boundary bucket less what was taken from it.
+        let boundary = usize::from(boundary);
+        buckets[boundary + 1..].fill(0);
+        buckets[boundary] -= (wanted - need).min(usize::from(buckets[boundary])) as u16;
         for j in 0..chosen.len() {
             if full(count, misses) {
                 break;
