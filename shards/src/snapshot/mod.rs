@@ -14,7 +14,10 @@
 //!   beyond `distant_fraction` of the entity type's interest distance. An
 //!   entry is due when its credit reaches 1; due entries are sent in order
 //!   of `credit × (2 − d/D) × (1 + min(speed / max_speed, 1))` — longer
-//!   waiting, nearer and faster first — until the budget is full. Those that
+//!   waiting, nearer and faster first — until the budget is full, compared
+//!   by priority bucket (eight per doubling; within the bucket where the
+//!   budget ends, in slot order). The distance and speed factors are those
+//!   of the entry's last full check, at most 16 ticks old. Those that
 //!   do not fit keep their credit, so they come first later. A sent entry's
 //!   credit restarts at 0. Credit is kept in thousandths in a saturating
 //!   `u16` (the rates become 1000, 100 and 300), so an entry is due after
@@ -46,9 +49,12 @@
 //! generation, change tick, speed, visibility) is gathered once per tick
 //! into one 32-byte, aligned [`Summary`] per slot (with the slot's creation
 //! tick, so that the writer checks a baseline against the history without
-//! reading the entity columns). Selection takes a priority
-//! threshold (a selection over the priorities alone) and walks the due
-//! entries in slot order, which ascends through the view's memory.
+//! reading the entity columns). An entry that can neither leave interest
+//! nor change its distance band before its next full check reads only its
+//! entity's 4-byte [`Moves`] word (anchored entities, `priority.rs`).
+//! Selection counts the due entries per priority bucket during the pass,
+//! finds the bucket where the budget ends, and walks the due entries in
+//! slot order, which ascends through the view's memory.
 //!
 //! # Acknowledgements
 //!
@@ -74,11 +80,13 @@
 //!
 //! - `view.rs`: a client's view (hot and cold entries, lifecycle, the
 //!   in-flight snapshots and their acknowledgements, the interest refresh).
-//! - `priority.rs`: the per-tick pass (credit, leaving, due entries).
+//! - `priority.rs`: the per-tick pass (credit, leaving, due entries, the
+//!   short path of entries that cannot leave).
 //! - `writer.rs`: selection and the records of one snapshot.
 //! - `record_cache.rs`: records shared across clients within a tick.
 //! - this file: constants, settings, and what all clients share per tick
-//!   (the entity summary and the scratch buffers).
+//!   (the entity summary, the entities' anchors and `Moves` words, and the
+//!   scratch buffers).
 
 mod priority;
 mod record_cache;
