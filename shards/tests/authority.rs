@@ -10,8 +10,8 @@ use tos_config::{LayoutKind, ServerConfig};
 use tos_protocol::wire::game::{MovementClaim, ServerMessage};
 use tos_shards::util::Rng;
 use tos_shards::{
-    Aabb, ActionRefusal, BuffFlags, Character, ClientId, CombatFlags, EntityState, EntityType,
-    Faction, MoveRejection, Shard, ShardEvent, SpawnPoint, WorldData,
+    Aabb, ActionRefusal, BuffFlags, Character, ClientId, CombatFlags, EntityState, Faction,
+    MoveRejection, Shard, ShardEvent, SpawnPoint, WorldData,
 };
 
 fn shard_with(data: WorldData) -> Shard {
@@ -232,17 +232,7 @@ fn flying_is_corrected() {
 }
 
 fn monster_at(x: f32) -> SpawnPoint {
-    SpawnPoint {
-        kind: EntityType::Monster,
-        faction: Faction::MONSTERS,
-        position: [x, 0.0, 0.0],
-        wander_radius: 0.0,
-        speed: 0.0,
-        hp: 100.0,
-        mp: 0.0,
-        template: 0,
-        patrol: 0,
-    }
+    common::still_monster([x, 0.0, 0.0])
 }
 
 /// The HP a `Combat` event of this tick reports taken from `target`

@@ -94,17 +94,7 @@ fn walking_along_a_border_does_not_bounce() {
     let config = ServerConfig::default();
     let layout = layout(&config, 2, LayoutKind::Stripes);
     let mut data = WorldData::default();
-    data.spawns.push(SpawnPoint {
-        kind: EntityType::Monster,
-        faction: Faction::MONSTERS,
-        position: [-100.0, 0.0, 0.0],
-        wander_radius: 0.0,
-        speed: 0.0,
-        hp: 100.0,
-        mp: 0.0,
-        template: 0,
-        patrol: 0,
-    });
+    data.spawns.push(common::still_monster([-100.0, 0.0, 0.0]));
     let mut cluster = Cluster::new(&config, &layout, &data);
     let id = cluster.census()[0];
     let owner = |c: &Cluster| {
@@ -155,14 +145,7 @@ fn ghosts_make_the_neighbours_entities_visible() {
     ] {
         data.spawns.push(SpawnPoint {
             kind,
-            faction: Faction::MONSTERS,
-            position: [x, 0.0, 0.0],
-            wander_radius: 0.0,
-            speed: 0.0,
-            hp: 100.0,
-            mp: 0.0,
-            template: 0,
-            patrol: 0,
+            ..common::still_monster([x, 0.0, 0.0])
         });
     }
     let mut cluster = Cluster::new(&config, &layout, &data);

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Link, Report, layout, small_capacity};
+use common::{Link, Report, layout, small_capacity, still_monster};
 use tos_client::{EntityEvent, EntityState, SnapshotReceiver, WorldView};
 use tos_config::{InterestDistances, LayoutKind, ServerConfig};
 use tos_protocol::wire::game::{MovementClaim, ServerMessage, WorldParams};
@@ -477,17 +477,7 @@ fn leaving_interest_removes_and_coming_back_creates() {
     let config = small_world_config();
     let layout = layout(&config, 1, LayoutKind::Stripes);
     let mut data = WorldData::default();
-    data.spawns.push(SpawnPoint {
-        kind: EntityType::Monster,
-        faction: Faction::MONSTERS,
-        position: [500.0, 0.0, 0.0],
-        wander_radius: 0.0,
-        speed: 0.0,
-        hp: 100.0,
-        mp: 0.0,
-        template: 0,
-        patrol: 0,
-    });
+    data.spawns.push(still_monster([500.0, 0.0, 0.0]));
     let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
     let id = ClientId(1);
     shard
@@ -745,17 +735,8 @@ fn nothing_stays_in_view_beyond_the_leave_distance_on_any_tick() {
         let angle = k as f32 * 0.7;
         // All start in view, spread over the inner part of the walk.
         let r = lo + (k as f32 / monsters as f32) * (monster_d as f32 - lo);
-        data.spawns.push(SpawnPoint {
-            kind: EntityType::Monster,
-            faction: Faction::MONSTERS,
-            position: [r * angle.cos(), r * angle.sin(), 0.0],
-            wander_radius: 0.0,
-            speed: 0.0,
-            hp: 100.0,
-            mp: 0.0,
-            template: 0,
-            patrol: 0,
-        });
+        data.spawns
+            .push(still_monster([r * angle.cos(), r * angle.sin(), 0.0]));
     }
     let mut shard = Shard::with_capacity(0, &config, &layout, data, small_capacity()).unwrap();
     shard.set_ai_enabled(false);

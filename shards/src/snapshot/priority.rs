@@ -37,8 +37,10 @@
 //! credit, rates and everything that decides what is sent and when it
 //! leaves are those of this tick.
 
-use super::record_cache::{WAYS, Way};
-use super::view::{CREDIT_ONE, ClientView, Cold, FAR, KNOWN, Phase, REMOVE_PENDING, RESEND, SAFE};
+use super::record_cache::RecordCache;
+use super::view::{
+    CREDIT_ONE, ClientView, Cold, FAR, Hot, KNOWN, Phase, REMOVE_PENDING, RESEND, SAFE,
+};
 use super::{
     ANCHOR_TICKS, PREFETCH_AHEAD, PRIORITY_BUCKETS, Scratch, Viewer, WorldView, dist2_f32,
 };
@@ -84,15 +86,30 @@ enum Leave {
     Forget,
 }
 
-/// A due entry is likely to be written in a moment: starts fetching what
-/// the writer reads for it (its cold part and its entity's cache ways),
-/// while this pass goes on with the next entries.
+/// Where the pass puts the entries it finds due.
+struct DueLists<'a> {
+    candidates: &'a mut Vec<(u16, u16)>,
+    buckets: &'a mut [u16; PRIORITY_BUCKETS],
+    cold: &'a [Cold],
+    cache: &'a RecordCache,
+}
+
+/// Adds `rate` to entry `slot`'s credit. If it is now due, lists it with
+/// its priority bucket and starts fetching what the writer reads for it
+/// (its cold part and its entity's cache ways) a moment later, while the
+/// pass goes on with the next entries.
 #[inline]
-fn due(cold: &[Cold], slot: usize, ways: *const [Way; WAYS]) {
-    if let Some(c) = cold.get(slot) {
-        prefetch(c);
+fn accrue(h: &mut Hot, slot: usize, rate: u16, due: &mut DueLists<'_>) {
+    h.credit = h.credit.saturating_add(rate);
+    if h.credit >= CREDIT_ONE {
+        let b = bucket(priority(h.credit, h.factor));
+        due.buckets[usize::from(b)] += 1;
+        due.candidates.push((b, slot as u16));
+        if let Some(c) = due.cold.get(slot) {
+            prefetch(c);
+        }
+        prefetch(due.cache.slot_ptr(h.index));
     }
-    prefetch(ways);
 }
 
 /// Ticks since the view's previous pass if its `SAFE` flags hold at `now`
@@ -147,6 +164,12 @@ pub(super) fn prioritize(
     let cold = &view.cold[..];
     let summary = &summary[..];
     let moves = &moves[..];
+    let mut due = DueLists {
+        candidates,
+        buckets,
+        cold,
+        cache,
+    };
     let n = hot.len();
     let now16 = now as u16;
     // Entries with this flag take the short path if the flags hold at all
@@ -198,13 +221,7 @@ pub(super) fn prioritize(
                     if h.flags & FAR != 0 {
                         rate = rate.min(p.distant_rate);
                     }
-                    h.credit = h.credit.saturating_add(rate);
-                    if h.credit >= CREDIT_ONE {
-                        let b = bucket(priority(h.credit, h.factor));
-                        buckets[usize::from(b)] += 1;
-                        candidates.push((b, slot as u16));
-                        due(cold, slot, cache.slot_ptr(h.index));
-                    }
+                    accrue(h, slot, rate, &mut due);
                     continue;
                 }
             }
@@ -277,13 +294,7 @@ pub(super) fn prioritize(
         h.flags =
             (h.flags & !(SAFE | FAR)) | if settled { SAFE } else { 0 } | if far { FAR } else { 0 };
         h.factor = factor((2.0 - (d2.sqrt() * p.inv_distance[t]).min(1.0)) * e.fast);
-        h.credit = h.credit.saturating_add(rate);
-        if h.credit >= CREDIT_ONE {
-            let b = bucket(priority(h.credit, h.factor));
-            buckets[usize::from(b)] += 1;
-            candidates.push((b, slot as u16));
-            due(cold, slot, cache.slot_ptr(h.index));
-        }
+        accrue(h, slot, rate, &mut due);
     }
     for &slot in forget.iter() {
         view.free_entry(slot);

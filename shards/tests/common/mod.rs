@@ -5,7 +5,9 @@
 
 use tos_config::{LayoutKind, ResolvedLayout, ServerConfig, ShardLayout};
 use tos_shards::util::Rng;
-use tos_shards::{GhostBatch, Handoff, Shard, ShardCapacity, WorldData};
+use tos_shards::{
+    EntityType, Faction, GhostBatch, Handoff, Shard, ShardCapacity, SpawnPoint, WorldData,
+};
 
 pub fn layout(config: &ServerConfig, cores: u16, kind: LayoutKind) -> ResolvedLayout {
     ShardLayout {
@@ -38,6 +40,21 @@ pub fn cluster_node(node: u16) -> Shard {
         .collect();
     assert!(shard.set_foreign_quadrants(table));
     shard
+}
+
+/// A monster that stands where it spawns (no wandering, no speed).
+pub fn still_monster(position: [f32; 3]) -> SpawnPoint {
+    SpawnPoint {
+        kind: EntityType::Monster,
+        faction: Faction::MONSTERS,
+        position,
+        wander_radius: 0.0,
+        speed: 0.0,
+        hp: 100.0,
+        mp: 0.0,
+        template: 0,
+        patrol: 0,
+    }
 }
 
 pub fn small_capacity() -> ShardCapacity {
