@@ -941,13 +941,19 @@ impl Ctx {
         }
     }
 
-    /// Publishes an effect or its outcome for node `to`, at most once;
-    /// counted in `effects_lost` when it cannot go.
-    fn publish_effect(&self, to: &str, subject: String, bytes: Result<Vec<u8>, wire::WireError>) {
+    /// Publishes a line at most once (chat, effects and their outcomes):
+    /// one that could not be encoded (`None`), finds NATS down or fails to
+    /// go is dropped and counted in `lost`.
+    fn publish_lossy(
+        &self,
+        subject: String,
+        bytes: Option<Vec<u8>>,
+        lost: fn(&Counters) -> &AtomicU64,
+    ) {
         let bytes = match bytes {
-            Ok(bytes) if self.is_up() && check_name(to).is_ok() => bytes,
+            Some(bytes) if self.is_up() => bytes,
             _ => {
-                self.shared.counters.effects_lost.fetch_add(1, Relaxed);
+                lost(&self.shared.counters).fetch_add(1, Relaxed);
                 return;
             }
         };
@@ -959,7 +965,7 @@ impl Ctx {
                 .await
                 .is_err()
             {
-                ctx.shared.counters.effects_lost.fetch_add(1, Relaxed);
+                lost(&ctx.shared.counters).fetch_add(1, Relaxed);
             }
         });
     }
@@ -1007,6 +1013,21 @@ impl Ctx {
         });
     }
 
+    /// Counts a finished hand-off (a character's or a transit lease's) and
+    /// tells the game its outcome.
+    fn handed_off(&self, handoff: u64, character: u64, outcome: HandoffOutcome) {
+        let counter = match outcome {
+            HandoffOutcome::Delivered => &self.shared.counters.delivered,
+            _ => &self.shared.counters.kept,
+        };
+        counter.fetch_add(1, Relaxed);
+        self.emit(LinkEvent::Handoff {
+            handoff,
+            character,
+            outcome,
+        });
+    }
+
     fn command(&self, command: LinkCommand) {
         let ctx = self.clone();
         match command {
@@ -1017,16 +1038,7 @@ impl Ctx {
                 payload,
             } => self.spawn(async move {
                 let outcome = ctx.hand_off(handoff, &to, character, payload).await;
-                let counter = match outcome {
-                    HandoffOutcome::Delivered => &ctx.shared.counters.delivered,
-                    _ => &ctx.shared.counters.kept,
-                };
-                counter.fetch_add(1, Relaxed);
-                ctx.emit(LinkEvent::Handoff {
-                    handoff,
-                    character,
-                    outcome,
-                });
+                ctx.handed_off(handoff, character, outcome);
             }),
             LinkCommand::HandOffTransit {
                 handoff,
@@ -1035,16 +1047,7 @@ impl Ctx {
                 payload,
             } => self.spawn(async move {
                 let outcome = ctx.hand_off_transit(handoff, &to, key, payload).await;
-                let counter = match outcome {
-                    HandoffOutcome::Delivered => &ctx.shared.counters.delivered,
-                    _ => &ctx.shared.counters.kept,
-                };
-                counter.fetch_add(1, Relaxed);
-                ctx.emit(LinkEvent::Handoff {
-                    handoff,
-                    character: key,
-                    outcome,
-                });
+                ctx.handed_off(handoff, key, outcome);
             }),
             LinkCommand::Accept { token } => self.spawn(async move { ctx.accept(token).await }),
             LinkCommand::Refuse { token, reason } => {
@@ -1131,31 +1134,17 @@ impl Ctx {
             LinkCommand::Ghosts { to, payload } => self.publish_ghosts(to, payload),
             LinkCommand::Effect { to, line } => {
                 let subject = effect_subject(&ctx.config().cluster, &to);
-                self.publish_effect(&to, subject, wire::encode(&line));
+                let bytes = wire::encode(&line).ok().filter(|_| check_name(&to).is_ok());
+                self.publish_lossy(subject, bytes, |c| &c.effects_lost);
             }
             LinkCommand::Combat { to, line } => {
                 let subject = combat_subject(&ctx.config().cluster, &to);
-                self.publish_effect(&to, subject, wire::encode(&line));
+                let bytes = wire::encode(&line).ok().filter(|_| check_name(&to).is_ok());
+                self.publish_lossy(subject, bytes, |c| &c.effects_lost);
             }
             LinkCommand::Chat(line) => {
-                let bytes = match wire::encode(&line) {
-                    Ok(bytes) if self.is_up() => bytes,
-                    _ => {
-                        self.shared.counters.chat_lost.fetch_add(1, Relaxed);
-                        return;
-                    }
-                };
-                tokio::task::spawn_local(async move {
-                    let subject = chat_subject(&ctx.config().cluster);
-                    if ctx
-                        .client
-                        .publish(subject, Bytes::from(bytes))
-                        .await
-                        .is_err()
-                    {
-                        ctx.shared.counters.chat_lost.fetch_add(1, Relaxed);
-                    }
-                });
+                let subject = chat_subject(&ctx.config().cluster);
+                self.publish_lossy(subject, wire::encode(&line).ok(), |c| &c.chat_lost);
             }
             LinkCommand::DropDirectory { request } => self.spawn(async move {
                 let result = async {

@@ -134,12 +134,7 @@ fn two_links_exchange_handoffs_with_acks() {
 
     // A refusal leaves the entity with the sender, lease unchanged.
     hand_off(&east, 10, "west", 1);
-    let (token, _, _) = offer(&west);
-    west.send(LinkCommand::Refuse {
-        token,
-        reason: RefuseReason::Rejected,
-    })
-    .unwrap();
+    refuse_next_offer(&west);
     assert_eq!(
         outcome(&east, 10),
         HandoffOutcome::Kept(KeptReason::Refused(RefuseReason::Rejected))
@@ -181,14 +176,7 @@ fn a_late_accept_loses_to_the_senders_settlement() {
     let Some(url) = nats_url() else { return };
     let cluster = unique_cluster("late");
     // The sender gives up after 300 ms; the receiver's offer would wait 5 s.
-    let west = link(&cluster, "west", &url, |c| {
-        c.handoff_timeout = Duration::from_millis(300)
-    });
-    let east = link(&cluster, "east", &url, |c| {
-        c.handoff_timeout = Duration::from_secs(5)
-    });
-    wait_up(&west);
-    wait_up(&east);
+    let (west, east) = impatient_sender(&cluster, &url);
     assert!(acquire(&west, 2, "Bran").is_ok());
 
     hand_off(&west, 1, "east", 2);
@@ -744,14 +732,7 @@ fn hand_off_npc(link: &NatsLink, handoff: u64, to: &str, key: u64) {
 fn npcs_move_under_transit_leases_exactly_once() {
     let Some(url) = nats_url() else { return };
     let cluster = unique_cluster("transit");
-    let west = link(&cluster, "west", &url, |c| {
-        c.handoff_timeout = Duration::from_millis(300)
-    });
-    let east = link(&cluster, "east", &url, |c| {
-        c.handoff_timeout = Duration::from_secs(5)
-    });
-    wait_up(&west);
-    wait_up(&east);
+    let (west, east) = impatient_sender(&cluster, &url);
     let (a, b, c, d) = (
         transit_key(0, 1),
         transit_key(0, 2),
@@ -784,12 +765,7 @@ fn npcs_move_under_transit_leases_exactly_once() {
 
     // A refusal keeps it with the sender; a key in use is not offered twice.
     hand_off_npc(&east, 3, "west", c);
-    let (token, _, _) = offer(&west);
-    west.send(LinkCommand::Refuse {
-        token,
-        reason: RefuseReason::Rejected,
-    })
-    .unwrap();
+    refuse_next_offer(&west);
     assert_eq!(
         outcome(&east, 3),
         HandoffOutcome::Kept(KeptReason::Refused(RefuseReason::Rejected))
@@ -810,4 +786,28 @@ fn npcs_move_under_transit_leases_exactly_once() {
         HandoffOutcome::Kept(KeptReason::NoResponder)
     );
     drop_directory(&west);
+}
+
+/// West gives up on a hand-off after 300 ms; east's offers would wait 5 s,
+/// so a late answer from east meets west's settlement. Both are up.
+fn impatient_sender(cluster: &str, url: &str) -> (NatsLink, NatsLink) {
+    let west = link(cluster, "west", url, |c| {
+        c.handoff_timeout = Duration::from_millis(300)
+    });
+    let east = link(cluster, "east", url, |c| {
+        c.handoff_timeout = Duration::from_secs(5)
+    });
+    wait_up(&west);
+    wait_up(&east);
+    (west, east)
+}
+
+/// Waits for `link`'s next offer and refuses it as the game would.
+fn refuse_next_offer(link: &NatsLink) {
+    let (token, _, _) = offer(link);
+    link.send(LinkCommand::Refuse {
+        token,
+        reason: RefuseReason::Rejected,
+    })
+    .unwrap();
 }
