@@ -15,8 +15,8 @@
 //!   entry is due when its credit reaches 1; due entries are sent in order
 //!   of `credit × (2 − d/D) × (1 + min(speed / max_speed, 1))` — longer
 //!   waiting, nearer and faster first — until the budget is full, compared
-//!   by priority bucket (eight per doubling; within the bucket where the
-//!   budget ends, in slot order). The distance and speed factors are those
+//!   by priority bucket (eight per doubling; within a bucket, in slot
+//!   order). The distance and speed factors are those
 //!   of the entry's last full check, at most 16 ticks old. Those that
 //!   do not fit keep their credit, so they come first later. A sent entry's
 //!   credit restarts at 0. Credit is kept in thousandths in a saturating
@@ -52,9 +52,10 @@
 //! reading the entity columns). An entry that can neither leave interest
 //! nor change its distance band before its next full check reads only its
 //! entity's 4-byte [`Moves`] word (anchored entities, `priority.rs`).
-//! Selection counts the due entries per priority bucket during the pass,
-//! finds the bucket where the budget ends, and walks the due entries in
-//! slot order, which ascends through the view's memory.
+//! The pass lists the due entries per priority bucket (one list per
+//! bucket, threaded through an array by entry slot); the writer follows the
+//! lists from the highest bucket down and stops when the budget is full,
+//! so it touches only what it sends.
 //!
 //! # Acknowledgements
 //!
@@ -82,12 +83,14 @@
 //!   in-flight snapshots and their acknowledgements, the interest refresh).
 //! - `priority.rs`: the per-tick pass (credit, leaving, due entries, the
 //!   short path of entries that cannot leave).
+//! - `due.rs`: the due entries of one view, listed by priority bucket.
 //! - `writer.rs`: selection and the records of one snapshot.
 //! - `record_cache.rs`: records shared across clients within a tick.
 //! - this file: constants, settings, and what all clients share per tick
 //!   (the entity summary, the entities' anchors and `Moves` words, and the
 //!   scratch buffers).
 
+mod due;
 mod priority;
 mod record_cache;
 mod view;
@@ -97,6 +100,7 @@ use tos_config::ServerConfig;
 
 use crate::aoi::AoiGrid;
 use crate::entity::{Entities, EntityState, EntityType, Faction, FactionTable, HISTORY};
+use due::DueQueue;
 use record_cache::RecordCache;
 
 /// Squared distance in `f32`: the per-tick pass only compares it with the
@@ -305,16 +309,13 @@ pub(crate) struct Moves {
 #[derive(Debug)]
 pub(crate) struct Scratch {
     pub(super) query: Vec<u32>,
-    /// Due entries (priority bucket, slot), in slot order.
-    pub(super) candidates: Vec<(u16, u16)>,
+    /// Due entries, by priority bucket.
+    pub(super) due: DueQueue,
     /// Entries whose Remove is due, in slot order.
     pub(super) removes: Vec<u16>,
     /// Entries the per-tick pass forgets (freed after its walk).
     pub(super) forget: Vec<u16>,
-    /// Due entries per priority bucket (selection finds the budget's
-    /// boundary in it instead of sorting or partitioning priorities).
-    pub(super) buckets: [u16; PRIORITY_BUCKETS],
-    /// The candidates of one batch, in slot order.
+    /// The due entries of one batch, best first.
     pub(super) chosen: Vec<u16>,
     pub(super) records: Vec<u8>,
     pub(super) summary: Vec<Summary>,
@@ -338,10 +339,9 @@ impl Scratch {
     pub(crate) fn new(entities: u32) -> Self {
         Self {
             query: Vec::with_capacity(entities as usize),
-            candidates: Vec::with_capacity(4096),
+            due: DueQueue::new(4096),
             removes: Vec::with_capacity(4096),
             forget: Vec::with_capacity(4096),
-            buckets: [0; PRIORITY_BUCKETS],
             chosen: Vec::with_capacity(4096),
             records: vec![0; 64 * 1024],
             summary: vec![Summary::default(); entities as usize],

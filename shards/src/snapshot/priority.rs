@@ -37,6 +37,7 @@
 //! credit, rates and everything that decides what is sent and when it
 //! leaves are those of this tick.
 
+use super::due::DueQueue;
 use super::record_cache::RecordCache;
 use super::view::{
     CREDIT_ONE, ClientView, Cold, FAR, Hot, KNOWN, Phase, REMOVE_PENDING, RESEND, SAFE,
@@ -88,8 +89,7 @@ enum Leave {
 
 /// Where the pass puts the entries it finds due.
 struct DueLists<'a> {
-    candidates: &'a mut Vec<(u16, u16)>,
-    buckets: &'a mut [u16; PRIORITY_BUCKETS],
+    queue: &'a mut DueQueue,
     cold: &'a [Cold],
     cache: &'a RecordCache,
 }
@@ -103,8 +103,7 @@ fn accrue(h: &mut Hot, slot: usize, rate: u16, due: &mut DueLists<'_>) {
     h.credit = h.credit.saturating_add(rate);
     if h.credit >= CREDIT_ONE {
         let b = bucket(priority(h.credit, h.factor));
-        due.buckets[usize::from(b)] += 1;
-        due.candidates.push((b, slot as u16));
+        due.queue.push(b, slot as u16);
         if let Some(c) = due.cold.get(slot) {
             prefetch(c);
         }
@@ -131,8 +130,8 @@ fn safe_flags_hold(view: &mut ClientView, w: &WorldView<'_>, viewer: &Viewer, no
 }
 
 /// The per-tick pass over one view: accumulates credit, finds entries that
-/// left interest, and collects due Removes and due entries (the latter in
-/// slot order, with their priorities) into the scratch lists.
+/// left interest, and collects due Removes (in slot order) and due entries
+/// (listed by priority bucket) into the scratch lists.
 #[inline(never)]
 pub(super) fn prioritize(
     view: &mut ClientView,
@@ -148,15 +147,13 @@ pub(super) fn prioritize(
         summary,
         moves,
         removes,
-        candidates,
-        buckets,
+        due: queue,
         forget,
         cache,
         ..
     } = scratch;
     removes.clear();
-    candidates.clear();
-    *buckets = [0; PRIORITY_BUCKETS];
+    queue.clear(view.hot.len());
     forget.clear();
     // Local slices (entries are freed after the walk), so that the loop
     // keeps their bounds in registers.
@@ -164,12 +161,7 @@ pub(super) fn prioritize(
     let cold = &view.cold[..];
     let summary = &summary[..];
     let moves = &moves[..];
-    let mut due = DueLists {
-        candidates,
-        buckets,
-        cold,
-        cache,
-    };
+    let mut due = DueLists { queue, cold, cache };
     let n = hot.len();
     let now16 = now as u16;
     // Entries with this flag take the short path if the flags hold at all

@@ -1,5 +1,5 @@
 //! One snapshot: Removes first, then the best due entries under the
-//! budget (by priority bucket, walked in slot order), each record copied
+//! budget (by priority bucket, from the highest down), each record copied
 //! from the shared cache or encoded.
 
 use tos_protocol::delta::{encode_create, encode_remove, encode_update};
@@ -11,7 +11,7 @@ use super::record_cache::{CREATE, RecordCache};
 use super::view::{ClientView, KNOWN, Phase, REMOVE_PENDING, RESEND, SentKind, SentRecord};
 use super::{
     DELTA_SYNC_HEADER, MAX_BASELINE_AGE, MAX_MISSES, MAX_RECORDS_SINCE_BASELINE, PREFETCH_AHEAD,
-    PRIORITY_BUCKETS, RECORD_RING, Scratch, Summary, Viewer, WorldView,
+    RECORD_RING, Scratch, Summary, Viewer, WorldView,
 };
 use crate::entity::HISTORY;
 use crate::util::{prefetch, tick_after};
@@ -51,9 +51,8 @@ pub(crate) fn write_snapshot(
     // recent mean record size (usually one or two batches).
     let Scratch {
         removes,
-        candidates,
+        due,
         chosen,
-        buckets,
         records,
         cache,
         summary,
@@ -77,45 +76,16 @@ pub(crate) fn write_snapshot(
         }
     }
     let per_record = view.record_bytes.max(2.0);
-    let mut pending = candidates.len();
-    while pending > 0 && !full(count, misses) {
-        // The best `k` of what is pending, by priority bucket: every
-        // candidate above the boundary bucket, and from the boundary
-        // bucket as many as are still needed, in slot order. One walk in
-        // slot order, which is ascending through the view's memory (no
-        // sort, no selection over the priorities).
-        let k = ((wr.remaining() as f32 / per_record) as usize + 4).min(pending);
-        let (boundary, mut need) = if k < pending {
-            let mut above = 0;
-            let mut b = PRIORITY_BUCKETS - 1;
-            while b > 0 && above + usize::from(buckets[b]) < k {
-                above += usize::from(buckets[b]);
-                b -= 1;
-            }
-            (b as u16, k - above)
-        } else {
-            (0, usize::MAX)
-        };
-        // Split the pending list: the chosen (in slot order) out, the
-        // rest compacted in place.
-        chosen.clear();
-        let mut kept = 0;
-        let wanted = need;
-        for j in 0..pending {
-            let (b, slot) = candidates[j];
-            if b > boundary || (b == boundary && need > 0) {
-                need -= usize::from(b == boundary);
-                chosen.push(slot);
-            } else {
-                candidates[kept] = (b, slot);
-                kept += 1;
-            }
+    while !full(count, misses) {
+        // The best due entries, in batches sized by the recent mean record
+        // size (usually one or two batches): the highest priority buckets
+        // first, in slot order within a bucket. A batch is a list, so the
+        // writer fetches the memory of the records a few entries ahead.
+        let k = (wr.remaining() as f32 / per_record) as usize + 4;
+        due.take(k, chosen);
+        if chosen.is_empty() {
+            break;
         }
-        // What is left pending: nothing above the boundary, and the
-        // boundary bucket less what was taken from it.
-        let boundary = usize::from(boundary);
-        buckets[boundary + 1..].fill(0);
-        buckets[boundary] -= (wanted - need).min(usize::from(buckets[boundary])) as u16;
         for j in 0..chosen.len() {
             if full(count, misses) {
                 break;
@@ -136,7 +106,6 @@ pub(crate) fn write_snapshot(
                 None => misses += 1,
             }
         }
-        pending = kept;
     }
     let len = wr.position();
     if count > 0 {
