@@ -77,10 +77,9 @@ pub(crate) fn write_snapshot(
     }
     let per_record = view.record_bytes.max(2.0);
     while !full(count, misses) {
-        // The best due entries, in batches sized by the recent mean record
-        // size (usually one or two batches): the highest priority buckets
-        // first, in slot order within a bucket. A batch is a list, so the
-        // writer fetches the memory of the records a few entries ahead.
+        // The highest priority buckets first, in slot order within a
+        // bucket. A batch is a list, so the writer fetches the memory of the
+        // records a few entries ahead.
         let k = (wr.remaining() as f32 / per_record) as usize + 4;
         due.take(k, chosen);
         if chosen.is_empty() {
