@@ -55,7 +55,10 @@
 //! The pass lists the due entries per priority bucket (one list per
 //! bucket, threaded through an array by entry slot); the writer follows the
 //! lists from the highest bucket down and stops when the budget is full,
-//! so it touches only what it sends.
+//! so it touches only what it sends. When the budget binds, the pass lists
+//! only buckets at or above a floor just below where the view's previous
+//! snapshot stopped; the rest are listed only if the writer runs out, so
+//! the order taken is the same.
 //!
 //! # Acknowledgements
 //!
@@ -158,6 +161,11 @@ pub(super) const MAX_MISSES: u32 = 8;
 /// Priority buckets of the selection: eight per doubling of the priority,
 /// from that of a just-due entry (bucket 0) up (see `priority::bucket`).
 pub(super) const PRIORITY_BUCKETS: usize = 128;
+
+/// Buckets below the one where a view's last snapshot ran out of budget
+/// that its next pass still lists (half a doubling of priority; see
+/// `due.rs`, "The floor").
+pub(super) const DUE_FLOOR_MARGIN: u16 = 4;
 
 /// Ticks between two anchor resets of one entity, and the longest an
 /// entry goes without a full check (see "Entries that cannot leave").

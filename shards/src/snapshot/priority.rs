@@ -94,20 +94,38 @@ struct DueLists<'a> {
     cache: &'a RecordCache,
 }
 
-/// Adds `rate` to entry `slot`'s credit. If it is now due, lists it with
-/// its priority bucket and starts fetching what the writer reads for it
-/// (its cold part and its entity's cache ways) a moment later, while the
-/// pass goes on with the next entries.
+/// Adds `rate` to entry `slot`'s credit. If it is now due and at or
+/// above the view's floor, lists it with its priority bucket and starts
+/// fetching what the writer reads for it (its cold part and its entity's
+/// cache ways) a moment later, while the pass goes on with the next
+/// entries.
 #[inline]
 fn accrue(h: &mut Hot, slot: usize, rate: u16, due: &mut DueLists<'_>) {
     h.credit = h.credit.saturating_add(rate);
-    if h.credit >= CREDIT_ONE {
-        let b = bucket(priority(h.credit, h.factor));
-        due.queue.push(b, slot as u16);
+    if h.credit >= CREDIT_ONE
+        && due
+            .queue
+            .push(bucket(priority(h.credit, h.factor)), slot as u16)
+    {
         if let Some(c) = due.cold.get(slot) {
             prefetch(c);
         }
         prefetch(due.cache.slot_ptr(h.index));
+    }
+}
+
+/// Lists the due entries the pass held back below `floor` (the writer
+/// emptied the lists above it with room left), in slot order as the pass
+/// would have: Active entries with credit due, below the floor. Those sent
+/// since the pass have no credit; those taken but not sent are above it.
+pub(super) fn list_held_back(view: &ClientView, floor: u16, queue: &mut DueQueue) {
+    for (slot, h) in view.hot.iter().enumerate() {
+        if h.phase == Phase::Active && h.credit >= CREDIT_ONE {
+            let b = bucket(priority(h.credit, h.factor));
+            if b < floor {
+                queue.push(b, slot as u16);
+            }
+        }
     }
 }
 
@@ -153,7 +171,7 @@ pub(super) fn prioritize(
         ..
     } = scratch;
     removes.clear();
-    queue.clear(view.hot.len());
+    queue.clear(view.hot.len(), view.due_floor);
     forget.clear();
     // Local slices (entries are freed after the walk), so that the loop
     // keeps their bounds in registers.

@@ -149,6 +149,9 @@ pub struct ClientView {
     pub(super) refreshed: bool,
     /// Mean bytes per record of recent snapshots (sizes the batches).
     pub(super) record_bytes: f32,
+    /// The lowest priority bucket the next pass lists (see `due.rs`): a
+    /// little below where the last snapshot's budget ran out.
+    pub(super) due_floor: u16,
     /// Where the viewer stood, and its faction, at the last pass that
     /// checked every entry (the `SAFE` flags assume the viewer stays near).
     pub(super) anchor: [f32; 3],
@@ -189,6 +192,7 @@ impl ClientView {
             refresh_pos: [0.0; 3],
             refreshed: false,
             record_bytes: 8.0,
+            due_floor: 0,
             anchor: [0.0; 3],
             anchor_faction: Faction::default(),
             last_pass: 0,
@@ -210,6 +214,7 @@ impl ClientView {
         self.next_refresh = 0;
         self.refreshed = false;
         self.record_bytes = 8.0;
+        self.due_floor = 0;
         self.safe_valid = false;
         self.stats = ViewStats::default();
     }

@@ -6,12 +6,12 @@ use tos_protocol::delta::{encode_create, encode_remove, encode_update};
 use tos_protocol::wire::Writer;
 use tos_protocol::wire::game::{DeltaSync, ServerMessage};
 
-use super::priority::prioritize;
+use super::priority::{list_held_back, prioritize};
 use super::record_cache::{CREATE, RecordCache};
 use super::view::{ClientView, KNOWN, Phase, REMOVE_PENDING, RESEND, SentKind, SentRecord};
 use super::{
-    DELTA_SYNC_HEADER, MAX_BASELINE_AGE, MAX_MISSES, MAX_RECORDS_SINCE_BASELINE, PREFETCH_AHEAD,
-    RECORD_RING, Scratch, Summary, Viewer, WorldView,
+    DELTA_SYNC_HEADER, DUE_FLOOR_MARGIN, MAX_BASELINE_AGE, MAX_MISSES, MAX_RECORDS_SINCE_BASELINE,
+    PREFETCH_AHEAD, RECORD_RING, Scratch, Summary, Viewer, WorldView,
 };
 use crate::entity::HISTORY;
 use crate::util::{prefetch, tick_after};
@@ -83,7 +83,13 @@ pub(crate) fn write_snapshot(
         let k = (wr.remaining() as f32 / per_record) as usize + 4;
         due.take(k, chosen);
         if chosen.is_empty() {
-            break;
+            match due.reopen() {
+                Some(floor) => {
+                    list_held_back(view, floor, due);
+                    continue;
+                }
+                None => break,
+            }
         }
         for j in 0..chosen.len() {
             if full(count, misses) {
@@ -106,6 +112,12 @@ pub(crate) fn write_snapshot(
             }
         }
     }
+    // Next tick's floor: a little below where the budget ran out; none if
+    // every due entry fitted.
+    view.due_floor = match due.reached() {
+        Some(b) if full(count, misses) => b.saturating_sub(DUE_FLOOR_MARGIN),
+        _ => 0,
+    };
     let len = wr.position();
     if count > 0 {
         view.record_bytes = 0.8 * view.record_bytes + 0.2 * (len as f32 / count as f32);
