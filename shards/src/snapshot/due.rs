@@ -14,8 +14,9 @@
 //! thousand due entries sends about 140. So the pass lists only entries at
 //! or above a floor, a little below the bucket where the view's previous
 //! snapshot stopped, and remembers that it held some back. If the writer
-//! empties the lists with room left, it reopens them below the floor and
-//! the pass's walk lists the rest ([`DueQueue::reopen`]). Every entry at or
+//! empties the lists with room left, it reopens them below the floor
+//! ([`DueQueue::reopen`]) and a second walk over the view's entries lists
+//! the rest (`priority::list_held_back`). Every entry at or
 //! above the floor ranks before every entry below it, so the order taken is
 //! the same as with every entry listed: the floor changes the work, never
 //! what is sent.
